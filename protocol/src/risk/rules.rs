@@ -1,0 +1,652 @@
+//! The rule table and the checks behind it. Each rule has a stable id; a check reads
+//! only the server record (no I/O) and returns the evidence that triggered it.
+
+use super::{Finding, Severity};
+use crate::server::ServerRecord;
+
+/// Whether a rule describes what a server can do (only the strongest counts) or adds to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleKind {
+    /// A capability class; the strongest one is the score's base.
+    Capability,
+    /// Adds its weight to the base.
+    Modifier,
+    /// Context only; adds nothing.
+    Context,
+}
+
+/// One rule of the table.
+#[derive(Clone, Copy, Debug)]
+pub struct Rule {
+    /// Stable id, never reused for another meaning.
+    pub id: &'static str,
+    /// How the rule contributes to the score.
+    pub kind: RuleKind,
+    /// How serious a finding of this rule is on its own.
+    pub severity: Severity,
+    /// The points it contributes.
+    pub weight: u8,
+    /// One line saying what is wrong.
+    pub message: &'static str,
+    /// What to do about it.
+    pub remediation: &'static str,
+}
+
+macro_rules! rule {
+    ($id:literal, $kind:ident, $sev:ident, $weight:literal, $msg:literal, $fix:literal) => {
+        Rule {
+            id: $id,
+            kind: RuleKind::$kind,
+            severity: Severity::$sev,
+            weight: $weight,
+            message: $msg,
+            remediation: $fix,
+        }
+    };
+}
+
+/// Every rule, in document order.
+pub static RULES: &[Rule] = &[
+    rule!("MCP-CAP-001", Capability, High, 45,
+        "Server can execute shell commands or arbitrary programs",
+        "Allow only if the user needs it; prefer a server limited to specific commands."),
+    rule!("MCP-CAP-002", Capability, Medium, 30,
+        "Server can read and write files",
+        "Point it at the project directories it needs, never at a home or root directory."),
+    rule!("MCP-CAP-003", Capability, Medium, 35,
+        "Server automates a web browser",
+        "Use a separate browser profile without the user's sessions and cookies."),
+    rule!("MCP-CAP-004", Capability, Medium, 30,
+        "Server connects to a database",
+        "Give it a read-only database user scoped to the data it needs."),
+    rule!("MCP-CAP-005", Capability, Medium, 40,
+        "Server manages cloud or container infrastructure",
+        "Use credentials with the least privilege, never an administrator role."),
+    rule!("MCP-CAP-006", Capability, Medium, 25,
+        "Server acts on code hosting (repositories, issues, pull requests)",
+        "Use a fine-grained token limited to the repositories it needs."),
+    rule!("MCP-CAP-007", Capability, Medium, 25,
+        "Server reads or sends email or chat messages",
+        "Limit it to the channels or mailboxes it needs; watch for data leaving through it."),
+    rule!("MCP-CAP-008", Capability, Medium, 35,
+        "Server can move money or manage payments",
+        "Use restricted, test-mode or read-only keys."),
+    rule!("MCP-CAP-009", Capability, Low, 15,
+        "Server fetches content from the web",
+        "Treat what it returns as untrusted input (prompt injection)."),
+    rule!("MCP-FS-001", Modifier, Critical, 40,
+        "Filesystem access covers the whole disk",
+        "Restrict the server to the project directories it needs."),
+    rule!("MCP-FS-002", Modifier, High, 20,
+        "Filesystem access covers a whole home directory",
+        "Restrict the server to the project directories it needs."),
+    rule!("MCP-FS-003", Modifier, High, 30,
+        "Filesystem access covers system or credential directories",
+        "Remove system directories and credential stores (~/.ssh, ~/.aws, ...) from its paths."),
+    rule!("MCP-NET-001", Modifier, High, 25,
+        "Remote server is reached over plain HTTP",
+        "Use https:// so that traffic and credentials cannot be read or changed in transit."),
+    rule!("MCP-SUPPLY-001", Modifier, Medium, 10,
+        "Package is fetched at launch without a pinned version",
+        "Pin an exact version (pkg@1.2.3, pkg==1.2.3, image:tag or digest)."),
+    rule!("MCP-SECRET-001", Modifier, High, 25,
+        "A secret is written in the server's arguments or URL",
+        "Rotate the secret and pass it through an environment variable or the OS keychain."),
+    rule!("MCP-APPROVE-001", Modifier, Medium, 10,
+        "Tools are auto-approved: the client runs them without asking",
+        "Require confirmation, at least for tools that write, execute or send."),
+    rule!("MCP-APPROVE-002", Modifier, High, 20,
+        "Every tool of a powerful server is auto-approved",
+        "Remove the wildcard; approve only read-only tools."),
+    rule!("MCP-EXEC-001", Modifier, Medium, 10,
+        "Server is launched through a shell command string",
+        "Launch the server binary directly with explicit arguments."),
+    rule!("MCP-EXEC-002", Modifier, Critical, 40,
+        "Launch downloads a script and runs it (curl | sh)",
+        "Install a reviewed, pinned package instead of running a downloaded script."),
+    rule!("MCP-EXEC-003", Modifier, High, 30,
+        "Server is launched with sudo",
+        "Run the server as the user, without elevated privileges."),
+    rule!("MCP-EXEC-004", Modifier, High, 15,
+        "Server runs from a temporary or downloads folder",
+        "Install the server to a managed location."),
+    rule!("MCP-DOCKER-001", Modifier, Critical, 40,
+        "Container runs privileged, mounts the host root or the Docker socket",
+        "Drop --privileged and mount only the directories the server needs."),
+    rule!("MCP-DOCKER-002", Modifier, High, 20,
+        "Container shares the host network or process space or adds capabilities",
+        "Remove --network host, --pid host and --cap-add."),
+    rule!("MCP-STATE-001", Context, Info, 0,
+        "Server is disabled in the client's config: score halved",
+        "Remove it from the config if it is no longer needed."),
+];
+
+fn rule(id: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.id == id)
+}
+
+fn finding(id: &str, evidence: impl Into<String>) -> Option<Finding> {
+    rule(id).map(|r| Finding {
+        rule_id: r.id.to_owned(),
+        severity: r.severity,
+        weight: r.weight,
+        message: r.message.to_owned(),
+        evidence: evidence.into(),
+    })
+}
+
+/// Run every check against a server.
+pub(super) fn evaluate(server: &ServerRecord) -> Vec<Finding> {
+    let launch = Launch::of(server);
+    let mut out = Vec::new();
+    capabilities(server, &launch, &mut out);
+    filesystem_scope(server, &launch, &mut out);
+    plain_http(server, &mut out);
+    unpinned(server, &launch, &mut out);
+    secrets(server, &mut out);
+    auto_approve(server, &out.clone(), &mut out);
+    execution(&launch, &mut out);
+    docker(&launch, &mut out);
+    if server.disabled {
+        out.extend(finding("MCP-STATE-001", "disabled: true"));
+    }
+    out
+}
+
+/// The command line split into words: the agent's `command` + `args`, or the seed's
+/// single `command` string split on whitespace.
+struct Launch {
+    words: Vec<String>,
+}
+
+impl Launch {
+    fn of(server: &ServerRecord) -> Self {
+        let mut words: Vec<String> = Vec::new();
+        if let Some(command) = &server.command {
+            if server.args.is_empty() {
+                words.extend(command.split_whitespace().map(str::to_owned));
+            } else {
+                words.push(command.clone());
+            }
+        }
+        words.extend(server.args.iter().cloned());
+        // `sudo` and `env` in front do not change what runs.
+        Self { words }
+    }
+
+    fn line(&self) -> String {
+        self.words.join(" ")
+    }
+
+    /// The program, without its directory and `.exe`/`.cmd`, lowercased.
+    fn program(&self) -> Option<String> {
+        self.words
+            .iter()
+            .find(|w| !matches!(w.as_str(), "sudo" | "env" | "doas"))
+            .map(|w| basename(w))
+    }
+
+    /// The words after the program.
+    fn rest(&self) -> &[String] {
+        let skip = self
+            .words
+            .iter()
+            .position(|w| !matches!(w.as_str(), "sudo" | "env" | "doas"))
+            .map_or(self.words.len(), |i| i + 1);
+        &self.words[skip.min(self.words.len())..]
+    }
+
+    /// The package a known launcher runs, with the ecosystem it comes from.
+    fn package_word(&self) -> Option<(&'static str, &str)> {
+        let program = self.program()?;
+        let rest = self.rest();
+        fn first_positional(words: &[String]) -> Option<&str> {
+            words
+                .iter()
+                .find(|w| !w.starts_with('-'))
+                .map(String::as_str)
+        }
+        match program.as_str() {
+            "npx" | "bunx" => first_positional(rest).map(|p| ("npm", p)),
+            "pnpm" | "yarn" | "bun" => {
+                let at = rest.iter().position(|w| w == "dlx" || w == "x")?;
+                first_positional(&rest[at + 1..]).map(|p| ("npm", p))
+            }
+            "uvx" => first_positional(rest).map(|p| ("pypi", p)),
+            "pipx" => {
+                let at = rest.iter().position(|w| w == "run")?;
+                first_positional(&rest[at + 1..]).map(|p| ("pypi", p))
+            }
+            "docker" | "podman" => {
+                let at = rest.iter().position(|w| w == "run")?;
+                docker_image(&rest[at + 1..]).map(|p| ("docker", p))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn basename(word: &str) -> String {
+    let name = word.rsplit(['/', '\\']).next().unwrap_or(word).to_lowercase();
+    for ext in [".exe", ".cmd", ".bat"] {
+        if let Some(stripped) = name.strip_suffix(ext) {
+            return stripped.to_owned();
+        }
+    }
+    name
+}
+
+/// The image of `docker run [options] IMAGE [command]`: the first word that is not an
+/// option or an option's value.
+fn docker_image(words: &[String]) -> Option<&str> {
+    const WITH_VALUE: &[&str] = &[
+        "-e", "--env", "-v", "--volume", "-p", "--publish", "--name", "--network", "--net",
+        "-w", "--workdir", "-u", "--user", "--entrypoint", "--mount", "--env-file", "-l",
+        "--label", "--cap-add", "--cap-drop", "--pid", "--platform", "--add-host", "-h",
+        "--hostname", "--device", "--security-opt", "--memory", "-m", "--cpus", "--ipc",
+    ];
+    let mut i = 0;
+    while let Some(word) = words.get(i) {
+        if word.starts_with('-') {
+            i += if WITH_VALUE.contains(&word.as_str()) { 2 } else { 1 };
+        } else {
+            return Some(word);
+        }
+    }
+    None
+}
+
+/// Words that name what a server does: its name, type, package, program and the
+/// package its launcher runs, split into lowercase tokens.
+fn name_tokens(server: &ServerRecord, launch: &Launch) -> Vec<String> {
+    let mut sources: Vec<String> = vec![server.server_name.clone()];
+    sources.extend(server.server_type.clone());
+    if let Some(package) = &server.package {
+        sources.push(package.name.clone());
+    }
+    sources.extend(launch.program());
+    if let Some((_, package)) = launch.package_word() {
+        sources.push(package.to_owned());
+    }
+    if let Some(host) = server.url.as_deref().and_then(url_host) {
+        sources.push(host.to_owned());
+    }
+    sources
+        .iter()
+        .flat_map(|s| {
+            s.to_lowercase()
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+const CAPABILITY_WORDS: &[(&str, &[&str])] = &[
+    ("MCP-CAP-001", &[
+        "shell", "terminal", "bash", "zsh", "powershell", "pwsh", "cmd", "exec", "command",
+        "commands", "commander", "ssh", "sandbox", "process", "runner",
+    ]),
+    ("MCP-CAP-002", &["filesystem", "fs", "files", "file"]),
+    ("MCP-CAP-003", &[
+        "puppeteer", "playwright", "browser", "chrome", "chromium", "selenium",
+        "browserbase", "browserbasehq",
+    ]),
+    ("MCP-CAP-004", &[
+        "postgres", "postgresql", "mysql", "sqlite", "mongo", "mongodb", "redis", "database",
+        "db", "sql", "supabase", "neon", "snowflake", "bigquery", "clickhouse", "dynamodb",
+        "qdrant", "pinecone", "neo4j", "elasticsearch", "duckdb", "motherduck", "prisma",
+    ]),
+    ("MCP-CAP-005", &[
+        "aws", "azure", "gcp", "gcloud", "cloudflare", "kubernetes", "k8s", "kubectl",
+        "terraform", "heroku", "netlify", "pulumi", "eks", "aks", "iam", "firebase",
+    ]),
+    ("MCP-CAP-006", &["github", "gitlab", "bitbucket", "githubcopilot"]),
+    ("MCP-CAP-007", &[
+        "slack", "gmail", "email", "mail", "discord", "telegram", "teams", "whatsapp",
+        "twilio", "sms", "outlook", "telnyx",
+    ]),
+    ("MCP-CAP-008", &[
+        "stripe", "paypal", "payment", "payments", "mercadopago", "dodopayments", "billing",
+    ]),
+    ("MCP-CAP-009", &[
+        "fetch", "scrape", "scraper", "crawl", "crawler", "firecrawl", "apify", "brightdata",
+    ]),
+];
+
+fn capabilities(server: &ServerRecord, launch: &Launch, out: &mut Vec<Finding>) {
+    let tokens = name_tokens(server, launch);
+    for (id, words) in CAPABILITY_WORDS {
+        if let Some(token) = tokens.iter().find(|t| words.contains(&t.as_str())) {
+            out.extend(finding(id, format!("name mentions \"{token}\"")));
+        }
+    }
+}
+
+/// The paths a server is pointed at: its scope, and for a filesystem server the
+/// path-like arguments.
+fn scope_paths(server: &ServerRecord, launch: &Launch, is_filesystem: bool) -> Vec<String> {
+    let mut paths: Vec<String> = server.scope.iter().cloned().collect();
+    paths.extend(server.scope_paths.iter().cloned());
+    if is_filesystem {
+        paths.extend(
+            launch
+                .rest()
+                .iter()
+                .filter(|w| looks_like_path(w))
+                .cloned(),
+        );
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+fn looks_like_path(word: &str) -> bool {
+    word.starts_with('/')
+        || word.starts_with('~')
+        || word.starts_with("$HOME")
+        || word.starts_with("%USERPROFILE%")
+        || (word.len() >= 2 && word.as_bytes()[1] == b':' && word.as_bytes()[0].is_ascii_alphabetic())
+}
+
+/// `C:\Users\x\` → `c:/users/x`; `/home/x/` → `/home/x`.
+fn normalise_path(path: &str) -> String {
+    let lowered = path.trim().replace('\\', "/").to_lowercase();
+    let trimmed = lowered.trim_end_matches('/');
+    if trimmed.is_empty() { "/".to_owned() } else { trimmed.to_owned() }
+}
+
+fn is_root(path: &str) -> bool {
+    matches!(path, "/" | "/*")
+        || (path.len() <= 3 && path.ends_with(':') || path.ends_with(":/") && path.len() == 3)
+}
+
+fn is_home(path: &str) -> bool {
+    if matches!(path, "~" | "$home" | "%userprofile%" | "/root" | "/home" | "/users") {
+        return true;
+    }
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    match parts.as_slice() {
+        ["home", _] | ["users", _] => true,
+        [drive, "users", _] | [drive, "users"] => drive.ends_with(':'),
+        _ => false,
+    }
+}
+
+fn is_sensitive(path: &str) -> bool {
+    const CREDENTIAL_DIRS: &[&str] = &[
+        "/.ssh", "/.aws", "/.gnupg", "/.kube", "/.config/gcloud", "/.docker", "/.azure",
+        "/.password-store", "/library/keychains",
+    ];
+    const SYSTEM_PREFIXES: &[&str] = &[
+        "/etc", "/var", "/usr", "/bin", "/sbin", "/boot", "/system", "/library", "/private",
+        "c:/windows", "c:/program files",
+    ];
+    let with_slash = format!("/{}", path.trim_start_matches('~').trim_start_matches('/'));
+    CREDENTIAL_DIRS.iter().any(|d| with_slash.contains(d) || path.starts_with(&d[1..]))
+        || SYSTEM_PREFIXES
+            .iter()
+            .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+}
+
+fn filesystem_scope(server: &ServerRecord, launch: &Launch, out: &mut Vec<Finding>) {
+    let is_filesystem = out.iter().any(|f| f.rule_id == "MCP-CAP-002");
+    let paths = scope_paths(server, launch, is_filesystem);
+    let normalised: Vec<(String, String)> =
+        paths.iter().map(|p| (p.clone(), normalise_path(p))).collect();
+    if let Some((raw, _)) = normalised.iter().find(|(_, n)| is_root(n)) {
+        out.extend(finding("MCP-FS-001", format!("path {raw}")));
+    }
+    if let Some((raw, _)) = normalised.iter().find(|(_, n)| is_home(n)) {
+        out.extend(finding("MCP-FS-002", format!("path {raw}")));
+    }
+    if let Some((raw, _)) = normalised.iter().find(|(_, n)| is_sensitive(n)) {
+        out.extend(finding("MCP-FS-003", format!("path {raw}")));
+    }
+}
+
+fn url_host(url: &str) -> Option<&str> {
+    let after_scheme = url.split_once("://")?.1;
+    let authority = after_scheme.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit('@').next()?;
+    if let Some(v6) = host_port.strip_prefix('[') {
+        return v6.split(']').next();
+    }
+    host_port.split(':').next()
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost" || host == "::1" || host.starts_with("127.") || host.ends_with(".localhost")
+}
+
+fn plain_http(server: &ServerRecord, out: &mut Vec<Finding>) {
+    let url = server
+        .url
+        .as_deref()
+        .or(server.command.as_deref().filter(|c| c.starts_with("http")));
+    let Some(url) = url else { return };
+    if url.to_ascii_lowercase().starts_with("http://")
+        && !url_host(url).is_some_and(is_loopback_host)
+    {
+        let host = url_host(url).unwrap_or("?");
+        out.extend(finding("MCP-NET-001", format!("http:// to {host}")));
+    }
+}
+
+fn version_is_floating(version: &str) -> bool {
+    let v = version.trim();
+    v.is_empty() || v == "latest" || v == "*" || v.starts_with('^') || v.starts_with('~') || v.starts_with('>')
+}
+
+fn unpinned(server: &ServerRecord, launch: &Launch, out: &mut Vec<Finding>) {
+    if let Some(package) = &server.package {
+        if matches!(package.ecosystem.as_str(), "npm" | "pypi" | "docker")
+            && package.version.as_deref().is_none_or(version_is_floating)
+        {
+            out.extend(finding(
+                "MCP-SUPPLY-001",
+                format!("{} package {} without a version", package.ecosystem, package.name),
+            ));
+        }
+        return;
+    }
+    let Some((ecosystem, word)) = launch.package_word() else { return };
+    let pinned = match ecosystem {
+        "npm" => word
+            .get(1..)
+            .and_then(|rest| rest.split_once('@'))
+            .is_some_and(|(_, v)| !version_is_floating(v)),
+        "pypi" => word
+            .split_once("==")
+            .is_some_and(|(_, v)| !version_is_floating(v)),
+        _ => {
+            if word.contains("@sha256:") {
+                true
+            } else {
+                let last = word.rsplit('/').next().unwrap_or(word);
+                last.split_once(':').is_some_and(|(_, tag)| tag != "latest" && !tag.is_empty())
+            }
+        }
+    };
+    if !pinned {
+        out.extend(finding(
+            "MCP-SUPPLY-001",
+            format!("{ecosystem} package {word} without a pinned version"),
+        ));
+    }
+}
+
+fn secrets(server: &ServerRecord, out: &mut Vec<Finding>) {
+    if server.secrets_found.is_empty() {
+        return;
+    }
+    let list: Vec<String> = server
+        .secrets_found
+        .iter()
+        .map(|s| format!("{} in {}", s.kind, s.location))
+        .collect();
+    out.extend(finding("MCP-SECRET-001", list.join(", ")));
+}
+
+fn auto_approve(server: &ServerRecord, so_far: &[Finding], out: &mut Vec<Finding>) {
+    if server.auto_approve.is_empty() {
+        return;
+    }
+    let wildcard = server
+        .auto_approve
+        .iter()
+        .any(|t| matches!(t.as_str(), "*" | "all" | "ALL"));
+    let powerful = so_far.iter().any(|f| {
+        f.rule_id.starts_with("MCP-CAP-") && f.weight >= 30
+    });
+    if wildcard && powerful {
+        out.extend(finding("MCP-APPROVE-002", "all tools auto-approved"));
+    } else {
+        let shown: Vec<&str> = server.auto_approve.iter().take(5).map(String::as_str).collect();
+        out.extend(finding(
+            "MCP-APPROVE-001",
+            format!("{} auto-approved: {}", server.auto_approve.len(), shown.join(", ")),
+        ));
+    }
+}
+
+fn execution(launch: &Launch, out: &mut Vec<Finding>) {
+    let line = launch.line().to_lowercase();
+    let program = launch.program().unwrap_or_default();
+    let shells = ["sh", "bash", "zsh", "dash", "cmd", "powershell", "pwsh"];
+    let rest = launch.rest();
+    if shells.contains(&program.as_str())
+        && rest
+            .iter()
+            .any(|w| matches!(w.to_lowercase().as_str(), "-c" | "/c" | "-command" | "-lc"))
+    {
+        out.extend(finding("MCP-EXEC-001", format!("{program} -c ...")));
+    }
+    let fetches = ["curl", "wget", "iwr", "invoke-webrequest", "irm", "invoke-restmethod"];
+    let runs = ["| sh", "|sh", "| bash", "|bash", "| zsh", "|zsh", "| iex", "|iex", "| python", "|python"];
+    if fetches.iter().any(|f| line.contains(f)) && runs.iter().any(|r| line.contains(r)) {
+        out.extend(finding("MCP-EXEC-002", "download piped into an interpreter"));
+    }
+    if launch.words.iter().any(|w| w == "sudo" || w == "doas") {
+        out.extend(finding("MCP-EXEC-003", "launched with sudo"));
+    }
+    if let Some(first) = launch.words.iter().find(|w| !matches!(w.as_str(), "sudo" | "env")) {
+        let path = first.replace('\\', "/").to_lowercase();
+        if ["/tmp/", "/var/tmp/", "/downloads/", "/temp/", "/appdata/local/temp/"]
+            .iter()
+            .any(|d| path.contains(d))
+        {
+            out.extend(finding("MCP-EXEC-004", format!("program {first}")));
+        }
+    }
+}
+
+fn docker(launch: &Launch, out: &mut Vec<Finding>) {
+    let program = launch.program().unwrap_or_default();
+    if program != "docker" && program != "podman" {
+        return;
+    }
+    let rest = launch.rest();
+    let mut critical = Vec::new();
+    let mut high = Vec::new();
+    for (i, word) in rest.iter().enumerate() {
+        let next = rest.get(i + 1).map(String::as_str).unwrap_or("");
+        let w = word.as_str();
+        if w == "--privileged" {
+            critical.push("--privileged".to_owned());
+        }
+        let mount = match w {
+            "-v" | "--volume" | "--mount" => Some(next),
+            _ => w
+                .strip_prefix("--volume=")
+                .or_else(|| w.strip_prefix("--mount="))
+                .or_else(|| w.strip_prefix("-v=")),
+        };
+        if let Some(spec) = mount {
+            let source = spec
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("source=").or_else(|| kv.strip_prefix("src=")))
+                .unwrap_or_else(|| spec.split(':').next().unwrap_or(spec));
+            if source == "/" || source.contains("docker.sock") {
+                critical.push(format!("mount {source}"));
+            }
+        }
+        let value = |flag: &str| -> Option<String> {
+            if w == flag {
+                Some(next.to_owned())
+            } else {
+                w.strip_prefix(&format!("{flag}=")).map(str::to_owned)
+            }
+        };
+        for flag in ["--network", "--net", "--pid", "--ipc"] {
+            if value(flag).as_deref() == Some("host") {
+                high.push(format!("{flag} host"));
+            }
+        }
+        if let Some(cap) = value("--cap-add") {
+            high.push(format!("--cap-add {cap}"));
+        }
+    }
+    if !critical.is_empty() {
+        out.extend(finding("MCP-DOCKER-001", critical.join(", ")));
+    }
+    if !high.is_empty() {
+        out.extend(finding("MCP-DOCKER-002", high.join(", ")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_classified() {
+        for (path, root, home, sensitive) in [
+            ("/", true, false, false),
+            ("C:\\", true, false, false),
+            ("c:", true, false, false),
+            ("~", false, true, false),
+            ("/home/alice", false, true, false),
+            ("/home/alice/", false, true, false),
+            ("/Users/bob", false, true, false),
+            ("C:\\Users\\carol", false, true, false),
+            ("/home/alice/projects/app", false, false, false),
+            ("~/.ssh", false, false, true),
+            ("/home/alice/.aws/credentials", false, false, true),
+            ("/etc", false, false, true),
+            ("/etcetera", false, false, false),
+            ("C:\\Windows\\System32", false, false, true),
+        ] {
+            let n = normalise_path(path);
+            assert_eq!(
+                (is_root(&n), is_home(&n), is_sensitive(&n)),
+                (root, home, sensitive),
+                "{path} -> {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn url_hosts_are_extracted() {
+        for (url, host) in [
+            ("http://example.com/x", Some("example.com")),
+            ("https://user:pw@example.com:8443/x", Some("example.com")),
+            ("http://[::1]:80/", Some("::1")),
+            ("no scheme", None),
+        ] {
+            assert_eq!(url_host(url), host, "{url}");
+        }
+    }
+
+    #[test]
+    fn docker_image_skips_options_and_their_values() {
+        let words: Vec<String> = ["-i", "--rm", "-e", "TOKEN", "-v", "/a:/b", "mcp/git:1", "serve"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert_eq!(docker_image(&words), Some("mcp/git:1"));
+        assert_eq!(docker_image(&[]), None);
+    }
+}
