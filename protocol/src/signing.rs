@@ -38,7 +38,9 @@ pub enum Error {
     #[error("malformed signature header: {0}")]
     Malformed(&'static str),
     /// The timestamp is outside the replay window.
-    #[error("signature timestamp is {skew_secs}s away from the collector's clock (limit {REPLAY_WINDOW_SECS}s)")]
+    #[error(
+        "signature timestamp is {skew_secs}s away from the collector's clock (limit {REPLAY_WINDOW_SECS}s)"
+    )]
     Stale {
         /// Request time minus collector time, in seconds.
         skew_secs: i64,
@@ -169,7 +171,13 @@ pub fn verify(
     if skew_secs.unsigned_abs() > REPLAY_WINDOW_SECS.unsigned_abs() {
         return Err(Error::Stale { skew_secs });
     }
-    let message = canonical_message(method, path_and_query, header.timestamp, &header.nonce, body);
+    let message = canonical_message(
+        method,
+        path_and_query,
+        header.timestamp,
+        &header.nonce,
+        body,
+    );
     key.verify(&message, &header.signature)
         .map_err(|_| Error::BadSignature)
 }
@@ -257,13 +265,28 @@ mod tests {
         let key = key();
         let header = sign(&key, "POST", "/mcp/report", b"{}", 1_000, [1; 16]);
         let parsed = SignatureHeader::parse(&header).unwrap();
-        verify(&key.verifying_key(), &parsed, "post", "/mcp/report", b"{}", 1_010).unwrap();
+        verify(
+            &key.verifying_key(),
+            &parsed,
+            "post",
+            "/mcp/report",
+            b"{}",
+            1_010,
+        )
+        .unwrap();
     }
 
     #[test]
     fn any_change_to_the_request_breaks_the_signature() {
         let key = key();
-        let header = sign(&key, "POST", "/mcp/report", b"{\"servers\":[]}", 1_000, [1; 16]);
+        let header = sign(
+            &key,
+            "POST",
+            "/mcp/report",
+            b"{\"servers\":[]}",
+            1_000,
+            [1; 16],
+        );
         let parsed = SignatureHeader::parse(&header).unwrap();
         let vk = key.verifying_key();
         let cases: [(&str, &str, &[u8]); 3] = [
@@ -280,7 +303,14 @@ mod tests {
         }
         let other = SigningKey::from_bytes(&[8u8; 32]).verifying_key();
         assert_eq!(
-            verify(&other, &parsed, "POST", "/mcp/report", b"{\"servers\":[]}", 1_000),
+            verify(
+                &other,
+                &parsed,
+                "POST",
+                "/mcp/report",
+                b"{\"servers\":[]}",
+                1_000
+            ),
             Err(Error::BadSignature)
         );
     }
@@ -299,7 +329,11 @@ mod tests {
             let header = sign(&key, "POST", "/p", b"", signed_at, [2; 16]);
             let parsed = SignatureHeader::parse(&header).unwrap();
             let result = verify(&key.verifying_key(), &parsed, "POST", "/p", b"", now);
-            assert_eq!(result.is_ok(), ok, "signed at {signed_at}, now {now}: {result:?}");
+            assert_eq!(
+                result.is_ok(),
+                ok,
+                "signed at {signed_at}, now {now}: {result:?}"
+            );
         }
     }
 
@@ -327,7 +361,10 @@ mod tests {
     fn replay_guard_refuses_a_nonce_twice_and_forgets_old_ones() {
         let mut guard = ReplayGuard::default();
         guard.check_and_record(("agent", "n1"), 100).unwrap();
-        assert_eq!(guard.check_and_record(("agent", "n1"), 101), Err(Error::Replayed));
+        assert_eq!(
+            guard.check_and_record(("agent", "n1"), 101),
+            Err(Error::Replayed)
+        );
         guard.check_and_record(("other", "n1"), 101).unwrap();
         guard
             .check_and_record(("agent", "n2"), 102 + 2 * REPLAY_WINDOW_SECS)

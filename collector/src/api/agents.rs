@@ -1,0 +1,276 @@
+//! `/agents`: admins create and remove agents; agents heartbeat.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use mcpwatch_protocol::ids::AgentId;
+use mcpwatch_protocol::signing;
+use mcpwatch_protocol::wire::{ConfigError, HeartbeatRequest, HeartbeatResponse};
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::extract::{AgentRequest, ApiJson, AuthUser};
+use super::{check_name, path_id};
+use crate::auth::keys;
+use crate::model::{Agent, Enrollment, HostFacts, Role};
+use crate::state::{AppState, SharedState};
+use crate::store::{self, HeartbeatUpdate};
+
+/// How an agent is shown. Never includes its key or key hash.
+#[derive(Serialize)]
+pub struct AgentView {
+    pub id: AgentId,
+    pub name: String,
+    pub hostname: Option<String>,
+    pub os_type: Option<String>,
+    pub os_version: Option<String>,
+    pub username: Option<String>,
+    pub agent_version: Option<String>,
+    /// `online` when heard from within the offline threshold, else `offline`.
+    pub status: &'static str,
+    pub is_online: bool,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub last_report_at: Option<DateTime<Utc>>,
+    pub server_count: u64,
+    pub created_at: DateTime<Utc>,
+    pub enrollment: Enrollment,
+    /// Whether the agent's requests must be signed (a public key is bound).
+    pub signing_enabled: bool,
+    pub api_key_prefix: String,
+    pub config_errors: Vec<ConfigError>,
+}
+
+/// The agent's last-seen time, from memory when newer than the store.
+pub fn last_seen(state: &AppState, agent: &Agent) -> Option<DateTime<Utc>> {
+    match (agent.last_seen_at, state.presence.last_seen(agent.id)) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+pub fn is_online(state: &AppState, agent: &Agent, now: DateTime<Utc>) -> bool {
+    let threshold =
+        chrono::Duration::from_std(state.settings.offline_after).unwrap_or(chrono::Duration::MAX);
+    last_seen(state, agent).is_some_and(|at| now.signed_duration_since(at) <= threshold)
+}
+
+impl AgentView {
+    pub fn new(state: &AppState, agent: &Agent, now: DateTime<Utc>) -> Self {
+        let online = is_online(state, agent, now);
+        Self {
+            id: agent.id,
+            name: agent.name.clone(),
+            hostname: agent.facts.hostname.clone(),
+            os_type: agent.facts.os_type.clone(),
+            os_version: agent.facts.os_version.clone(),
+            username: agent.facts.username.clone(),
+            agent_version: agent.facts.agent_version.clone(),
+            status: if online { "online" } else { "offline" },
+            is_online: online,
+            last_seen_at: last_seen(state, agent),
+            last_report_at: agent.last_report_at,
+            server_count: agent.server_count,
+            created_at: agent.created_at,
+            enrollment: agent.enrollment,
+            signing_enabled: agent.public_key.is_some(),
+            api_key_prefix: agent.key_prefix.clone(),
+            config_errors: agent.config_errors.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAgentRequest {
+    pub name: String,
+}
+
+#[derive(Serialize)]
+pub struct CreatedAgent {
+    #[serde(flatten)]
+    pub agent: AgentView,
+    /// Shown this once; only its hash is stored.
+    pub api_key: String,
+}
+
+/// A fresh agent record with a new key; answers the record and the key.
+pub fn new_agent(
+    name: String,
+    org: mcpwatch_protocol::ids::OrgId,
+    enrollment: Enrollment,
+) -> Result<(Agent, String), ApiError> {
+    let key = keys::new_api_key()?;
+    let agent = Agent {
+        id: AgentId::new(),
+        org_id: org,
+        name,
+        key_hash: keys::hash(&key),
+        key_prefix: keys::display_prefix(&key),
+        public_key: None,
+        enrollment,
+        facts: HostFacts::default(),
+        created_at: Utc::now(),
+        last_seen_at: None,
+        last_report_at: None,
+        server_count: 0,
+        config_errors: Vec::new(),
+        last_sequence: None,
+    };
+    Ok((agent, key))
+}
+
+/// `POST /agents/` (admin): answers the API key once.
+pub async fn create(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<CreateAgentRequest>,
+) -> Result<(StatusCode, Json<CreatedAgent>), ApiError> {
+    auth.require(Role::Admin)?;
+    let name = check_name("name", &body.name, 200)?;
+    let (agent, api_key) = new_agent(name, auth.user.org_id, Enrollment::Manual)?;
+    state.store.create_agent(agent.clone()).await?;
+    tracing::info!(org = %agent.org_id, agent = %agent.id, key_id = %agent.key_prefix, "Agent created.");
+    let view = AgentView::new(&state, &agent, Utc::now());
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedAgent {
+            agent: view,
+            api_key,
+        }),
+    ))
+}
+
+/// `GET /agents/`.
+pub async fn list(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+) -> Result<Json<Vec<AgentView>>, ApiError> {
+    let now = Utc::now();
+    let agents = state.store.list_agents(auth.user.org_id).await?;
+    Ok(Json(
+        agents
+            .iter()
+            .map(|a| AgentView::new(&state, a, now))
+            .collect(),
+    ))
+}
+
+fn agent_not_found(e: store::Error) -> ApiError {
+    match e {
+        store::Error::NotFound => ApiError::not_found("agent"),
+        other => other.into(),
+    }
+}
+
+/// `GET /agents/{id}`.
+pub async fn get(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<AgentView>, ApiError> {
+    let id: AgentId = path_id(&id, "agent")?;
+    let agent = state
+        .store
+        .get_agent(auth.user.org_id, id)
+        .await
+        .map_err(agent_not_found)?;
+    Ok(Json(AgentView::new(&state, &agent, Utc::now())))
+}
+
+/// `DELETE /agents/{id}` (admin): revokes the key and removes the agent's servers.
+pub async fn delete(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    auth.require(Role::Admin)?;
+    let id: AgentId = path_id(&id, "agent")?;
+    state
+        .store
+        .delete_agent(auth.user.org_id, id)
+        .await
+        .map_err(agent_not_found)?;
+    state.presence.forget(id);
+    tracing::info!(org = %auth.user.org_id, agent = %id, "Agent deleted; its key is revoked.");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn facts_of(body: &HeartbeatRequest) -> HostFacts {
+    HostFacts {
+        hostname: body.hostname.clone(),
+        os_type: body.os_type.clone(),
+        os_version: body.os_version.clone(),
+        username: body.username.clone(),
+        agent_version: body.agent_version.clone(),
+    }
+}
+
+/// Whether `new` would change any stored fact.
+fn facts_change(stored: &HostFacts, new: &HostFacts) -> bool {
+    let pairs = [
+        (&stored.hostname, &new.hostname),
+        (&stored.os_type, &new.os_type),
+        (&stored.os_version, &new.os_version),
+        (&stored.username, &new.username),
+        (&stored.agent_version, &new.agent_version),
+    ];
+    pairs.iter().any(|(old, new)| new.is_some() && old != new)
+}
+
+/// `POST /agents/heartbeat` (agent key). Presence is kept in memory and flushed in
+/// batches; the store is written at once only when host facts change or a key is bound.
+pub async fn heartbeat(
+    State(state): State<SharedState>,
+    req: AgentRequest<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    let now = Utc::now();
+    let agent = req.agent;
+    let bind = match (&req.body.public_key, agent.public_key) {
+        (Some(encoded), None) => Some(
+            *signing::parse_public_key(encoded)
+                .map_err(|e| ApiError::validation("public_key", e.to_string()))?
+                .as_bytes(),
+        ),
+        (Some(encoded), Some(bound)) => {
+            let offered = signing::parse_public_key(encoded)
+                .map_err(|e| ApiError::validation("public_key", e.to_string()))?;
+            if *offered.as_bytes() != bound {
+                return Err(ApiError::conflict(
+                    "a different public key is already bound to this agent; re-enroll to change it",
+                ));
+            }
+            None
+        }
+        (None, _) => None,
+    };
+    let facts = facts_of(&req.body);
+    if bind.is_some() || agent.last_seen_at.is_none() || facts_change(&agent.facts, &facts) {
+        let update = HeartbeatUpdate {
+            facts,
+            seen_at: now,
+            bind_public_key: bind,
+        };
+        state
+            .store
+            .record_heartbeat(agent.org_id, agent.id, update)
+            .await
+            .map_err(|e| match e {
+                store::Error::NotFound => {
+                    ApiError::unauthorized("API key is not valid (revoked or never issued)")
+                }
+                other => other.into(),
+            })?;
+        if bind.is_some() {
+            tracing::info!(org = %agent.org_id, agent = %agent.id, "Agent bound its signing key; its requests must now be signed.");
+        }
+    }
+    state.presence.record(agent.org_id, agent.id, now);
+    Ok(Json(HeartbeatResponse {
+        status: "ok".to_owned(),
+        agent_id: agent.id,
+        heartbeat_interval_seconds: state.settings.heartbeat_interval.as_secs(),
+        signing_required: agent.public_key.is_some() || bind.is_some(),
+        server_time: now.to_rfc3339(),
+    }))
+}

@@ -1,0 +1,89 @@
+//! `/alerts/*`: list (filters `dismissed`, `severity`; paged), dismiss one, dismiss all.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use chrono::Utc;
+use mcpwatch_protocol::ids::AlertId;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::AuthUser;
+use super::servers::parse_level;
+use super::{PageResponse, paging, param, path_id};
+use crate::model::{Alert, Role};
+use crate::state::SharedState;
+use crate::store::{self, AlertQuery};
+
+#[derive(Deserialize)]
+pub struct ListParams {
+    pub dismissed: Option<String>,
+    pub severity: Option<String>,
+    pub page: Option<String>,
+    pub page_size: Option<String>,
+}
+
+/// `GET /alerts/`: newest first.
+pub async fn list(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Query(params): Query<ListParams>,
+) -> Result<Json<PageResponse<Alert>>, ApiError> {
+    let (page, page_size) = paging(&params.page, &params.page_size)?;
+    let dismissed = match param(&params.dismissed) {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => {
+            return Err(ApiError::invalid_field(
+                "dismissed",
+                format!("dismissed: expected true or false, got {other:?}"),
+            ));
+        }
+    };
+    let query = AlertQuery {
+        dismissed,
+        severity: parse_level("severity", &params.severity)?,
+        page,
+        page_size,
+    };
+    let found = state.store.list_alerts(auth.user.org_id, query).await?;
+    Ok(Json(PageResponse::new(
+        found.items,
+        found.total,
+        page,
+        page_size,
+    )))
+}
+
+/// `POST /alerts/{id}/dismiss` (analyst).
+pub async fn dismiss(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Alert>, ApiError> {
+    auth.require(Role::Analyst)?;
+    let id: AlertId = path_id(&id, "alert")?;
+    let alert = state
+        .store
+        .dismiss_alert(auth.user.org_id, id, auth.user.id, Utc::now())
+        .await
+        .map_err(|e| match e {
+            store::Error::NotFound => ApiError::not_found("alert"),
+            other => other.into(),
+        })?;
+    Ok(Json(alert))
+}
+
+/// `POST /alerts/dismiss-all` (analyst).
+pub async fn dismiss_all(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    auth.require(Role::Analyst)?;
+    let n = state
+        .store
+        .dismiss_all_alerts(auth.user.org_id, auth.user.id, Utc::now())
+        .await?;
+    Ok(Json(json!({ "dismissed": n })))
+}

@@ -1,0 +1,427 @@
+//! `/auth/*`: registration, login, token refresh and logout, the caller's own profile
+//! and password, and the caller's organisation.
+
+use axum::Json;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{StatusCode, header};
+use chrono::Utc;
+use mcpwatch_protocol::ids::{OrgId, SessionId, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, AuthUser};
+use super::{ClientAddr, blocking, check_name, check_password, double_option, normalise_email};
+use crate::auth::password;
+use crate::auth::tokens::{ACCESS_TTL, REFRESH_TTL, TokenType};
+use crate::model::{Org, Role, Session, User};
+use crate::state::SharedState;
+use crate::store::{self, OrgPatch, UserPatch};
+
+/// How a user is shown. Never includes the password hash.
+#[derive(Serialize)]
+pub struct UserView {
+    pub id: UserId,
+    pub email: String,
+    pub full_name: String,
+    pub role: Role,
+    pub organization_id: OrgId,
+    pub is_active: bool,
+    pub created_at: chrono::DateTime<Utc>,
+    pub updated_at: chrono::DateTime<Utc>,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id,
+            email: u.email.clone(),
+            full_name: u.full_name.clone(),
+            role: u.role,
+            organization_id: u.org_id,
+            is_active: u.is_active,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct OrgView {
+    pub id: OrgId,
+    pub name: String,
+    pub alert_email: Option<String>,
+    pub created_at: chrono::DateTime<Utc>,
+    pub updated_at: chrono::DateTime<Utc>,
+}
+
+impl From<&Org> for OrgView {
+    fn from(o: &Org) -> Self {
+        Self {
+            id: o.id,
+            name: o.name.clone(),
+            alert_email: o.alert_email.clone(),
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RegisterRequest {
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub full_name: Option<String>,
+    #[serde(default)]
+    pub organization_name: Option<String>,
+}
+
+/// `POST /auth/register`: the first registration creates the organisation and its
+/// admin; later ones are refused unless the operator opened registration.
+pub async fn register(
+    State(state): State<SharedState>,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let email = normalise_email("email", &body.email)?;
+    check_password("password", &body.password)?;
+    let full_name = match body.full_name.as_deref() {
+        Some(name) if !name.trim().is_empty() => check_name("full_name", name, 200)?,
+        _ => String::new(),
+    };
+    let org_name = match body.organization_name.as_deref() {
+        Some(name) => check_name("organization_name", name, 200)?,
+        None => email
+            .split_once('@')
+            .map(|(_, d)| d.to_owned())
+            .unwrap_or_default(),
+    };
+    let pw = body.password;
+    let hash = blocking(move || password::hash(&pw)).await??;
+    let now = Utc::now();
+    let org = Org {
+        id: OrgId::new(),
+        name: org_name,
+        alert_email: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let user = User {
+        id: UserId::new(),
+        org_id: org.id,
+        email,
+        full_name,
+        role: Role::Admin,
+        password_hash: hash,
+        is_active: true,
+        created_at: now,
+        updated_at: now,
+    };
+    state
+        .store
+        .create_org_with_admin(org.clone(), user.clone(), !state.settings.open_registration)
+        .await?;
+    tracing::info!(org = %org.id, user = %user.id, "Organisation registered.");
+    let mut view = serde_json::to_value(UserView::from(&user)).map_err(ApiError::internal)?;
+    if let Some(obj) = view.as_object_mut() {
+        obj.insert(
+            "organization".into(),
+            serde_json::to_value(OrgView::from(&org)).map_err(ApiError::internal)?,
+        );
+    }
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[derive(Deserialize)]
+struct FormLogin {
+    username: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+struct JsonLogin {
+    #[serde(alias = "username")]
+    email: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// Seconds until the refresh token expires.
+    pub refresh_expires_in: i64,
+}
+
+fn issue_pair(
+    state: &SharedState,
+    session: &Session,
+    refresh_jti_token: String,
+) -> Result<TokenResponse, ApiError> {
+    let access = state.tokens.issue(
+        session.user_id,
+        session.org_id,
+        session.id,
+        TokenType::Access,
+    )?;
+    Ok(TokenResponse {
+        access_token: access.token,
+        refresh_token: refresh_jti_token,
+        token_type: "bearer",
+        expires_in: ACCESS_TTL.num_seconds(),
+        refresh_expires_in: REFRESH_TTL.num_seconds(),
+    })
+}
+
+/// `POST /auth/login`: form (`username`, `password`, as in the seed) or JSON
+/// (`email`, `password`). Failures count per account and per address.
+pub async fn login(
+    State(state): State<SharedState>,
+    ClientAddr(addr): ClientAddr,
+    req: Request,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    let (email, pw) = if is_json {
+        let ApiJson(body) = ApiJson::<JsonLogin>::from_request(req, &state).await?;
+        (body.email, body.password)
+    } else {
+        let axum::Form(body) = axum::Form::<FormLogin>::from_request(req, &state).await?;
+        (body.username, body.password)
+    };
+    let email = email.trim().to_lowercase();
+    for locked in [
+        state.login_by_account.locked_for(&email),
+        state.login_by_address.locked_for(&addr),
+    ] {
+        if let Some(secs) = locked {
+            return Err(ApiError::rate_limited(
+                secs,
+                "too many failed logins; try again later",
+            ));
+        }
+    }
+    let user = state.store.find_user_by_email(&email).await?;
+    let matched = match &user {
+        Some(u) => {
+            let hash = u.password_hash.clone();
+            blocking(move || password::verify(&pw, &hash)).await?
+        }
+        None => {
+            blocking(move || password::verify_dummy(&pw)).await?;
+            false
+        }
+    };
+    let Some(user) = user.filter(|_| matched) else {
+        state.login_by_account.record_failure(&email);
+        state.login_by_address.record_failure(&addr);
+        tracing::info!(client = %addr, "Login failed.");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "email or password is incorrect",
+        ));
+    };
+    if !user.is_active {
+        return Err(ApiError::forbidden("account is disabled"));
+    }
+    state.login_by_account.reset(&email);
+    let session_id = SessionId::new();
+    let refresh = state
+        .tokens
+        .issue(user.id, user.org_id, session_id, TokenType::Refresh)?;
+    let session = Session {
+        id: session_id,
+        user_id: user.id,
+        org_id: user.org_id,
+        refresh_jti: refresh.jti,
+        created_at: Utc::now(),
+        expires_at: refresh.expires_at,
+    };
+    state.store.create_session(session.clone()).await?;
+    Ok(Json(issue_pair(&state, &session, refresh.token)?))
+}
+
+#[derive(Deserialize)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// `POST /auth/refresh`: exchange a refresh token for a new pair. Each refresh token
+/// works once; using one twice ends its session.
+pub async fn refresh(
+    State(state): State<SharedState>,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let claims = state
+        .tokens
+        .verify(&body.refresh_token, TokenType::Refresh)?;
+    let next = state
+        .tokens
+        .issue(claims.sub, claims.org, claims.sid, TokenType::Refresh)?;
+    let session = match state
+        .store
+        .rotate_session(claims.sid, &claims.jti, next.jti, next.expires_at)
+        .await
+    {
+        Ok(s) => s,
+        Err(store::Error::NotFound) => {
+            return Err(ApiError::unauthorized(
+                "refresh token is no longer valid; log in again",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (_, user) = state.store.get_session(session.id).await?;
+    if !user.is_active {
+        state.store.delete_session(session.id).await?;
+        return Err(ApiError::unauthorized("account is disabled"));
+    }
+    Ok(Json(issue_pair(&state, &session, next.token)?))
+}
+
+/// `POST /auth/logout`: end the caller's session (its access and refresh tokens).
+pub async fn logout(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+) -> Result<StatusCode, ApiError> {
+    state.store.delete_session(auth.session.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /auth/me`.
+pub async fn me(auth: AuthUser) -> Json<UserView> {
+    Json(UserView::from(&auth.user))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMeRequest {
+    #[serde(default)]
+    pub full_name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// `PATCH /auth/me`: change one's name or email.
+pub async fn update_me(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<UpdateMeRequest>,
+) -> Result<Json<UserView>, ApiError> {
+    let patch = UserPatch {
+        full_name: body
+            .full_name
+            .as_deref()
+            .map(|n| check_name("full_name", n, 200))
+            .transpose()?,
+        email: body
+            .email
+            .as_deref()
+            .map(|e| normalise_email("email", e))
+            .transpose()?,
+        ..UserPatch::default()
+    };
+    let user = state
+        .store
+        .update_user(auth.user.org_id, auth.user.id, patch)
+        .await?;
+    Ok(Json(UserView::from(&user)))
+}
+
+#[derive(Deserialize)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// `PUT /auth/me/password`: needs the current password; ends the user's other sessions.
+pub async fn change_password(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<ChangePasswordRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    check_password("new_password", &body.new_password)?;
+    let account = auth.user.email.clone();
+    if let Some(secs) = state.login_by_account.locked_for(&account) {
+        return Err(ApiError::rate_limited(
+            secs,
+            "too many wrong passwords; try again later",
+        ));
+    }
+    let (current, hash) = (body.current_password, auth.user.password_hash.clone());
+    if !blocking(move || password::verify(&current, &hash)).await? {
+        state.login_by_account.record_failure(&account);
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "wrong_password",
+            "current_password is incorrect",
+        )
+        .with_details(json!({ "field": "current_password" })));
+    }
+    let new = body.new_password;
+    let new_hash = blocking(move || password::hash(&new)).await??;
+    let patch = UserPatch {
+        password_hash: Some(new_hash),
+        ..UserPatch::default()
+    };
+    state
+        .store
+        .update_user(auth.user.org_id, auth.user.id, patch)
+        .await?;
+    state
+        .store
+        .delete_user_sessions(auth.user.org_id, auth.user.id, Some(auth.session.id))
+        .await?;
+    Ok(Json(
+        json!({ "message": "password changed; other sessions were ended" }),
+    ))
+}
+
+/// `GET /auth/organization`.
+pub async fn get_organization(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+) -> Result<Json<OrgView>, ApiError> {
+    let org = state.store.get_org(auth.user.org_id).await?;
+    Ok(Json(OrgView::from(&org)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOrgRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub alert_email: Option<Option<String>>,
+}
+
+/// `PATCH /auth/organization` (admin).
+pub async fn update_organization(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<UpdateOrgRequest>,
+) -> Result<Json<OrgView>, ApiError> {
+    auth.require(Role::Admin)?;
+    let patch = OrgPatch {
+        name: body
+            .name
+            .as_deref()
+            .map(|n| check_name("name", n, 200))
+            .transpose()?,
+        alert_email: match body.alert_email {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(e)) if e.trim().is_empty() => Some(None),
+            Some(Some(e)) => Some(Some(normalise_email("alert_email", &e)?)),
+        },
+    };
+    let org = state.store.update_org(auth.user.org_id, patch).await?;
+    Ok(Json(OrgView::from(&org)))
+}

@@ -1,0 +1,203 @@
+//! Extractors: who is calling and what they sent.
+//!
+//! - [`AuthUser`]: a person, from `Authorization: Bearer <access token>`; the token's
+//!   session and user are checked against the store on every request.
+//! - [`AgentRequest`]: an agent, from `X-API-Key`, with its JSON body; an agent with a
+//!   bound public key must also sign the request (see `protocol::signing`).
+//! - [`ApiJson`]: a JSON body whose rejections use the API's error envelope.
+//!
+//! A handler without one of the first two is public, and that is visible in its
+//! signature.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use chrono::Utc;
+use ed25519_dalek::VerifyingKey;
+use mcpwatch_protocol::signing::{self, SignatureHeader};
+use mcpwatch_protocol::wire::API_KEY_HEADER;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use crate::auth::keys;
+use crate::auth::tokens::{Claims, TokenType};
+use crate::model::{Agent, Role, Session, User};
+use crate::state::SharedState;
+
+/// A JSON body; malformed JSON is a 400 and a wrong or missing field a 422 naming it.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// An authenticated person.
+pub struct AuthUser {
+    pub user: User,
+    pub session: Session,
+    pub claims: Claims,
+}
+
+impl AuthUser {
+    /// Refuse with 403 unless the user's role is at least `role`.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.user.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!("this action needs the {} role", role.as_str()))
+                .with_details(serde_json::json!({ "required_role": role.as_str(), "role": self.user.role.as_str() })))
+        }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl FromRequestParts<SharedState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(&parts.headers).ok_or_else(|| {
+            ApiError::unauthorized("missing Authorization: Bearer <access token>")
+        })?;
+        let claims = state.tokens.verify(token, TokenType::Access)?;
+        let (session, user) = match state.store.get_session(claims.sid).await {
+            Ok(found) => found,
+            Err(crate::store::Error::NotFound) => {
+                return Err(ApiError::unauthorized("session has ended; log in again"));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if session.user_id != claims.sub
+            || session.org_id != claims.org
+            || user.org_id != claims.org
+        {
+            return Err(ApiError::unauthorized("token does not match its session"));
+        }
+        if !user.is_active {
+            return Err(ApiError::unauthorized("account is disabled"));
+        }
+        Ok(Self {
+            user,
+            session,
+            claims,
+        })
+    }
+}
+
+/// An authenticated agent request with its parsed JSON body.
+pub struct AgentRequest<T> {
+    pub agent: Agent,
+    pub body: T,
+    /// Whether the request carried a valid signature.
+    pub signed: bool,
+}
+
+/// Parse a JSON body with serde's field path in the error.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize(&mut de) {
+        Ok(value) => Ok(value),
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                Err(ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    format!("malformed JSON: {inner}"),
+                ))
+            } else if path == "." {
+                Err(ApiError::body_field_error(&inner.to_string()))
+            } else {
+                Err(ApiError::body_field_error(&format!("{path}: {inner}")))
+            }
+        }
+    }
+}
+
+impl<T: DeserializeOwned + Send> FromRequest<SharedState> for AgentRequest<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &SharedState) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let key = parts
+            .headers
+            .get(API_KEY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("missing X-API-Key header"))?;
+        let key_hash = keys::hash(key);
+        let limit = state.settings.max_body_bytes;
+        let bytes: Bytes = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| ApiError::payload_too_large(limit))?;
+        let agent = state
+            .store
+            .find_agent_by_key(key_hash)
+            .await?
+            .ok_or_else(|| {
+                ApiError::unauthorized("API key is not valid (revoked or never issued)")
+            })?;
+
+        let signature = parts.headers.get(signing::SIGNATURE_HEADER);
+        let signed = match (agent.public_key, signature) {
+            (Some(_), None) => {
+                return Err(ApiError::unauthorized(
+                    "this agent must sign its requests (X-MCPWatch-Signature missing)",
+                ));
+            }
+            (Some(public_key), Some(value)) => {
+                verify_signature(state, &agent, &public_key, value, &parts, &bytes)?;
+                true
+            }
+            // Keys made with POST /agents/ work alone until a public key is bound.
+            (None, _) => false,
+        };
+        let body = parse_json(&bytes)?;
+        Ok(Self {
+            agent,
+            body,
+            signed,
+        })
+    }
+}
+
+fn verify_signature(
+    state: &SharedState,
+    agent: &Agent,
+    public_key: &[u8; 32],
+    value: &axum::http::HeaderValue,
+    parts: &Parts,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let refuse =
+        |e: signing::Error| ApiError::unauthorized(format!("request signature refused: {e}"));
+    let header = SignatureHeader::parse(
+        value
+            .to_str()
+            .map_err(|_| refuse(signing::Error::Malformed("not ASCII")))?,
+    )
+    .map_err(refuse)?;
+    let key = VerifyingKey::from_bytes(public_key)
+        .map_err(|_| refuse(signing::Error::InvalidKey("stored key")))?;
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |pq| pq.as_str());
+    let now = Utc::now().timestamp();
+    signing::verify(&key, &header, parts.method.as_str(), path, body, now).map_err(refuse)?;
+    let mut replay = state
+        .replay
+        .lock()
+        .map_err(|_| ApiError::internal("replay guard lock poisoned"))?;
+    replay
+        .check_and_record((agent.id, header.nonce), now)
+        .map_err(refuse)
+}

@@ -1,0 +1,308 @@
+//! `/mcp/*`: agents report their inventory; people list, inspect and verify servers.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use chrono::{DateTime, Utc};
+use mcpwatch_protocol::ids::{AgentId, ServerId, UserId};
+use mcpwatch_protocol::risk::{Finding, RiskLevel};
+use mcpwatch_protocol::server::ServerRecord;
+use mcpwatch_protocol::wire::{ReportRequest, ReportResponse};
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::extract::{AgentRequest, ApiJson, AuthUser};
+use super::{PageResponse, paging, param, path_id};
+use crate::model::{Agent, HostFacts, Role, Server, ServerChange, ServerStatus};
+use crate::state::SharedState;
+use crate::store::{self, ReportInput, ServerQuery};
+
+/// The most servers one report may hold.
+pub const MAX_SERVERS_PER_REPORT: usize = 10_000;
+/// The longest server name accepted.
+const MAX_NAME_CHARS: usize = 512;
+
+/// `POST /mcp/report` (agent key): a full snapshot, answered once it is durable.
+pub async fn report(
+    State(state): State<SharedState>,
+    req: AgentRequest<ReportRequest>,
+) -> Result<Json<ReportResponse>, ApiError> {
+    let body = req.body;
+    if body.servers.len() > MAX_SERVERS_PER_REPORT {
+        return Err(ApiError::validation(
+            "servers",
+            format!(
+                "a report may hold at most {MAX_SERVERS_PER_REPORT} servers, got {}",
+                body.servers.len()
+            ),
+        ));
+    }
+    for (i, server) in body.servers.iter().enumerate() {
+        let n = server.server_name.trim().chars().count();
+        if n == 0 || n > MAX_NAME_CHARS {
+            return Err(ApiError::validation(
+                &format!("servers[{i}].server_name"),
+                format!("servers[{i}].server_name must be 1 to {MAX_NAME_CHARS} characters long"),
+            ));
+        }
+    }
+    let now = Utc::now();
+    let agent = req.agent;
+    let input = ReportInput {
+        servers: body.servers,
+        config_errors: body.config_errors,
+        facts: HostFacts {
+            hostname: body.hostname,
+            agent_version: body.agent_version,
+            ..HostFacts::default()
+        },
+        sequence: body.sequence,
+        received_at: now,
+    };
+    let outcome = state
+        .store
+        .apply_report(agent.org_id, agent.id, input)
+        .await
+        .map_err(|e| match e {
+            store::Error::NotFound => {
+                ApiError::unauthorized("API key is not valid (revoked or never issued)")
+            }
+            other => other.into(),
+        })?;
+    state.presence.record(agent.org_id, agent.id, now);
+    tracing::debug!(org = %agent.org_id, agent = %agent.id, received = outcome.received, created = outcome.created,
+        updated = outcome.updated, dormant = outcome.dormant, "Report stored.");
+    Ok(Json(outcome))
+}
+
+/// How a server is shown in lists.
+#[derive(Serialize)]
+pub struct ServerView {
+    pub id: ServerId,
+    pub agent_id: AgentId,
+    /// The agent's host name.
+    pub hostname: Option<String>,
+    #[serde(flatten)]
+    pub record: ServerRecord,
+    pub fingerprint: String,
+    pub risk_score: u8,
+    pub risk_level: RiskLevel,
+    pub status: ServerStatus,
+    pub is_verified: bool,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub findings_count: usize,
+    /// The most severe finding's message.
+    pub top_finding: Option<String>,
+}
+
+/// How one server is shown in full.
+#[derive(Serialize)]
+pub struct ServerDetail {
+    #[serde(flatten)]
+    pub summary: ServerView,
+    pub findings: Vec<Finding>,
+    pub rules_version: u32,
+    pub verified_by: Option<UserId>,
+    /// Newest last.
+    pub changes: Vec<ServerChange>,
+}
+
+impl ServerView {
+    fn new(server: &Server, agent: Option<&Agent>) -> Self {
+        let mut record = server.record.clone();
+        record.fingerprint = None;
+        let last_seen_at = match (server.status, agent.and_then(|a| a.last_report_at)) {
+            (ServerStatus::Active, Some(at)) => at.max(server.last_seen_at),
+            _ => server.last_seen_at,
+        };
+        Self {
+            id: server.id,
+            agent_id: server.agent_id,
+            hostname: agent.and_then(|a| a.facts.hostname.clone()),
+            record,
+            fingerprint: server.fingerprint.clone(),
+            risk_score: server.risk_score,
+            risk_level: server.risk_level,
+            status: server.status,
+            is_verified: server.is_verified,
+            verified_at: server.verified_at,
+            first_seen_at: server.first_seen_at,
+            last_seen_at,
+            updated_at: server.updated_at,
+            findings_count: server.findings.len(),
+            top_finding: server.findings.first().map(|f| f.message.clone()),
+        }
+    }
+}
+
+impl ServerDetail {
+    fn new(server: Server, agent: Option<&Agent>) -> Self {
+        Self {
+            summary: ServerView::new(&server, agent),
+            findings: server.findings,
+            rules_version: server.rules_version,
+            verified_by: server.verified_by,
+            changes: server.changes,
+        }
+    }
+}
+
+/// Views for a page of servers, fetching each distinct agent once.
+pub async fn views(
+    state: &SharedState,
+    org: mcpwatch_protocol::ids::OrgId,
+    servers: &[Server],
+) -> Result<Vec<ServerView>, ApiError> {
+    let mut agents: HashMap<AgentId, Option<Agent>> = HashMap::new();
+    for server in servers {
+        if !agents.contains_key(&server.agent_id) {
+            let agent = match state.store.get_agent(org, server.agent_id).await {
+                Ok(a) => Some(a),
+                Err(store::Error::NotFound) => None,
+                Err(e) => return Err(e.into()),
+            };
+            agents.insert(server.agent_id, agent);
+        }
+    }
+    Ok(servers
+        .iter()
+        .map(|s| ServerView::new(s, agents.get(&s.agent_id).and_then(Option::as_ref)))
+        .collect())
+}
+
+#[derive(Deserialize)]
+pub struct ListParams {
+    pub risk_level: Option<String>,
+    pub status: Option<String>,
+    pub agent_id: Option<String>,
+    pub search: Option<String>,
+    pub page: Option<String>,
+    pub page_size: Option<String>,
+}
+
+/// Parse a `risk_level` or `severity` parameter.
+pub fn parse_level(field: &str, value: &Option<String>) -> Result<Option<RiskLevel>, ApiError> {
+    param(value)
+        .map(|v| {
+            v.parse::<RiskLevel>().map_err(|e| {
+                ApiError::invalid_field(field, format!("{field}: {e}"))
+                    .with_details(serde_json::json!({ "field": field, "allowed": ["critical", "high", "medium", "low"] }))
+            })
+        })
+        .transpose()
+}
+
+/// `GET /mcp/servers`: filters `risk_level`, `status`, `agent_id`, `search`; paged.
+pub async fn list(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Query(params): Query<ListParams>,
+) -> Result<Json<PageResponse<ServerView>>, ApiError> {
+    let (page, page_size) = paging(&params.page, &params.page_size)?;
+    let status = match param(&params.status) {
+        None => None,
+        Some("active") => Some(ServerStatus::Active),
+        Some("dormant") => Some(ServerStatus::Dormant),
+        Some(other) => {
+            return Err(ApiError::invalid_field(
+                "status",
+                format!("status: unknown value {other:?}, expected active or dormant"),
+            )
+            .with_details(
+                serde_json::json!({ "field": "status", "allowed": ["active", "dormant"] }),
+            ));
+        }
+    };
+    let agent_id = param(&params.agent_id)
+        .map(|v| {
+            v.parse::<AgentId>().map_err(|_| {
+                ApiError::invalid_field("agent_id", format!("agent_id: {v:?} is not a UUID"))
+            })
+        })
+        .transpose()?;
+    let search = param(&params.search).map(str::to_owned);
+    if search.as_ref().is_some_and(|s| s.chars().count() > 200) {
+        return Err(ApiError::invalid_field(
+            "search",
+            "search must be at most 200 characters long",
+        ));
+    }
+    let query = ServerQuery {
+        risk_level: parse_level("risk_level", &params.risk_level)?,
+        status,
+        agent_id,
+        search,
+        page,
+        page_size,
+    };
+    let org = auth.user.org_id;
+    let found = state.store.list_servers(org, query).await?;
+    let items = views(&state, org, &found.items).await?;
+    Ok(Json(PageResponse::new(items, found.total, page, page_size)))
+}
+
+fn server_not_found(e: store::Error) -> ApiError {
+    match e {
+        store::Error::NotFound => ApiError::not_found("server"),
+        other => other.into(),
+    }
+}
+
+async fn detail(state: &SharedState, server: Server) -> Result<ServerDetail, ApiError> {
+    let agent = match state.store.get_agent(server.org_id, server.agent_id).await {
+        Ok(a) => Some(a),
+        Err(store::Error::NotFound) => None,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(ServerDetail::new(server, agent.as_ref()))
+}
+
+/// `GET /mcp/servers/{id}`: with findings and change history.
+pub async fn get(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<ServerDetail>, ApiError> {
+    let id: ServerId = path_id(&id, "server")?;
+    let server = state
+        .store
+        .get_server(auth.user.org_id, id)
+        .await
+        .map_err(server_not_found)?;
+    Ok(Json(detail(&state, server).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateServerRequest {
+    pub is_verified: bool,
+}
+
+/// `PATCH /mcp/servers/{id}` (analyst): mark verified. A verified server keeps its
+/// findings and raises no alerts until what it launches changes.
+pub async fn update(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateServerRequest>,
+) -> Result<Json<ServerDetail>, ApiError> {
+    auth.require(Role::Analyst)?;
+    let id: ServerId = path_id(&id, "server")?;
+    let server = state
+        .store
+        .set_server_verified(
+            auth.user.org_id,
+            id,
+            body.is_verified,
+            auth.user.id,
+            Utc::now(),
+        )
+        .await
+        .map_err(server_not_found)?;
+    tracing::info!(org = %auth.user.org_id, server = %id, user = %auth.user.id, verified = body.is_verified, "Server verification changed.");
+    Ok(Json(detail(&state, server).await?))
+}

@@ -1,0 +1,173 @@
+//! `/users`: an admin manages the organisation's people and their roles.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::Utc;
+use mcpwatch_protocol::ids::UserId;
+use serde::Deserialize;
+
+use super::auth::UserView;
+use super::error::ApiError;
+use super::extract::{ApiJson, AuthUser};
+use super::{blocking, check_name, check_password, normalise_email, path_id};
+use crate::auth::password;
+use crate::model::{Role, User};
+use crate::state::SharedState;
+use crate::store::UserPatch;
+
+/// `GET /users` (admin).
+pub async fn list(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+) -> Result<Json<Vec<UserView>>, ApiError> {
+    auth.require(Role::Admin)?;
+    let users = state.store.list_users(auth.user.org_id).await?;
+    Ok(Json(users.iter().map(UserView::from).collect()))
+}
+
+/// `GET /users/{id}` (admin).
+pub async fn get(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    auth.require(Role::Admin)?;
+    let id: UserId = path_id(&id, "user")?;
+    let user = state
+        .store
+        .get_user(auth.user.org_id, id)
+        .await
+        .map_err(not_found)?;
+    Ok(Json(UserView::from(&user)))
+}
+
+fn not_found(e: crate::store::Error) -> ApiError {
+    match e {
+        crate::store::Error::NotFound => ApiError::not_found("user"),
+        other => other.into(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub full_name: Option<String>,
+    pub role: Role,
+}
+
+/// `POST /users` (admin).
+pub async fn create(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<CreateUserRequest>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    auth.require(Role::Admin)?;
+    let email = normalise_email("email", &body.email)?;
+    check_password("password", &body.password)?;
+    let full_name = match body.full_name.as_deref() {
+        Some(n) if !n.trim().is_empty() => check_name("full_name", n, 200)?,
+        _ => String::new(),
+    };
+    let pw = body.password;
+    let hash = blocking(move || password::hash(&pw)).await??;
+    let now = Utc::now();
+    let user = User {
+        id: UserId::new(),
+        org_id: auth.user.org_id,
+        email,
+        full_name,
+        role: body.role,
+        password_hash: hash,
+        is_active: true,
+        created_at: now,
+        updated_at: now,
+    };
+    state
+        .store
+        .create_user(auth.user.org_id, user.clone())
+        .await?;
+    tracing::info!(org = %user.org_id, user = %user.id, role = user.role.as_str(), "User created.");
+    Ok((StatusCode::CREATED, Json(UserView::from(&user))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub full_name: Option<String>,
+    #[serde(default)]
+    pub role: Option<Role>,
+    #[serde(default)]
+    pub is_active: Option<bool>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// `PATCH /users/{id}` (admin). Setting a password or deactivating ends the user's sessions.
+pub async fn update(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateUserRequest>,
+) -> Result<Json<UserView>, ApiError> {
+    auth.require(Role::Admin)?;
+    let id: UserId = path_id(&id, "user")?;
+    let password_hash = match body.password {
+        Some(pw) => {
+            check_password("password", &pw)?;
+            Some(blocking(move || password::hash(&pw)).await??)
+        }
+        None => None,
+    };
+    let end_sessions = password_hash.is_some() || body.is_active == Some(false);
+    let patch = UserPatch {
+        email: body
+            .email
+            .as_deref()
+            .map(|e| normalise_email("email", e))
+            .transpose()?,
+        full_name: body
+            .full_name
+            .as_deref()
+            .map(|n| check_name("full_name", n, 200))
+            .transpose()?,
+        role: body.role,
+        is_active: body.is_active,
+        password_hash,
+    };
+    let user = state
+        .store
+        .update_user(auth.user.org_id, id, patch)
+        .await
+        .map_err(not_found)?;
+    if end_sessions {
+        let keep = (id == auth.user.id).then_some(auth.session.id);
+        state
+            .store
+            .delete_user_sessions(auth.user.org_id, id, keep)
+            .await?;
+    }
+    Ok(Json(UserView::from(&user)))
+}
+
+/// `DELETE /users/{id}` (admin). The last active admin cannot be removed.
+pub async fn delete(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    auth.require(Role::Admin)?;
+    let id: UserId = path_id(&id, "user")?;
+    state
+        .store
+        .delete_user(auth.user.org_id, id)
+        .await
+        .map_err(not_found)?;
+    Ok(StatusCode::NO_CONTENT)
+}

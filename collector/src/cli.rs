@@ -1,0 +1,206 @@
+//! The command line: `serve` and `version`. Every setting is a flag with an
+//! environment variable; the flag wins.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::auth::tokens::TokenService;
+use crate::config::{self, Settings};
+use crate::logging::LogFormat;
+use crate::state::AppState;
+use crate::store::redb::RedbStore;
+
+/// The exit code for a configuration that cannot work (sysexits EX_CONFIG).
+pub const EXIT_CONFIG: u8 = 78;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mcpwatch-collector",
+    version,
+    about = "Collects MCP server inventories from mcpwatch agents, scores their risk and raises alerts",
+    long_about = "Collects MCP server inventories from mcpwatch agents, scores their risk and raises alerts.\n\n\
+        One self-hosted binary: a JSON API over HTTP with an embedded database (one redb file in the data dir)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log level or filter (e.g. `info`, `mcpwatch_collector=debug`); RUST_LOG wins when set.
+    #[arg(long, global = true, env = "MCPWATCH_LOG", default_value = "info")]
+    pub log_level: String,
+    /// Log line format.
+    #[arg(
+        long,
+        global = true,
+        env = "MCPWATCH_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the API server.
+    Serve(ServeArgs),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on. Port 0 picks a free port; the address is printed at start.
+    #[arg(long, env = "MCPWATCH_LISTEN", default_value = config::DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Directory for the database and the token-signing key [default: the OS data dir + mcpwatch].
+    #[arg(long, env = "MCPWATCH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Let anyone register; each registration creates its own organisation. Without it,
+    /// only the first registration is accepted (it creates the organisation and its admin).
+    #[arg(long, env = "MCPWATCH_OPEN_REGISTRATION", action = ArgAction::Set, num_args = 0..=1,
+        default_value = "false", default_missing_value = "true")]
+    pub open_registration: bool,
+    /// Serve plain HTTP on a non-loopback address. This version serves no TLS itself (a
+    /// later release adds it): put a TLS-terminating reverse proxy in front.
+    #[arg(long, env = "MCPWATCH_ALLOW_INSECURE_HTTP", action = ArgAction::Set, num_args = 0..=1,
+        default_value = "false", default_missing_value = "true")]
+    pub allow_insecure_http: bool,
+    /// Comma-separated origins allowed by CORS (`*` for any, without credentials).
+    #[arg(long, env = "CORS_ORIGINS", default_value = "")]
+    pub cors_origins: String,
+    /// Seconds between agent heartbeats, told to each agent (5–86400); an agent is
+    /// offline after three missed intervals.
+    #[arg(long, env = "MCPWATCH_HEARTBEAT_INTERVAL", default_value_t = config::DEFAULT_HEARTBEAT_SECS)]
+    pub heartbeat_interval: u64,
+    /// Requests per minute allowed for each agent API key (answered 429 beyond).
+    #[arg(long, env = "MCPWATCH_AGENT_RATE_LIMIT", default_value_t = config::DEFAULT_AGENT_REQUESTS_PER_MINUTE)]
+    pub agent_rate_limit: u32,
+    /// Largest request body accepted, in bytes (answered 413 beyond).
+    #[arg(long, env = "MCPWATCH_MAX_BODY_BYTES", default_value_t = config::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+}
+
+/// Why the command failed, with the exit code to use.
+pub struct Failure {
+    pub error: anyhow::Error,
+    pub code: u8,
+}
+
+impl Cli {
+    pub fn run(self) -> Result<(), Failure> {
+        match self.command {
+            Command::Version => {
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("mcpwatch-collector {}", env!("CARGO_PKG_VERSION"));
+                }
+                Ok(())
+            }
+            Command::Serve(args) => {
+                let settings = args.settings().map_err(|e| Failure {
+                    error: e.into(),
+                    code: EXIT_CONFIG,
+                })?;
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting the async runtime")
+                    .map_err(|error| Failure { error, code: 1 })?;
+                runtime.block_on(serve(settings))
+            }
+        }
+    }
+}
+
+impl ServeArgs {
+    fn settings(self) -> Result<Settings, config::ConfigError> {
+        let data_dir = match self.data_dir {
+            Some(dir) => dir,
+            None => config::default_data_dir()?,
+        };
+        let mut settings = Settings::new(self.listen, data_dir);
+        settings.open_registration = self.open_registration;
+        settings.allow_insecure_http = self.allow_insecure_http;
+        settings.cors_origins = config::parse_origins(&self.cors_origins);
+        settings.heartbeat_interval = Duration::from_secs(self.heartbeat_interval);
+        settings.offline_after = settings.heartbeat_interval * 3;
+        settings.agent_requests_per_minute = self.agent_rate_limit.max(1);
+        settings.max_body_bytes = self.max_body_bytes.max(1024);
+        settings.validate()?;
+        Ok(settings)
+    }
+}
+
+fn create_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+async fn serve(settings: Settings) -> Result<(), Failure> {
+    let config_failure = |error: anyhow::Error| Failure {
+        error,
+        code: EXIT_CONFIG,
+    };
+    create_data_dir(&settings.data_dir)
+        .with_context(|| format!("creating data dir {}", settings.data_dir.display()))
+        .map_err(config_failure)?;
+    let store = RedbStore::open(&settings.data_dir).map_err(|e| config_failure(e.into()))?;
+    let tokens =
+        TokenService::load_or_create(&settings.data_dir).map_err(|e| config_failure(e.into()))?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))
+        .map_err(|error| Failure { error, code: 1 })?;
+    let addr = listener.local_addr().map_err(|e| Failure {
+        error: e.into(),
+        code: 1,
+    })?;
+    let data_dir = settings.data_dir.clone();
+    let state = Arc::new(AppState::new(Arc::new(store), tokens, settings));
+    #[allow(clippy::print_stdout)]
+    {
+        // Tests and scripts read this line to learn the port.
+        println!("mcpwatch-collector listening on http://{addr}");
+        println!("data dir: {}", data_dir.display());
+    }
+    tracing::info!(address = %addr, data_dir = %data_dir.display(), "Collector started.");
+    crate::server::serve(state, listener, shutdown_signal())
+        .await
+        .context("serving")
+        .map_err(|error| Failure { error, code: 1 })?;
+    tracing::info!("Collector stopped.");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

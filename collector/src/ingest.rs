@@ -1,0 +1,473 @@
+//! Report semantics: how one agent's full snapshot changes its stored servers.
+//!
+//! Pure: given the agent's stored servers and the snapshot, [`plan`] decides which
+//! servers are created, updated, reactivated or become dormant, scores each one with
+//! `protocol`'s rules, records what changed, and decides which alerts to raise. The
+//! store applies the plan in one transaction.
+
+use chrono::{DateTime, Utc};
+use mcpwatch_protocol::ids::{AgentId, AlertId, OrgId, ServerId};
+use mcpwatch_protocol::risk::{self, RiskLevel};
+use mcpwatch_protocol::server::ServerRecord;
+use mcpwatch_protocol::wire::ReportResponse;
+use sha2::{Digest, Sha256};
+
+use crate::model::{Alert, AlertKind, MAX_SERVER_CHANGES, Server, ServerChange, ServerStatus};
+
+/// One server to write, with its stored version (for index upkeep).
+#[derive(Debug)]
+pub struct ServerWrite {
+    pub before: Option<Server>,
+    pub after: Server,
+}
+
+/// What applying a snapshot does.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub writes: Vec<ServerWrite>,
+    pub alerts: Vec<Alert>,
+    pub outcome: ReportResponse,
+    /// Servers in the snapshot (after de-duplication).
+    pub active_count: u64,
+}
+
+/// The identity of a server within its agent: client, config path and name.
+pub fn identity_key(record: &ServerRecord) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for part in [
+        record.client.as_deref().unwrap_or(""),
+        record.config_path.as_deref().unwrap_or(""),
+        record.server_name.as_str(),
+    ] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher.finalize().into()
+}
+
+/// Score a record into a fresh server (not yet stored).
+fn scored(org: OrgId, agent: AgentId, record: ServerRecord, now: DateTime<Utc>) -> Server {
+    let assessment = risk::assess(&record);
+    Server {
+        id: ServerId::new(),
+        org_id: org,
+        agent_id: agent,
+        fingerprint: record.compute_fingerprint(),
+        record,
+        risk_score: assessment.score,
+        risk_level: assessment.level,
+        findings: assessment.findings,
+        rules_version: assessment.rules_version,
+        status: ServerStatus::Active,
+        is_verified: false,
+        verified_by: None,
+        verified_at: None,
+        first_seen_at: now,
+        last_seen_at: now,
+        updated_at: now,
+        changes: Vec::new(),
+    }
+}
+
+/// The names of the record fields whose values differ.
+fn changed_fields(before: &ServerRecord, after: &ServerRecord) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(before), serde_json::to_value(after))
+    else {
+        return vec!["record".to_owned()];
+    };
+    let mut fields: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect();
+    fields.sort();
+    fields.dedup();
+    fields
+}
+
+fn push_change(server: &mut Server, change: ServerChange) {
+    server.changes.push(change);
+    if server.changes.len() > MAX_SERVER_CHANGES {
+        let excess = server.changes.len() - MAX_SERVER_CHANGES;
+        server.changes.drain(..excess);
+    }
+}
+
+fn alert(
+    server: &Server,
+    kind: AlertKind,
+    severity: RiskLevel,
+    title: String,
+    message: String,
+    now: DateTime<Utc>,
+) -> Alert {
+    Alert {
+        id: AlertId::new(),
+        org_id: server.org_id,
+        kind,
+        severity,
+        title,
+        message,
+        server_id: Some(server.id),
+        agent_id: Some(server.agent_id),
+        created_at: now,
+        dismissed: false,
+        dismissed_at: None,
+        dismissed_by: None,
+    }
+}
+
+/// Decide what a snapshot does to an agent's stored servers.
+pub fn plan(
+    org: OrgId,
+    agent: AgentId,
+    existing: Vec<(Server, [u8; 32])>,
+    snapshot: Vec<ServerRecord>,
+    now: DateTime<Utc>,
+) -> Plan {
+    let mut plan = Plan {
+        outcome: ReportResponse {
+            status: "ok".to_owned(),
+            received: snapshot.len(),
+            ..ReportResponse::default()
+        },
+        ..Plan::default()
+    };
+
+    // Last entry wins when a snapshot names the same server twice.
+    let mut incoming: Vec<([u8; 32], ServerRecord)> = Vec::with_capacity(snapshot.len());
+    for record in snapshot {
+        let key = identity_key(&record);
+        if let Some(slot) = incoming.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = record;
+        } else {
+            incoming.push((key, record));
+        }
+    }
+    plan.active_count = incoming.len() as u64;
+
+    let mut stored: Vec<Option<(Server, [u8; 32])>> = existing.into_iter().map(Some).collect();
+    for (key, record) in incoming {
+        let found = stored
+            .iter_mut()
+            .find(|slot| slot.as_ref().is_some_and(|(_, k)| *k == key))
+            .and_then(Option::take);
+        match found {
+            None => {
+                let mut server = scored(org, agent, record, now);
+                let change = ServerChange {
+                    at: now,
+                    kind: "created".to_owned(),
+                    fields: Vec::new(),
+                    previous_fingerprint: None,
+                    fingerprint: Some(server.fingerprint.clone()),
+                    previous_level: None,
+                    level: Some(server.risk_level),
+                    previous_command: None,
+                    command: Some(server.record.launch_line()),
+                };
+                push_change(&mut server, change);
+                if server.risk_level >= RiskLevel::High {
+                    let top = server
+                        .findings
+                        .first()
+                        .map(|f| f.message.clone())
+                        .unwrap_or_default();
+                    plan.alerts.push(alert(
+                        &server,
+                        AlertKind::NewRiskyServer,
+                        server.risk_level,
+                        format!(
+                            "New {} risk MCP server \"{}\"",
+                            server.risk_level, server.record.server_name
+                        ),
+                        format!("Score {}: {top}", server.risk_score),
+                        now,
+                    ));
+                }
+                plan.outcome.created += 1;
+                plan.writes.push(ServerWrite {
+                    before: None,
+                    after: server,
+                });
+            }
+            Some((before, _)) => {
+                let reactivated = before.status == ServerStatus::Dormant;
+                let fields = changed_fields(&before.record, &record);
+                let rescore = before.rules_version != risk::RULES_VERSION;
+                if fields.is_empty() && !reactivated && !rescore {
+                    plan.outcome.unchanged += 1;
+                    continue;
+                }
+                let fresh = scored(org, agent, record, now);
+                let mut after = Server {
+                    id: before.id,
+                    first_seen_at: before.first_seen_at,
+                    is_verified: before.is_verified,
+                    verified_by: before.verified_by,
+                    verified_at: before.verified_at,
+                    changes: before.changes.clone(),
+                    ..fresh
+                };
+                let launch_changed = after.fingerprint != before.fingerprint;
+                if launch_changed {
+                    // A verification covers what was verified, not what replaced it.
+                    after.is_verified = false;
+                    after.verified_by = None;
+                    after.verified_at = None;
+                }
+                let change = ServerChange {
+                    at: now,
+                    kind: if reactivated {
+                        "reactivated"
+                    } else {
+                        "updated"
+                    }
+                    .to_owned(),
+                    fields,
+                    previous_fingerprint: Some(before.fingerprint.clone()),
+                    fingerprint: Some(after.fingerprint.clone()),
+                    previous_level: Some(before.risk_level),
+                    level: Some(after.risk_level),
+                    previous_command: launch_changed.then(|| before.record.launch_line()),
+                    command: launch_changed.then(|| after.record.launch_line()),
+                };
+                push_change(&mut after, change);
+                if !after.is_verified {
+                    let name = &after.record.server_name;
+                    if launch_changed {
+                        plan.alerts.push(alert(
+                            &after,
+                            AlertKind::ServerChanged,
+                            after.risk_level.max(RiskLevel::Medium),
+                            format!("MCP server \"{name}\" now runs something else"),
+                            format!(
+                                "The command or URL changed under the same name (level {} → {}).",
+                                before.risk_level, after.risk_level
+                            ),
+                            now,
+                        ));
+                    } else if after.risk_level > before.risk_level {
+                        plan.alerts.push(alert(
+                            &after,
+                            AlertKind::RiskIncreased,
+                            after.risk_level,
+                            format!("Risk of MCP server \"{name}\" rose to {}", after.risk_level),
+                            format!(
+                                "Score {} → {} (level {} → {}).",
+                                before.risk_score,
+                                after.risk_score,
+                                before.risk_level,
+                                after.risk_level
+                            ),
+                            now,
+                        ));
+                    }
+                }
+                plan.outcome.updated += 1;
+                plan.writes.push(ServerWrite {
+                    before: Some(before),
+                    after,
+                });
+            }
+        }
+    }
+
+    for (before, _) in stored.into_iter().flatten() {
+        if before.status == ServerStatus::Dormant {
+            continue;
+        }
+        let mut after = before.clone();
+        after.status = ServerStatus::Dormant;
+        after.updated_at = now;
+        push_change(
+            &mut after,
+            ServerChange {
+                at: now,
+                kind: "dormant".to_owned(),
+                fields: Vec::new(),
+                previous_fingerprint: None,
+                fingerprint: None,
+                previous_level: None,
+                level: None,
+                previous_command: None,
+                command: None,
+            },
+        );
+        plan.outcome.dormant += 1;
+        plan.writes.push(ServerWrite {
+            before: Some(before),
+            after,
+        });
+    }
+    plan.outcome.alerts_raised = plan.alerts.len();
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, args: &[&str]) -> ServerRecord {
+        ServerRecord {
+            server_name: name.into(),
+            client: Some("cursor".into()),
+            config_path: Some("/home/a/.cursor/mcp.json".into()),
+            command: Some("npx".into()),
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+            ..ServerRecord::default()
+        }
+    }
+
+    fn stored(plan: Plan) -> Vec<(Server, [u8; 32])> {
+        plan.writes
+            .into_iter()
+            .map(|w| {
+                let key = identity_key(&w.after.record);
+                (w.after, key)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn first_snapshot_creates_and_alerts_on_risky_servers() {
+        let (org, agent, now) = (OrgId::new(), AgentId::new(), Utc::now());
+        let p = plan(
+            org,
+            agent,
+            vec![],
+            vec![
+                record("time", &["-y", "mcp-time@1.0.0"]),
+                record(
+                    "fs",
+                    &["-y", "@modelcontextprotocol/server-filesystem", "/"],
+                ),
+            ],
+            now,
+        );
+        assert_eq!(
+            (p.outcome.created, p.outcome.updated, p.outcome.dormant),
+            (2, 0, 0)
+        );
+        assert_eq!(p.alerts.len(), 1);
+        assert_eq!(p.alerts[0].kind, AlertKind::NewRiskyServer);
+        assert_eq!(p.alerts[0].severity, RiskLevel::Critical);
+    }
+
+    #[test]
+    fn same_snapshot_twice_changes_nothing() {
+        let (org, agent, now) = (OrgId::new(), AgentId::new(), Utc::now());
+        let snapshot = vec![record("time", &["-y", "mcp-time@1.0.0"])];
+        let first = plan(org, agent, vec![], snapshot.clone(), now);
+        let second = plan(org, agent, stored(first), snapshot, now);
+        assert!(second.writes.is_empty());
+        assert_eq!(second.outcome.unchanged, 1);
+    }
+
+    #[test]
+    fn a_changed_command_is_a_rug_pull_alert_and_clears_verification() {
+        let (org, agent, now) = (OrgId::new(), AgentId::new(), Utc::now());
+        let first = plan(
+            org,
+            agent,
+            vec![],
+            vec![record("helper", &["-y", "helper@1.0.0"])],
+            now,
+        );
+        let mut existing = stored(first);
+        existing[0].0.is_verified = true;
+        let p = plan(
+            org,
+            agent,
+            existing,
+            vec![record("helper", &["-y", "evil@6.6.6"])],
+            now,
+        );
+        assert_eq!(p.outcome.updated, 1);
+        assert_eq!(p.alerts.len(), 1);
+        assert_eq!(p.alerts[0].kind, AlertKind::ServerChanged);
+        let after = &p.writes[0].after;
+        assert!(!after.is_verified);
+        let change = after.changes.last().unwrap();
+        assert!(change.fields.contains(&"args".to_owned()), "{change:?}");
+        assert_eq!(
+            change.previous_command.as_deref(),
+            Some("npx -y helper@1.0.0")
+        );
+    }
+
+    #[test]
+    fn a_verified_server_whose_metadata_changes_raises_no_alert() {
+        let (org, agent, now) = (OrgId::new(), AgentId::new(), Utc::now());
+        let first = plan(
+            org,
+            agent,
+            vec![],
+            vec![record(
+                "fs",
+                &[
+                    "-y",
+                    "@modelcontextprotocol/server-filesystem@1.0.0",
+                    "/tmp",
+                ],
+            )],
+            now,
+        );
+        let mut existing = stored(first);
+        existing[0].0.is_verified = true;
+        let mut changed = record(
+            "fs",
+            &[
+                "-y",
+                "@modelcontextprotocol/server-filesystem@1.0.0",
+                "/tmp",
+            ],
+        );
+        changed.auto_approve = vec!["*".into()];
+        let p = plan(org, agent, existing, vec![changed], now);
+        assert_eq!(p.outcome.updated, 1);
+        assert!(p.alerts.is_empty(), "{:?}", p.alerts);
+        assert!(p.writes[0].after.is_verified);
+    }
+
+    #[test]
+    fn missing_servers_become_dormant_and_come_back() {
+        let (org, agent, now) = (OrgId::new(), AgentId::new(), Utc::now());
+        let a = record("a", &["a@1.0.0"]);
+        let b = record("b", &["b@1.0.0"]);
+        let first = plan(org, agent, vec![], vec![a.clone(), b.clone()], now);
+        let second = plan(org, agent, stored(first), vec![a.clone()], now);
+        assert_eq!(second.outcome.dormant, 1);
+        assert_eq!(second.active_count, 1);
+        let mut all: Vec<(Server, [u8; 32])> = stored(second);
+        // `a` was unchanged, so it is not in the writes; add it back as stored.
+        let fresh_a = plan(org, agent, vec![], vec![a.clone()], now);
+        all.extend(stored(fresh_a));
+        let third = plan(org, agent, all, vec![a, b], now);
+        assert_eq!(third.outcome.updated, 1);
+        let revived = third
+            .writes
+            .iter()
+            .find(|w| w.after.record.server_name == "b")
+            .unwrap();
+        assert_eq!(revived.after.status, ServerStatus::Active);
+        assert_eq!(revived.after.changes.last().unwrap().kind, "reactivated");
+    }
+
+    #[test]
+    fn duplicate_names_in_one_snapshot_count_once() {
+        let (org, agent, now) = (OrgId::new(), AgentId::new(), Utc::now());
+        let p = plan(
+            org,
+            agent,
+            vec![],
+            vec![record("x", &["x@1"]), record("x", &["x@2"])],
+            now,
+        );
+        assert_eq!(p.outcome.received, 2);
+        assert_eq!(p.outcome.created, 1);
+        assert_eq!(p.writes[0].after.record.args, ["x@2"]);
+    }
+}

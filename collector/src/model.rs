@@ -1,0 +1,257 @@
+//! The collector's records: organisations, users, sessions, agents, enroll secrets,
+//! servers and alerts, as they are stored and (through `api`) shown. Secrets appear
+//! here only as hashes.
+
+use chrono::{DateTime, Utc};
+use mcpwatch_protocol::ids::{
+    AgentId, AlertId, EnrollSecretId, OrgId, ServerId, SessionId, UserId,
+};
+use mcpwatch_protocol::risk::{Finding, RiskLevel};
+use mcpwatch_protocol::server::ServerRecord;
+use mcpwatch_protocol::wire::ConfigError;
+use serde::{Deserialize, Serialize};
+
+/// An organisation (tenant). Every other record belongs to exactly one.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Org {
+    pub id: OrgId,
+    pub name: String,
+    pub alert_email: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a user may do. Ordered: a higher role may do everything a lower one may.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything, changes nothing.
+    Viewer,
+    /// May also verify servers and dismiss alerts.
+    Analyst,
+    /// May do everything in the organisation.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Analyst => "analyst",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// A person with access to one organisation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct User {
+    pub id: UserId,
+    pub org_id: OrgId,
+    /// Lowercased; unique across the collector (login is by email alone).
+    pub email: String,
+    pub full_name: String,
+    pub role: Role,
+    /// PHC string (argon2id).
+    pub password_hash: String,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One login: a refresh-token family. Access tokens name their session, so deleting
+/// it (logout, password change, user removal) ends them too.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Session {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub org_id: OrgId,
+    /// The id of the only refresh token of this session that may still be used.
+    pub refresh_jti: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// How an agent got its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enrollment {
+    /// An admin created it with `POST /agents/`.
+    Manual,
+    /// It enrolled itself with an enroll secret.
+    EnrollSecret,
+}
+
+/// Host facts an agent reports.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostFacts {
+    pub hostname: Option<String>,
+    pub os_type: Option<String>,
+    pub os_version: Option<String>,
+    pub username: Option<String>,
+    pub agent_version: Option<String>,
+}
+
+/// One installed agent.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Agent {
+    pub id: AgentId,
+    pub org_id: OrgId,
+    pub name: String,
+    /// SHA-256 of the API key; the key itself is never stored.
+    pub key_hash: [u8; 32],
+    /// The first characters of the key, to tell keys apart in the UI.
+    pub key_prefix: String,
+    /// The Ed25519 key every request must be signed with, once bound.
+    pub public_key: Option<[u8; 32]>,
+    pub enrollment: Enrollment,
+    pub facts: HostFacts,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub last_report_at: Option<DateTime<Utc>>,
+    /// Servers in the agent's latest snapshot.
+    pub server_count: u64,
+    /// Config files the agent could not read or parse in its latest report.
+    pub config_errors: Vec<ConfigError>,
+    /// The `sequence` of the latest report.
+    pub last_sequence: Option<u64>,
+}
+
+/// A secret that lets agents enroll into an organisation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EnrollSecret {
+    pub id: EnrollSecretId,
+    pub org_id: OrgId,
+    pub name: String,
+    /// SHA-256 of the secret.
+    pub secret_hash: [u8; 32],
+    pub secret_prefix: String,
+    pub created_by: UserId,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub enrolled_count: u64,
+}
+
+/// Whether a server is in its agent's latest snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerStatus {
+    Active,
+    Dormant,
+}
+
+impl ServerStatus {
+    pub const ALL: [ServerStatus; 2] = [Self::Active, Self::Dormant];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Dormant => "dormant",
+        }
+    }
+
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Active => 0,
+            Self::Dormant => 1,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(code)).copied()
+    }
+}
+
+/// One recorded change of a server.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ServerChange {
+    pub at: DateTime<Utc>,
+    /// `created`, `updated`, `dormant`, `reactivated`, `verified`, `unverified`.
+    pub kind: String,
+    /// The fields whose values changed.
+    pub fields: Vec<String>,
+    pub previous_fingerprint: Option<String>,
+    pub fingerprint: Option<String>,
+    pub previous_level: Option<RiskLevel>,
+    pub level: Option<RiskLevel>,
+    pub previous_command: Option<String>,
+    pub command: Option<String>,
+}
+
+/// How many changes a server keeps.
+pub const MAX_SERVER_CHANGES: usize = 50;
+
+/// One MCP server on one agent. Identity: (agent, client, config path, server name).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Server {
+    pub id: ServerId,
+    pub org_id: OrgId,
+    pub agent_id: AgentId,
+    pub record: ServerRecord,
+    pub fingerprint: String,
+    pub risk_score: u8,
+    pub risk_level: RiskLevel,
+    pub findings: Vec<Finding>,
+    pub rules_version: u32,
+    pub status: ServerStatus,
+    pub is_verified: bool,
+    pub verified_by: Option<UserId>,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub changes: Vec<ServerChange>,
+}
+
+/// What an alert is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A server seen for the first time at level high or critical.
+    NewRiskyServer,
+    /// A server's risk level rose.
+    RiskIncreased,
+    /// A server's command or URL changed under the same name (rug pull).
+    ServerChanged,
+}
+
+/// An alert for the security team.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Alert {
+    pub id: AlertId,
+    pub org_id: OrgId,
+    pub kind: AlertKind,
+    pub severity: RiskLevel,
+    pub title: String,
+    pub message: String,
+    pub server_id: Option<ServerId>,
+    pub agent_id: Option<AgentId>,
+    pub created_at: DateTime<Utc>,
+    pub dismissed: bool,
+    pub dismissed_at: Option<DateTime<Utc>>,
+    pub dismissed_by: Option<UserId>,
+}
+
+/// Server counts by level, for the dashboard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LevelCounts {
+    pub critical: u64,
+    pub high: u64,
+    pub medium: u64,
+    pub low: u64,
+}
+
+impl LevelCounts {
+    pub fn total(&self) -> u64 {
+        self.critical + self.high + self.medium + self.low
+    }
+
+    pub fn add(&mut self, level: RiskLevel, n: u64) {
+        match level {
+            RiskLevel::Critical => self.critical += n,
+            RiskLevel::High => self.high += n,
+            RiskLevel::Medium => self.medium += n,
+            RiskLevel::Low => self.low += n,
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Agent presence: when each agent was last heard from. Heartbeats update memory only;
+//! [`flush_loop`] writes the new times to the store every few seconds in one batch, so
+//! frequent heartbeats cost no fsync each, and a restart loses at most one interval
+//! (an agent is then shown with a slightly older last-seen time, never offline forever).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use mcpwatch_protocol::ids::{AgentId, OrgId};
+
+use crate::store::Store;
+
+#[derive(Default)]
+pub struct Presence {
+    seen: Mutex<HashMap<AgentId, Seen>>,
+}
+
+struct Seen {
+    org: OrgId,
+    at: DateTime<Utc>,
+    dirty: bool,
+}
+
+impl Presence {
+    /// Note that an agent was heard from.
+    pub fn record(&self, org: OrgId, agent: AgentId, at: DateTime<Utc>) {
+        if let Ok(mut seen) = self.seen.lock() {
+            let entry = seen.entry(agent).or_insert(Seen {
+                org,
+                at,
+                dirty: true,
+            });
+            if at >= entry.at {
+                entry.at = at;
+                entry.dirty = true;
+            }
+        }
+    }
+
+    /// When the agent was last heard from since the collector started.
+    pub fn last_seen(&self, agent: AgentId) -> Option<DateTime<Utc>> {
+        self.seen.lock().ok()?.get(&agent).map(|s| s.at)
+    }
+
+    /// Forget a deleted agent.
+    pub fn forget(&self, agent: AgentId) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.remove(&agent);
+        }
+    }
+
+    /// The times not yet written to the store.
+    fn take_dirty(&self) -> Vec<(OrgId, AgentId, DateTime<Utc>)> {
+        let Ok(mut seen) = self.seen.lock() else {
+            return Vec::new();
+        };
+        seen.iter_mut()
+            .filter(|(_, s)| s.dirty)
+            .map(|(id, s)| {
+                s.dirty = false;
+                (s.org, *id, s.at)
+            })
+            .collect()
+    }
+
+    /// Write the pending times to the store now.
+    pub async fn flush(&self, store: &dyn Store) {
+        let batch = self.take_dirty();
+        if batch.is_empty() {
+            return;
+        }
+        let n = batch.len();
+        if let Err(e) = store.touch_agents(batch).await {
+            tracing::warn!(error = %e, agents = n, "Agent last-seen times could not be saved; will retry.");
+            // They stay in memory; the next heartbeat marks them dirty again.
+        }
+    }
+}
+
+/// Flush presence to the store every `interval` until the task is dropped.
+pub async fn flush_loop(presence: Arc<crate::state::AppState>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        presence.presence.flush(presence.store.as_ref()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newest_time_wins_and_dirty_entries_are_taken_once() {
+        let p = Presence::default();
+        let (org, agent) = (OrgId::new(), AgentId::new());
+        let t1 = Utc::now();
+        let t0 = t1 - chrono::Duration::seconds(10);
+        p.record(org, agent, t1);
+        p.record(org, agent, t0);
+        assert_eq!(p.last_seen(agent), Some(t1));
+        assert_eq!(p.take_dirty(), vec![(org, agent, t1)]);
+        assert!(p.take_dirty().is_empty());
+        p.forget(agent);
+        assert_eq!(p.last_seen(agent), None);
+    }
+}

@@ -1,0 +1,225 @@
+//! The store interface the handlers use, its error type and query types.
+//!
+//! Every method that reads or writes an organisation's data takes that organisation
+//! first; there is no "get by id" across organisations. The only lookups that are not
+//! scoped are the ones that find out *which* organisation a caller belongs to: a user
+//! by email (login), a session by id, an agent by the hash of its API key, and an
+//! enroll secret by its hash.
+//!
+//! [`redb::RedbStore`] is the embedded implementation; another backend implements
+//! [`Store`] and passes the conformance tests in `tests.rs`.
+
+pub mod redb;
+#[cfg(test)]
+mod tests;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mcpwatch_protocol::ids::{
+    AgentId, AlertId, EnrollSecretId, OrgId, ServerId, SessionId, UserId,
+};
+use mcpwatch_protocol::risk::RiskLevel;
+use mcpwatch_protocol::server::ServerRecord;
+use mcpwatch_protocol::wire::{ConfigError, ReportResponse};
+
+use crate::model::{
+    Agent, Alert, EnrollSecret, HostFacts, LevelCounts, Org, Role, Server, ServerStatus, Session,
+    User,
+};
+
+/// What can go wrong in the store, as the API needs to tell it apart.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The record does not exist in this organisation.
+    #[error("not found")]
+    NotFound,
+    /// The write conflicts with what is stored (a taken email, the last admin, ...).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// Registration is closed: an organisation already exists.
+    #[error("registration is closed")]
+    RegistrationClosed,
+    /// The enroll secret is unknown or expired.
+    #[error("enroll secret is not valid")]
+    InvalidEnrollSecret,
+    /// Anything else: the storage itself failed.
+    #[error("storage failure: {0}")]
+    Internal(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A page of results.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+/// Filters for listing servers. Pages start at 1.
+#[derive(Debug, Clone, Default)]
+pub struct ServerQuery {
+    pub risk_level: Option<RiskLevel>,
+    pub status: Option<ServerStatus>,
+    pub agent_id: Option<AgentId>,
+    /// Case-insensitive substring of the server name.
+    pub search: Option<String>,
+    pub page: u64,
+    pub page_size: u64,
+}
+
+/// Filters for listing alerts. Pages start at 1.
+#[derive(Debug, Clone, Default)]
+pub struct AlertQuery {
+    pub dismissed: Option<bool>,
+    pub severity: Option<RiskLevel>,
+    pub page: u64,
+    pub page_size: u64,
+}
+
+/// Changes to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    pub email: Option<String>,
+    pub full_name: Option<String>,
+    pub role: Option<Role>,
+    pub is_active: Option<bool>,
+    pub password_hash: Option<String>,
+}
+
+/// Changes to an organisation.
+#[derive(Debug, Clone, Default)]
+pub struct OrgPatch {
+    pub name: Option<String>,
+    /// `Some(None)` clears the address.
+    pub alert_email: Option<Option<String>>,
+}
+
+/// A heartbeat's effect on the stored agent.
+#[derive(Debug, Clone)]
+pub struct HeartbeatUpdate {
+    pub facts: HostFacts,
+    pub seen_at: DateTime<Utc>,
+    /// Bind this signing key if the agent has none yet.
+    pub bind_public_key: Option<[u8; 32]>,
+}
+
+/// A report to apply.
+#[derive(Debug, Clone)]
+pub struct ReportInput {
+    pub servers: Vec<ServerRecord>,
+    pub config_errors: Vec<ConfigError>,
+    pub facts: HostFacts,
+    pub sequence: Option<u64>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// The storage the collector runs on.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Check that the store can be read and written.
+    async fn ping(&self) -> Result<()>;
+
+    // Organisations and users.
+    /// Create an organisation with its first admin. With `only_if_first`, refuse with
+    /// [`Error::RegistrationClosed`] when any organisation exists (checked atomically).
+    async fn create_org_with_admin(&self, org: Org, admin: User, only_if_first: bool)
+    -> Result<()>;
+    async fn get_org(&self, org: OrgId) -> Result<Org>;
+    async fn update_org(&self, org: OrgId, patch: OrgPatch) -> Result<Org>;
+    /// Find a user by (lowercased) email, for login.
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<User>>;
+    async fn get_user(&self, org: OrgId, user: UserId) -> Result<User>;
+    async fn list_users(&self, org: OrgId) -> Result<Vec<User>>;
+    async fn create_user(&self, org: OrgId, user: User) -> Result<()>;
+    /// Refuses with a conflict to leave the organisation without an active admin.
+    async fn update_user(&self, org: OrgId, user: UserId, patch: UserPatch) -> Result<User>;
+    /// Also ends the user's sessions. Refuses to remove the last active admin.
+    async fn delete_user(&self, org: OrgId, user: UserId) -> Result<()>;
+
+    // Sessions.
+    async fn create_session(&self, session: Session) -> Result<()>;
+    /// A session and its user, for authenticating a token.
+    async fn get_session(&self, session: SessionId) -> Result<(Session, User)>;
+    /// Replace the session's refresh token id if `expected_jti` is current; if it is not
+    /// (a refresh token used twice), end the session and answer `NotFound`.
+    async fn rotate_session(
+        &self,
+        session: SessionId,
+        expected_jti: &str,
+        new_jti: String,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Session>;
+    async fn delete_session(&self, session: SessionId) -> Result<()>;
+    /// End every session of a user except `keep`.
+    async fn delete_user_sessions(
+        &self,
+        org: OrgId,
+        user: UserId,
+        keep: Option<SessionId>,
+    ) -> Result<()>;
+
+    // Agents and enrollment.
+    async fn create_agent(&self, agent: Agent) -> Result<()>;
+    /// Create an agent from an enroll secret, atomically checking the secret.
+    async fn enroll_agent(
+        &self,
+        secret_hash: [u8; 32],
+        agent: Agent,
+        now: DateTime<Utc>,
+    ) -> Result<Agent>;
+    /// Find an agent by the SHA-256 of its API key.
+    async fn find_agent_by_key(&self, key_hash: [u8; 32]) -> Result<Option<Agent>>;
+    async fn get_agent(&self, org: OrgId, agent: AgentId) -> Result<Agent>;
+    async fn list_agents(&self, org: OrgId) -> Result<Vec<Agent>>;
+    /// Removes the agent, its key and its servers.
+    async fn delete_agent(&self, org: OrgId, agent: AgentId) -> Result<()>;
+    async fn record_heartbeat(
+        &self,
+        org: OrgId,
+        agent: AgentId,
+        update: HeartbeatUpdate,
+    ) -> Result<Agent>;
+    /// Persist last-seen times kept in memory. Unknown agents are skipped.
+    async fn touch_agents(&self, seen: Vec<(OrgId, AgentId, DateTime<Utc>)>) -> Result<()>;
+    async fn create_enroll_secret(&self, secret: EnrollSecret) -> Result<()>;
+    async fn list_enroll_secrets(&self, org: OrgId) -> Result<Vec<EnrollSecret>>;
+    async fn delete_enroll_secret(&self, org: OrgId, id: EnrollSecretId) -> Result<()>;
+
+    // Inventory.
+    /// Apply a full snapshot (see `ingest`); answers once it is durable.
+    async fn apply_report(
+        &self,
+        org: OrgId,
+        agent: AgentId,
+        report: ReportInput,
+    ) -> Result<ReportResponse>;
+    async fn list_servers(&self, org: OrgId, query: ServerQuery) -> Result<Page<Server>>;
+    async fn get_server(&self, org: OrgId, server: ServerId) -> Result<Server>;
+    async fn set_server_verified(
+        &self,
+        org: OrgId,
+        server: ServerId,
+        verified: bool,
+        by: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<Server>;
+    /// Active servers, highest risk first.
+    async fn top_risks(&self, org: OrgId, limit: u64) -> Result<Vec<Server>>;
+    /// Counts by level of every stored server (maintained at write time).
+    async fn server_counts(&self, org: OrgId) -> Result<LevelCounts>;
+
+    // Alerts.
+    async fn list_alerts(&self, org: OrgId, query: AlertQuery) -> Result<Page<Alert>>;
+    async fn dismiss_alert(
+        &self,
+        org: OrgId,
+        alert: AlertId,
+        by: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<Alert>;
+    /// Dismiss every open alert; answers how many were dismissed.
+    async fn dismiss_all_alerts(&self, org: OrgId, by: UserId, at: DateTime<Utc>) -> Result<u64>;
+    /// Open alerts (maintained at write time).
+    async fn open_alert_count(&self, org: OrgId) -> Result<u64>;
+}

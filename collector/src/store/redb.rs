@@ -1,0 +1,1344 @@
+//! The embedded store: one redb file in the data dir.
+//!
+//! # Layout
+//!
+//! Keys are byte strings built from fixed-width parts (16-byte UUIDs, one-byte level
+//! ranks), so that every organisation's rows form one contiguous key range and a
+//! prefix scan never crosses into another organisation. Values are JSON.
+//!
+//! | table | key | value |
+//! | --- | --- | --- |
+//! | `orgs` | org | [`Org`] |
+//! | `users` | org·user | [`User`] |
+//! | `user_emails` | email | org·user |
+//! | `sessions` | session | [`Session`] |
+//! | `user_sessions` | org·user·session | – |
+//! | `agents` | org·agent | [`Agent`] |
+//! | `agent_keys` | sha256(key) | org·agent |
+//! | `enroll_secrets` | org·secret | [`EnrollSecret`] |
+//! | `enroll_hashes` | sha256(secret) | org·secret |
+//! | `servers` | org·server | [`Server`] |
+//! | `server_identity` | org·agent·sha256(client, path, name) | server |
+//! | `srv_rank` | org·rank·(255−score)·server | status·agent·name |
+//! | `srv_agent` | org·agent·rank·(255−score)·server | status·name |
+//! | `counts` | org·`S`·rank·status, org·`A` | u64 |
+//! | `alerts` | org·alert | [`Alert`] |
+//! | `alerts_open` | org·alert | – |
+//!
+//! The rank indexes order servers by risk (critical first, then score, then age) and
+//! carry what the list filters need, so a filtered page reads only the index and the
+//! page's rows; the counts are kept in the same transaction as the rows.
+//!
+//! # Group commit
+//!
+//! Writes go to one writer thread. It takes every write that is waiting (up to
+//! [`MAX_BATCH`]), runs them in one transaction, commits once (fsync), and only then
+//! answers each caller. Each write job does its checks (reads) before it writes, so a
+//! job that refuses (not found, conflict) leaves nothing behind; a storage failure
+//! aborts the whole batch and every caller in it gets the error.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mcpwatch_protocol::ids::{
+    AgentId, AlertId, EnrollSecretId, OrgId, ServerId, SessionId, UserId,
+};
+use mcpwatch_protocol::risk::RiskLevel;
+use mcpwatch_protocol::wire::ReportResponse;
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, WriteTransaction,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+
+use super::{
+    AlertQuery, Error, HeartbeatUpdate, OrgPatch, Page, ReportInput, Result, ServerQuery, Store,
+    UserPatch,
+};
+use crate::ingest;
+use crate::model::{
+    Agent, Alert, EnrollSecret, HostFacts, LevelCounts, Org, Role, Server, ServerChange,
+    ServerStatus, Session, User,
+};
+
+type Bytes = &'static [u8];
+
+const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+const ORGS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("orgs");
+const USERS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("users");
+const USER_EMAILS: TableDefinition<'_, &str, Bytes> = TableDefinition::new("user_emails");
+const SESSIONS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("sessions");
+const USER_SESSIONS: TableDefinition<'_, Bytes, ()> = TableDefinition::new("user_sessions");
+const AGENTS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("agents");
+const AGENT_KEYS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("agent_keys");
+const ENROLL_SECRETS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("enroll_secrets");
+const ENROLL_HASHES: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("enroll_hashes");
+const SERVERS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("servers");
+const SERVER_IDENTITY: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("server_identity");
+const SRV_RANK: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("srv_rank");
+const SRV_AGENT: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("srv_agent");
+const COUNTS: TableDefinition<'_, Bytes, u64> = TableDefinition::new("counts");
+const ALERTS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("alerts");
+const ALERTS_OPEN: TableDefinition<'_, Bytes, ()> = TableDefinition::new("alerts_open");
+
+/// The layout version this code reads and writes.
+const SCHEMA_VERSION: u32 = 1;
+/// The most writes committed together.
+const MAX_BATCH: usize = 512;
+/// The database file inside the data dir.
+pub const DB_FILE: &str = "mcpwatch.redb";
+
+type Completion = Box<dyn FnOnce(Result<()>) + Send>;
+type Job = Box<dyn FnOnce(&WriteTransaction) -> (Completion, bool) + Send>;
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("another mcpwatch-collector already uses {path}")]
+    InUse { path: PathBuf },
+    #[error("cannot open database {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    #[error(
+        "database {path} was written by a newer mcpwatch (layout {found}, this version reads up to {SCHEMA_VERSION})"
+    )]
+    TooNew { path: PathBuf, found: u32 },
+    #[error("cannot initialise database {path}: {message}")]
+    Init { path: PathBuf, message: String },
+}
+
+/// The redb-backed [`Store`].
+pub struct RedbStore {
+    db: Arc<Database>,
+    jobs: mpsc::Sender<Job>,
+}
+
+macro_rules! internal_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(err: $t) -> Self {
+                Error::Internal(err.to_string())
+            }
+        }
+    )*};
+}
+internal_from!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::Internal(format!("encoding record: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::Internal(format!("stored record is unreadable: {e}")))
+}
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+fn id16(bytes: &[u8]) -> Result<[u8; 16]> {
+    bytes
+        .try_into()
+        .map_err(|_| Error::Internal("stored key has the wrong length".into()))
+}
+
+fn inv_score(score: u8) -> u8 {
+    u8::MAX - score
+}
+
+fn count_key_servers(org: OrgId, level: RiskLevel, status: ServerStatus) -> Vec<u8> {
+    cat(&[&org.to_bytes(), b"S", &[level.rank(), status.code()]])
+}
+
+fn count_key_alerts(org: OrgId) -> Vec<u8> {
+    cat(&[&org.to_bytes(), b"A"])
+}
+
+/// Every key in `table` that starts with `prefix`, with its value.
+fn scan_prefix<T>(table: &T, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>
+where
+    T: ReadableTable<Bytes, Bytes>,
+{
+    let mut out = Vec::new();
+    for entry in table.range::<&[u8]>(prefix..)? {
+        let (k, v) = entry?;
+        if !k.value().starts_with(prefix) {
+            break;
+        }
+        out.push((k.value().to_vec(), v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+fn get_json<T: DeserializeOwned, Tb: ReadableTable<Bytes, Bytes>>(
+    table: &Tb,
+    key: &[u8],
+) -> Result<Option<T>> {
+    match table.get(key)? {
+        Some(v) => decode(v.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn add_count(txn: &WriteTransaction, key: &[u8], delta: i64) -> Result<()> {
+    let mut counts = txn.open_table(COUNTS)?;
+    let current = counts.get(key)?.map_or(0, |v| v.value());
+    let next = current.saturating_add_signed(delta);
+    if next == 0 {
+        counts.remove(key)?;
+    } else {
+        counts.insert(key, next)?;
+    }
+    Ok(())
+}
+
+fn index_server(txn: &WriteTransaction, s: &Server, add: bool) -> Result<()> {
+    let org = s.org_id.to_bytes();
+    let agent = s.agent_id.to_bytes();
+    let id = s.id.to_bytes();
+    let order = [s.risk_level.rank(), inv_score(s.risk_score)];
+    let name = s.record.server_name.to_lowercase();
+    let rank_key = cat(&[&org, &order, &id]);
+    let agent_key = cat(&[&org, &agent, &order, &id]);
+    {
+        let mut rank = txn.open_table(SRV_RANK)?;
+        let mut by_agent = txn.open_table(SRV_AGENT)?;
+        if add {
+            rank.insert(
+                rank_key.as_slice(),
+                cat(&[&[s.status.code()], &agent, name.as_bytes()]).as_slice(),
+            )?;
+            by_agent.insert(
+                agent_key.as_slice(),
+                cat(&[&[s.status.code()], name.as_bytes()]).as_slice(),
+            )?;
+        } else {
+            rank.remove(rank_key.as_slice())?;
+            by_agent.remove(agent_key.as_slice())?;
+        }
+    }
+    add_count(
+        txn,
+        &count_key_servers(s.org_id, s.risk_level, s.status),
+        if add { 1 } else { -1 },
+    )
+}
+
+fn put_server(txn: &WriteTransaction, before: Option<&Server>, after: &Server) -> Result<()> {
+    if let Some(before) = before {
+        index_server(txn, before, false)?;
+    }
+    index_server(txn, after, true)?;
+    let key = cat(&[&after.org_id.to_bytes(), &after.id.to_bytes()]);
+    txn.open_table(SERVERS)?
+        .insert(key.as_slice(), encode(after)?.as_slice())?;
+    Ok(())
+}
+
+fn put_alert(txn: &WriteTransaction, alert: &Alert, was_open: Option<bool>) -> Result<()> {
+    let key = cat(&[&alert.org_id.to_bytes(), &alert.id.to_bytes()]);
+    txn.open_table(ALERTS)?
+        .insert(key.as_slice(), encode(alert)?.as_slice())?;
+    let open_now = !alert.dismissed;
+    if was_open != Some(open_now) {
+        let mut open = txn.open_table(ALERTS_OPEN)?;
+        if open_now {
+            open.insert(key.as_slice(), ())?;
+        } else {
+            open.remove(key.as_slice())?;
+        }
+        let delta = match (was_open, open_now) {
+            (Some(true), false) => -1,
+            (None | Some(false), true) => 1,
+            _ => 0,
+        };
+        drop(open);
+        add_count(txn, &count_key_alerts(alert.org_id), delta)?;
+    }
+    Ok(())
+}
+
+fn agent_servers<T: ReadableTable<Bytes, Bytes>, U: ReadableTable<Bytes, Bytes>>(
+    identity: &T,
+    servers: &U,
+    org: OrgId,
+    agent: AgentId,
+) -> Result<Vec<(Server, [u8; 32])>> {
+    let org_b = org.to_bytes();
+    let prefix = cat(&[&org_b, &agent.to_bytes()]);
+    let mut out = Vec::new();
+    for (key, value) in scan_prefix(identity, &prefix)? {
+        let ident: [u8; 32] = key[32..]
+            .try_into()
+            .map_err(|_| Error::Internal("identity key has the wrong length".into()))?;
+        let server_key = cat(&[&org_b, &value]);
+        if let Some(server) = get_json::<Server, _>(servers, &server_key)? {
+            out.push((server, ident));
+        }
+    }
+    Ok(out)
+}
+
+fn count_active_admins<T: ReadableTable<Bytes, Bytes>>(users: &T, org: OrgId) -> Result<usize> {
+    let mut n = 0;
+    for (_, v) in scan_prefix(users, &org.to_bytes())? {
+        let user: User = decode(&v)?;
+        if user.role == Role::Admin && user.is_active {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+impl RedbStore {
+    /// Open (or create) the database in `data_dir`, check its layout version, and start
+    /// the writer thread.
+    pub fn open(data_dir: &Path) -> std::result::Result<Self, OpenError> {
+        let path = data_dir.join(DB_FILE);
+        let db = Database::create(&path).map_err(|source| match source {
+            redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse { path: path.clone() },
+            source => OpenError::Open {
+                path: path.clone(),
+                source,
+            },
+        })?;
+        let init = |db: &Database| -> Result<Option<u32>> {
+            let txn = db.begin_write()?;
+            let found = {
+                let mut meta = txn.open_table(META)?;
+                let found = match meta.get("schema_version")? {
+                    Some(v) => Some(u32::from_be_bytes(v.value().try_into().map_err(|_| {
+                        Error::Internal("schema version record is damaged".into())
+                    })?)),
+                    None => None,
+                };
+                if found.is_none() {
+                    meta.insert("schema_version", SCHEMA_VERSION.to_be_bytes().as_slice())?;
+                }
+                found
+            };
+            if found.is_some_and(|v| v > SCHEMA_VERSION) {
+                return Ok(found);
+            }
+            txn.open_table(ORGS)?;
+            txn.open_table(USERS)?;
+            txn.open_table(USER_EMAILS)?;
+            txn.open_table(SESSIONS)?;
+            txn.open_table(USER_SESSIONS)?;
+            txn.open_table(AGENTS)?;
+            txn.open_table(AGENT_KEYS)?;
+            txn.open_table(ENROLL_SECRETS)?;
+            txn.open_table(ENROLL_HASHES)?;
+            txn.open_table(SERVERS)?;
+            txn.open_table(SERVER_IDENTITY)?;
+            txn.open_table(SRV_RANK)?;
+            txn.open_table(SRV_AGENT)?;
+            txn.open_table(COUNTS)?;
+            txn.open_table(ALERTS)?;
+            txn.open_table(ALERTS_OPEN)?;
+            txn.commit()?;
+            Ok(found)
+        };
+        match init(&db) {
+            Ok(Some(found)) if found > SCHEMA_VERSION => {
+                return Err(OpenError::TooNew { path, found });
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(OpenError::Init {
+                    path,
+                    message: e.to_string(),
+                });
+            }
+        }
+        let db = Arc::new(db);
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let writer_db = Arc::clone(&db);
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer_loop(&writer_db, &rx))
+            .map_err(|e| OpenError::Init {
+                path: path.clone(),
+                message: format!("cannot start writer thread: {e}"),
+            })?;
+        Ok(Self { db, jobs })
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ReadTransaction) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read()?;
+            f(&txn)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("read task failed: {e}")))?
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |txn| {
+            let result = f(txn);
+            let poisoned = matches!(result, Err(Error::Internal(_)));
+            let completion: Completion = Box::new(move |commit: Result<()>| {
+                // The caller may have gone away (request cancelled); the write stands.
+                let _ = tx.send(commit.and(result));
+            });
+            (completion, poisoned)
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| Error::Internal("store writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| Error::Internal("store writer dropped the write".into()))?
+    }
+}
+
+fn writer_loop(db: &Database, rx: &mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let txn = match db.begin_write() {
+            Ok(txn) => txn,
+            Err(e) => {
+                tracing::error!(error = %e, "Store write transaction could not start.");
+                // Dropping the jobs drops their senders: each caller gets an error.
+                continue;
+            }
+        };
+        let mut completions = Vec::with_capacity(batch.len());
+        let mut poisoned = false;
+        for job in batch {
+            match catch_unwind(AssertUnwindSafe(|| job(&txn))) {
+                Ok((completion, failed)) => {
+                    poisoned |= failed;
+                    completions.push(completion);
+                }
+                Err(_) => {
+                    tracing::error!("A store write panicked; its batch is rolled back.");
+                    poisoned = true;
+                }
+            }
+        }
+        let outcome = if poisoned {
+            drop(txn);
+            Err(Error::Internal(
+                "write batch rolled back after a storage failure".into(),
+            ))
+        } else {
+            txn.commit().map_err(|e| {
+                tracing::error!(error = %e, "Store commit failed.");
+                Error::from(e)
+            })
+        };
+        for completion in completions {
+            completion(match &outcome {
+                Ok(()) => Ok(()),
+                Err(e) => Err(Error::Internal(e.to_string())),
+            });
+        }
+    }
+}
+
+#[async_trait]
+impl Store for RedbStore {
+    async fn ping(&self) -> Result<()> {
+        self.read(|txn| {
+            txn.open_table(META)?.get("schema_version")?;
+            Ok(())
+        })
+        .await?;
+        self.write(|txn| {
+            txn.open_table(META)?
+                .insert("last_ping", Utc::now().timestamp().to_be_bytes().as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_org_with_admin(
+        &self,
+        org: Org,
+        admin: User,
+        only_if_first: bool,
+    ) -> Result<()> {
+        self.write(move |txn| {
+            if only_if_first && !txn.open_table(ORGS)?.is_empty()? {
+                return Err(Error::RegistrationClosed);
+            }
+            if txn
+                .open_table(USER_EMAILS)?
+                .get(admin.email.as_str())?
+                .is_some()
+            {
+                return Err(Error::Conflict("email is already registered"));
+            }
+            let user_key = cat(&[&org.id.to_bytes(), &admin.id.to_bytes()]);
+            txn.open_table(ORGS)?
+                .insert(org.id.to_bytes().as_slice(), encode(&org)?.as_slice())?;
+            txn.open_table(USERS)?
+                .insert(user_key.as_slice(), encode(&admin)?.as_slice())?;
+            txn.open_table(USER_EMAILS)?
+                .insert(admin.email.as_str(), user_key.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_org(&self, org: OrgId) -> Result<Org> {
+        self.read(move |txn| {
+            get_json(&txn.open_table(ORGS)?, &org.to_bytes())?.ok_or(Error::NotFound)
+        })
+        .await
+    }
+
+    async fn update_org(&self, org: OrgId, patch: OrgPatch) -> Result<Org> {
+        self.write(move |txn| {
+            let mut record: Org =
+                get_json(&txn.open_table(ORGS)?, &org.to_bytes())?.ok_or(Error::NotFound)?;
+            if let Some(name) = patch.name {
+                record.name = name;
+            }
+            if let Some(email) = patch.alert_email {
+                record.alert_email = email;
+            }
+            record.updated_at = Utc::now();
+            txn.open_table(ORGS)?
+                .insert(org.to_bytes().as_slice(), encode(&record)?.as_slice())?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let email = email.to_owned();
+        self.read(move |txn| {
+            let Some(key) = txn
+                .open_table(USER_EMAILS)?
+                .get(email.as_str())?
+                .map(|v| v.value().to_vec())
+            else {
+                return Ok(None);
+            };
+            get_json(&txn.open_table(USERS)?, &key)
+        })
+        .await
+    }
+
+    async fn get_user(&self, org: OrgId, user: UserId) -> Result<User> {
+        self.read(move |txn| {
+            let key = cat(&[&org.to_bytes(), &user.to_bytes()]);
+            get_json(&txn.open_table(USERS)?, &key)?.ok_or(Error::NotFound)
+        })
+        .await
+    }
+
+    async fn list_users(&self, org: OrgId) -> Result<Vec<User>> {
+        self.read(move |txn| {
+            scan_prefix(&txn.open_table(USERS)?, &org.to_bytes())?
+                .iter()
+                .map(|(_, v)| decode(v))
+                .collect()
+        })
+        .await
+    }
+
+    async fn create_user(&self, org: OrgId, user: User) -> Result<()> {
+        self.write(move |txn| {
+            if user.org_id != org
+                || txn
+                    .open_table(ORGS)?
+                    .get(org.to_bytes().as_slice())?
+                    .is_none()
+            {
+                return Err(Error::NotFound);
+            }
+            if txn
+                .open_table(USER_EMAILS)?
+                .get(user.email.as_str())?
+                .is_some()
+            {
+                return Err(Error::Conflict("email is already registered"));
+            }
+            let key = cat(&[&org.to_bytes(), &user.id.to_bytes()]);
+            txn.open_table(USERS)?
+                .insert(key.as_slice(), encode(&user)?.as_slice())?;
+            txn.open_table(USER_EMAILS)?
+                .insert(user.email.as_str(), key.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_user(&self, org: OrgId, user: UserId, patch: UserPatch) -> Result<User> {
+        self.write(move |txn| {
+            let key = cat(&[&org.to_bytes(), &user.to_bytes()]);
+            let users = txn.open_table(USERS)?;
+            let mut record: User = get_json(&users, &key)?.ok_or(Error::NotFound)?;
+            let was_admin = record.role == Role::Admin && record.is_active;
+            let stays_admin = patch.role.unwrap_or(record.role) == Role::Admin
+                && patch.is_active.unwrap_or(record.is_active);
+            if was_admin && !stays_admin && count_active_admins(&users, org)? <= 1 {
+                return Err(Error::Conflict(
+                    "the organisation must keep at least one active admin",
+                ));
+            }
+            drop(users);
+            let old_email = record.email.clone();
+            if let Some(email) = &patch.email {
+                if *email != old_email
+                    && txn.open_table(USER_EMAILS)?.get(email.as_str())?.is_some()
+                {
+                    return Err(Error::Conflict("email is already registered"));
+                }
+            }
+            // Checks done; write.
+            if let Some(email) = patch.email {
+                if email != old_email {
+                    let mut emails = txn.open_table(USER_EMAILS)?;
+                    emails.remove(old_email.as_str())?;
+                    emails.insert(email.as_str(), key.as_slice())?;
+                    record.email = email;
+                }
+            }
+            if let Some(name) = patch.full_name {
+                record.full_name = name;
+            }
+            if let Some(role) = patch.role {
+                record.role = role;
+            }
+            if let Some(active) = patch.is_active {
+                record.is_active = active;
+            }
+            if let Some(hash) = patch.password_hash {
+                record.password_hash = hash;
+            }
+            record.updated_at = Utc::now();
+            txn.open_table(USERS)?
+                .insert(key.as_slice(), encode(&record)?.as_slice())?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, org: OrgId, user: UserId) -> Result<()> {
+        self.write(move |txn| {
+            let key = cat(&[&org.to_bytes(), &user.to_bytes()]);
+            let users = txn.open_table(USERS)?;
+            let record: User = get_json(&users, &key)?.ok_or(Error::NotFound)?;
+            if record.role == Role::Admin
+                && record.is_active
+                && count_active_admins(&users, org)? <= 1
+            {
+                return Err(Error::Conflict(
+                    "the organisation must keep at least one active admin",
+                ));
+            }
+            drop(users);
+            txn.open_table(USERS)?.remove(key.as_slice())?;
+            txn.open_table(USER_EMAILS)?.remove(record.email.as_str())?;
+            end_sessions(txn, org, user, None)
+        })
+        .await
+    }
+
+    async fn create_session(&self, session: Session) -> Result<()> {
+        self.write(move |txn| {
+            let link = cat(&[
+                &session.org_id.to_bytes(),
+                &session.user_id.to_bytes(),
+                &session.id.to_bytes(),
+            ]);
+            txn.open_table(SESSIONS)?.insert(
+                session.id.to_bytes().as_slice(),
+                encode(&session)?.as_slice(),
+            )?;
+            txn.open_table(USER_SESSIONS)?.insert(link.as_slice(), ())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_session(&self, session: SessionId) -> Result<(Session, User)> {
+        self.read(move |txn| {
+            let record: Session = get_json(&txn.open_table(SESSIONS)?, &session.to_bytes())?
+                .ok_or(Error::NotFound)?;
+            let key = cat(&[&record.org_id.to_bytes(), &record.user_id.to_bytes()]);
+            let user: User = get_json(&txn.open_table(USERS)?, &key)?.ok_or(Error::NotFound)?;
+            Ok((record, user))
+        })
+        .await
+    }
+
+    async fn rotate_session(
+        &self,
+        session: SessionId,
+        expected_jti: &str,
+        new_jti: String,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Session> {
+        let expected = expected_jti.to_owned();
+        let rotated = self
+            .write(move |txn| {
+                let Some(mut record) =
+                    get_json::<Session, _>(&txn.open_table(SESSIONS)?, &session.to_bytes())?
+                else {
+                    return Ok(None);
+                };
+                if record.refresh_jti != expected {
+                    // A refresh token was used twice: someone else may hold it. End the session.
+                    end_one_session(txn, &record)?;
+                    return Ok(None);
+                }
+                record.refresh_jti = new_jti;
+                record.expires_at = expires_at;
+                txn.open_table(SESSIONS)?
+                    .insert(session.to_bytes().as_slice(), encode(&record)?.as_slice())?;
+                Ok(Some(record))
+            })
+            .await?;
+        rotated.ok_or(Error::NotFound)
+    }
+
+    async fn delete_session(&self, session: SessionId) -> Result<()> {
+        self.write(move |txn| {
+            if let Some(record) =
+                get_json::<Session, _>(&txn.open_table(SESSIONS)?, &session.to_bytes())?
+            {
+                end_one_session(txn, &record)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_user_sessions(
+        &self,
+        org: OrgId,
+        user: UserId,
+        keep: Option<SessionId>,
+    ) -> Result<()> {
+        self.write(move |txn| end_sessions(txn, org, user, keep))
+            .await
+    }
+
+    async fn create_agent(&self, agent: Agent) -> Result<()> {
+        self.write(move |txn| {
+            if txn
+                .open_table(AGENT_KEYS)?
+                .get(agent.key_hash.as_slice())?
+                .is_some()
+            {
+                return Err(Error::Conflict("api key collision"));
+            }
+            insert_agent(txn, &agent)
+        })
+        .await
+    }
+
+    async fn enroll_agent(
+        &self,
+        secret_hash: [u8; 32],
+        mut agent: Agent,
+        now: DateTime<Utc>,
+    ) -> Result<Agent> {
+        self.write(move |txn| {
+            let Some(secret_key) = txn
+                .open_table(ENROLL_HASHES)?
+                .get(secret_hash.as_slice())?
+                .map(|v| v.value().to_vec())
+            else {
+                return Err(Error::InvalidEnrollSecret);
+            };
+            let mut secret: EnrollSecret = get_json(&txn.open_table(ENROLL_SECRETS)?, &secret_key)?
+                .ok_or(Error::InvalidEnrollSecret)?;
+            if secret.expires_at.is_some_and(|at| at <= now) {
+                return Err(Error::InvalidEnrollSecret);
+            }
+            if txn
+                .open_table(AGENT_KEYS)?
+                .get(agent.key_hash.as_slice())?
+                .is_some()
+            {
+                return Err(Error::Conflict("api key collision"));
+            }
+            agent.org_id = secret.org_id;
+            insert_agent(txn, &agent)?;
+            secret.enrolled_count += 1;
+            txn.open_table(ENROLL_SECRETS)?
+                .insert(secret_key.as_slice(), encode(&secret)?.as_slice())?;
+            Ok(agent)
+        })
+        .await
+    }
+
+    async fn find_agent_by_key(&self, key_hash: [u8; 32]) -> Result<Option<Agent>> {
+        self.read(move |txn| {
+            let Some(key) = txn
+                .open_table(AGENT_KEYS)?
+                .get(key_hash.as_slice())?
+                .map(|v| v.value().to_vec())
+            else {
+                return Ok(None);
+            };
+            get_json(&txn.open_table(AGENTS)?, &key)
+        })
+        .await
+    }
+
+    async fn get_agent(&self, org: OrgId, agent: AgentId) -> Result<Agent> {
+        self.read(move |txn| {
+            let key = cat(&[&org.to_bytes(), &agent.to_bytes()]);
+            get_json(&txn.open_table(AGENTS)?, &key)?.ok_or(Error::NotFound)
+        })
+        .await
+    }
+
+    async fn list_agents(&self, org: OrgId) -> Result<Vec<Agent>> {
+        self.read(move |txn| {
+            scan_prefix(&txn.open_table(AGENTS)?, &org.to_bytes())?
+                .iter()
+                .map(|(_, v)| decode(v))
+                .collect()
+        })
+        .await
+    }
+
+    async fn delete_agent(&self, org: OrgId, agent: AgentId) -> Result<()> {
+        self.write(move |txn| {
+            let key = cat(&[&org.to_bytes(), &agent.to_bytes()]);
+            let record: Agent = get_json(&txn.open_table(AGENTS)?, &key)?.ok_or(Error::NotFound)?;
+            let servers = agent_servers(
+                &txn.open_table(SERVER_IDENTITY)?,
+                &txn.open_table(SERVERS)?,
+                org,
+                agent,
+            )?;
+            for (server, ident) in servers {
+                index_server(txn, &server, false)?;
+                txn.open_table(SERVERS)?
+                    .remove(cat(&[&org.to_bytes(), &server.id.to_bytes()]).as_slice())?;
+                txn.open_table(SERVER_IDENTITY)?
+                    .remove(cat(&[&key, &ident]).as_slice())?;
+            }
+            txn.open_table(AGENT_KEYS)?
+                .remove(record.key_hash.as_slice())?;
+            txn.open_table(AGENTS)?.remove(key.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_heartbeat(
+        &self,
+        org: OrgId,
+        agent: AgentId,
+        update: HeartbeatUpdate,
+    ) -> Result<Agent> {
+        self.write(move |txn| {
+            let key = cat(&[&org.to_bytes(), &agent.to_bytes()]);
+            let mut record: Agent =
+                get_json(&txn.open_table(AGENTS)?, &key)?.ok_or(Error::NotFound)?;
+            merge_facts(&mut record.facts, update.facts);
+            record.last_seen_at = Some(
+                record
+                    .last_seen_at
+                    .map_or(update.seen_at, |at| at.max(update.seen_at)),
+            );
+            if record.public_key.is_none() {
+                record.public_key = update.bind_public_key;
+            }
+            txn.open_table(AGENTS)?
+                .insert(key.as_slice(), encode(&record)?.as_slice())?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn touch_agents(&self, seen: Vec<(OrgId, AgentId, DateTime<Utc>)>) -> Result<()> {
+        self.write(move |txn| {
+            let mut agents = txn.open_table(AGENTS)?;
+            for (org, agent, at) in seen {
+                let key = cat(&[&org.to_bytes(), &agent.to_bytes()]);
+                let Some(mut record) = get_json::<Agent, _>(&agents, &key)? else {
+                    continue;
+                };
+                if record.last_seen_at.is_none_or(|prev| prev < at) {
+                    record.last_seen_at = Some(at);
+                    agents.insert(key.as_slice(), encode(&record)?.as_slice())?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_enroll_secret(&self, secret: EnrollSecret) -> Result<()> {
+        self.write(move |txn| {
+            if txn
+                .open_table(ENROLL_HASHES)?
+                .get(secret.secret_hash.as_slice())?
+                .is_some()
+            {
+                return Err(Error::Conflict("enroll secret collision"));
+            }
+            let key = cat(&[&secret.org_id.to_bytes(), &secret.id.to_bytes()]);
+            txn.open_table(ENROLL_SECRETS)?
+                .insert(key.as_slice(), encode(&secret)?.as_slice())?;
+            txn.open_table(ENROLL_HASHES)?
+                .insert(secret.secret_hash.as_slice(), key.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_enroll_secrets(&self, org: OrgId) -> Result<Vec<EnrollSecret>> {
+        self.read(move |txn| {
+            scan_prefix(&txn.open_table(ENROLL_SECRETS)?, &org.to_bytes())?
+                .iter()
+                .map(|(_, v)| decode(v))
+                .collect()
+        })
+        .await
+    }
+
+    async fn delete_enroll_secret(&self, org: OrgId, id: EnrollSecretId) -> Result<()> {
+        self.write(move |txn| {
+            let key = cat(&[&org.to_bytes(), &id.to_bytes()]);
+            let secret: EnrollSecret =
+                get_json(&txn.open_table(ENROLL_SECRETS)?, &key)?.ok_or(Error::NotFound)?;
+            txn.open_table(ENROLL_SECRETS)?.remove(key.as_slice())?;
+            txn.open_table(ENROLL_HASHES)?
+                .remove(secret.secret_hash.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn apply_report(
+        &self,
+        org: OrgId,
+        agent: AgentId,
+        report: ReportInput,
+    ) -> Result<ReportResponse> {
+        self.write(move |txn| {
+            let agent_key = cat(&[&org.to_bytes(), &agent.to_bytes()]);
+            let mut record: Agent =
+                get_json(&txn.open_table(AGENTS)?, &agent_key)?.ok_or(Error::NotFound)?;
+            let existing = agent_servers(
+                &txn.open_table(SERVER_IDENTITY)?,
+                &txn.open_table(SERVERS)?,
+                org,
+                agent,
+            )?;
+            let plan = ingest::plan(org, agent, existing, report.servers, report.received_at);
+            for write in &plan.writes {
+                put_server(txn, write.before.as_ref(), &write.after)?;
+                if write.before.is_none() {
+                    let ident = ingest::identity_key(&write.after.record);
+                    txn.open_table(SERVER_IDENTITY)?.insert(
+                        cat(&[&agent_key, &ident]).as_slice(),
+                        write.after.id.to_bytes().as_slice(),
+                    )?;
+                }
+            }
+            for alert in &plan.alerts {
+                put_alert(txn, alert, None)?;
+            }
+            merge_facts(&mut record.facts, report.facts);
+            record.last_report_at = Some(report.received_at);
+            record.last_seen_at = Some(
+                record
+                    .last_seen_at
+                    .map_or(report.received_at, |at| at.max(report.received_at)),
+            );
+            record.server_count = plan.active_count;
+            record.config_errors = report.config_errors;
+            record.last_sequence = report.sequence.or(record.last_sequence);
+            txn.open_table(AGENTS)?
+                .insert(agent_key.as_slice(), encode(&record)?.as_slice())?;
+            Ok(plan.outcome)
+        })
+        .await
+    }
+
+    async fn list_servers(&self, org: OrgId, query: ServerQuery) -> Result<Page<Server>> {
+        self.read(move |txn| list_servers(txn, org, &query)).await
+    }
+
+    async fn get_server(&self, org: OrgId, server: ServerId) -> Result<Server> {
+        self.read(move |txn| {
+            get_json(
+                &txn.open_table(SERVERS)?,
+                &cat(&[&org.to_bytes(), &server.to_bytes()]),
+            )?
+            .ok_or(Error::NotFound)
+        })
+        .await
+    }
+
+    async fn set_server_verified(
+        &self,
+        org: OrgId,
+        server: ServerId,
+        verified: bool,
+        by: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<Server> {
+        self.write(move |txn| {
+            let key = cat(&[&org.to_bytes(), &server.to_bytes()]);
+            let before: Server =
+                get_json(&txn.open_table(SERVERS)?, &key)?.ok_or(Error::NotFound)?;
+            if before.is_verified == verified {
+                return Ok(before);
+            }
+            let mut after = before.clone();
+            after.is_verified = verified;
+            after.verified_by = verified.then_some(by);
+            after.verified_at = verified.then_some(at);
+            after.updated_at = at;
+            after.changes.push(ServerChange {
+                at,
+                kind: if verified { "verified" } else { "unverified" }.to_owned(),
+                fields: vec!["is_verified".to_owned()],
+                previous_fingerprint: None,
+                fingerprint: None,
+                previous_level: None,
+                level: None,
+                previous_command: None,
+                command: None,
+            });
+            let excess = after
+                .changes
+                .len()
+                .saturating_sub(crate::model::MAX_SERVER_CHANGES);
+            after.changes.drain(..excess);
+            txn.open_table(SERVERS)?
+                .insert(key.as_slice(), encode(&after)?.as_slice())?;
+            Ok(after)
+        })
+        .await
+    }
+
+    async fn top_risks(&self, org: OrgId, limit: u64) -> Result<Vec<Server>> {
+        self.read(move |txn| {
+            let query = ServerQuery {
+                status: Some(ServerStatus::Active),
+                page: 1,
+                page_size: limit,
+                ..ServerQuery::default()
+            };
+            Ok(list_servers(txn, org, &query)?.items)
+        })
+        .await
+    }
+
+    async fn server_counts(&self, org: OrgId) -> Result<LevelCounts> {
+        self.read(move |txn| {
+            let counts = txn.open_table(COUNTS)?;
+            let mut out = LevelCounts::default();
+            for level in RiskLevel::ALL {
+                for status in ServerStatus::ALL {
+                    let n = counts
+                        .get(count_key_servers(org, level, status).as_slice())?
+                        .map_or(0, |v| v.value());
+                    out.add(level, n);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_alerts(&self, org: OrgId, query: AlertQuery) -> Result<Page<Alert>> {
+        self.read(move |txn| {
+            let org_b = org.to_bytes();
+            let alerts = txn.open_table(ALERTS)?;
+            let offset = query.page.saturating_sub(1).saturating_mul(query.page_size);
+            let mut items = Vec::new();
+            let mut total = 0u64;
+            let mut consider = |alert: Alert| {
+                if query.severity.is_some_and(|s| s != alert.severity)
+                    || query.dismissed.is_some_and(|d| d != alert.dismissed)
+                {
+                    return;
+                }
+                if total >= offset && (items.len() as u64) < query.page_size {
+                    items.push(alert);
+                }
+                total += 1;
+            };
+            if query.dismissed == Some(false) {
+                let open = txn.open_table(ALERTS_OPEN)?;
+                let mut keys = Vec::new();
+                for entry in open.range::<&[u8]>(org_b.as_slice()..)? {
+                    let (k, ()) = (entry?.0.value().to_vec(), ());
+                    if !k.starts_with(&org_b) {
+                        break;
+                    }
+                    keys.push(k);
+                }
+                for key in keys.iter().rev() {
+                    if let Some(alert) = get_json::<Alert, _>(&alerts, key)? {
+                        consider(alert);
+                    }
+                }
+            } else {
+                for (_, v) in scan_prefix(&alerts, &org_b)?.iter().rev() {
+                    consider(decode(v)?);
+                }
+            }
+            Ok(Page { items, total })
+        })
+        .await
+    }
+
+    async fn dismiss_alert(
+        &self,
+        org: OrgId,
+        alert: AlertId,
+        by: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<Alert> {
+        self.write(move |txn| {
+            let key = cat(&[&org.to_bytes(), &alert.to_bytes()]);
+            let mut record: Alert =
+                get_json(&txn.open_table(ALERTS)?, &key)?.ok_or(Error::NotFound)?;
+            if record.dismissed {
+                return Ok(record);
+            }
+            record.dismissed = true;
+            record.dismissed_at = Some(at);
+            record.dismissed_by = Some(by);
+            put_alert(txn, &record, Some(true))?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn dismiss_all_alerts(&self, org: OrgId, by: UserId, at: DateTime<Utc>) -> Result<u64> {
+        self.write(move |txn| {
+            let org_b = org.to_bytes();
+            let mut keys = Vec::new();
+            {
+                let open = txn.open_table(ALERTS_OPEN)?;
+                for entry in open.range::<&[u8]>(org_b.as_slice()..)? {
+                    let key = entry?.0.value().to_vec();
+                    if !key.starts_with(&org_b) {
+                        break;
+                    }
+                    keys.push(key);
+                }
+            }
+            let mut dismissed = 0;
+            for key in keys {
+                let Some(mut record) = get_json::<Alert, _>(&txn.open_table(ALERTS)?, &key)? else {
+                    continue;
+                };
+                record.dismissed = true;
+                record.dismissed_at = Some(at);
+                record.dismissed_by = Some(by);
+                put_alert(txn, &record, Some(true))?;
+                dismissed += 1;
+            }
+            Ok(dismissed)
+        })
+        .await
+    }
+
+    async fn open_alert_count(&self, org: OrgId) -> Result<u64> {
+        self.read(move |txn| {
+            Ok(txn
+                .open_table(COUNTS)?
+                .get(count_key_alerts(org).as_slice())?
+                .map_or(0, |v| v.value()))
+        })
+        .await
+    }
+}
+
+fn merge_facts(facts: &mut HostFacts, new: HostFacts) {
+    let HostFacts {
+        hostname,
+        os_type,
+        os_version,
+        username,
+        agent_version,
+    } = new;
+    for (slot, value) in [
+        (&mut facts.hostname, hostname),
+        (&mut facts.os_type, os_type),
+        (&mut facts.os_version, os_version),
+        (&mut facts.username, username),
+        (&mut facts.agent_version, agent_version),
+    ] {
+        if value.is_some() {
+            *slot = value;
+        }
+    }
+}
+
+fn insert_agent(txn: &WriteTransaction, agent: &Agent) -> Result<()> {
+    let key = cat(&[&agent.org_id.to_bytes(), &agent.id.to_bytes()]);
+    txn.open_table(AGENTS)?
+        .insert(key.as_slice(), encode(agent)?.as_slice())?;
+    txn.open_table(AGENT_KEYS)?
+        .insert(agent.key_hash.as_slice(), key.as_slice())?;
+    Ok(())
+}
+
+fn end_one_session(txn: &WriteTransaction, session: &Session) -> Result<()> {
+    let link = cat(&[
+        &session.org_id.to_bytes(),
+        &session.user_id.to_bytes(),
+        &session.id.to_bytes(),
+    ]);
+    txn.open_table(SESSIONS)?
+        .remove(session.id.to_bytes().as_slice())?;
+    txn.open_table(USER_SESSIONS)?.remove(link.as_slice())?;
+    Ok(())
+}
+
+fn end_sessions(
+    txn: &WriteTransaction,
+    org: OrgId,
+    user: UserId,
+    keep: Option<SessionId>,
+) -> Result<()> {
+    let prefix = cat(&[&org.to_bytes(), &user.to_bytes()]);
+    let mut links = Vec::new();
+    {
+        let table = txn.open_table(USER_SESSIONS)?;
+        for entry in table.range::<&[u8]>(prefix.as_slice()..)? {
+            let key = entry?.0.value().to_vec();
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            links.push(key);
+        }
+    }
+    let mut sessions = txn.open_table(SESSIONS)?;
+    let mut user_sessions = txn.open_table(USER_SESSIONS)?;
+    for link in links {
+        let sid = SessionId::from_bytes(id16(&link[32..])?);
+        if Some(sid) == keep {
+            continue;
+        }
+        sessions.remove(sid.to_bytes().as_slice())?;
+        user_sessions.remove(link.as_slice())?;
+    }
+    Ok(())
+}
+
+fn list_servers(txn: &ReadTransaction, org: OrgId, query: &ServerQuery) -> Result<Page<Server>> {
+    let org_b = org.to_bytes();
+    let servers = txn.open_table(SERVERS)?;
+    let offset = query.page.saturating_sub(1).saturating_mul(query.page_size);
+    let search = query.search.as_ref().map(|s| s.to_lowercase());
+    let mut ids: Vec<[u8; 16]> = Vec::new();
+    let mut total = 0u64;
+
+    // Without a search or an agent, the counts answer `total`, and the scan stops once
+    // the page is full.
+    let counted_total = if search.is_none() && query.agent_id.is_none() {
+        let counts = txn.open_table(COUNTS)?;
+        let mut n = 0;
+        for level in RiskLevel::ALL {
+            if query.risk_level.is_some_and(|l| l != level) {
+                continue;
+            }
+            for status in ServerStatus::ALL {
+                if query.status.is_some_and(|s| s != status) {
+                    continue;
+                }
+                n += counts
+                    .get(count_key_servers(org, level, status).as_slice())?
+                    .map_or(0, |v| v.value());
+            }
+        }
+        Some(n)
+    } else {
+        None
+    };
+
+    let (table, prefix, id_at, status_at, name_at) = match query.agent_id {
+        Some(agent) => {
+            let mut prefix = cat(&[&org_b, &agent.to_bytes()]);
+            if let Some(level) = query.risk_level {
+                prefix.push(level.rank());
+            }
+            (txn.open_table(SRV_AGENT)?, prefix, 34usize, 0usize, 1usize)
+        }
+        None => {
+            let mut prefix = org_b.to_vec();
+            if let Some(level) = query.risk_level {
+                prefix.push(level.rank());
+            }
+            (txn.open_table(SRV_RANK)?, prefix, 18usize, 0usize, 17usize)
+        }
+    };
+    for entry in table.range::<&[u8]>(prefix.as_slice()..)? {
+        let (k, v) = entry?;
+        let key = k.value();
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        let value = v.value();
+        let status = value
+            .get(status_at)
+            .copied()
+            .and_then(ServerStatus::from_code);
+        if query.status.is_some_and(|s| Some(s) != status) {
+            continue;
+        }
+        if let Some(needle) = &search {
+            let name =
+                std::str::from_utf8(value.get(name_at..).unwrap_or_default()).unwrap_or_default();
+            if !name.contains(needle.as_str()) {
+                continue;
+            }
+        }
+        if total >= offset && (ids.len() as u64) < query.page_size {
+            ids.push(id16(key.get(id_at..id_at + 16).unwrap_or_default())?);
+        }
+        total += 1;
+        if counted_total.is_some() && ids.len() as u64 >= query.page_size {
+            break;
+        }
+    }
+    let mut items = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(server) = get_json::<Server, _>(&servers, &cat(&[&org_b, &id]))? {
+            items.push(server);
+        }
+    }
+    Ok(Page {
+        items,
+        total: counted_total.unwrap_or(total),
+    })
+}

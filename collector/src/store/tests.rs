@@ -1,0 +1,1 @@
+//! Conformance story for any [`Store`]: run against redb in a temp dir.
