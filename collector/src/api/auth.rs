@@ -196,16 +196,15 @@ pub async fn login(
         (body.username, body.password)
     };
     let email = email.trim().to_lowercase();
-    for locked in [
-        state.login_by_account.locked_for(&email),
-        state.login_by_address.locked_for(&addr),
-    ] {
-        if let Some(secs) = locked {
-            return Err(ApiError::rate_limited(
-                secs,
-                "too many failed logins; try again later",
-            ));
-        }
+    let locked = state
+        .login_by_account
+        .locked_for(&email)
+        .or(state.login_by_address.locked_for(&addr));
+    if let Some(secs) = locked {
+        return Err(ApiError::rate_limited(
+            secs,
+            "too many failed logins; try again later",
+        ));
     }
     let user = state.store.find_user_by_email(&email).await?;
     let matched = match &user {

@@ -159,13 +159,13 @@ pub async fn views(
 ) -> Result<Vec<ServerView>, ApiError> {
     let mut agents: HashMap<AgentId, Option<Agent>> = HashMap::new();
     for server in servers {
-        if !agents.contains_key(&server.agent_id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = agents.entry(server.agent_id) {
             let agent = match state.store.get_agent(org, server.agent_id).await {
                 Ok(a) => Some(a),
                 Err(store::Error::NotFound) => None,
                 Err(e) => return Err(e.into()),
             };
-            agents.insert(server.agent_id, agent);
+            slot.insert(agent);
         }
     }
     Ok(servers

@@ -85,7 +85,7 @@ impl TokenService {
             }
             Err(e) => return Err(err(e.to_string())),
         };
-        Ok(Self::from_seed(&seed).map_err(|e| err(e.to_string()))?)
+        Self::from_seed(&seed).map_err(|e| err(e.to_string()))
     }
 
     fn from_seed(seed: &[u8; 32]) -> Result<Self> {

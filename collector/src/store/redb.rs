@@ -610,21 +610,18 @@ impl Store for RedbStore {
             }
             drop(users);
             let old_email = record.email.clone();
-            if let Some(email) = &patch.email {
-                if *email != old_email
-                    && txn.open_table(USER_EMAILS)?.get(email.as_str())?.is_some()
-                {
-                    return Err(Error::Conflict("email is already registered"));
-                }
+            let new_email = patch.email.filter(|e| *e != old_email);
+            if let Some(email) = &new_email
+                && txn.open_table(USER_EMAILS)?.get(email.as_str())?.is_some()
+            {
+                return Err(Error::Conflict("email is already registered"));
             }
             // Checks done; write.
-            if let Some(email) = patch.email {
-                if email != old_email {
-                    let mut emails = txn.open_table(USER_EMAILS)?;
-                    emails.remove(old_email.as_str())?;
-                    emails.insert(email.as_str(), key.as_slice())?;
-                    record.email = email;
-                }
+            if let Some(email) = new_email {
+                let mut emails = txn.open_table(USER_EMAILS)?;
+                emails.remove(old_email.as_str())?;
+                emails.insert(email.as_str(), key.as_slice())?;
+                record.email = email;
             }
             if let Some(name) = patch.full_name {
                 record.full_name = name;

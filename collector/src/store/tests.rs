@@ -1,1 +1,503 @@
-//! Conformance story for any [`Store`]: run against redb in a temp dir.
+//! Conformance story for any [`Store`]. It runs against redb in a temp dir; another
+//! backend runs the same functions. It includes the cross-organisation checks: no
+//! method given organisation B may read or change organisation A's rows.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use mcpwatch_protocol::ids::{AgentId, OrgId, SessionId, UserId};
+use mcpwatch_protocol::risk::RiskLevel;
+use mcpwatch_protocol::server::ServerRecord;
+
+use super::redb::RedbStore;
+use super::*;
+use crate::model::{Agent, Enrollment, HostFacts, Org, Role, ServerStatus, Session, User};
+
+fn org(name: &str) -> Org {
+    let now = Utc::now();
+    Org {
+        id: OrgId::new(),
+        name: name.into(),
+        alert_email: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn user(org: &Org, email: &str, role: Role) -> User {
+    let now = Utc::now();
+    User {
+        id: UserId::new(),
+        org_id: org.id,
+        email: email.into(),
+        full_name: String::new(),
+        role,
+        password_hash: "x".into(),
+        is_active: true,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn agent(org: &Org, n: u8) -> Agent {
+    Agent {
+        id: AgentId::new(),
+        org_id: org.id,
+        name: format!("agent-{n}"),
+        key_hash: [n; 32],
+        key_prefix: "mcp_sk_test".into(),
+        public_key: None,
+        enrollment: Enrollment::Manual,
+        facts: HostFacts::default(),
+        created_at: Utc::now(),
+        last_seen_at: None,
+        last_report_at: None,
+        server_count: 0,
+        config_errors: Vec::new(),
+        last_sequence: None,
+    }
+}
+
+fn server(name: &str, args: &[&str]) -> ServerRecord {
+    ServerRecord {
+        server_name: name.into(),
+        client: Some("claude-desktop".into()),
+        config_path: Some("/home/u/.config/Claude/claude_desktop_config.json".into()),
+        command: Some("npx".into()),
+        args: args.iter().map(|a| (*a).to_owned()).collect(),
+        ..ServerRecord::default()
+    }
+}
+
+fn report(servers: Vec<ServerRecord>) -> ReportInput {
+    ReportInput {
+        servers,
+        config_errors: Vec::new(),
+        facts: HostFacts::default(),
+        sequence: None,
+        received_at: Utc::now(),
+    }
+}
+
+/// Five servers: one critical, one high, one medium (unpinned fs), two low.
+fn fleet() -> Vec<ServerRecord> {
+    vec![
+        server(
+            "root-fs",
+            &["-y", "@modelcontextprotocol/server-filesystem@1.0.0", "/"],
+        ),
+        server(
+            "home-fs",
+            &[
+                "-y",
+                "@modelcontextprotocol/server-filesystem@1.0.0",
+                "/home/u",
+            ],
+        ),
+        server(
+            "postgres",
+            &["-y", "@modelcontextprotocol/server-postgres@1.0.0"],
+        ),
+        server("time", &["-y", "mcp-time@1.0.0"]),
+        server("memory", &["-y", "mcp-memory@1.0.0"]),
+    ]
+}
+
+async fn story(store: &dyn Store) {
+    // Registration: first only, then closed.
+    let (a, b) = (org("A"), org("B"));
+    let admin_a = user(&a, "admin@a.example", Role::Admin);
+    store
+        .create_org_with_admin(a.clone(), admin_a.clone(), true)
+        .await
+        .unwrap();
+    let err = store
+        .create_org_with_admin(b.clone(), user(&b, "admin@b.example", Role::Admin), true)
+        .await;
+    assert!(matches!(err, Err(Error::RegistrationClosed)), "{err:?}");
+    let admin_b = user(&b, "admin@b.example", Role::Admin);
+    store
+        .create_org_with_admin(b.clone(), admin_b.clone(), false)
+        .await
+        .unwrap();
+    let dup = store
+        .create_user(a.id, user(&a, "admin@b.example", Role::Viewer))
+        .await;
+    assert!(matches!(dup, Err(Error::Conflict(_))), "{dup:?}");
+
+    // The last admin stays.
+    let demote = UserPatch {
+        role: Some(Role::Viewer),
+        ..UserPatch::default()
+    };
+    assert!(matches!(
+        store.update_user(a.id, admin_a.id, demote).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        store.delete_user(a.id, admin_a.id).await,
+        Err(Error::Conflict(_))
+    ));
+
+    // Agents and inventory.
+    let agent_a = agent(&a, 1);
+    let agent_b = agent(&b, 2);
+    store.create_agent(agent_a.clone()).await.unwrap();
+    store.create_agent(agent_b.clone()).await.unwrap();
+    assert_eq!(
+        store.find_agent_by_key([1; 32]).await.unwrap().unwrap().id,
+        agent_a.id
+    );
+    assert!(store.find_agent_by_key([9; 32]).await.unwrap().is_none());
+    let outcome = store
+        .apply_report(a.id, agent_a.id, report(fleet()))
+        .await
+        .unwrap();
+    assert_eq!((outcome.received, outcome.created), (5, 5));
+    store
+        .apply_report(
+            b.id,
+            agent_b.id,
+            report(vec![server("b-only", &["b@1.0.0"])]),
+        )
+        .await
+        .unwrap();
+
+    let counts = store.server_counts(a.id).await.unwrap();
+    assert_eq!(counts.total(), 5);
+    let page = |level, status, agent, search: Option<&str>, page, size| ServerQuery {
+        risk_level: level,
+        status,
+        agent_id: agent,
+        search: search.map(str::to_owned),
+        page,
+        page_size: size,
+    };
+    let all = store
+        .list_servers(a.id, page(None, None, None, None, 1, 100))
+        .await
+        .unwrap();
+    assert_eq!(all.total, 5);
+    let levels: Vec<RiskLevel> = all.items.iter().map(|s| s.risk_level).collect();
+    let mut sorted = levels.clone();
+    sorted.sort_by(|x, y| y.cmp(x));
+    assert_eq!(levels, sorted, "riskiest first");
+    // Pagination covers every server exactly once.
+    let mut seen = Vec::new();
+    for p in 1..=3 {
+        let got = store
+            .list_servers(a.id, page(None, None, None, None, p, 2))
+            .await
+            .unwrap();
+        assert_eq!(got.total, 5);
+        seen.extend(got.items.into_iter().map(|s| s.id));
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 5);
+    for level in RiskLevel::ALL {
+        let got = store
+            .list_servers(a.id, page(Some(level), None, None, None, 1, 100))
+            .await
+            .unwrap();
+        assert!(got.items.iter().all(|s| s.risk_level == level));
+        assert_eq!(got.total as usize, got.items.len());
+    }
+    let by_name = store
+        .list_servers(a.id, page(None, None, None, Some("FS"), 1, 100))
+        .await
+        .unwrap();
+    assert_eq!(by_name.total, 2);
+    let by_agent = store
+        .list_servers(a.id, page(None, None, Some(agent_a.id), None, 1, 100))
+        .await
+        .unwrap();
+    assert_eq!(by_agent.total, 5);
+
+    // A second snapshot without two servers makes them dormant.
+    let mut fewer = fleet();
+    fewer.truncate(3);
+    let outcome = store
+        .apply_report(a.id, agent_a.id, report(fewer))
+        .await
+        .unwrap();
+    assert_eq!((outcome.unchanged, outcome.dormant), (3, 2));
+    let dormant = store
+        .list_servers(
+            a.id,
+            page(None, Some(ServerStatus::Dormant), None, None, 1, 100),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dormant.total, 2);
+    assert_eq!(dormant.items.len(), 2);
+    let active = store
+        .list_servers(
+            a.id,
+            page(None, Some(ServerStatus::Active), None, None, 1, 100),
+        )
+        .await
+        .unwrap();
+    assert_eq!(active.total, 3);
+    assert_eq!(
+        store
+            .get_agent(a.id, agent_a.id)
+            .await
+            .unwrap()
+            .server_count,
+        3
+    );
+    let top = store.top_risks(a.id, 2).await.unwrap();
+    assert_eq!(top.len(), 2);
+    assert!(top.iter().all(|s| s.status == ServerStatus::Active));
+    assert_eq!(top[0].risk_level, RiskLevel::Critical);
+
+    // Alerts: the critical and high servers raised one each.
+    let open = store.open_alert_count(a.id).await.unwrap();
+    assert!(open >= 1);
+    let alerts = store
+        .list_alerts(
+            a.id,
+            AlertQuery {
+                dismissed: Some(false),
+                page: 1,
+                page_size: 100,
+                ..AlertQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(alerts.total, open);
+    let first_alert = alerts.items[0].clone();
+
+    // Organisation B sees and changes nothing of A.
+    let a_server = all.items[0].id;
+    assert!(matches!(
+        store.get_server(b.id, a_server).await,
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .set_server_verified(b.id, a_server, true, admin_b.id, Utc::now())
+            .await,
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        store.get_agent(b.id, agent_a.id).await,
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        store.delete_agent(b.id, agent_a.id).await,
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        store.apply_report(b.id, agent_a.id, report(vec![])).await,
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        store.get_user(b.id, admin_a.id).await,
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .update_user(b.id, admin_a.id, UserPatch::default())
+            .await,
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        store.delete_user(b.id, admin_a.id).await,
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .dismiss_alert(b.id, first_alert.id, admin_b.id, Utc::now())
+            .await,
+        Err(Error::NotFound)
+    ));
+    let b_list = store
+        .list_servers(b.id, page(None, None, Some(agent_a.id), None, 1, 100))
+        .await
+        .unwrap();
+    assert_eq!(b_list.total, 0);
+    assert_eq!(
+        store
+            .list_servers(b.id, page(None, None, None, None, 1, 100))
+            .await
+            .unwrap()
+            .total,
+        1
+    );
+    assert_eq!(store.server_counts(b.id).await.unwrap().total(), 1);
+    assert!(
+        store
+            .list_agents(b.id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|x| x.org_id == b.id)
+    );
+    assert!(
+        store
+            .list_users(b.id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|u| u.org_id == b.id)
+    );
+    assert_eq!(
+        store
+            .dismiss_all_alerts(b.id, admin_b.id, Utc::now())
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store.open_alert_count(a.id).await.unwrap(),
+        open,
+        "B's dismiss-all left A's alerts"
+    );
+
+    // Dismissing keeps the open count right.
+    store
+        .dismiss_alert(a.id, first_alert.id, admin_a.id, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(store.open_alert_count(a.id).await.unwrap(), open - 1);
+    store
+        .dismiss_all_alerts(a.id, admin_a.id, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(store.open_alert_count(a.id).await.unwrap(), 0);
+
+    // Sessions rotate once; a reused refresh token ends the session.
+    let sid = SessionId::new();
+    store
+        .create_session(Session {
+            id: sid,
+            user_id: admin_a.id,
+            org_id: a.id,
+            refresh_jti: "j1".into(),
+            created_at: Utc::now(),
+            expires_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    store
+        .rotate_session(sid, "j1", "j2".into(), Utc::now())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .rotate_session(sid, "j1", "j3".into(), Utc::now())
+            .await,
+        Err(Error::NotFound)
+    ));
+    assert!(
+        matches!(store.get_session(sid).await, Err(Error::NotFound)),
+        "reuse ends the session"
+    );
+
+    // Deleting an agent removes its key and servers and their counts.
+    store.delete_agent(a.id, agent_a.id).await.unwrap();
+    assert!(store.find_agent_by_key([1; 32]).await.unwrap().is_none());
+    assert_eq!(store.server_counts(a.id).await.unwrap().total(), 0);
+    assert_eq!(
+        store
+            .list_servers(a.id, page(None, None, None, None, 1, 100))
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_store_passes_the_story() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path()).unwrap();
+    story(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reports_are_group_committed_and_all_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(RedbStore::open(dir.path()).unwrap());
+    let o = org("A");
+    store
+        .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
+        .await
+        .unwrap();
+    let mut agents = Vec::new();
+    for n in 0..40u8 {
+        let a = agent(&o, n);
+        store.create_agent(a.clone()).await.unwrap();
+        agents.push(a);
+    }
+    let tasks: Vec<_> = agents
+        .iter()
+        .map(|a| {
+            let (store, org_id, agent_id) = (Arc::clone(&store), o.id, a.id);
+            tokio::spawn(async move { store.apply_report(org_id, agent_id, report(fleet())).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(store.server_counts(o.id).await.unwrap().total(), 200);
+    // A refused write in a batch leaves the others intact.
+    let missing = store.apply_report(o.id, AgentId::new(), report(fleet()));
+    let present = store.apply_report(o.id, agents[0].id, report(vec![]));
+    let (missing, present) = tokio::join!(missing, present);
+    assert!(matches!(missing, Err(Error::NotFound)));
+    assert_eq!(present.unwrap().dormant, 5);
+    assert_eq!(store.server_counts(o.id).await.unwrap().total(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = org("A");
+    let a = agent(&o, 3);
+    {
+        let store = RedbStore::open(dir.path()).unwrap();
+        store
+            .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
+            .await
+            .unwrap();
+        store.create_agent(a.clone()).await.unwrap();
+        store
+            .apply_report(o.id, a.id, report(fleet()))
+            .await
+            .unwrap();
+    }
+    // The writer thread holds the database until its channel closes.
+    let store = (0..200)
+        .find_map(|_| match RedbStore::open(dir.path()) {
+            Ok(s) => Some(s),
+            Err(_) => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                None
+            }
+        })
+        .expect("database reopens once the first store is dropped");
+    assert_eq!(store.server_counts(o.id).await.unwrap().total(), 5);
+    assert!(
+        store
+            .find_user_by_email("a@a.example")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(super::redb::DB_FILE),
+        b"this is not a redb file at all, just text",
+    )
+    .unwrap();
+    let err = RedbStore::open(dir.path()).err().expect("refused");
+    assert!(err.to_string().contains("mcpwatch.redb"), "{err}");
+}
