@@ -1,1 +1,12 @@
-fn main() {}
+//! End-to-end tests: each starts the real `mcpwatch-collector` on 127.0.0.1 with a
+//! temporary data dir and talks to it over HTTP only.
+
+// This binary is test code throughout; its helpers panic on unexpected answers.
+#![allow(clippy::unwrap_used)]
+
+mod auth;
+mod authz;
+mod durability;
+mod inventory;
+mod signing;
+mod tenancy;

@@ -1,1 +1,403 @@
-//! placeholder
+//! Helpers for the end-to-end tests: start the real `mcpwatch-collector` binary on an
+//! ephemeral loopback port with a temporary data dir, talk to it over HTTP, and wait
+//! for conditions with a deadline (never a fixed sleep).
+//!
+//! The binary is found through `MCPWATCH_COLLECTOR_BIN`, or next to the test
+//! executable in the cargo target dir (build it first: `cargo build --workspace --bins`).
+
+#![allow(clippy::print_stderr)] // Test helpers show the collector's log on failure.
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use reqwest::Method;
+use reqwest::blocking::{Client, RequestBuilder};
+use serde_json::{Value, json};
+
+/// How long the collector may take to start.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Where a built binary of this workspace is.
+pub fn binary(name: &str, env_override: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env_override) {
+        return PathBuf::from(path);
+    }
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/<name>
+    let exe = std::env::current_exe().expect("test executable path");
+    let mut dir = exe.parent().expect("deps dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} not found; run `cargo build --workspace --bins` first or set {env_override}",
+        path.display()
+    );
+    path
+}
+
+/// Poll `check` until it returns `Some`, or panic after `deadline` with `what`.
+pub fn eventually<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// A running collector.
+pub struct TestCollector {
+    child: Option<Child>,
+    pub base: String,
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    log: Arc<Mutex<String>>,
+    extra_args: Vec<String>,
+    extra_env: Vec<(String, String)>,
+    pub http: Client,
+}
+
+impl TestCollector {
+    /// Start a collector with a fresh data dir.
+    pub fn start(extra_args: &[&str]) -> Self {
+        Self::start_with_env(extra_args, &[])
+    }
+
+    /// Start a collector with a fresh data dir and extra environment variables.
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().to_path_buf();
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut c = Self::spawn(
+            &data_dir,
+            extra_args.iter().map(|s| (*s).to_owned()).collect(),
+            env,
+        );
+        c._temp = Some(temp);
+        c
+    }
+
+    fn spawn(data_dir: &Path, extra_args: Vec<String>, extra_env: Vec<(String, String)>) -> Self {
+        let bin = binary("mcpwatch-collector", "MCPWATCH_COLLECTOR_BIN");
+        let mut cmd = Command::new(bin);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(&extra_args)
+            .env_remove("RUST_LOG")
+            .envs(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env(
+                "MCPWATCH_LOG",
+                if std::env::var_os("TEST_LOG").is_some() {
+                    "debug"
+                } else {
+                    "info"
+                },
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("collector starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let stderr_log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut buf = String::new();
+            while reader.read_line(&mut buf).unwrap_or(0) > 0 {
+                if std::env::var_os("TEST_LOG").is_some() {
+                    eprint!("[collector] {buf}");
+                }
+                if let Ok(mut l) = stderr_log.lock() {
+                    l.push_str(&buf);
+                }
+                buf.clear();
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                if let Some(addr) = line.trim().strip_prefix("mcpwatch-collector listening on ") {
+                    let _ = tx.send(addr.to_owned());
+                }
+                line.clear();
+            }
+            // Keep draining so the child never blocks on a full pipe.
+            let _ = reader.read_to_string(&mut line);
+        });
+        let base = match rx.recv_timeout(START_DEADLINE) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "collector did not announce its address; log:\n{}",
+                    log.lock().map(|l| l.clone()).unwrap_or_default()
+                );
+            }
+        };
+        let http = Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client");
+        let collector = Self {
+            child: Some(child),
+            base,
+            data_dir: data_dir.to_path_buf(),
+            _temp: None,
+            log,
+            extra_args,
+            extra_env,
+            http,
+        };
+        eventually(START_DEADLINE, "collector readiness", || {
+            let r = collector
+                .http
+                .get(format!("{}/health/ready", collector.base))
+                .send()
+                .ok()?;
+            r.status().is_success().then_some(())
+        });
+        collector
+    }
+
+    /// What the collector logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Kill the process with SIGKILL (no shutdown of any kind).
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start again on the same data dir (after [`Self::kill_hard`]).
+    pub fn restart(&mut self) {
+        self.kill_hard();
+        let temp = self._temp.take();
+        let mut next = Self::spawn(
+            &self.data_dir,
+            self.extra_args.clone(),
+            self.extra_env.clone(),
+        );
+        next._temp = temp;
+        std::mem::swap(self, &mut next);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request with optional bearer token.
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req
+    }
+
+    /// Send and return the status and the JSON body (`Value::Null` when empty).
+    pub fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut req = self.request(method, path, token);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        send(req)
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call(Method::GET, path, Some(token), None)
+    }
+
+    pub fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        self.call(Method::POST, path, Some(token), Some(body))
+    }
+
+    pub fn patch(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        self.call(Method::PATCH, path, Some(token), Some(body))
+    }
+
+    /// Register (first or open registration); panics unless 201.
+    pub fn register(&self, email: &str, password: &str, org: &str) -> Value {
+        let (status, body) = self.call(
+            Method::POST,
+            "/auth/register",
+            None,
+            Some(&json!({ "email": email, "password": password, "full_name": "Test User", "organization_name": org })),
+        );
+        assert_eq!(status, 201, "register {email}: {body}");
+        body
+    }
+
+    /// Log in with the seed's form body; returns the token response.
+    pub fn login(&self, email: &str, password: &str) -> (u16, Value) {
+        send(
+            self.http
+                .post(self.url("/auth/login"))
+                .form(&[("username", email), ("password", password)]),
+        )
+    }
+
+    /// Log in and return the access token; panics on failure.
+    pub fn token(&self, email: &str, password: &str) -> String {
+        let (status, body) = self.login(email, password);
+        assert_eq!(status, 200, "login {email}: {body}");
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+
+    /// Create a user in the admin's organisation and return its access token.
+    pub fn user_with_role(&self, admin_token: &str, email: &str, role: &str) -> String {
+        let (status, body) = self.post(
+            "/users",
+            admin_token,
+            &json!({ "email": email, "password": "UserPass123!", "full_name": role, "role": role }),
+        );
+        assert_eq!(status, 201, "create {role}: {body}");
+        self.token(email, "UserPass123!")
+    }
+
+    /// Create an agent with `POST /agents/`; returns (agent id, api key).
+    pub fn create_agent(&self, admin_token: &str, name: &str) -> (String, String) {
+        let (status, body) = self.post("/agents/", admin_token, &json!({ "name": name }));
+        assert_eq!(status, 201, "create agent: {body}");
+        (
+            body["id"].as_str().expect("id").to_owned(),
+            body["api_key"].as_str().expect("api_key").to_owned(),
+        )
+    }
+
+    /// An agent request with `X-API-Key`, signed when `key` is given.
+    pub fn agent_call(
+        &self,
+        path: &str,
+        api_key: &str,
+        signer: Option<&Signer>,
+        body: &Value,
+    ) -> (u16, Value) {
+        let bytes = serde_json::to_vec(body).expect("json");
+        let mut req = self
+            .http
+            .post(self.url(path))
+            .header("x-api-key", api_key)
+            .header("content-type", "application/json");
+        if let Some(signer) = signer {
+            req = req.header(
+                mcpwatch_protocol::signing::SIGNATURE_HEADER,
+                signer.sign("POST", path, &bytes),
+            );
+        }
+        send(req.body(bytes))
+    }
+}
+
+impl Drop for TestCollector {
+    fn drop(&mut self) {
+        self.kill_hard();
+        if std::thread::panicking() {
+            eprintln!("---- collector log ----\n{}", self.log());
+        }
+    }
+}
+
+/// Send a request; answer the status and JSON body (`Null` when empty or not JSON).
+pub fn send(req: RequestBuilder) -> (u16, Value) {
+    let response = req.send().expect("request reaches the collector");
+    let status = response.status().as_u16();
+    let text = response.text().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// An agent's signing key.
+pub struct Signer {
+    pub key: SigningKey,
+    /// Signature time offset from now, in seconds (to test stale signatures).
+    pub skew_secs: i64,
+}
+
+impl Signer {
+    pub fn new() -> Self {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).expect("random");
+        Self {
+            key: SigningKey::from_bytes(&seed),
+            skew_secs: 0,
+        }
+    }
+
+    pub fn public_key(&self) -> String {
+        mcpwatch_protocol::signing::encode_public_key(&self.key.verifying_key())
+    }
+
+    pub fn sign(&self, method: &str, path: &str, body: &[u8]) -> String {
+        let mut nonce = [0u8; 16];
+        getrandom::fill(&mut nonce).expect("random");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        mcpwatch_protocol::signing::sign(&self.key, method, path, body, now + self.skew_secs, nonce)
+    }
+}
+
+impl Default for Signer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The seed's example report entry.
+pub fn seed_server() -> Value {
+    json!({
+        "server_name": "filesystem",
+        "server_type": "@modelcontextprotocol/server-filesystem",
+        "command": "npx @modelcontextprotocol/server-filesystem /home",
+        "scope": "/home",
+        "env_vars": ["PATH", "HOME"]
+    })
+}
+
+/// A server entry as the agent sends it.
+pub fn agent_server(name: &str, command: &str, args: &[&str]) -> Value {
+    json!({
+        "server_name": name,
+        "command": command,
+        "args": args,
+        "client": "claude-desktop",
+        "config_path": "/home/alice/.config/Claude/claude_desktop_config.json",
+        "config_scope": "user",
+        "os_user": "alice",
+        "transport": "stdio",
+        "env_vars": ["GITHUB_TOKEN"]
+    })
+}

@@ -402,7 +402,8 @@ impl RedbStore {
             let poisoned = matches!(result, Err(Error::Internal(_)));
             let completion: Completion = Box::new(move |commit: Result<()>| {
                 // The caller may have gone away (request cancelled); the write stands.
-                let _ = tx.send(commit.and(result));
+                // A job's own error is the one its caller needs to see.
+                let _ = tx.send(result.and_then(|value| commit.map(|()| value)));
             });
             (completion, poisoned)
         });
@@ -724,9 +725,8 @@ impl Store for RedbStore {
 
     async fn delete_session(&self, session: SessionId) -> Result<()> {
         self.write(move |txn| {
-            if let Some(record) =
-                get_json::<Session, _>(&txn.open_table(SESSIONS)?, &session.to_bytes())?
-            {
+            let found = get_json::<Session, _>(&txn.open_table(SESSIONS)?, &session.to_bytes())?;
+            if let Some(record) = found {
                 end_one_session(txn, &record)?;
             }
             Ok(())

@@ -1,0 +1,180 @@
+//! Every protected route refuses callers without credentials; a viewer is refused
+//! every write; an analyst only what analysts may do.
+
+use mcpwatch_collector::router::{Access, routes};
+use mcpwatch_e2e::TestCollector;
+use reqwest::Method;
+use serde_json::json;
+
+fn concrete(path: &str) -> String {
+    path.replace("{id}", &uuid::Uuid::now_v7().to_string())
+}
+
+#[test]
+fn every_protected_route_answers_401_without_credentials() {
+    let c = TestCollector::start(&[]);
+    let table = routes();
+    assert!(table.len() > 30, "route table is complete");
+    for route in table.iter().filter(|r| r.access != Access::Public) {
+        for path in [concrete(route.path), format!("{}/", concrete(route.path))] {
+            let (status, body) = c.call(route.method.clone(), &path, None, Some(&json!({})));
+            assert_eq!(
+                status, 401,
+                "{} {path} without credentials: {body}",
+                route.method
+            );
+            assert!(
+                body["error"]["code"].is_string(),
+                "{} {path}: error envelope: {body}",
+                route.method
+            );
+            let (status, _) = c.call(
+                route.method.clone(),
+                &path,
+                Some("not-a-token"),
+                Some(&json!({})),
+            );
+            assert_eq!(status, 401, "{} {path} with a garbage token", route.method);
+            let req = c
+                .request(route.method.clone(), &path, None)
+                .header("x-api-key", "mcp_sk_forged")
+                .json(&json!({}));
+            let (status, _) = mcpwatch_e2e::send(req);
+            assert_eq!(status, 401, "{} {path} with a forged API key", route.method);
+        }
+    }
+}
+
+#[test]
+fn an_agent_key_is_not_a_user_credential_and_a_token_is_not_an_agent_key() {
+    let c = TestCollector::start(&[]);
+    c.register("admin@acme.example", "AdminPass123!", "Acme");
+    let admin = c.token("admin@acme.example", "AdminPass123!");
+    let (_, key) = c.create_agent(&admin, "laptop");
+    let req = c
+        .request(Method::GET, "/mcp/servers", None)
+        .header("x-api-key", &key);
+    assert_eq!(mcpwatch_e2e::send(req).0, 401);
+    let (status, _) = c.call(Method::GET, "/mcp/servers", Some(&key), None);
+    assert_eq!(status, 401);
+    let (status, _) = c.call(
+        Method::POST,
+        "/agents/heartbeat",
+        Some(&admin),
+        Some(&json!({})),
+    );
+    assert_eq!(status, 401);
+}
+
+/// Writes that a person's role governs (self-service ones are excluded: every role may
+/// change its own profile and password and log out).
+fn role_writes() -> Vec<(Method, &'static str)> {
+    routes()
+        .into_iter()
+        .filter(|r| r.access == Access::User && r.method != Method::GET)
+        .filter(|r| !matches!(r.path, "/auth/logout" | "/auth/me" | "/auth/me/password"))
+        .map(|r| (r.method, r.path))
+        .collect()
+}
+
+#[test]
+fn a_viewer_is_refused_every_write_and_an_analyst_all_but_verify_and_dismiss() {
+    let c = TestCollector::start(&[]);
+    c.register("admin@acme.example", "AdminPass123!", "Acme");
+    let admin = c.token("admin@acme.example", "AdminPass123!");
+    let viewer = c.user_with_role(&admin, "viewer@acme.example", "viewer");
+    let analyst = c.user_with_role(&admin, "analyst@acme.example", "analyst");
+
+    // Real targets, so that a missing role check could not hide behind a 404.
+    let (agent_id, key) = c.create_agent(&admin, "laptop");
+    let (status, _) = c.agent_call(
+        "/mcp/report",
+        &key,
+        None,
+        &json!({ "servers": [mcpwatch_e2e::agent_server("fs", "npx", &["-y", "@modelcontextprotocol/server-filesystem", "/"])] }),
+    );
+    assert_eq!(status, 200);
+    let (_, servers) = c.get("/mcp/servers", &admin);
+    let server_id = servers["items"][0]["id"].as_str().unwrap().to_owned();
+    let (_, alerts) = c.get("/alerts/", &admin);
+    let alert_id = alerts["items"][0]["id"].as_str().unwrap().to_owned();
+    let (_, users) = c.get("/users", &admin);
+    let user_id = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["role"] == "viewer")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, secret) = c.post("/enroll-secrets", &admin, &json!({ "name": "fleet" }));
+    let secret_id = secret["id"].as_str().unwrap().to_owned();
+
+    let fill = |path: &str| {
+        let id = match path {
+            p if p.starts_with("/users/") => &user_id,
+            p if p.starts_with("/agents/") => &agent_id,
+            p if p.starts_with("/mcp/servers/") => &server_id,
+            p if p.starts_with("/alerts/") => &alert_id,
+            p if p.starts_with("/enroll-secrets/") => &secret_id,
+            _ => "",
+        };
+        path.replace("{id}", id)
+    };
+    let body = |path: &str| match path {
+        "/mcp/servers/{id}" => json!({ "is_verified": true }),
+        "/users" => {
+            json!({ "email": "new@acme.example", "password": "NewPass123!", "role": "admin" })
+        }
+        "/users/{id}" => json!({ "role": "admin" }),
+        "/agents" => json!({ "name": "x" }),
+        "/enroll-secrets" => json!({ "name": "x" }),
+        "/auth/organization" => json!({ "name": "Pwned" }),
+        _ => json!({}),
+    };
+
+    for (method, path) in role_writes() {
+        let (status, resp) = c.call(
+            method.clone(),
+            &fill(path),
+            Some(&viewer),
+            Some(&body(path)),
+        );
+        assert_eq!(status, 403, "viewer {method} {path}: {resp}");
+        assert_eq!(resp["error"]["code"], "forbidden");
+        let analyst_may = matches!(
+            path,
+            "/mcp/servers/{id}" | "/alerts/{id}/dismiss" | "/alerts/dismiss-all"
+        );
+        if !analyst_may {
+            let (status, resp) = c.call(
+                method.clone(),
+                &fill(path),
+                Some(&analyst),
+                Some(&body(path)),
+            );
+            assert_eq!(status, 403, "analyst {method} {path}: {resp}");
+        }
+    }
+    // Nothing changed.
+    let (_, org) = c.get("/auth/organization", &admin);
+    assert_eq!(org["name"], "Acme");
+    let (_, server) = c.get(&format!("/mcp/servers/{server_id}"), &admin);
+    assert_eq!(server["is_verified"], false);
+    // The analyst may verify and dismiss.
+    let (status, body) = c.patch(
+        &format!("/mcp/servers/{server_id}"),
+        &analyst,
+        &json!({ "is_verified": true }),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["is_verified"], true);
+    let (status, _) = c.post(&format!("/alerts/{alert_id}/dismiss"), &analyst, &json!({}));
+    assert_eq!(status, 200);
+    // A viewer cannot grant itself a role through its own profile.
+    let (status, _) = c.patch("/auth/me", &viewer, &json!({ "role": "admin" }));
+    assert_eq!(status, 422);
+    let (_, me) = c.get("/auth/me", &viewer);
+    assert_eq!(me["role"], "viewer");
+}

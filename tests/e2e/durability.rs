@@ -1,0 +1,79 @@
+//! A report acknowledged before a SIGKILL is there after the restart, and so are the
+//! accounts and the token-signing key.
+
+use mcpwatch_e2e::{TestCollector, agent_server};
+use serde_json::json;
+
+#[test]
+fn report_survives_sigkill_after_ack() {
+    let mut c = TestCollector::start(&[]);
+    c.register("admin@acme.example", "AdminPass123!", "Acme");
+    let admin = c.token("admin@acme.example", "AdminPass123!");
+    let (agent_id, key) = c.create_agent(&admin, "laptop");
+    let servers: Vec<_> = (0..20)
+        .map(|i| {
+            agent_server(
+                &format!("server-{i}"),
+                "npx",
+                &["-y", &format!("pkg-{i}@1.0.0")],
+            )
+        })
+        .collect();
+    let (status, ack) = c.agent_call("/mcp/report", &key, None, &json!({ "servers": servers }));
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(ack["created"], 20);
+    c.kill_hard();
+    c.restart();
+    // The old access token still verifies: the signing key persisted.
+    let (status, page) = c.get(
+        &format!("/mcp/servers?agent_id={agent_id}&page_size=100"),
+        &admin,
+    );
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["total"], 20);
+    let (_, agent) = c.get(&format!("/agents/{agent_id}"), &admin);
+    assert_eq!(agent["server_count"], 20);
+    assert!(agent["last_report_at"].is_string());
+    // The agent's key still works.
+    assert_eq!(
+        c.agent_call("/agents/heartbeat", &key, None, &json!({})).0,
+        200
+    );
+}
+
+#[test]
+fn a_damaged_database_file_stops_the_collector_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mcpwatch.redb"),
+        b"definitely not a database",
+    )
+    .unwrap();
+    let bin = mcpwatch_e2e::binary("mcpwatch-collector", "MCPWATCH_COLLECTOR_BIN");
+    let out = std::process::Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("mcpwatch.redb"), "{stderr}");
+    // The file is left as it was, for the operator to inspect or restore.
+    assert_eq!(
+        std::fs::read(dir.path().join("mcpwatch.redb")).unwrap(),
+        b"definitely not a database"
+    );
+}
+
+#[test]
+fn plain_http_on_a_public_address_is_refused_without_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = mcpwatch_e2e::binary("mcpwatch-collector", "MCPWATCH_COLLECTOR_BIN");
+    let out = std::process::Command::new(bin)
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-insecure-http"));
+}
