@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// offline after three missed intervals.
     #[arg(long, env = "MCPWATCH_HEARTBEAT_INTERVAL", default_value_t = config::DEFAULT_HEARTBEAT_SECS)]
     pub heartbeat_interval: u64,
+    /// Seconds an agent may be silent before its servers are shown as dormant (they
+    /// are active again as soon as it is heard from).
+    #[arg(long, env = "MCPWATCH_DORMANT_AFTER", default_value_t = config::DEFAULT_DORMANT_AFTER_SECS)]
+    pub dormant_after: u64,
     /// Requests per minute allowed for each agent API key (answered 429 beyond).
     #[arg(long, env = "MCPWATCH_AGENT_RATE_LIMIT", default_value_t = config::DEFAULT_AGENT_REQUESTS_PER_MINUTE)]
     pub agent_rate_limit: u32,
@@ -128,6 +132,7 @@ impl ServeArgs {
         settings.cors_origins = config::parse_origins(&self.cors_origins);
         settings.heartbeat_interval = Duration::from_secs(self.heartbeat_interval);
         settings.offline_after = settings.heartbeat_interval * 3;
+        settings.dormant_after = Duration::from_secs(self.dormant_after.max(1));
         settings.agent_requests_per_minute = self.agent_rate_limit.max(1);
         settings.max_body_bytes = self.max_body_bytes.max(1024);
         settings.validate()?;

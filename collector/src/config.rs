@@ -20,6 +20,8 @@ pub struct Settings {
     pub heartbeat_interval: Duration,
     /// An agent not heard from for this long is offline.
     pub offline_after: Duration,
+    /// An agent not heard from for this long has its servers shown as dormant.
+    pub dormant_after: Duration,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub agent_requests_per_minute: u32,
@@ -30,6 +32,7 @@ pub struct Settings {
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
 pub const DEFAULT_HEARTBEAT_SECS: u64 = 60;
+pub const DEFAULT_DORMANT_AFTER_SECS: u64 = 24 * 60 * 60;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_AGENT_REQUESTS_PER_MINUTE: u32 = 600;
 
@@ -60,6 +63,7 @@ impl Settings {
             cors_origins: Vec::new(),
             heartbeat_interval,
             offline_after: heartbeat_interval * 3,
+            dormant_after: Duration::from_secs(DEFAULT_DORMANT_AFTER_SECS),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: Duration::from_secs(30),
             agent_requests_per_minute: DEFAULT_AGENT_REQUESTS_PER_MINUTE,

@@ -59,6 +59,7 @@ fn scored(org: OrgId, agent: AgentId, record: ServerRecord, now: DateTime<Utc>) 
         findings: assessment.findings,
         rules_version: assessment.rules_version,
         status: ServerStatus::Active,
+        in_snapshot: true,
         is_verified: false,
         verified_by: None,
         verified_at: None,
@@ -276,11 +277,12 @@ pub fn plan(
     }
 
     for (before, _) in stored.into_iter().flatten() {
-        if before.status == ServerStatus::Dormant {
+        if !before.in_snapshot {
             continue;
         }
         let mut after = before.clone();
         after.status = ServerStatus::Dormant;
+        after.in_snapshot = false;
         after.updated_at = now;
         push_change(
             &mut after,

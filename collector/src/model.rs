@@ -115,6 +115,14 @@ pub struct Agent {
     pub config_errors: Vec<ConfigError>,
     /// The `sequence` of the latest report.
     pub last_sequence: Option<u64>,
+    /// Silent longer than the dormancy threshold: its servers are shown dormant until
+    /// it is heard from again.
+    #[serde(default)]
+    pub stale: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A secret that lets agents enroll into an organisation.
@@ -194,6 +202,10 @@ pub struct Server {
     pub findings: Vec<Finding>,
     pub rules_version: u32,
     pub status: ServerStatus,
+    /// In the agent's latest snapshot. Such a server is still `dormant` while its
+    /// agent has been silent longer than the dormancy threshold.
+    #[serde(default = "yes")]
+    pub in_snapshot: bool,
     pub is_verified: bool,
     pub verified_by: Option<UserId>,
     pub verified_at: Option<DateTime<Utc>>,

@@ -79,6 +79,36 @@ impl Presence {
     }
 }
 
+/// Every so often, save presence and mark agents silent longer than the dormancy
+/// threshold, so that their servers show as dormant. Runs until the task is dropped.
+pub async fn sweep_loop(state: Arc<crate::state::AppState>) {
+    let threshold = state.settings.dormant_after;
+    let every = (threshold / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        // Save in-memory last-seen times first, so an agent heard from a moment ago is
+        // not taken for silent.
+        state.presence.flush(state.store.as_ref()).await;
+        let Ok(threshold) = chrono::Duration::from_std(threshold) else {
+            return;
+        };
+        match state
+            .store
+            .sweep_silent_agents(Utc::now() - threshold)
+            .await
+        {
+            Ok(marked) => {
+                for (org, agent) in marked {
+                    tracing::info!(%org, %agent, "Agent silent beyond the dormancy threshold; its servers are now dormant.");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "Sweeping silent agents failed; will retry."),
+        }
+    }
+}
+
 /// Flush presence to the store every `interval` until the task is dropped.
 pub async fn flush_loop(presence: Arc<crate::state::AppState>, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);

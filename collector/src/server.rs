@@ -37,6 +37,7 @@ pub async fn serve(
         Arc::clone(&state),
         PRESENCE_FLUSH_INTERVAL,
     ));
+    let sweeper = tokio::spawn(presence::sweep_loop(Arc::clone(&state)));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -80,6 +81,7 @@ pub async fn serve(
         tracing::warn!("Some connections did not finish within the grace period.");
     }
     flusher.abort();
+    sweeper.abort();
     state.presence.flush(state.store.as_ref()).await;
     Ok(())
 }

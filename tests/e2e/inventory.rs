@@ -446,3 +446,28 @@ fn cors_allows_configured_origins_only() {
         .unwrap();
     assert!(!other.headers().contains_key("access-control-allow-origin"));
 }
+
+#[test]
+fn servers_of_a_silent_agent_turn_dormant_and_come_back_with_a_heartbeat() {
+    let c = TestCollector::start(&["--dormant-after", "2"]);
+    let token = admin(&c);
+    let (agent_id, key) = c.create_agent(&token, "laptop");
+    let report = json!({ "servers": [seed_server(), agent_server("clock", "uvx", &["mcp-server-time==0.6.2"])] });
+    assert_eq!(c.agent_call("/mcp/report", &key, None, &report).0, 200);
+    let path = format!("/mcp/servers?agent_id={agent_id}&status=dormant");
+    mcpwatch_e2e::eventually(
+        std::time::Duration::from_secs(30),
+        "servers of the silent agent to turn dormant",
+        || (c.get(&path, &token).1["total"] == 2).then_some(()),
+    );
+    let (status, _) = c.agent_call("/agents/heartbeat", &key, None, &json!({}));
+    assert_eq!(status, 200);
+    let (_, active) = c.get(
+        &format!("/mcp/servers?agent_id={agent_id}&status=active"),
+        &token,
+    );
+    assert_eq!(
+        active["total"], 2,
+        "the heartbeat made them active again at once"
+    );
+}

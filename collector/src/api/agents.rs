@@ -116,6 +116,7 @@ pub fn new_agent(
         server_count: 0,
         config_errors: Vec::new(),
         last_sequence: None,
+        stale: false,
     };
     Ok((agent, key))
 }
@@ -245,7 +246,11 @@ pub async fn heartbeat(
         (None, _) => None,
     };
     let facts = facts_of(&req.body);
-    if bind.is_some() || agent.last_seen_at.is_none() || facts_change(&agent.facts, &facts) {
+    if bind.is_some()
+        || agent.stale
+        || agent.last_seen_at.is_none()
+        || facts_change(&agent.facts, &facts)
+    {
         let update = HeartbeatUpdate {
             facts,
             seen_at: now,

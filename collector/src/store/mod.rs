@@ -180,6 +180,10 @@ pub trait Store: Send + Sync + 'static {
         agent: AgentId,
         update: HeartbeatUpdate,
     ) -> Result<Agent>;
+    /// Mark agents last seen before `cutoff` as stale: their snapshot servers show as
+    /// dormant until the agent is heard from again (heartbeat or report). Answers the
+    /// agents marked.
+    async fn sweep_silent_agents(&self, cutoff: DateTime<Utc>) -> Result<Vec<(OrgId, AgentId)>>;
     /// Persist last-seen times kept in memory. Unknown agents are skipped.
     async fn touch_agents(&self, seen: Vec<(OrgId, AgentId, DateTime<Utc>)>) -> Result<()>;
     async fn create_enroll_secret(&self, secret: EnrollSecret) -> Result<()>;

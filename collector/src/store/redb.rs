@@ -273,6 +273,30 @@ fn put_alert(txn: &WriteTransaction, alert: &Alert, was_open: Option<bool>) -> R
     Ok(())
 }
 
+/// Show an agent's snapshot servers as active (agent heard from) or dormant (agent
+/// silent). Servers missing from its snapshot stay dormant either way.
+fn set_presence(txn: &WriteTransaction, org: OrgId, agent: AgentId, active: bool) -> Result<()> {
+    let servers = agent_servers(
+        &txn.open_table(SERVER_IDENTITY)?,
+        &txn.open_table(SERVERS)?,
+        org,
+        agent,
+    )?;
+    let target = if active {
+        ServerStatus::Active
+    } else {
+        ServerStatus::Dormant
+    };
+    for (before, _) in servers {
+        if before.in_snapshot && before.status != target {
+            let mut after = before.clone();
+            after.status = target;
+            put_server(txn, Some(&before), &after)?;
+        }
+    }
+    Ok(())
+}
+
 fn agent_servers<T: ReadableTable<Bytes, Bytes>, U: ReadableTable<Bytes, Bytes>>(
     identity: &T,
     servers: &U,
@@ -870,9 +894,53 @@ impl Store for RedbStore {
             if record.public_key.is_none() {
                 record.public_key = update.bind_public_key;
             }
+            if record.stale {
+                set_presence(txn, org, agent, true)?;
+                record.stale = false;
+            }
             txn.open_table(AGENTS)?
                 .insert(key.as_slice(), encode(&record)?.as_slice())?;
             Ok(record)
+        })
+        .await
+    }
+
+    async fn sweep_silent_agents(&self, cutoff: DateTime<Utc>) -> Result<Vec<(OrgId, AgentId)>> {
+        let silent = move |a: &Agent| {
+            !a.stale && a.server_count > 0 && a.last_seen_at.unwrap_or(a.created_at) < cutoff
+        };
+        // Find candidates with a read, so the writer is held only for the agents that change.
+        let candidates: Vec<Vec<u8>> = self
+            .read(move |txn| {
+                let mut out = Vec::new();
+                for entry in txn.open_table(AGENTS)?.iter()? {
+                    let (k, v) = entry?;
+                    if silent(&decode::<Agent>(v.value())?) {
+                        out.push(k.value().to_vec());
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(move |txn| {
+            let mut marked = Vec::new();
+            for key in candidates {
+                let Some(mut agent) = get_json::<Agent, _>(&txn.open_table(AGENTS)?, &key)? else {
+                    continue;
+                };
+                if !silent(&agent) {
+                    continue;
+                }
+                set_presence(txn, agent.org_id, agent.id, false)?;
+                agent.stale = true;
+                txn.open_table(AGENTS)?
+                    .insert(key.as_slice(), encode(&agent)?.as_slice())?;
+                marked.push((agent.org_id, agent.id));
+            }
+            Ok(marked)
         })
         .await
     }
@@ -947,6 +1015,10 @@ impl Store for RedbStore {
             let agent_key = cat(&[&org.to_bytes(), &agent.to_bytes()]);
             let mut record: Agent =
                 get_json(&txn.open_table(AGENTS)?, &agent_key)?.ok_or(Error::NotFound)?;
+            if record.stale {
+                set_presence(txn, org, agent, true)?;
+                record.stale = false;
+            }
             let existing = agent_servers(
                 &txn.open_table(SERVER_IDENTITY)?,
                 &txn.open_table(SERVERS)?,

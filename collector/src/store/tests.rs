@@ -55,6 +55,7 @@ fn agent(org: &Org, n: u8) -> Agent {
         server_count: 0,
         config_errors: Vec::new(),
         last_sequence: None,
+        stale: false,
     }
 }
 
@@ -500,4 +501,126 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
     .unwrap();
     let err = RedbStore::open(dir.path()).err().expect("refused");
     assert!(err.to_string().contains("mcpwatch.redb"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_agents_make_their_servers_dormant_until_heard_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path()).unwrap();
+    let o = org("A");
+    store
+        .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
+        .await
+        .unwrap();
+    let quiet = agent(&o, 1);
+    store.create_agent(quiet.clone()).await.unwrap();
+    store
+        .apply_report(o.id, quiet.id, report(fleet()))
+        .await
+        .unwrap();
+    let status_total = |status| ServerQuery {
+        status: Some(status),
+        page: 1,
+        page_size: 100,
+        ..ServerQuery::default()
+    };
+
+    // Not silent yet.
+    assert!(
+        store
+            .sweep_silent_agents(Utc::now() - chrono::Duration::hours(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let marked = store
+        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(marked, vec![(o.id, quiet.id)]);
+    assert_eq!(
+        store
+            .list_servers(o.id, status_total(ServerStatus::Dormant))
+            .await
+            .unwrap()
+            .total,
+        5
+    );
+    assert_eq!(
+        store
+            .list_servers(o.id, status_total(ServerStatus::Active))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        0
+    );
+    assert!(
+        store
+            .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1))
+            .await
+            .unwrap()
+            .is_empty(),
+        "once"
+    );
+
+    // A heartbeat brings them back without a report.
+    let update = HeartbeatUpdate {
+        facts: HostFacts::default(),
+        seen_at: Utc::now(),
+        bind_public_key: None,
+    };
+    store
+        .record_heartbeat(o.id, quiet.id, update)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .list_servers(o.id, status_total(ServerStatus::Active))
+            .await
+            .unwrap()
+            .total,
+        5
+    );
+
+    // Silent again, then a report that drops two servers: three active, two dormant.
+    store
+        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    let mut fewer = fleet();
+    fewer.truncate(3);
+    let outcome = store
+        .apply_report(o.id, quiet.id, report(fewer))
+        .await
+        .unwrap();
+    assert_eq!((outcome.unchanged, outcome.dormant), (3, 2));
+    let active = store
+        .list_servers(o.id, status_total(ServerStatus::Active))
+        .await
+        .unwrap();
+    assert_eq!((active.total, active.items.len()), (3, 3));
+    // The two dropped servers stay dormant when the agent is next marked and woken.
+    store
+        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    let update = HeartbeatUpdate {
+        facts: HostFacts::default(),
+        seen_at: Utc::now(),
+        bind_public_key: None,
+    };
+    store
+        .record_heartbeat(o.id, quiet.id, update)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .list_servers(o.id, status_total(ServerStatus::Dormant))
+            .await
+            .unwrap()
+            .total,
+        2
+    );
+    assert_eq!(store.server_counts(o.id).await.unwrap().total(), 5);
 }

@@ -325,10 +325,20 @@ mod doc_tests {
     #[test]
     fn every_rule_is_documented_and_the_document_names_no_other() {
         for rule in RULES {
-            assert!(DOC.contains(&format!("`{}`", rule.id)), "{} is missing from docs/risk-rules.md", rule.id);
+            assert!(
+                DOC.contains(&format!("`{}`", rule.id)),
+                "{} is missing from docs/risk-rules.md",
+                rule.id
+            );
         }
-        for word in DOC.split('`').filter(|w| w.starts_with("MCP-") && !w.ends_with('*')) {
-            assert!(RULES.iter().any(|r| r.id == word), "docs/risk-rules.md names unknown rule {word}");
+        for word in DOC
+            .split('`')
+            .filter(|w| w.starts_with("MCP-") && !w.ends_with('*'))
+        {
+            assert!(
+                RULES.iter().any(|r| r.id == word),
+                "docs/risk-rules.md names unknown rule {word}"
+            );
         }
     }
 }
