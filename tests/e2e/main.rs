@@ -8,5 +8,6 @@ mod auth;
 mod authz;
 mod durability;
 mod inventory;
+mod secrets;
 mod signing;
 mod tenancy;
