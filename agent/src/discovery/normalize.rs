@@ -1,0 +1,878 @@
+//! From a parsed config file to protocol server records: find the server entries the
+//! file's shape says it holds, then describe each one — transport, launch, package and
+//! pinned version, filesystem scope, env var and header *names*, disabled flag,
+//! auto-approved tools — with every secret redacted.
+
+use mcpwatch_protocol::server::{ConfigScope, Package, ServerRecord, Transport};
+use serde_json::{Map, Value};
+
+use super::catalog::Shape;
+use super::redact::Redactor;
+
+/// Keys that make an object a server entry (others, like `_comment`, are not).
+const DISCRIMINATORS: &[&str] = &["command", "cmd", "url", "serverUrl", "httpUrl", "uri"];
+
+/// A server entry found in a file.
+#[derive(Debug)]
+pub struct Entry<'a> {
+    pub name: String,
+    pub body: &'a Map<String, Value>,
+    /// For Claude Code's per-project entries: the project they belong to.
+    pub project: Option<String>,
+}
+
+fn is_server(v: &Value) -> Option<&Map<String, Value>> {
+    let obj = v.as_object()?;
+    DISCRIMINATORS
+        .iter()
+        .any(|k| obj.contains_key(*k))
+        .then_some(obj)
+}
+
+fn at<'a>(root: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(root, |v, key| v.get(*key))
+}
+
+fn map_entries<'a>(map: &'a Map<String, Value>, project: Option<&str>, out: &mut Vec<Entry<'a>>) {
+    for (name, value) in map {
+        if let Some(body) = is_server(value) {
+            out.push(Entry {
+                name: name.clone(),
+                body,
+                project: project.map(str::to_owned),
+            });
+        }
+    }
+}
+
+/// The server entries of a parsed file.
+pub fn entries<'a>(root: &'a Value, shape: Shape) -> Vec<Entry<'a>> {
+    let mut out = Vec::new();
+    match shape {
+        Shape::Map(path) => {
+            if let Some(map) = at(root, path).and_then(Value::as_object) {
+                map_entries(map, None, &mut out);
+            }
+        }
+        Shape::List(path, name_key) => {
+            if let Some(list) = at(root, path).and_then(Value::as_array) {
+                for (i, item) in list.iter().enumerate() {
+                    if let Some(body) = is_server(item) {
+                        let name = body
+                            .get(name_key)
+                            .or_else(|| body.get("name"))
+                            .and_then(Value::as_str)
+                            .map_or_else(|| format!("server-{i}"), str::to_owned);
+                        out.push(Entry {
+                            name,
+                            body,
+                            project: None,
+                        });
+                    }
+                }
+            } else if let Some(map) = at(root, path).and_then(Value::as_object) {
+                // Some files keep the map form under a list client's key.
+                map_entries(map, None, &mut out);
+            }
+        }
+        Shape::ClaudeCode => {
+            if let Some(map) = root.get("mcpServers").and_then(Value::as_object) {
+                map_entries(map, None, &mut out);
+            }
+            if let Some(projects) = root.get("projects").and_then(Value::as_object) {
+                for (path, project) in projects {
+                    if let Some(map) = project.get("mcpServers").and_then(Value::as_object) {
+                        map_entries(map, Some(path), &mut out);
+                    }
+                }
+            }
+        }
+        Shape::Any => {
+            for path in [
+                &["mcpServers"][..],
+                &["servers"],
+                &["mcp", "servers"],
+                &["context_servers"],
+            ] {
+                if let Some(map) = at(root, path).and_then(Value::as_object) {
+                    map_entries(map, None, &mut out);
+                    return out;
+                }
+            }
+            if let Some(map) = root.as_object() {
+                map_entries(map, None, &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// Where an entry was found.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    pub client: &'static str,
+    pub config_path: String,
+    pub scope: ConfigScope,
+    pub project_path: Option<String>,
+    pub os_user: Option<String>,
+}
+
+fn string_list(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| match i {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            })
+            .collect(),
+        Some(Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+fn keys(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The launch of a stdio server: the program and its arguments, from whichever shape
+/// the client uses (`command` + `args`, `cmd`, an array `command`, Zed's
+/// `{path, args}`, or a whole command line in one string).
+fn launch(body: &Map<String, Value>) -> Option<(String, Vec<String>)> {
+    let mut args = string_list(body.get("args"));
+    let command = match body.get("command").or_else(|| body.get("cmd")) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => {
+            let mut parts = string_list(Some(&Value::Array(parts.clone())));
+            if parts.is_empty() {
+                return None;
+            }
+            let first = parts.remove(0);
+            parts.extend(args);
+            args = parts;
+            first
+        }
+        Some(Value::Object(zed)) => {
+            args = string_list(zed.get("args"));
+            zed.get("path").and_then(Value::as_str)?.to_owned()
+        }
+        _ => return None,
+    };
+    let command = command.trim().to_owned();
+    if command.is_empty() {
+        return None;
+    }
+    // A whole command line in `command` (and no args): split it, unless it is a path
+    // with spaces.
+    if args.is_empty() && command.contains(' ') && !looks_like_path(&command) {
+        if let Ok(mut words) = shell_words::split(&command) {
+            if !words.is_empty() {
+                let first = words.remove(0);
+                return Some((first, words));
+            }
+        }
+    }
+    Some((command, args))
+}
+
+fn looks_like_path(s: &str) -> bool {
+    s.starts_with('/')
+        || s.starts_with("./")
+        || s.starts_with("~/")
+        || s.starts_with("..")
+        || (s.len() > 2 && s.as_bytes()[1] == b':' && s.as_bytes()[0].is_ascii_alphabetic())
+        || s.starts_with("\\\\")
+}
+
+fn basename(word: &str) -> String {
+    let name = word
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(word)
+        .to_lowercase();
+    for ext in [".exe", ".cmd", ".bat"] {
+        if let Some(stripped) = name.strip_suffix(ext) {
+            return stripped.to_owned();
+        }
+    }
+    name
+}
+
+/// The words that actually launch the server: `cmd /c X...`, `env A=b X...` and
+/// `sudo X...` are unwrapped.
+fn effective(command: &str, args: &[String]) -> Vec<String> {
+    let mut words: Vec<String> = std::iter::once(command.to_owned())
+        .chain(args.iter().cloned())
+        .collect();
+    loop {
+        let Some(first) = words.first().map(|w| basename(w)) else {
+            return words;
+        };
+        let skip = match first.as_str() {
+            "cmd" => words
+                .iter()
+                .position(|w| w.eq_ignore_ascii_case("/c") || w.eq_ignore_ascii_case("/k"))
+                .map(|i| i + 1),
+            "sudo" | "doas" | "nohup" => Some(1),
+            "env" => words
+                .iter()
+                .skip(1)
+                .position(|w| !w.contains('=') && !w.starts_with('-'))
+                .map(|i| i + 1),
+            _ => None,
+        };
+        match skip {
+            Some(n) if n < words.len() => {
+                words.drain(..n);
+            }
+            _ => return words,
+        }
+    }
+}
+
+fn floating(version: &str) -> bool {
+    let v = version.trim();
+    v.is_empty()
+        || v == "latest"
+        || v == "*"
+        || v == "next"
+        || v.starts_with(['^', '~', '>', '<', '='])
+}
+
+fn npm_spec(spec: &str) -> Package {
+    let (name, version) = match spec.get(1..).and_then(|rest| rest.rfind('@')) {
+        Some(at) => (&spec[..=at], Some(&spec[at + 2..])),
+        None => (spec, None),
+    };
+    Package {
+        ecosystem: "npm".into(),
+        name: name.to_owned(),
+        version: version.filter(|v| !floating(v)).map(str::to_owned),
+    }
+}
+
+fn pypi_spec(spec: &str) -> Package {
+    let (name, version) = if let Some((n, v)) = spec.split_once("==") {
+        (n, Some(v))
+    } else if let Some((n, v)) = spec.split_once('@') {
+        (n, Some(v))
+    } else {
+        let cut = spec
+            .find(['>', '<', '~', '!', '[', ';'])
+            .unwrap_or(spec.len());
+        (&spec[..cut], None)
+    };
+    Package {
+        ecosystem: "pypi".into(),
+        name: name.trim().to_owned(),
+        version: version
+            .map(str::trim)
+            .filter(|v| !floating(v))
+            .map(str::to_owned),
+    }
+}
+
+fn docker_spec(image: &str) -> Package {
+    if let Some((name, digest)) = image.split_once('@') {
+        return Package {
+            ecosystem: "docker".into(),
+            name: name.to_owned(),
+            version: Some(digest.to_owned()),
+        };
+    }
+    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[last_slash..].rfind(':') {
+        Some(colon) => {
+            let at = last_slash + colon;
+            let tag = &image[at + 1..];
+            Package {
+                ecosystem: "docker".into(),
+                name: image[..at].to_owned(),
+                version: (tag != "latest" && !tag.is_empty()).then(|| tag.to_owned()),
+            }
+        }
+        None => Package {
+            ecosystem: "docker".into(),
+            name: image.to_owned(),
+            version: None,
+        },
+    }
+}
+
+/// Options of `docker run` that take a value.
+const DOCKER_VALUE_FLAGS: &[&str] = &[
+    "-e",
+    "--env",
+    "-v",
+    "--volume",
+    "-p",
+    "--publish",
+    "--name",
+    "--network",
+    "--net",
+    "-w",
+    "--workdir",
+    "-u",
+    "--user",
+    "--entrypoint",
+    "--mount",
+    "--env-file",
+    "-l",
+    "--label",
+    "--cap-add",
+    "--cap-drop",
+    "--pid",
+    "--platform",
+    "--add-host",
+    "-h",
+    "--hostname",
+    "--device",
+    "--security-opt",
+    "--memory",
+    "-m",
+    "--cpus",
+    "--ipc",
+    "--pull",
+    "--restart",
+    "--runtime",
+    "--gpus",
+    "--tmpfs",
+    "--ulimit",
+];
+
+fn first_positional<'a>(words: &'a [String], value_flags: &[&str]) -> Option<(usize, &'a str)> {
+    let mut i = 0;
+    while let Some(w) = words.get(i) {
+        if w.starts_with('-') {
+            i += if value_flags.contains(&w.as_str()) {
+                2
+            } else {
+                1
+            };
+        } else {
+            return Some((i, w));
+        }
+    }
+    None
+}
+
+/// The package a launch runs, and the index in `words` where the server's own
+/// arguments start.
+fn package(words: &[String]) -> (Option<Package>, usize) {
+    let Some(program) = words.first().map(|w| basename(w)) else {
+        return (None, 0);
+    };
+    let rest = &words[1..];
+    let after = |i: usize| i + 2;
+    match program.as_str() {
+        "npx" | "bunx" => {
+            // `npx -p pkg cmd` / `--package=pkg`
+            if let Some(i) = rest.iter().position(|w| w == "-p" || w == "--package") {
+                if let Some(spec) = rest.get(i + 1) {
+                    return (Some(npm_spec(spec)), after(i + 1));
+                }
+            }
+            if let Some(spec) = rest.iter().find_map(|w| w.strip_prefix("--package=")) {
+                return (Some(npm_spec(spec)), words.len());
+            }
+            match first_positional(rest, &["--registry", "--cache"]) {
+                Some((i, spec)) => (Some(npm_spec(spec)), after(i)),
+                None => (None, words.len()),
+            }
+        }
+        "pnpm" | "yarn" | "bun" => match rest.iter().position(|w| w == "dlx" || w == "x") {
+            Some(at) => match first_positional(&rest[at + 1..], &[]) {
+                Some((i, spec)) => (Some(npm_spec(spec)), at + 1 + after(i)),
+                None => (None, words.len()),
+            },
+            None => (
+                Some(Package {
+                    ecosystem: "binary".into(),
+                    name: program,
+                    version: None,
+                }),
+                1,
+            ),
+        },
+        "uvx" | "uv" => {
+            // `uvx X` and `uv tool run X` fetch a package; plain `uv run` runs a project.
+            let rest = if program == "uv" {
+                match rest
+                    .windows(2)
+                    .position(|w| w[0] == "tool" && (w[1] == "run" || w[1] == "x"))
+                {
+                    Some(i) => &rest[i + 2..],
+                    None => {
+                        return (
+                            Some(Package {
+                                ecosystem: "binary".into(),
+                                name: program,
+                                version: None,
+                            }),
+                            1,
+                        );
+                    }
+                }
+            } else {
+                rest
+            };
+            let offset = words.len() - rest.len();
+            if let Some(i) = rest.iter().position(|w| w == "--from") {
+                if let Some(spec) = rest.get(i + 1) {
+                    return (Some(pypi_spec(spec)), offset + i + 3);
+                }
+            }
+            match first_positional(
+                rest,
+                &["--python", "--with", "--index-url", "--index", "-p"],
+            ) {
+                Some((i, spec)) => (Some(pypi_spec(spec)), offset + i + 1),
+                None => (None, words.len()),
+            }
+        }
+        "pipx" => match rest.iter().position(|w| w == "run") {
+            Some(at) => {
+                let tail = &rest[at + 1..];
+                if let Some(i) = tail.iter().position(|w| w == "--spec") {
+                    if let Some(spec) = tail.get(i + 1) {
+                        return (Some(pypi_spec(spec)), 1 + at + 1 + i + 3);
+                    }
+                }
+                match first_positional(tail, &[]) {
+                    Some((i, spec)) => (Some(pypi_spec(spec)), 1 + at + 1 + i + 1),
+                    None => (None, words.len()),
+                }
+            }
+            None => (None, words.len()),
+        },
+        "docker" | "podman" => match rest.iter().position(|w| w == "run") {
+            Some(at) => match first_positional(&rest[at + 1..], DOCKER_VALUE_FLAGS) {
+                Some((i, image)) => (Some(docker_spec(image)), 1 + at + 1 + i + 1),
+                None => (None, words.len()),
+            },
+            None => (None, words.len()),
+        },
+        "deno" => match first_positional(rest.get(1..).unwrap_or_default(), &[]) {
+            Some((i, spec)) if rest.first().is_some_and(|w| w == "run") => {
+                let version = spec
+                    .rsplit_once('@')
+                    .map(|(_, v)| v)
+                    .filter(|v| !floating(v) && !v.contains('/'));
+                (
+                    Some(Package {
+                        ecosystem: "deno".into(),
+                        name: spec.to_owned(),
+                        version: version.map(str::to_owned),
+                    }),
+                    2 + i + 1,
+                )
+            }
+            _ => (None, words.len()),
+        },
+        p if p.starts_with("python") || p == "py" => {
+            if let Some(i) = rest.iter().position(|w| w == "-m") {
+                if let Some(module) = rest.get(i + 1) {
+                    return (
+                        Some(Package {
+                            ecosystem: "python_module".into(),
+                            name: module.clone(),
+                            version: None,
+                        }),
+                        i + 3,
+                    );
+                }
+            }
+            match first_positional(rest, &[]) {
+                Some((i, script)) => (
+                    Some(Package {
+                        ecosystem: "local".into(),
+                        name: script.to_owned(),
+                        version: None,
+                    }),
+                    i + 2,
+                ),
+                None => (None, words.len()),
+            }
+        }
+        "node" | "bun.exe" | "tsx" | "ts-node" => {
+            match first_positional(rest, &["-r", "--require", "--import"]) {
+                Some((i, script)) => (
+                    Some(Package {
+                        ecosystem: "local".into(),
+                        name: script.to_owned(),
+                        version: None,
+                    }),
+                    i + 2,
+                ),
+                None => (None, words.len()),
+            }
+        }
+        _ => (
+            Some(Package {
+                ecosystem: "binary".into(),
+                name: words[0].clone(),
+                version: None,
+            }),
+            1,
+        ),
+    }
+}
+
+fn transport_of(body: &Map<String, Value>, url: Option<&str>) -> Transport {
+    let kind = body
+        .get("type")
+        .or_else(|| body.get("transport"))
+        .or_else(|| body.get("transportType"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_lowercase();
+    match kind.as_str() {
+        "stdio" | "local" => Transport::Stdio,
+        "sse" => Transport::Sse,
+        "http" | "streamable-http" | "streamablehttp" | "streamable_http" | "remote" | "ws" => {
+            Transport::Http
+        }
+        _ => match url {
+            Some(u) if u.trim_end_matches('/').ends_with("/sse") => Transport::Sse,
+            Some(_) => Transport::Http,
+            None => Transport::Stdio,
+        },
+    }
+}
+
+fn host_of(url: &str) -> Option<String> {
+    let after = url.split_once("://")?.1;
+    let authority = after.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit('@').next()?;
+    Some(host.to_owned())
+}
+
+/// Describe one entry as a server record, with secrets redacted.
+pub fn record(entry: &Entry<'_>, origin: &Origin) -> ServerRecord {
+    let body = entry.body;
+    let mut redactor = Redactor::default();
+
+    let raw_url = ["url", "serverUrl", "httpUrl", "uri"]
+        .iter()
+        .find_map(|k| body.get(*k).and_then(Value::as_str))
+        .map(str::to_owned);
+    // Witsy keeps a stdio server's arguments in `url`.
+    let witsy_stdio =
+        body.get("type").and_then(Value::as_str) == Some("stdio") && body.contains_key("command");
+    let url = if witsy_stdio { None } else { raw_url.clone() };
+
+    let mut record = ServerRecord {
+        server_name: entry.name.clone(),
+        client: Some(origin.client.to_owned()),
+        config_path: Some(origin.config_path.clone()),
+        config_scope: Some(if entry.project.is_some() {
+            ConfigScope::Project
+        } else {
+            origin.scope
+        }),
+        project_path: entry
+            .project
+            .clone()
+            .or_else(|| origin.project_path.clone()),
+        os_user: origin.os_user.clone(),
+        ..ServerRecord::default()
+    };
+
+    match (&url, launch(body)) {
+        (Some(url), _) => {
+            record.transport = Some(transport_of(body, Some(url)));
+            let clean = redactor.text("url", url);
+            record.server_type = host_of(&clean);
+            record.command = Some(clean.clone());
+            record.url = Some(clean);
+        }
+        (None, Some((command, mut args))) => {
+            if witsy_stdio {
+                if let Some(line) = raw_url.as_deref().and_then(|l| shell_words::split(l).ok()) {
+                    args.extend(line);
+                }
+            }
+            record.transport = Some(transport_of(body, None));
+            let command = redactor.text("command", &command);
+            let args = redactor.args("args", &args);
+            let words = effective(&command, &args);
+            let (package, server_args_at) = package(&words);
+            let mut paths: Vec<String> = words
+                .get(server_args_at..)
+                .unwrap_or_default()
+                .iter()
+                .filter(|w| looks_like_path(w) || w.starts_with('~') || *w == ".")
+                .cloned()
+                .collect();
+            paths.dedup();
+            record.server_type = package.as_ref().map(|p| p.name.clone());
+            record.package = package;
+            record.command = Some(
+                std::iter::once(command.as_str())
+                    .chain(args.iter().map(String::as_str))
+                    .map(quote)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+            record.args = args;
+            record.scope = paths.first().cloned();
+            record.scope_paths = paths;
+        }
+        (None, None) => {}
+    }
+
+    let mut env: Vec<String> = keys(body.get("env"));
+    env.extend(keys(body.get("environment")));
+    env.extend(keys(body.get("envs")));
+    env.extend(string_list(body.get("env_keys")));
+    env.extend(string_list(body.get("env_vars")));
+    if let Some(name) = body.get("bearer_token_env_var").and_then(Value::as_str) {
+        env.push(name.to_owned());
+    }
+    env.sort();
+    env.dedup();
+    record.env_vars = env;
+
+    let mut headers: Vec<String> = keys(body.get("headers"));
+    headers.extend(keys(body.get("http_headers")));
+    headers.extend(keys(body.get("env_http_headers")));
+    headers.extend(keys(
+        body.get("requestOptions").and_then(|r| r.get("headers")),
+    ));
+    if body.contains_key("bearer_token_env_var") || body.contains_key("bearer_token") {
+        headers.push("Authorization".to_owned());
+    }
+    headers.sort();
+    headers.dedup();
+    record.header_names = headers;
+
+    record.disabled = body.get("disabled").and_then(Value::as_bool) == Some(true)
+        || body.get("enabled").and_then(Value::as_bool) == Some(false)
+        || body.get("isActive").and_then(Value::as_bool) == Some(false)
+        || body.get("state").and_then(Value::as_str) == Some("disabled");
+
+    let mut approve = string_list(body.get("autoApprove"));
+    approve.extend(string_list(body.get("alwaysAllow")));
+    if body.get("trust").and_then(Value::as_bool) == Some(true) {
+        approve.push("*".to_owned());
+    }
+    approve.dedup();
+    record.auto_approve = approve;
+
+    record.secrets_found = redactor.findings;
+    record.fingerprint = Some(record.compute_fingerprint());
+    record
+}
+
+fn quote(word: &str) -> String {
+    if word.is_empty() || word.contains([' ', '"', '\'']) {
+        format!("\"{}\"", word.replace('"', "\\\""))
+    } else {
+        word.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn origin() -> Origin {
+        Origin {
+            client: "cursor",
+            config_path: "/home/a/.cursor/mcp.json".into(),
+            scope: ConfigScope::User,
+            project_path: None,
+            os_user: Some("a".into()),
+        }
+    }
+
+    fn one(body: Value) -> ServerRecord {
+        let root = json!({ "mcpServers": { "s": body } });
+        let found = entries(&root, Shape::Map(&["mcpServers"]));
+        assert_eq!(found.len(), 1);
+        record(&found[0], &origin())
+    }
+
+    #[test]
+    fn launchers_are_recognised_with_their_versions() {
+        let cases: &[(Value, &str, &str, Option<&str>)] = &[
+            (
+                json!({"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem@2025.8.21", "/tmp"]}),
+                "npm",
+                "@modelcontextprotocol/server-filesystem",
+                Some("2025.8.21"),
+            ),
+            (
+                json!({"command": "npx", "args": ["-y", "@upstash/context7-mcp"]}),
+                "npm",
+                "@upstash/context7-mcp",
+                None,
+            ),
+            (
+                json!({"command": "npx", "args": ["-y", "tavily-mcp@latest"]}),
+                "npm",
+                "tavily-mcp",
+                None,
+            ),
+            (
+                json!({"command": "uvx", "args": ["mcp-server-fetch==2025.4.7"]}),
+                "pypi",
+                "mcp-server-fetch",
+                Some("2025.4.7"),
+            ),
+            (
+                json!({"command": "uvx", "args": ["--from", "awslabs.aws-api-mcp-server@1.0.2", "awslabs.aws-api-mcp-server"]}),
+                "pypi",
+                "awslabs.aws-api-mcp-server",
+                Some("1.0.2"),
+            ),
+            (
+                json!({"command": "pipx", "args": ["run", "mcp-server-git"]}),
+                "pypi",
+                "mcp-server-git",
+                None,
+            ),
+            (
+                json!({"command": "docker", "args": ["run", "-i", "--rm", "-e", "GITHUB_PERSONAL_ACCESS_TOKEN", "ghcr.io/github/github-mcp-server:v0.9.0"]}),
+                "docker",
+                "ghcr.io/github/github-mcp-server",
+                Some("v0.9.0"),
+            ),
+            (
+                json!({"command": "docker", "args": ["run", "-i", "--rm", "mcp/fetch"]}),
+                "docker",
+                "mcp/fetch",
+                None,
+            ),
+            (
+                json!({"command": "cmd", "args": ["/c", "npx", "-y", "@playwright/mcp@0.0.30"]}),
+                "npm",
+                "@playwright/mcp",
+                Some("0.0.30"),
+            ),
+            (
+                json!({"command": "npx -y firecrawl-mcp@1.2.3"}),
+                "npm",
+                "firecrawl-mcp",
+                Some("1.2.3"),
+            ),
+            (
+                json!({"command": "pnpm", "args": ["dlx", "figma-developer-mcp", "--stdio"]}),
+                "npm",
+                "figma-developer-mcp",
+                None,
+            ),
+            (
+                json!({"command": "python", "args": ["-m", "mcp_server_time"]}),
+                "python_module",
+                "mcp_server_time",
+                None,
+            ),
+            (
+                json!({"command": "node", "args": ["/opt/servers/weather/build/index.js"]}),
+                "local",
+                "/opt/servers/weather/build/index.js",
+                None,
+            ),
+            (
+                json!({"command": "/usr/local/bin/github-mcp-server", "args": ["stdio"]}),
+                "binary",
+                "/usr/local/bin/github-mcp-server",
+                None,
+            ),
+            (
+                json!({"command": ["npx", "-y", "@modelcontextprotocol/server-everything@1.0.0"]}),
+                "npm",
+                "@modelcontextprotocol/server-everything",
+                Some("1.0.0"),
+            ),
+            (
+                json!({"command": {"path": "uvx", "args": ["mcp-server-sqlite==0.6.2"]}}),
+                "pypi",
+                "mcp-server-sqlite",
+                Some("0.6.2"),
+            ),
+        ];
+        for (body, eco, name, version) in cases {
+            let r = one(body.clone());
+            let p = r
+                .package
+                .clone()
+                .unwrap_or_else(|| panic!("no package for {body}"));
+            assert_eq!(
+                (p.ecosystem.as_str(), p.name.as_str(), p.version.as_deref()),
+                (*eco, *name, *version),
+                "{body}"
+            );
+            assert_eq!(r.transport, Some(Transport::Stdio));
+        }
+    }
+
+    #[test]
+    fn remote_servers_keep_header_names_only() {
+        let r = one(
+            json!({"url": "https://api.githubcopilot.com/mcp/", "headers": {"Authorization": "Bearer ghp_SecretSecretSecretSecret123456"}}),
+        );
+        assert_eq!(r.transport, Some(Transport::Http));
+        assert_eq!(r.header_names, ["Authorization"]);
+        assert_eq!(r.server_type.as_deref(), Some("api.githubcopilot.com"));
+        assert!(!serde_json::to_string(&r).unwrap().contains("ghp_"));
+        let sse = one(json!({"serverUrl": "https://mcp.example.com/sse"}));
+        assert_eq!(sse.transport, Some(Transport::Sse));
+    }
+
+    #[test]
+    fn scope_env_names_flags_and_secrets() {
+        let r = one(json!({
+            "command": "npx",
+            "args": ["-y", "@modelcontextprotocol/server-filesystem@1.0.0", "/home/a/projects", "~/notes", "--api-key", "plaintextvalue"],
+            "env": {"GITHUB_TOKEN": "ghp_SecretSecretSecretSecret123456", "DEBUG": "1"},
+            "disabled": true,
+            "autoApprove": ["read_file"]
+        }));
+        assert_eq!(r.scope.as_deref(), Some("/home/a/projects"));
+        assert_eq!(r.scope_paths, ["/home/a/projects", "~/notes"]);
+        assert_eq!(r.env_vars, ["DEBUG", "GITHUB_TOKEN"]);
+        assert!(r.disabled);
+        assert_eq!(r.auto_approve, ["read_file"]);
+        assert_eq!(r.secrets_found.len(), 1);
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(
+            !json.contains("plaintextvalue") && !json.contains("ghp_"),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn non_server_keys_are_not_servers() {
+        let root = json!({"mcpServers": {"_comment": "x", "$schema": "y", "ok": {"command": "x"}, "broken": {"args": []}}});
+        let names: Vec<String> = entries(&root, Shape::Map(&["mcpServers"]))
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["ok"]);
+    }
+
+    #[test]
+    fn shapes_find_their_entries() {
+        let claude = json!({"mcpServers": {"a": {"command": "x"}}, "projects": {"/p": {"mcpServers": {"b": {"command": "y"}}}, "/q": {}}});
+        let found = entries(&claude, Shape::ClaudeCode);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[1].project.as_deref(), Some("/p"));
+        let list = json!({"mcpServers": [{"name": "n1", "command": "x"}, {"command": "y"}]});
+        let names: Vec<String> = entries(&list, Shape::List(&["mcpServers"], "name"))
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["n1", "server-1"]);
+        let flat = json!({"one": {"command": "x"}, "two": {"url": "https://x"}});
+        assert_eq!(entries(&flat, Shape::Any).len(), 2);
+        let dotted = json!({"amp.mcpServers": {"a": {"command": "x"}}});
+        assert_eq!(entries(&dotted, Shape::Map(&["amp.mcpServers"])).len(), 1);
+    }
+}

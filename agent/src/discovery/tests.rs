@@ -1,0 +1,1 @@
+//! Discovery tests over fixture trees.

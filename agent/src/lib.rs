@@ -1,0 +1,11 @@
+//! `mcpwatch-agent`: finds the MCP servers every MCP client on a laptop is configured to
+//! run, for every user, and reports them (never their secrets) to the collector.
+//!
+//! - [`discovery`]: the client catalog, users, safe reading, parsing, normalisation
+//!   and redaction;
+//! - [`inventory`]: the report built from a scan, and how `scan` shows it;
+//! - [`cli`]: the command line.
+
+pub mod cli;
+pub mod discovery;
+pub mod inventory;
