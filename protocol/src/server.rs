@@ -79,7 +79,7 @@ pub struct ServerRecord {
 }
 
 /// Where a config file lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConfigScope {
     /// The user's own config (`~/.cursor/mcp.json`).
@@ -89,7 +89,7 @@ pub enum ConfigScope {
 }
 
 /// How a client talks to an MCP server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// A local process over standard input and output.

@@ -94,7 +94,7 @@ struct Scanner<'a> {
     opts: &'a ScanOptions,
     /// The filesystem root the scanned machine's absolute paths live under.
     root: PathBuf,
-    seen_files: HashSet<(&'static str, PathBuf)>,
+    seen_files: HashSet<(&'static str, PathBuf, String)>,
     seen_projects: HashSet<PathBuf>,
     out: Inventory,
 }
@@ -153,17 +153,15 @@ impl Scanner<'_> {
         let mut projects: BTreeSet<PathBuf> = BTreeSet::new();
         for candidate in paths::user_candidates(self.opts.os, home, env) {
             let found = self.file(&candidate, Some(name), owner, None);
-            if candidate.shape == Shape::ClaudeCode {
-                if let Some(root) = found {
-                    for recorded in root
-                        .get("projects")
-                        .and_then(Value::as_object)
-                        .map(|m| m.keys())
-                        .into_iter()
-                        .flatten()
-                    {
-                        projects.extend(self.local_path(recorded));
-                    }
+            if candidate.shape == Shape::ClaudeCode
+                && let Some(root) = found
+            {
+                let recorded = root
+                    .get("projects")
+                    .and_then(Value::as_object)
+                    .map(|m| m.keys());
+                for path in recorded.into_iter().flatten() {
+                    projects.extend(self.local_path(path));
                 }
             }
         }
@@ -256,7 +254,11 @@ impl Scanner<'_> {
     ) -> Option<Value> {
         let mut last = None;
         for path in expand(&candidate.path) {
-            if !self.seen_files.insert((candidate.client.id, path.clone())) {
+            if !self.seen_files.insert((
+                candidate.client.id,
+                path.clone(),
+                format!("{:?}", candidate.shape),
+            )) {
                 continue;
             }
             let shown = self.shown(&path);
@@ -344,12 +346,13 @@ fn file_uri_path(uri: &str) -> Option<String> {
     let raw = rest.as_bytes();
     let mut i = 0;
     while i < raw.len() {
-        if raw[i] == b'%' && i + 2 < raw.len() {
-            if let Ok(b) = u8::from_str_radix(std::str::from_utf8(&raw[i + 1..i + 3]).ok()?, 16) {
-                bytes.push(b);
-                i += 3;
-                continue;
-            }
+        if raw[i] == b'%'
+            && i + 2 < raw.len()
+            && let Ok(b) = u8::from_str_radix(std::str::from_utf8(&raw[i + 1..i + 3]).ok()?, 16)
+        {
+            bytes.push(b);
+            i += 3;
+            continue;
         }
         bytes.push(raw[i]);
         i += 1;
@@ -362,6 +365,3 @@ fn file_uri_path(uri: &str) -> Option<String> {
         .map_or(path.clone(), str::to_owned);
     Some(trimmed)
 }
-
-#[cfg(test)]
-mod tests;

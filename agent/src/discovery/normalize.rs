@@ -168,13 +168,14 @@ fn launch(body: &Map<String, Value>) -> Option<(String, Vec<String>)> {
     }
     // A whole command line in `command` (and no args): split it, unless it is a path
     // with spaces.
-    if args.is_empty() && command.contains(' ') && !looks_like_path(&command) {
-        if let Ok(mut words) = shell_words::split(&command) {
-            if !words.is_empty() {
-                let first = words.remove(0);
-                return Some((first, words));
-            }
-        }
+    if args.is_empty()
+        && command.contains(' ')
+        && !looks_like_path(&command)
+        && let Ok(mut words) = shell_words::split(&command)
+        && !words.is_empty()
+    {
+        let first = words.remove(0);
+        return Some((first, words));
     }
     Some((command, args))
 }
@@ -371,10 +372,10 @@ fn package(words: &[String]) -> (Option<Package>, usize) {
     match program.as_str() {
         "npx" | "bunx" => {
             // `npx -p pkg cmd` / `--package=pkg`
-            if let Some(i) = rest.iter().position(|w| w == "-p" || w == "--package") {
-                if let Some(spec) = rest.get(i + 1) {
-                    return (Some(npm_spec(spec)), after(i + 1));
-                }
+            if let Some(i) = rest.iter().position(|w| w == "-p" || w == "--package")
+                && let Some(spec) = rest.get(i + 1)
+            {
+                return (Some(npm_spec(spec)), after(i + 1));
             }
             if let Some(spec) = rest.iter().find_map(|w| w.strip_prefix("--package=")) {
                 return (Some(npm_spec(spec)), words.len());
@@ -421,10 +422,10 @@ fn package(words: &[String]) -> (Option<Package>, usize) {
                 rest
             };
             let offset = words.len() - rest.len();
-            if let Some(i) = rest.iter().position(|w| w == "--from") {
-                if let Some(spec) = rest.get(i + 1) {
-                    return (Some(pypi_spec(spec)), offset + i + 3);
-                }
+            if let Some(i) = rest.iter().position(|w| w == "--from")
+                && let Some(spec) = rest.get(i + 1)
+            {
+                return (Some(pypi_spec(spec)), offset + i + 3);
             }
             match first_positional(
                 rest,
@@ -437,10 +438,10 @@ fn package(words: &[String]) -> (Option<Package>, usize) {
         "pipx" => match rest.iter().position(|w| w == "run") {
             Some(at) => {
                 let tail = &rest[at + 1..];
-                if let Some(i) = tail.iter().position(|w| w == "--spec") {
-                    if let Some(spec) = tail.get(i + 1) {
-                        return (Some(pypi_spec(spec)), 1 + at + 1 + i + 3);
-                    }
+                if let Some(i) = tail.iter().position(|w| w == "--spec")
+                    && let Some(spec) = tail.get(i + 1)
+                {
+                    return (Some(pypi_spec(spec)), 1 + at + 1 + i + 3);
                 }
                 match first_positional(tail, &[]) {
                     Some((i, spec)) => (Some(pypi_spec(spec)), 1 + at + 1 + i + 1),
@@ -474,17 +475,17 @@ fn package(words: &[String]) -> (Option<Package>, usize) {
             _ => (None, words.len()),
         },
         p if p.starts_with("python") || p == "py" => {
-            if let Some(i) = rest.iter().position(|w| w == "-m") {
-                if let Some(module) = rest.get(i + 1) {
-                    return (
-                        Some(Package {
-                            ecosystem: "python_module".into(),
-                            name: module.clone(),
-                            version: None,
-                        }),
-                        i + 3,
-                    );
-                }
+            if let Some(i) = rest.iter().position(|w| w == "-m")
+                && let Some(module) = rest.get(i + 1)
+            {
+                return (
+                    Some(Package {
+                        ecosystem: "python_module".into(),
+                        name: module.clone(),
+                        version: None,
+                    }),
+                    i + 3,
+                );
             }
             match first_positional(rest, &[]) {
                 Some((i, script)) => (
@@ -591,10 +592,10 @@ pub fn record(entry: &Entry<'_>, origin: &Origin) -> ServerRecord {
             record.url = Some(clean);
         }
         (None, Some((command, mut args))) => {
-            if witsy_stdio {
-                if let Some(line) = raw_url.as_deref().and_then(|l| shell_words::split(l).ok()) {
-                    args.extend(line);
-                }
+            if witsy_stdio
+                && let Some(line) = raw_url.as_deref().and_then(|l| shell_words::split(l).ok())
+            {
+                args.extend(line);
             }
             record.transport = Some(transport_of(body, None));
             let command = redactor.text("command", &command);
@@ -628,6 +629,7 @@ pub fn record(entry: &Entry<'_>, origin: &Origin) -> ServerRecord {
     let mut env: Vec<String> = keys(body.get("env"));
     env.extend(keys(body.get("environment")));
     env.extend(keys(body.get("envs")));
+    env.extend(keys(body.get("command").and_then(|c| c.get("env"))));
     env.extend(string_list(body.get("env_keys")));
     env.extend(string_list(body.get("env_vars")));
     if let Some(name) = body.get("bearer_token_env_var").and_then(Value::as_str) {

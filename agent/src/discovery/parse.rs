@@ -23,7 +23,20 @@ pub fn parse(text: &str, format: Format) -> Result<Value, ParseError> {
     }
     match format {
         Format::Json => {
-            let options = jsonc_parser::ParseOptions::default();
+            // What VS Code, Zed and Gemini accept on top of JSON: comments and trailing
+            // commas. Nothing looser, so a file its client would refuse is an error here too.
+            let options = jsonc_parser::ParseOptions {
+                allow_comments: true,
+                allow_trailing_commas: true,
+                allow_loose_object_property_names: false,
+                allow_missing_commas: false,
+                allow_single_quoted_strings: false,
+                allow_hexadecimal_numbers: false,
+                allow_unary_plus_numbers: false,
+                allow_bare_decimal_point_numbers: false,
+                allow_non_finite_numbers: false,
+                allow_extended_string_escapes: false,
+            };
             jsonc_parser::parse_to_serde_value::<Value>(text, &options).map_err(|e| ParseError {
                 format: "JSON",
                 line: e.line_display(),
@@ -74,7 +87,7 @@ mod tests {
             (
                 format!("{{\n  \"a\": \"{secret}\"\n  \"b\" {secret}\n}}"),
                 Format::Json,
-                3,
+                2,
             ),
             (
                 format!("[x]\nkey = \"{secret}\"\nbad line {secret}\n"),

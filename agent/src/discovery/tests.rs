@@ -1,1 +1,0 @@
-//! Discovery tests over fixture trees.
