@@ -94,6 +94,11 @@ fn linux_tree(root: &Path) {
     );
     put(
         root,
+        &format!("{a}/work/tool/.codex/config.toml"),
+        "[mcp_servers.api-tools]\ncommand = \"api-mcp\"\n",
+    );
+    put(
+        root,
         &format!("{a}/.config/goose/config.yaml"),
         &fixture("goose_config.yaml"),
     );
@@ -204,6 +209,7 @@ fn a_linux_machine_is_discovered_exactly() {
         ("alice", "codex", "docs", u),
         ("alice", "codex", "figma desktop", u),
         ("alice", "codex", "old", u),
+        ("alice", "codex", "api-tools", p),
         ("alice", "goose", "github", u),
         ("alice", "goose", "remote_kb", u),
         ("alice", "continue", "SQLite", u),

@@ -153,7 +153,9 @@ impl Scanner<'_> {
         let mut projects: BTreeSet<PathBuf> = BTreeSet::new();
         for candidate in paths::user_candidates(self.opts.os, home, env) {
             let found = self.file(&candidate, Some(name), owner, None);
-            if candidate.shape == Shape::ClaudeCode
+            // Claude Code's `projects` map and Codex's `[projects."<path>"]` tables name
+            // the user's project folders.
+            if (candidate.shape == Shape::ClaudeCode || candidate.client.id == "codex")
                 && let Some(root) = found
             {
                 let recorded = root
