@@ -4,6 +4,7 @@
 // This binary is test code throughout; its helpers panic on unexpected answers.
 #![allow(clippy::unwrap_used)]
 
+mod agent_scan;
 mod auth;
 mod authz;
 mod durability;

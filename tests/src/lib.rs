@@ -2,7 +2,7 @@
 //! ephemeral loopback port with a temporary data dir, talk to it over HTTP, and wait
 //! for conditions with a deadline (never a fixed sleep).
 //!
-//! The binary is found through `MCPWATCH_COLLECTOR_BIN`, or next to the test
+//! The binaries are found through `MCPWATCH_COLLECTOR_BIN` / `MCPWATCH_AGENT_BIN`, or next to the test
 //! executable in the cargo target dir (build it first: `cargo build --workspace --bins`).
 
 #![allow(clippy::print_stderr)] // Test helpers show the collector's log on failure.
