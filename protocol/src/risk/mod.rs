@@ -11,14 +11,17 @@
 //! 3. The sum is capped at 100.
 //! 4. A finding of severity `critical` lifts the score to at least 80, so that no
 //!    number of quiet rules can hide it.
-//! 5. A server the client marks as disabled keeps its findings, and its score is halved.
+//! 5. A known malicious release (`MCP-VULN-005`) scores 100.
+//! 6. A server the client marks as disabled keeps its findings, and its score is halved.
 //!
 //! The level follows from the score: critical ≥ 80, high ≥ 60, medium ≥ 30, else low.
 //! [`RULES_VERSION`] changes whenever a rule or the formula changes, so stored scores
 //! can be recomputed.
 
+pub mod data;
 mod level;
 mod rules;
+pub mod version;
 
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +31,10 @@ pub use rules::{RULES, Rule, RuleKind};
 use crate::server::ServerRecord;
 
 /// The version of the rule set and formula. Bump it when either changes.
-pub const RULES_VERSION: u32 = 1;
+pub const RULES_VERSION: u32 = 2;
+
+/// A known malicious release scores 100 whatever else is true.
+const MALICIOUS_RULE: &str = "MCP-VULN-005";
 
 /// The score a critical finding lifts a server to, at least.
 const CRITICAL_FLOOR: u8 = 80;
@@ -86,6 +92,9 @@ pub fn assess(server: &ServerRecord) -> Assessment {
     let mut score = u8::try_from((base + modifiers).min(100)).unwrap_or(100);
     if findings.iter().any(|f| f.severity == Severity::Critical) {
         score = score.max(CRITICAL_FLOOR);
+    }
+    if findings.iter().any(|f| f.rule_id == MALICIOUS_RULE) {
+        score = 100;
     }
     if server.disabled {
         score /= 2;
@@ -342,3 +351,6 @@ mod doc_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod cases;

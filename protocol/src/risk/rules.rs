@@ -1,6 +1,8 @@
 //! The rule table and the checks behind it. Each rule has a stable id; a check reads
 //! only the server record (no I/O) and returns the evidence that triggered it.
 
+use super::data;
+use super::version::Version;
 use super::{Finding, Severity};
 use crate::server::ServerRecord;
 
@@ -232,6 +234,118 @@ pub static RULES: &[Rule] = &[
         "Remove --network host, --pid host and --cap-add."
     ),
     rule!(
+        "MCP-CAP-010",
+        Capability,
+        Low,
+        20,
+        "Server reads and writes business SaaS data (documents, tickets, CRM)",
+        "Scope its token to the workspaces and projects it needs."
+    ),
+    rule!(
+        "MCP-CAP-011",
+        Capability,
+        Medium,
+        25,
+        "Server is a proxy or gateway to other MCP servers",
+        "Review what it connects to; each server behind it carries its own risk."
+    ),
+    rule!(
+        "MCP-CAP-012",
+        Capability,
+        Low,
+        10,
+        "Server searches the web",
+        "Treat what it returns as untrusted input (prompt injection)."
+    ),
+    rule!(
+        "MCP-NET-002",
+        Modifier,
+        Medium,
+        15,
+        "Remote server is addressed by a raw IP address",
+        "Use a DNS name with a valid TLS certificate, so the server's identity can be checked."
+    ),
+    rule!(
+        "MCP-NET-003",
+        Modifier,
+        High,
+        25,
+        "Remote server is behind a tunnel or paste service",
+        "Do not connect assistants to ad-hoc tunnels; host the server where it can be vetted."
+    ),
+    rule!(
+        "MCP-NET-004",
+        Modifier,
+        Low,
+        5,
+        "Credentials are sent to the remote server in headers",
+        "Prefer OAuth; if a static token is needed, keep it in an environment variable and scope it."
+    ),
+    rule!(
+        "MCP-NET-005",
+        Modifier,
+        High,
+        30,
+        "TLS certificate checks are turned off",
+        "Remove NODE_TLS_REJECT_UNAUTHORIZED and --insecure style flags; trust a private CA instead."
+    ),
+    rule!(
+        "MCP-SUPPLY-002",
+        Modifier,
+        High,
+        35,
+        "Package name is one edit away from a popular MCP package (possible typosquat)",
+        "Check the package name and publisher; use the official package."
+    ),
+    rule!(
+        "MCP-SUPPLY-003",
+        Modifier,
+        Medium,
+        20,
+        "Package name is two edits away from a popular MCP package (possible typosquat)",
+        "Check the package name and publisher; use the official package."
+    ),
+    rule!(
+        "MCP-VULN-001",
+        Modifier,
+        Critical,
+        40,
+        "Configured version has a known critical vulnerability",
+        "Upgrade to the fixed version named in the advisory."
+    ),
+    rule!(
+        "MCP-VULN-002",
+        Modifier,
+        High,
+        30,
+        "Configured version has a known high-severity vulnerability",
+        "Upgrade to the fixed version named in the advisory."
+    ),
+    rule!(
+        "MCP-VULN-003",
+        Modifier,
+        Medium,
+        15,
+        "Configured version has a known vulnerability",
+        "Upgrade to the fixed version named in the advisory."
+    ),
+    rule!(
+        "MCP-VULN-004",
+        Modifier,
+        Medium,
+        10,
+        "Package has known vulnerabilities and the configured version may be affected",
+        "Pin a version at or above the fixed version named in the advisories."
+    ),
+    rule!(
+        "MCP-VULN-005",
+        Modifier,
+        Critical,
+        60,
+        "Configured version is a known malicious release",
+        "Remove the server, rotate every credential it could reach, and investigate the machine."
+    ),
+    rule!(
         "MCP-STATE-001",
         Context,
         Info,
@@ -261,8 +375,10 @@ pub(super) fn evaluate(server: &ServerRecord) -> Vec<Finding> {
     let mut out = Vec::new();
     capabilities(server, &launch, &mut out);
     filesystem_scope(server, &launch, &mut out);
-    plain_http(server, &mut out);
+    network(server, &launch, &mut out);
     unpinned(server, &launch, &mut out);
+    vulnerabilities(server, &launch, &mut out);
+    lookalikes(server, &launch, &mut out);
     secrets(server, &mut out);
     auto_approve(server, &out.clone(), &mut out);
     execution(&launch, &mut out);
@@ -560,11 +676,73 @@ const CAPABILITY_WORDS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// The capability rule for a category of `mcp-popular-servers.tsv`.
+fn category_rule(category: &str) -> Option<&'static str> {
+    let c = category.to_lowercase();
+    Some(match c.as_str() {
+        "shell-exec" => "MCP-CAP-001",
+        "filesystem" => "MCP-CAP-002",
+        "browser" => "MCP-CAP-003",
+        c if c.starts_with("database") => "MCP-CAP-004",
+        "cloud-infra" | "cloud" | "container-k8s" | "container" | "ci-cd"
+        | "cloud-storage/docs" => "MCP-CAP-005",
+        "code-hosting" | "vcs-local" | "code" => "MCP-CAP-006",
+        "messaging" | "email" => "MCP-CAP-007",
+        "payments-finance" => "MCP-CAP-008",
+        "web-fetch" => "MCP-CAP-009",
+        "productivity-saas" | "crm" => "MCP-CAP-010",
+        "proxy-gateway" | "gateway" => "MCP-CAP-011",
+        "web-search" => "MCP-CAP-012",
+        _ => return None,
+    })
+}
+
+/// The package a server runs: the agent's record, else parsed from the launch line.
+fn package_of(server: &ServerRecord, launch: &Launch) -> Option<(String, String, Option<String>)> {
+    if let Some(p) = &server.package {
+        return Some((p.ecosystem.clone(), p.name.clone(), p.version.clone()));
+    }
+    let (eco, word) = launch.package_word()?;
+    let (name, version) = match eco {
+        "npm" => match word.get(1..).and_then(|rest| rest.rfind('@')) {
+            Some(at) => (&word[..=at], Some(&word[at + 2..])),
+            None => (word, None),
+        },
+        "pypi" => match word.split_once("==").or_else(|| word.split_once('@')) {
+            Some((n, v)) => (n, Some(v)),
+            None => (word, None),
+        },
+        _ => {
+            let last = word.rfind('/').map_or(0, |i| i + 1);
+            match word[last..].rfind(':') {
+                Some(c) => (&word[..last + c], Some(&word[last + c + 1..])),
+                None => (word, None),
+            }
+        }
+    };
+    let version = version
+        .filter(|v| !version_is_floating(v))
+        .map(str::to_owned);
+    Some((eco.to_owned(), name.to_owned(), version))
+}
+
 fn capabilities(server: &ServerRecord, launch: &Launch, out: &mut Vec<Finding>) {
+    let known = package_of(server, launch)
+        .and_then(|(eco, name, _)| data::popular_package(&eco, &name))
+        .or_else(|| server.url.as_deref().and_then(data::popular_remote));
+    if let Some(popular) = known {
+        if let Some(id) = category_rule(popular.category) {
+            out.extend(finding(
+                id,
+                format!("known server {} ({})", popular.name, popular.category),
+            ));
+        }
+        return;
+    }
     let tokens = name_tokens(server, launch);
     for (id, words) in CAPABILITY_WORDS {
         if let Some(token) = tokens.iter().find(|t| words.contains(&t.as_str())) {
-            out.extend(finding(id, format!("name mentions \"{token}\"")));
+            out.extend(finding(id, format!("name mentions \"{token}\" (inferred)")));
         }
     }
 }
@@ -689,17 +867,169 @@ fn is_loopback_host(host: &str) -> bool {
     host == "localhost" || host == "::1" || host.starts_with("127.") || host.ends_with(".localhost")
 }
 
-fn plain_http(server: &ServerRecord, out: &mut Vec<Finding>) {
+/// Hosts of tunnel and paste services: whoever runs the other end can change it at will.
+const TUNNEL_HOSTS: &[&str] = &[
+    "ngrok.io",
+    "ngrok-free.app",
+    "ngrok.app",
+    "ngrok.dev",
+    "trycloudflare.com",
+    "loca.lt",
+    "localtunnel.me",
+    "serveo.net",
+    "localhost.run",
+    "pinggy.io",
+    "tunnelmole.net",
+    "bore.pub",
+    "pastebin.com",
+    "transfer.sh",
+    "webhook.site",
+    "requestbin.com",
+    "pipedream.net",
+    "playit.gg",
+];
+
+fn network(server: &ServerRecord, launch: &Launch, out: &mut Vec<Finding>) {
     let url = server
         .url
         .as_deref()
         .or(server.command.as_deref().filter(|c| c.starts_with("http")));
-    let Some(url) = url else { return };
-    if url.to_ascii_lowercase().starts_with("http://")
-        && !url_host(url).is_some_and(is_loopback_host)
+    if let Some(url) = url {
+        let host = url_host(url).unwrap_or("").to_lowercase();
+        if url.to_ascii_lowercase().starts_with("http://") && !is_loopback_host(&host) {
+            out.extend(finding("MCP-NET-001", format!("http:// to {host}")));
+        }
+        if host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| !ip.is_loopback())
+        {
+            out.extend(finding("MCP-NET-002", format!("host {host}")));
+        }
+        if let Some(t) = TUNNEL_HOSTS
+            .iter()
+            .find(|t| host == **t || host.ends_with(&format!(".{t}")))
+        {
+            out.extend(finding("MCP-NET-003", format!("host {host} ({t})")));
+        }
+    }
+    let credential_headers: Vec<&str> = server
+        .header_names
+        .iter()
+        .map(String::as_str)
+        .filter(|h| {
+            let h = h.to_lowercase();
+            ["auth", "key", "token", "cookie", "secret"]
+                .iter()
+                .any(|w| h.contains(w))
+        })
+        .collect();
+    if !credential_headers.is_empty() {
+        out.extend(finding(
+            "MCP-NET-004",
+            format!("headers {}", credential_headers.join(", ")),
+        ));
+    }
+    let tls_env = server.env_vars.iter().find(|e| {
+        matches!(
+            e.as_str(),
+            "NODE_TLS_REJECT_UNAUTHORIZED" | "PYTHONHTTPSVERIFY" | "CURL_INSECURE"
+        )
+    });
+    let tls_flag = launch.words.iter().find(|w| {
+        matches!(
+            w.to_lowercase().as_str(),
+            "--insecure"
+                | "--no-verify-ssl"
+                | "--ignore-certificate-errors"
+                | "--allow-insecure"
+                | "--tls-skip-verify"
+                | "--skip-tls-verify"
+        )
+    });
+    if let Some(what) = tls_env.or(tls_flag) {
+        out.extend(finding("MCP-NET-005", what.clone()));
+    }
+}
+
+fn vulnerabilities(server: &ServerRecord, launch: &Launch, out: &mut Vec<Finding>) {
+    let Some((eco, name, version)) = package_of(server, launch) else {
+        return;
+    };
+    let advisories = data::advisories_for(&eco, &name);
+    if advisories.is_empty() {
+        return;
+    }
+    let parsed = version.as_deref().and_then(Version::parse);
+    let mut hits: Vec<(&str, String)> = Vec::new();
+    let mut unknown: Vec<&str> = Vec::new();
+    for a in &advisories {
+        match (&parsed, &a.affected) {
+            (Some(v), Some(ranges)) => {
+                if ranges.contains(v) {
+                    let id = if a.malicious {
+                        "MCP-VULN-005"
+                    } else {
+                        match a.severity {
+                            Severity::Critical => "MCP-VULN-001",
+                            Severity::High => "MCP-VULN-002",
+                            _ => "MCP-VULN-003",
+                        }
+                    };
+                    hits.push((
+                        id,
+                        format!(
+                            "{} affects {name}@{} (fixed: {})",
+                            a.ids,
+                            version.as_deref().unwrap_or("?"),
+                            a.fixed
+                        ),
+                    ));
+                }
+            }
+            // The range is unreadable, but a version at or above the fix is safe.
+            (Some(v), None)
+                if Version::parse(a.fixed.split_whitespace().next().unwrap_or(""))
+                    .is_some_and(|fixed| *v >= fixed) => {}
+            _ => unknown.push(a.ids),
+        }
+    }
+    // The worst advisory sets the finding; the evidence names every matching one.
+    if let Some(worst) = [
+        "MCP-VULN-005",
+        "MCP-VULN-001",
+        "MCP-VULN-002",
+        "MCP-VULN-003",
+    ]
+    .into_iter()
+    .find(|id| hits.iter().any(|(h, _)| h == id))
     {
-        let host = url_host(url).unwrap_or("?");
-        out.extend(finding("MCP-NET-001", format!("http:// to {host}")));
+        let evidence: Vec<&str> = hits.iter().map(|(_, e)| e.as_str()).collect();
+        out.extend(finding(worst, evidence.join("; ")));
+    }
+    if !unknown.is_empty() && hits.is_empty() {
+        let why = if version.is_none() {
+            "no pinned version"
+        } else {
+            "version not comparable with the advisory's range"
+        };
+        out.extend(finding(
+            "MCP-VULN-004",
+            format!("{name}: {why}; advisories {}", unknown.join(", ")),
+        ));
+    }
+}
+
+fn lookalikes(server: &ServerRecord, launch: &Launch, out: &mut Vec<Finding>) {
+    let Some((eco, name, _)) = package_of(server, launch) else {
+        return;
+    };
+    if let Some((popular, distance)) = data::lookalike(&eco, &name) {
+        let id = if distance == 1 {
+            "MCP-SUPPLY-002"
+        } else {
+            "MCP-SUPPLY-003"
+        };
+        out.extend(finding(id, format!("{name} vs popular {}", popular.name)));
     }
 }
 
@@ -738,6 +1068,7 @@ fn unpinned(server: &ServerRecord, launch: &Launch, out: &mut Vec<Finding>) {
             .is_some_and(|(_, v)| !version_is_floating(v)),
         "pypi" => word
             .split_once("==")
+            .or_else(|| word.split_once('@'))
             .is_some_and(|(_, v)| !version_is_floating(v)),
         _ => {
             if word.contains("@sha256:") {

@@ -1,0 +1,251 @@
+//! Facts shipped in the binary and parsed once: known advisories in MCP packages
+//! (`data/mcp-advisories.tsv`) and popular MCP servers with their capability
+//! (`data/mcp-popular-servers.tsv`). Both come from `mcp-risk.md`'s research.
+
+use std::sync::LazyLock;
+
+use super::Severity;
+use super::version::Ranges;
+
+const ADVISORIES_TSV: &str = include_str!("../../data/mcp-advisories.tsv");
+const POPULAR_TSV: &str = include_str!("../../data/mcp-popular-servers.tsv");
+
+/// A known vulnerability (or malicious release) of a package.
+#[derive(Debug, Clone)]
+pub struct Advisory {
+    /// `GHSA-...;CVE-...`
+    pub ids: &'static str,
+    pub package: &'static str,
+    /// `npm`, `pypi`, `go`, ... (lowercase).
+    pub ecosystem: String,
+    /// `None` when the source's range could not be read.
+    pub affected: Option<Ranges>,
+    pub fixed: &'static str,
+    pub severity: Severity,
+    /// A malicious release, not a bug.
+    pub malicious: bool,
+}
+
+/// A popular MCP server and what it can do.
+#[derive(Debug, Clone)]
+pub struct Popular {
+    /// Package name, image, or URL prefix for remote servers.
+    pub name: &'static str,
+    /// `npm`, `pypi`, `docker`, `remote`, `go`, ...
+    pub ecosystem: String,
+    pub official: bool,
+    /// First word of the capability column: `filesystem`, `shell-exec`, ...
+    pub category: &'static str,
+}
+
+fn ecosystem(column: &str) -> String {
+    let first = column
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_lowercase();
+    match first.as_str() {
+        "pypi" => "pypi".into(),
+        other => other
+            .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+            .to_owned(),
+    }
+}
+
+fn first_word(column: &'static str) -> &'static str {
+    column.split_whitespace().next().unwrap_or_default()
+}
+
+fn severity(column: &str) -> Severity {
+    let upper = column.to_uppercase();
+    if upper.starts_with("CRITICAL") {
+        Severity::Critical
+    } else if upper.starts_with("HIGH") {
+        Severity::High
+    } else if upper.starts_with("LOW") {
+        Severity::Low
+    } else {
+        // MODERATE, MEDIUM, or not scored by the source.
+        Severity::Medium
+    }
+}
+
+/// Every advisory, parsed once.
+pub static ADVISORIES: LazyLock<Vec<Advisory>> = LazyLock::new(|| {
+    ADVISORIES_TSV
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&'static str> = line.split('\t').collect();
+            let (ids, package, eco, range, fixed, sev) = (
+                cols.first()?,
+                cols.get(1)?,
+                cols.get(2)?,
+                cols.get(3)?,
+                cols.get(4)?,
+                cols.get(5)?,
+            );
+            let package = first_word(package);
+            if package.is_empty() {
+                return None;
+            }
+            // OSV's malicious-package ids (`MAL-...`); a summary that merely mentions "a
+            // malicious server" describes an attack on the package, not the package.
+            let malicious = ids.split(';').any(|id| id.trim().starts_with("MAL-"));
+            Some(Advisory {
+                ids,
+                package,
+                ecosystem: ecosystem(eco),
+                affected: Ranges::parse(range),
+                fixed,
+                severity: severity(sev),
+                malicious,
+            })
+        })
+        .collect()
+});
+
+/// Every popular server, parsed once.
+pub static POPULAR: LazyLock<Vec<Popular>> = LazyLock::new(|| {
+    POPULAR_TSV
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&'static str> = line.split('\t').collect();
+            let (name, eco, official, capability) =
+                (cols.first()?, cols.get(1)?, cols.get(2)?, cols.get(3)?);
+            let name = first_word(name);
+            (!name.is_empty()).then(|| Popular {
+                name,
+                ecosystem: ecosystem(eco),
+                official: official.trim() == "yes",
+                category: first_word(capability),
+            })
+        })
+        .collect()
+});
+
+/// PyPI treats `-`, `_` and `.` alike and ignores case.
+pub fn normalise_name(ecosystem: &str, name: &str) -> String {
+    if ecosystem == "pypi" {
+        name.to_lowercase().replace(['_', '.'], "-")
+    } else {
+        name.to_lowercase()
+    }
+}
+
+/// The advisories of a package.
+pub fn advisories_for(ecosystem: &str, name: &str) -> Vec<&'static Advisory> {
+    let wanted = normalise_name(ecosystem, name);
+    ADVISORIES
+        .iter()
+        .filter(|a| a.ecosystem == ecosystem && normalise_name(ecosystem, a.package) == wanted)
+        .collect()
+}
+
+/// The popular entry for a package, or for a remote URL (matched by prefix).
+pub fn popular_package(ecosystem: &str, name: &str) -> Option<&'static Popular> {
+    let wanted = normalise_name(ecosystem, name);
+    POPULAR
+        .iter()
+        .find(|p| p.ecosystem == ecosystem && normalise_name(ecosystem, p.name) == wanted)
+}
+
+pub fn popular_remote(url: &str) -> Option<&'static Popular> {
+    let url = url.to_lowercase();
+    POPULAR
+        .iter()
+        .filter(|p| p.ecosystem == "remote")
+        .find(|p| {
+            url.trim_end_matches('/')
+                .starts_with(p.name.trim_end_matches('/'))
+        })
+}
+
+/// Optimal string alignment distance (edits, including swapping neighbours), or
+/// `None` once it exceeds `max`.
+pub fn edit_distance(a: &str, b: &str, max: usize) -> Option<usize> {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().abs_diff(b.len()) > max {
+        return None;
+    }
+    let mut prev2 = vec![0usize; b.len() + 1];
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                cur[j] = cur[j].min(prev2[j - 2] + 1);
+            }
+        }
+        prev2 = std::mem::replace(&mut prev, cur);
+    }
+    let d = prev[b.len()];
+    (d <= max).then_some(d)
+}
+
+/// The popular package of the same ecosystem one or two edits away from `name`, when
+/// `name` is not itself popular.
+pub fn lookalike(ecosystem: &str, name: &str) -> Option<(&'static Popular, usize)> {
+    if name.chars().count() < 6 || popular_package(ecosystem, name).is_some() {
+        return None;
+    }
+    let wanted = normalise_name(ecosystem, name);
+    POPULAR
+        .iter()
+        .filter(|p| p.ecosystem == ecosystem)
+        .filter_map(|p| {
+            edit_distance(&wanted, &normalise_name(ecosystem, p.name), 2).map(|d| (p, d))
+        })
+        .filter(|(_, d)| *d > 0)
+        .min_by_key(|(_, d)| *d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_load() {
+        assert!(ADVISORIES.len() > 60, "{}", ADVISORIES.len());
+        assert!(POPULAR.len() > 120, "{}", POPULAR.len());
+        let remote = advisories_for("npm", "mcp-remote");
+        assert!(remote.len() >= 3);
+        assert!(
+            remote
+                .iter()
+                .any(|a| a.severity == Severity::Critical && a.affected.is_some())
+        );
+        assert!(ADVISORIES.iter().any(|a| a.malicious));
+        let fs = popular_package("npm", "@modelcontextprotocol/server-filesystem").unwrap();
+        assert_eq!(fs.category, "filesystem");
+        assert!(fs.official);
+        assert_eq!(
+            popular_package("pypi", "MCP_Server_Fetch")
+                .unwrap()
+                .category,
+            "web-fetch"
+        );
+        assert_eq!(
+            popular_remote("https://mcp.stripe.com/v1")
+                .unwrap()
+                .category,
+            "payments-finance"
+        );
+    }
+
+    #[test]
+    fn edit_distance_counts_swaps_as_one() {
+        assert_eq!(edit_distance("kitten", "sitting", 5), Some(3));
+        assert_eq!(edit_distance("mcp-remote", "mcp-remtoe", 2), Some(1));
+        assert_eq!(edit_distance("abc", "abcdef", 2), None);
+        assert_eq!(
+            lookalike("npm", "mcp-remtoe").map(|(p, d)| (p.name, d)),
+            Some(("mcp-remote", 1))
+        );
+        assert!(lookalike("npm", "@modelcontextprotocol/server-filesystem").is_none());
+        assert!(lookalike("npm", "totally-different-server").is_none());
+    }
+}
