@@ -6,7 +6,7 @@
 //! store applies the plan in one transaction.
 
 use chrono::{DateTime, Utc};
-use mcpwatch_protocol::ids::{AgentId, AlertId, OrgId, ServerId};
+use mcpwatch_protocol::ids::{AgentId, OrgId, ServerId};
 use mcpwatch_protocol::risk::{self, RiskLevel};
 use mcpwatch_protocol::server::ServerRecord;
 use mcpwatch_protocol::wire::ReportResponse;
@@ -102,22 +102,31 @@ fn alert(
     severity: RiskLevel,
     title: String,
     message: String,
+    details: serde_json::Value,
     now: DateTime<Utc>,
 ) -> Alert {
-    Alert {
-        id: AlertId::new(),
-        org_id: server.org_id,
+    Alert::new(
+        server.org_id,
         kind,
         severity,
         title,
         message,
-        server_id: Some(server.id),
-        agent_id: Some(server.agent_id),
-        created_at: now,
-        dismissed: false,
-        dismissed_at: None,
-        dismissed_by: None,
-    }
+        Some(server.id),
+        Some(server.agent_id),
+        details,
+        now,
+    )
+}
+
+/// What an alert shows of a server at one moment.
+fn alert_view(server: &Server) -> serde_json::Value {
+    serde_json::json!({
+        "command": server.record.launch_line(),
+        "package": server.record.package,
+        "fingerprint": server.fingerprint,
+        "risk_level": server.risk_level,
+        "risk_score": server.risk_score,
+    })
 }
 
 /// Decide what a snapshot does to an agent's stored servers.
@@ -185,6 +194,7 @@ pub fn plan(
                             server.risk_level, server.record.server_name
                         ),
                         format!("Score {}: {top}", server.risk_score),
+                        serde_json::json!({ "after": alert_view(&server) }),
                         now,
                     ));
                 }
@@ -239,15 +249,22 @@ pub fn plan(
                 if !after.is_verified {
                     let name = &after.record.server_name;
                     if launch_changed {
+                        // Riskier than what was there before: the rug-pull pattern at its worst.
+                        let severity = if after.risk_level > before.risk_level {
+                            RiskLevel::Critical
+                        } else {
+                            after.risk_level.max(RiskLevel::Medium)
+                        };
                         plan.alerts.push(alert(
                             &after,
                             AlertKind::ServerChanged,
-                            after.risk_level.max(RiskLevel::Medium),
+                            severity,
                             format!("MCP server \"{name}\" now runs something else"),
                             format!(
                                 "The command or URL changed under the same name (level {} → {}).",
                                 before.risk_level, after.risk_level
                             ),
+                            serde_json::json!({ "before": alert_view(&before), "after": alert_view(&after) }),
                             now,
                         ));
                     } else if after.risk_level > before.risk_level {
@@ -263,6 +280,7 @@ pub fn plan(
                                 before.risk_level,
                                 after.risk_level
                             ),
+                            serde_json::json!({ "before": alert_view(&before), "after": alert_view(&after) }),
                             now,
                         ));
                     }

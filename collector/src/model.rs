@@ -225,6 +225,23 @@ pub enum AlertKind {
     RiskIncreased,
     /// A server's command or URL changed under the same name (rug pull).
     ServerChanged,
+    /// An agent has been silent longer than the threshold.
+    AgentSilent,
+    /// Config files an agent could not read or parse: they may hide servers.
+    ConfigErrors,
+}
+
+impl AlertKind {
+    /// A stable byte for storage keys.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::NewRiskyServer => 1,
+            Self::RiskIncreased => 2,
+            Self::ServerChanged => 3,
+            Self::AgentSilent => 4,
+            Self::ConfigErrors => 5,
+        }
+    }
 }
 
 /// An alert for the security team.
@@ -239,9 +256,65 @@ pub struct Alert {
     pub server_id: Option<ServerId>,
     pub agent_id: Option<AgentId>,
     pub created_at: DateTime<Utc>,
+    /// When a repeat of the same situation last updated this alert.
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
+    /// How many times the situation was seen while the alert was open.
+    #[serde(default = "one")]
+    pub occurrences: u32,
+    /// What changed: `{"before": {...}, "after": {...}}` or the facts of the situation.
+    #[serde(default)]
+    pub details: serde_json::Value,
     pub dismissed: bool,
     pub dismissed_at: Option<DateTime<Utc>>,
     pub dismissed_by: Option<UserId>,
+}
+
+impl Alert {
+    /// A new open alert.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        org_id: OrgId,
+        kind: AlertKind,
+        severity: RiskLevel,
+        title: String,
+        message: String,
+        server_id: Option<ServerId>,
+        agent_id: Option<AgentId>,
+        details: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: AlertId::new(),
+            org_id,
+            kind,
+            severity,
+            title,
+            message,
+            server_id,
+            agent_id,
+            created_at: now,
+            updated_at: None,
+            occurrences: 1,
+            details,
+            dismissed: false,
+            dismissed_at: None,
+            dismissed_by: None,
+        }
+    }
+
+    /// What the alert is about: its server, else its agent. One open alert per
+    /// (subject, kind).
+    pub fn subject(&self) -> [u8; 16] {
+        self.server_id
+            .map(ServerId::to_bytes)
+            .or(self.agent_id.map(AgentId::to_bytes))
+            .unwrap_or([0; 16])
+    }
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Server counts by level, for the dashboard.

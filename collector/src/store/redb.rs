@@ -24,6 +24,7 @@
 //! | `counts` | org·`S`·rank·status, org·`A` | u64 |
 //! | `alerts` | org·alert | [`Alert`] |
 //! | `alerts_open` | org·alert | – |
+//! | `alert_subjects` | org·subject·kind | org·alert (the one open alert of that kind) |
 //!
 //! The rank indexes order servers by risk (critical first, then score, then age) and
 //! carry what the list filters need, so a filtered page reads only the index and the
@@ -63,7 +64,7 @@ use super::{
 };
 use crate::ingest;
 use crate::model::{
-    Agent, Alert, EnrollSecret, HostFacts, LevelCounts, Org, Role, Server, ServerChange,
+    Agent, Alert, AlertKind, EnrollSecret, HostFacts, LevelCounts, Org, Role, Server, ServerChange,
     ServerStatus, Session, User,
 };
 
@@ -86,6 +87,7 @@ const SRV_AGENT: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("srv_a
 const COUNTS: TableDefinition<'_, Bytes, u64> = TableDefinition::new("counts");
 const ALERTS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("alerts");
 const ALERTS_OPEN: TableDefinition<'_, Bytes, ()> = TableDefinition::new("alerts_open");
+const ALERT_SUBJECTS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("alert_subjects");
 
 /// The layout version this code reads and writes.
 const SCHEMA_VERSION: u32 = 1;
@@ -250,8 +252,57 @@ fn put_server(txn: &WriteTransaction, before: Option<&Server>, after: &Server) -
     Ok(())
 }
 
+fn subject_key(alert: &Alert) -> Vec<u8> {
+    cat(&[
+        &alert.org_id.to_bytes(),
+        &alert.subject(),
+        &[alert.kind.code()],
+    ])
+}
+
+/// Raise an alert, unless one of the same kind is open for the same server or agent:
+/// then that one is updated (severity raised, message and details replaced, one more
+/// occurrence). Answers whether a new alert was created.
+fn raise_alert(txn: &WriteTransaction, alert: &Alert) -> Result<bool> {
+    let subject = subject_key(alert);
+    let open_key = txn
+        .open_table(ALERT_SUBJECTS)?
+        .get(subject.as_slice())?
+        .map(|v| v.value().to_vec());
+    if let Some(key) = open_key {
+        let previous = get_json::<Alert, _>(&txn.open_table(ALERTS)?, &key)?;
+        if let Some(mut previous) = previous.filter(|p| !p.dismissed) {
+            previous.severity = previous.severity.max(alert.severity);
+            previous.title.clone_from(&alert.title);
+            previous.message.clone_from(&alert.message);
+            previous.details = alert.details.clone();
+            previous.updated_at = Some(alert.created_at);
+            previous.occurrences = previous.occurrences.saturating_add(1);
+            txn.open_table(ALERTS)?
+                .insert(key.as_slice(), encode(&previous)?.as_slice())?;
+            return Ok(false);
+        }
+    }
+    put_alert(txn, alert, None)?;
+    let key = cat(&[&alert.org_id.to_bytes(), &alert.id.to_bytes()]);
+    txn.open_table(ALERT_SUBJECTS)?
+        .insert(subject.as_slice(), key.as_slice())?;
+    Ok(true)
+}
+
 fn put_alert(txn: &WriteTransaction, alert: &Alert, was_open: Option<bool>) -> Result<()> {
     let key = cat(&[&alert.org_id.to_bytes(), &alert.id.to_bytes()]);
+    if alert.dismissed && was_open == Some(true) {
+        // Dismissed: the next occurrence of the situation raises a new alert.
+        let subject = subject_key(alert);
+        let mut subjects = txn.open_table(ALERT_SUBJECTS)?;
+        if subjects
+            .get(subject.as_slice())?
+            .is_some_and(|v| v.value() == key.as_slice())
+        {
+            subjects.remove(subject.as_slice())?;
+        }
+    }
     txn.open_table(ALERTS)?
         .insert(key.as_slice(), encode(alert)?.as_slice())?;
     let open_now = !alert.dismissed;
@@ -375,6 +426,7 @@ impl RedbStore {
             txn.open_table(COUNTS)?;
             txn.open_table(ALERTS)?;
             txn.open_table(ALERTS_OPEN)?;
+            txn.open_table(ALERT_SUBJECTS)?;
             txn.commit()?;
             Ok(found)
         };
@@ -936,6 +988,21 @@ impl Store for RedbStore {
                 }
                 set_presence(txn, agent.org_id, agent.id, false)?;
                 agent.stale = true;
+                let host = agent.facts.hostname.clone().unwrap_or_else(|| agent.name.clone());
+                raise_alert(
+                    txn,
+                    &Alert::new(
+                        agent.org_id,
+                        AlertKind::AgentSilent,
+                        RiskLevel::Medium,
+                        format!("Agent on {host} has gone silent"),
+                        "No heartbeat or report since the last-seen time; its servers are now shown as dormant.".to_owned(),
+                        None,
+                        Some(agent.id),
+                        serde_json::json!({ "last_seen_at": agent.last_seen_at, "cutoff": cutoff }),
+                        Utc::now(),
+                    ),
+                )?;
                 txn.open_table(AGENTS)?
                     .insert(key.as_slice(), encode(&agent)?.as_slice())?;
                 marked.push((agent.org_id, agent.id));
@@ -1037,7 +1104,28 @@ impl Store for RedbStore {
                 }
             }
             for alert in &plan.alerts {
-                put_alert(txn, alert, None)?;
+                raise_alert(txn, alert)?;
+            }
+            let known: Vec<&str> = record.config_errors.iter().map(|e| e.path.as_str()).collect();
+            let new_errors: Vec<&mcpwatch_protocol::wire::ConfigError> =
+                report.config_errors.iter().filter(|e| !known.contains(&e.path.as_str())).collect();
+            if !new_errors.is_empty() {
+                let paths: Vec<&str> = new_errors.iter().map(|e| e.path.as_str()).collect();
+                let host = record.facts.hostname.clone().unwrap_or_else(|| record.name.clone());
+                raise_alert(
+                    txn,
+                    &Alert::new(
+                        org,
+                        AlertKind::ConfigErrors,
+                        RiskLevel::Medium,
+                        format!("MCP config files on {host} cannot be read"),
+                        format!("{} config file(s) could not be read or parsed; servers in them are not visible.", paths.len()),
+                        None,
+                        Some(agent),
+                        serde_json::json!({ "paths": paths, "errors": new_errors }),
+                        report.received_at,
+                    ),
+                )?;
             }
             merge_facts(&mut record.facts, report.facts);
             record.last_report_at = Some(report.received_at);

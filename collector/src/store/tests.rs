@@ -8,6 +8,7 @@ use chrono::Utc;
 use mcpwatch_protocol::ids::{AgentId, OrgId, SessionId, UserId};
 use mcpwatch_protocol::risk::RiskLevel;
 use mcpwatch_protocol::server::ServerRecord;
+use mcpwatch_protocol::wire::ConfigError;
 
 use super::redb::RedbStore;
 use super::*;
@@ -623,4 +624,164 @@ async fn silent_agents_make_their_servers_dormant_until_heard_from() {
         2
     );
     assert_eq!(store.server_counts(o.id).await.unwrap().total(), 5);
+}
+
+fn open_alerts_of(
+    page: &Page<crate::model::Alert>,
+    kind: crate::model::AlertKind,
+) -> Vec<crate::model::Alert> {
+    page.items
+        .iter()
+        .filter(|a| a.kind == kind && !a.dismissed)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_fire_once_repeat_as_updates_and_dismissal_sticks() {
+    use crate::model::AlertKind;
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path()).unwrap();
+    let o = org("A");
+    let admin = user(&o, "a@a.example", Role::Admin);
+    store
+        .create_org_with_admin(o.clone(), admin.clone(), true)
+        .await
+        .unwrap();
+    let a = agent(&o, 1);
+    store.create_agent(a.clone()).await.unwrap();
+    let all = || AlertQuery {
+        page: 1,
+        page_size: 100,
+        ..AlertQuery::default()
+    };
+
+    // A harmless server, then the same name running three different things.
+    store
+        .apply_report(
+            o.id,
+            a.id,
+            report(vec![server("helper", &["-y", "helper@1.0.0"])]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_alerts(o.id, all()).await.unwrap().total,
+        0,
+        "a low server raises nothing"
+    );
+    store
+        .apply_report(
+            o.id,
+            a.id,
+            report(vec![server("helper", &["-y", "helper@2.0.0"])]),
+        )
+        .await
+        .unwrap();
+    store
+        .apply_report(
+            o.id,
+            a.id,
+            report(vec![server("helper", &["-y", "helper@3.0.0"])]),
+        )
+        .await
+        .unwrap();
+    let page = store.list_alerts(o.id, all()).await.unwrap();
+    let changed = open_alerts_of(&page, AlertKind::ServerChanged);
+    assert_eq!(changed.len(), 1, "{:?}", page.items);
+    assert_eq!(changed[0].occurrences, 2);
+    assert_eq!(
+        changed[0].details["before"]["command"],
+        "npx -y helper@2.0.0"
+    );
+    assert_eq!(
+        changed[0].details["after"]["command"],
+        "npx -y helper@3.0.0"
+    );
+    assert_eq!(store.open_alert_count(o.id).await.unwrap(), 1);
+
+    // Dismissed: it stays dismissed, and the next change raises a new alert.
+    store
+        .dismiss_alert(o.id, changed[0].id, admin.id, Utc::now())
+        .await
+        .unwrap();
+    store
+        .apply_report(
+            o.id,
+            a.id,
+            report(vec![server("helper", &["-y", "helper@3.0.0"])]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.open_alert_count(o.id).await.unwrap(),
+        0,
+        "no change, no alert"
+    );
+    // Riskier than before: critical.
+    store
+        .apply_report(
+            o.id,
+            a.id,
+            report(vec![server(
+                "helper",
+                &[
+                    "-y",
+                    "@modelcontextprotocol/server-filesystem@2026.9.1",
+                    "/",
+                ],
+            )]),
+        )
+        .await
+        .unwrap();
+    let page = store.list_alerts(o.id, all()).await.unwrap();
+    let changed = open_alerts_of(&page, AlertKind::ServerChanged);
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].occurrences, 1);
+    assert_eq!(changed[0].severity, RiskLevel::Critical);
+    assert_eq!(page.items.iter().filter(|x| x.dismissed).count(), 1);
+
+    // Config errors: once per new path.
+    let mut with_error = report(vec![server(
+        "helper",
+        &[
+            "-y",
+            "@modelcontextprotocol/server-filesystem@2026.9.1",
+            "/",
+        ],
+    )]);
+    with_error.config_errors = vec![ConfigError {
+        path: "/home/u/.cursor/mcp.json".into(),
+        client: Some("cursor".into()),
+        error: "invalid JSON at line 3 column 1".into(),
+    }];
+    store
+        .apply_report(o.id, a.id, with_error.clone())
+        .await
+        .unwrap();
+    store
+        .apply_report(o.id, a.id, with_error.clone())
+        .await
+        .unwrap();
+    let page = store.list_alerts(o.id, all()).await.unwrap();
+    let errors = open_alerts_of(&page, AlertKind::ConfigErrors);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].occurrences, 1, "the same broken file is not news");
+    assert_eq!(errors[0].agent_id, Some(a.id));
+
+    // Agent silent: once per transition.
+    store
+        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    store
+        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(2))
+        .await
+        .unwrap();
+    let page = store.list_alerts(o.id, all()).await.unwrap();
+    assert_eq!(open_alerts_of(&page, AlertKind::AgentSilent).len(), 1);
+    assert_eq!(
+        open_alerts_of(&page, AlertKind::AgentSilent)[0].occurrences,
+        1
+    );
 }
