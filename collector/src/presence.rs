@@ -109,6 +109,36 @@ pub async fn sweep_loop(state: Arc<crate::state::AppState>) {
     }
 }
 
+/// Rescore, in batches, every stored server scored by an older rule set. Runs once at
+/// start, beside the API; a failure is logged and the rest is rescored at next start.
+pub async fn rescore_outdated(state: Arc<crate::state::AppState>) {
+    let mut cursor = None;
+    let mut total = 0usize;
+    loop {
+        match state.store.rescore_outdated(cursor, 500).await {
+            Ok((n, next)) => {
+                total += n;
+                match next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Rescoring servers under updated rules failed; will retry at next start.");
+                return;
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+    if total > 0 {
+        tracing::info!(
+            servers = total,
+            rules_version = mcpwatch_protocol::risk::RULES_VERSION,
+            "Rescored servers under updated rules."
+        );
+    }
+}
+
 /// Flush presence to the store every `interval` until the task is dropped.
 pub async fn flush_loop(presence: Arc<crate::state::AppState>, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);

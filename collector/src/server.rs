@@ -38,6 +38,7 @@ pub async fn serve(
         PRESENCE_FLUSH_INTERVAL,
     ));
     let sweeper = tokio::spawn(presence::sweep_loop(Arc::clone(&state)));
+    let rescorer = tokio::spawn(presence::rescore_outdated(Arc::clone(&state)));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -82,6 +83,7 @@ pub async fn serve(
     }
     flusher.abort();
     sweeper.abort();
+    rescorer.abort();
     state.presence.flush(state.store.as_ref()).await;
     Ok(())
 }

@@ -210,6 +210,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Server>;
     /// Active servers, highest risk first.
     async fn top_risks(&self, org: OrgId, limit: u64) -> Result<Vec<Server>>;
+    /// Rescore up to `limit` servers scored by an older rule set, starting after
+    /// `cursor`; answers how many were rescored and where to continue (`None`: done).
+    /// A server whose level rose raises an alert unless it is verified.
+    async fn rescore_outdated(
+        &self,
+        cursor: Option<(OrgId, ServerId)>,
+        limit: usize,
+    ) -> Result<(usize, Option<(OrgId, ServerId)>)>;
     /// Counts by level of every stored server (maintained at write time).
     async fn server_counts(&self, org: OrgId) -> Result<LevelCounts>;
 

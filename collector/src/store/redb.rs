@@ -48,7 +48,7 @@ use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::{
     AgentId, AlertId, EnrollSecretId, OrgId, ServerId, SessionId, UserId,
 };
-use mcpwatch_protocol::risk::RiskLevel;
+use mcpwatch_protocol::risk::{self, RiskLevel};
 use mcpwatch_protocol::wire::ReportResponse;
 use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
@@ -1215,6 +1215,110 @@ impl Store for RedbStore {
         .await
     }
 
+    async fn rescore_outdated(
+        &self,
+        cursor: Option<(OrgId, ServerId)>,
+        limit: usize,
+    ) -> Result<(usize, Option<(OrgId, ServerId)>)> {
+        // Read at most this many rows per call, so that one call stays short.
+        let scan_budget = limit.saturating_mul(20).max(1);
+        let (keys, next) = self
+            .read(move |txn| {
+                let servers = txn.open_table(SERVERS)?;
+                let start = cursor.map(|(o, s)| cat(&[&o.to_bytes(), &s.to_bytes()]));
+                let mut keys = Vec::new();
+                let mut last = None;
+                let mut scanned = 0usize;
+                let range = match &start {
+                    Some(k) => servers.range::<&[u8]>((
+                        std::ops::Bound::Excluded(k.as_slice()),
+                        std::ops::Bound::Unbounded,
+                    ))?,
+                    None => servers.range::<&[u8]>(..)?,
+                };
+                let mut exhausted = true;
+                for entry in range {
+                    let (k, v) = entry?;
+                    let server: Server = decode(v.value())?;
+                    if server.rules_version != risk::RULES_VERSION {
+                        keys.push(k.value().to_vec());
+                    }
+                    last = Some((server.org_id, server.id));
+                    scanned += 1;
+                    if keys.len() >= limit || scanned >= scan_budget {
+                        exhausted = false;
+                        break;
+                    }
+                }
+                Ok((keys, if exhausted { None } else { last }))
+            })
+            .await?;
+        if keys.is_empty() {
+            return Ok((0, next));
+        }
+        let rescored = self
+            .write(move |txn| {
+                let mut n = 0;
+                for key in keys {
+                    let Some(before) = get_json::<Server, _>(&txn.open_table(SERVERS)?, &key)? else { continue };
+                    if before.rules_version == risk::RULES_VERSION {
+                        continue;
+                    }
+                    let assessment = risk::assess(&before.record);
+                    let now = Utc::now();
+                    let mut after = before.clone();
+                    after.risk_score = assessment.score;
+                    after.risk_level = assessment.level;
+                    after.findings = assessment.findings;
+                    after.rules_version = assessment.rules_version;
+                    if after.risk_level != before.risk_level || after.risk_score != before.risk_score {
+                        after.updated_at = now;
+                        after.changes.push(ServerChange {
+                            at: now,
+                            kind: "rescored".to_owned(),
+                            fields: vec!["risk_score".to_owned()],
+                            previous_fingerprint: None,
+                            fingerprint: None,
+                            previous_level: Some(before.risk_level),
+                            level: Some(after.risk_level),
+                            previous_command: None,
+                            command: None,
+                        });
+                        let excess = after.changes.len().saturating_sub(crate::model::MAX_SERVER_CHANGES);
+                        after.changes.drain(..excess);
+                    }
+                    if after.risk_level > before.risk_level && !after.is_verified {
+                        let name = &after.record.server_name;
+                        raise_alert(
+                            txn,
+                            &Alert::new(
+                                after.org_id,
+                                AlertKind::RiskIncreased,
+                                after.risk_level,
+                                format!("Risk of MCP server \"{name}\" rose to {} under updated rules", after.risk_level),
+                                format!(
+                                    "Rules v{} rate it {} (score {}); it was {} (score {}).",
+                                    risk::RULES_VERSION, after.risk_level, after.risk_score, before.risk_level, before.risk_score
+                                ),
+                                Some(after.id),
+                                Some(after.agent_id),
+                                serde_json::json!({
+                                    "before": { "risk_level": before.risk_level, "risk_score": before.risk_score, "rules_version": before.rules_version },
+                                    "after": { "risk_level": after.risk_level, "risk_score": after.risk_score, "rules_version": after.rules_version },
+                                }),
+                                now,
+                            ),
+                        )?;
+                    }
+                    put_server(txn, Some(&before), &after)?;
+                    n += 1;
+                }
+                Ok(n)
+            })
+            .await?;
+        Ok((rescored, next))
+    }
+
     async fn server_counts(&self, org: OrgId) -> Result<LevelCounts> {
         self.read(move |txn| {
             let counts = txn.open_table(COUNTS)?;
@@ -1334,6 +1438,30 @@ impl Store for RedbStore {
                 .open_table(COUNTS)?
                 .get(count_key_alerts(org).as_slice())?
                 .map_or(0, |v| v.value()))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+impl RedbStore {
+    /// Pretend a stored server was scored by another rule set (for rescoring tests).
+    pub async fn set_rules_version_for_test(
+        &self,
+        org: OrgId,
+        server: ServerId,
+        version: u32,
+        score: u8,
+    ) -> Result<()> {
+        self.write(move |txn| {
+            let key = cat(&[&org.to_bytes(), &server.to_bytes()]);
+            let before: Server =
+                get_json(&txn.open_table(SERVERS)?, &key)?.ok_or(Error::NotFound)?;
+            let mut after = before.clone();
+            after.rules_version = version;
+            after.risk_score = score;
+            after.risk_level = RiskLevel::from_score(score);
+            put_server(txn, Some(&before), &after)
         })
         .await
     }

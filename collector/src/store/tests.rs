@@ -785,3 +785,112 @@ async fn alerts_fire_once_repeat_as_updates_and_dismissal_sticks() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_scored_by_older_rules_are_rescored_in_batches() {
+    use crate::model::AlertKind;
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path()).unwrap();
+    let o = org("A");
+    store
+        .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
+        .await
+        .unwrap();
+    let a = agent(&o, 1);
+    store.create_agent(a.clone()).await.unwrap();
+    store
+        .apply_report(o.id, a.id, report(fleet()))
+        .await
+        .unwrap();
+    let all = store
+        .list_servers(
+            o.id,
+            ServerQuery {
+                page: 1,
+                page_size: 100,
+                ..ServerQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    let critical = all
+        .items
+        .iter()
+        .find(|s| s.risk_level == RiskLevel::Critical)
+        .unwrap()
+        .clone();
+    let alerts_before = store.open_alert_count(o.id).await.unwrap();
+    let counts_at_ingest = store.server_counts(o.id).await.unwrap();
+    store
+        .dismiss_all_alerts(o.id, UserId::new(), Utc::now())
+        .await
+        .unwrap();
+    // Pretend every server was scored low by rules v1.
+    for s in &all.items {
+        store
+            .set_rules_version_for_test(o.id, s.id, 1, 5)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.server_counts(o.id).await.unwrap().low, 5);
+    assert!(alerts_before > 0);
+
+    let mut cursor = None;
+    let mut total = 0;
+    let mut calls = 0;
+    loop {
+        let (n, next) = store.rescore_outdated(cursor, 2).await.unwrap();
+        total += n;
+        calls += 1;
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(total, 5);
+    assert!(calls >= 3, "batches of 2");
+    let after = store.get_server(o.id, critical.id).await.unwrap();
+    assert_eq!(
+        (after.risk_level, after.rules_version),
+        (RiskLevel::Critical, mcpwatch_protocol::risk::RULES_VERSION)
+    );
+    assert_eq!(after.changes.last().unwrap().kind, "rescored");
+    assert_eq!(
+        store.server_counts(o.id).await.unwrap(),
+        counts_at_ingest,
+        "indexes and counts follow the new levels"
+    );
+    let critical_page = store
+        .list_servers(
+            o.id,
+            ServerQuery {
+                risk_level: Some(RiskLevel::Critical),
+                page: 1,
+                page_size: 100,
+                ..ServerQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(critical_page.total as usize, critical_page.items.len());
+    let raised = store
+        .list_alerts(
+            o.id,
+            AlertQuery {
+                dismissed: Some(false),
+                page: 1,
+                page_size: 100,
+                ..AlertQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        raised
+            .items
+            .iter()
+            .any(|x| x.kind == AlertKind::RiskIncreased && x.server_id == Some(critical.id))
+    );
+    // Nothing left to do.
+    assert_eq!(store.rescore_outdated(None, 100).await.unwrap(), (0, None));
+}
