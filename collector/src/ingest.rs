@@ -12,7 +12,9 @@ use mcpwatch_protocol::server::ServerRecord;
 use mcpwatch_protocol::wire::ReportResponse;
 use sha2::{Digest, Sha256};
 
-use crate::model::{Alert, AlertKind, MAX_SERVER_CHANGES, Server, ServerChange, ServerStatus};
+use crate::model::{
+    Alert, AlertKind, MAX_SERVER_CHANGES, OrgPolicy, Server, ServerChange, ServerStatus,
+};
 
 /// One server to write, with its stored version (for index upkeep).
 #[derive(Debug)]
@@ -46,8 +48,14 @@ pub fn identity_key(record: &ServerRecord) -> [u8; 32] {
 }
 
 /// Score a record into a fresh server (not yet stored).
-fn scored(org: OrgId, agent: AgentId, record: ServerRecord, now: DateTime<Utc>) -> Server {
-    let assessment = risk::assess(&record);
+fn scored(
+    org: OrgId,
+    agent: AgentId,
+    record: ServerRecord,
+    policy: &OrgPolicy,
+    now: DateTime<Utc>,
+) -> Server {
+    let assessment = risk::assess_with(&record, &policy.scoring);
     Server {
         id: ServerId::new(),
         org_id: org,
@@ -59,6 +67,7 @@ fn scored(org: OrgId, agent: AgentId, record: ServerRecord, now: DateTime<Utc>) 
         findings: assessment.findings,
         rules_version: assessment.rules_version,
         status: ServerStatus::Active,
+        policy_version: policy.version,
         in_snapshot: true,
         is_verified: false,
         verified_by: None,
@@ -118,6 +127,32 @@ fn alert(
     )
 }
 
+fn is_blocked(server: &Server) -> bool {
+    server
+        .findings
+        .iter()
+        .any(|f| f.rule_id == risk::BLOCKED_RULE)
+}
+
+fn blocked_alert(server: &Server, now: DateTime<Utc>) -> Alert {
+    alert(
+        server,
+        AlertKind::BlockedPackage,
+        RiskLevel::Critical,
+        format!(
+            "Blocked package in MCP server \"{}\"",
+            server.record.server_name
+        ),
+        server
+            .findings
+            .iter()
+            .find(|f| f.rule_id == risk::BLOCKED_RULE)
+            .map_or_else(String::new, |f| f.evidence.clone()),
+        serde_json::json!({ "after": alert_view(server) }),
+        now,
+    )
+}
+
 /// What an alert shows of a server at one moment.
 fn alert_view(server: &Server) -> serde_json::Value {
     serde_json::json!({
@@ -135,6 +170,7 @@ pub fn plan(
     agent: AgentId,
     existing: Vec<(Server, [u8; 32])>,
     snapshot: Vec<ServerRecord>,
+    policy: &OrgPolicy,
     now: DateTime<Utc>,
 ) -> Plan {
     let mut plan = Plan {
@@ -166,7 +202,7 @@ pub fn plan(
             .and_then(Option::take);
         match found {
             None => {
-                let mut server = scored(org, agent, record, now);
+                let mut server = scored(org, agent, record, policy, now);
                 let change = ServerChange {
                     at: now,
                     kind: "created".to_owned(),
@@ -179,7 +215,11 @@ pub fn plan(
                     command: Some(server.record.launch_line()),
                 };
                 push_change(&mut server, change);
-                if server.risk_level >= RiskLevel::High {
+                if policy.approves(&server.record) {
+                    // Approved: reported, no alert.
+                } else if is_blocked(&server) {
+                    plan.alerts.push(blocked_alert(&server, now));
+                } else if server.risk_level >= RiskLevel::High {
                     let top = server
                         .findings
                         .first()
@@ -207,12 +247,13 @@ pub fn plan(
             Some((before, _)) => {
                 let reactivated = before.status == ServerStatus::Dormant;
                 let fields = changed_fields(&before.record, &record);
-                let rescore = before.rules_version != risk::RULES_VERSION;
+                let rescore = before.rules_version != risk::RULES_VERSION
+                    || before.policy_version != policy.version;
                 if fields.is_empty() && !reactivated && !rescore {
                     plan.outcome.unchanged += 1;
                     continue;
                 }
-                let fresh = scored(org, agent, record, now);
+                let fresh = scored(org, agent, record, policy, now);
                 let mut after = Server {
                     id: before.id,
                     first_seen_at: before.first_seen_at,
@@ -246,7 +287,13 @@ pub fn plan(
                     command: launch_changed.then(|| after.record.launch_line()),
                 };
                 push_change(&mut after, change);
-                if !after.is_verified {
+                if !after.is_verified
+                    && !policy.approves(&after.record)
+                    && is_blocked(&after)
+                    && !is_blocked(&before)
+                {
+                    plan.alerts.push(blocked_alert(&after, now));
+                } else if !after.is_verified && !policy.approves(&after.record) {
                     let name = &after.record.server_name;
                     if launch_changed {
                         // Riskier than what was there before: the rug-pull pattern at its worst.
@@ -339,6 +386,17 @@ mod tests {
             args: args.iter().map(|s| (*s).to_owned()).collect(),
             ..ServerRecord::default()
         }
+    }
+
+    /// `plan` under the default policy.
+    fn plan(
+        org: OrgId,
+        agent: AgentId,
+        existing: Vec<(Server, [u8; 32])>,
+        snapshot: Vec<ServerRecord>,
+        now: DateTime<Utc>,
+    ) -> Plan {
+        super::plan(org, agent, existing, snapshot, &OrgPolicy::default(), now)
     }
 
     fn stored(plan: Plan) -> Vec<(Server, [u8; 32])> {
@@ -474,6 +532,64 @@ mod tests {
             .unwrap();
         assert_eq!(revived.after.status, ServerStatus::Active);
         assert_eq!(revived.after.changes.last().unwrap().kind, "reactivated");
+    }
+
+    #[test]
+    fn approved_servers_are_silent_and_blocked_ones_alert() {
+        let (org, agent, now) = (OrgId::new(), AgentId::new(), Utc::now());
+        let risky = record(
+            "fs",
+            &[
+                "-y",
+                "@modelcontextprotocol/server-filesystem@2026.9.1",
+                "/",
+            ],
+        );
+        let approved = OrgPolicy {
+            approved: vec!["FS".into()],
+            ..OrgPolicy::default()
+        };
+        let p = super::plan(org, agent, vec![], vec![risky.clone()], &approved, now);
+        assert!(p.alerts.is_empty());
+        assert_eq!(
+            p.writes[0].after.risk_level,
+            RiskLevel::Critical,
+            "findings are kept"
+        );
+        let mut blocked = OrgPolicy {
+            version: 3,
+            ..OrgPolicy::default()
+        };
+        blocked.scoring.blocked = vec!["helper".into()];
+        let p = super::plan(
+            org,
+            agent,
+            vec![],
+            vec![record("h", &["-y", "helper@1.0.0"])],
+            &blocked,
+            now,
+        );
+        assert_eq!(p.alerts.len(), 1);
+        assert_eq!(p.alerts[0].kind, AlertKind::BlockedPackage);
+        assert_eq!(p.writes[0].after.policy_version, 3);
+        // A policy change rescoring an unchanged server.
+        let first = plan(
+            org,
+            agent,
+            vec![],
+            vec![record("h", &["-y", "helper@1.0.0"])],
+            now,
+        );
+        let p = super::plan(
+            org,
+            agent,
+            stored(first),
+            vec![record("h", &["-y", "helper@1.0.0"])],
+            &blocked,
+            now,
+        );
+        assert_eq!(p.outcome.updated, 1);
+        assert_eq!(p.alerts[0].kind, AlertKind::BlockedPackage);
     }
 
     #[test]

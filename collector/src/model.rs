@@ -202,6 +202,9 @@ pub struct Server {
     pub findings: Vec<Finding>,
     pub rules_version: u32,
     pub status: ServerStatus,
+    /// The organisation policy version the score was computed under.
+    #[serde(default)]
+    pub policy_version: u64,
     /// In the agent's latest snapshot. Such a server is still `dormant` while its
     /// agent has been silent longer than the dormancy threshold.
     #[serde(default = "yes")]
@@ -229,6 +232,8 @@ pub enum AlertKind {
     AgentSilent,
     /// Config files an agent could not read or parse: they may hide servers.
     ConfigErrors,
+    /// A server launches a package the organisation's policy blocks.
+    BlockedPackage,
 }
 
 impl AlertKind {
@@ -240,6 +245,7 @@ impl AlertKind {
             Self::ServerChanged => 3,
             Self::AgentSilent => 4,
             Self::ConfigErrors => 5,
+            Self::BlockedPackage => 6,
         }
     }
 }
@@ -315,6 +321,42 @@ impl Alert {
 
 fn one() -> u32 {
     1
+}
+
+/// An organisation's policy: what scoring changes (blocked packages, severity
+/// overrides) and which servers are approved (reported, but raising no alert).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct OrgPolicy {
+    #[serde(flatten)]
+    pub scoring: mcpwatch_protocol::risk::Policy,
+    /// Package or server names, matched without regard to case.
+    #[serde(default)]
+    pub approved: Vec<String>,
+    /// Increases with every change; servers scored under an older one are rescored.
+    #[serde(default)]
+    pub version: u64,
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub updated_by: Option<UserId>,
+}
+
+impl OrgPolicy {
+    /// Whether a server is approved: its package name or its server name is listed.
+    pub fn approves(&self, record: &mcpwatch_protocol::server::ServerRecord) -> bool {
+        self.approved.iter().any(|a| {
+            let a = a.trim().to_lowercase();
+            record.server_name.to_lowercase() == a
+                || record
+                    .package
+                    .as_ref()
+                    .is_some_and(|p| p.name.to_lowercase() == a)
+                || record
+                    .server_type
+                    .as_ref()
+                    .is_some_and(|t| t.to_lowercase() == a)
+        })
+    }
 }
 
 /// Server counts by level, for the dashboard.

@@ -53,7 +53,7 @@ fn r(
 /// Every route of the API.
 pub fn routes() -> Vec<Route> {
     use Access::{Agent, Public, User};
-    use api::{agents, alerts, auth, dashboard, enroll, health, servers, users};
+    use api::{agents, alerts, auth, dashboard, enroll, health, policy, servers, users};
     vec![
         r("/health", Method::GET, Public, get(health::health)),
         r("/health/live", Method::GET, Public, get(health::live)),
@@ -128,6 +128,8 @@ pub fn routes() -> Vec<Route> {
             User,
             get(dashboard::top_risks),
         ),
+        r("/policy", Method::GET, User, get(policy::get)),
+        r("/policy", Method::PUT, User, put(policy::put)),
         r("/alerts", Method::GET, User, get(alerts::list)),
         r(
             "/alerts/dismiss-all",

@@ -9,6 +9,7 @@ mod auth;
 mod authz;
 mod durability;
 mod inventory;
+mod policy;
 mod secrets;
 mod signing;
 mod tenancy;

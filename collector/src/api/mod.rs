@@ -10,6 +10,7 @@ pub mod enroll;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod policy;
 pub mod servers;
 pub mod users;
 

@@ -23,8 +23,8 @@ use mcpwatch_protocol::server::ServerRecord;
 use mcpwatch_protocol::wire::{ConfigError, ReportResponse};
 
 use crate::model::{
-    Agent, Alert, EnrollSecret, HostFacts, LevelCounts, Org, Role, Server, ServerStatus, Session,
-    User,
+    Agent, Alert, EnrollSecret, HostFacts, LevelCounts, Org, OrgPolicy, Role, Server, ServerStatus,
+    Session, User,
 };
 
 /// What can go wrong in the store, as the API needs to tell it apart.
@@ -218,6 +218,10 @@ pub trait Store: Send + Sync + 'static {
         cursor: Option<(OrgId, ServerId)>,
         limit: usize,
     ) -> Result<(usize, Option<(OrgId, ServerId)>)>;
+    /// The organisation's policy (the default, empty one if none was set).
+    async fn get_policy(&self, org: OrgId) -> Result<OrgPolicy>;
+    /// Replace the policy; its version becomes the stored one plus one.
+    async fn put_policy(&self, org: OrgId, policy: OrgPolicy) -> Result<OrgPolicy>;
     /// Counts by level of every stored server (maintained at write time).
     async fn server_counts(&self, org: OrgId) -> Result<LevelCounts>;
 

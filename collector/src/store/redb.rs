@@ -24,6 +24,7 @@
 //! | `counts` | org·`S`·rank·status, org·`A` | u64 |
 //! | `alerts` | org·alert | [`Alert`] |
 //! | `alerts_open` | org·alert | – |
+//! | `policies` | org | [`OrgPolicy`] |
 //! | `alert_subjects` | org·subject·kind | org·alert (the one open alert of that kind) |
 //!
 //! The rank indexes order servers by risk (critical first, then score, then age) and
@@ -64,8 +65,8 @@ use super::{
 };
 use crate::ingest;
 use crate::model::{
-    Agent, Alert, AlertKind, EnrollSecret, HostFacts, LevelCounts, Org, Role, Server, ServerChange,
-    ServerStatus, Session, User,
+    Agent, Alert, AlertKind, EnrollSecret, HostFacts, LevelCounts, Org, OrgPolicy, Role, Server,
+    ServerChange, ServerStatus, Session, User,
 };
 
 type Bytes = &'static [u8];
@@ -88,6 +89,7 @@ const COUNTS: TableDefinition<'_, Bytes, u64> = TableDefinition::new("counts");
 const ALERTS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("alerts");
 const ALERTS_OPEN: TableDefinition<'_, Bytes, ()> = TableDefinition::new("alerts_open");
 const ALERT_SUBJECTS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("alert_subjects");
+const POLICIES: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("policies");
 
 /// The layout version this code reads and writes.
 const SCHEMA_VERSION: u32 = 1;
@@ -348,6 +350,10 @@ fn set_presence(txn: &WriteTransaction, org: OrgId, agent: AgentId, active: bool
     Ok(())
 }
 
+fn policy_of<T: ReadableTable<Bytes, Bytes>>(table: &T, org: OrgId) -> Result<OrgPolicy> {
+    Ok(get_json(table, &org.to_bytes())?.unwrap_or_default())
+}
+
 fn agent_servers<T: ReadableTable<Bytes, Bytes>, U: ReadableTable<Bytes, Bytes>>(
     identity: &T,
     servers: &U,
@@ -427,6 +433,7 @@ impl RedbStore {
             txn.open_table(ALERTS)?;
             txn.open_table(ALERTS_OPEN)?;
             txn.open_table(ALERT_SUBJECTS)?;
+            txn.open_table(POLICIES)?;
             txn.commit()?;
             Ok(found)
         };
@@ -1092,7 +1099,8 @@ impl Store for RedbStore {
                 org,
                 agent,
             )?;
-            let plan = ingest::plan(org, agent, existing, report.servers, report.received_at);
+            let policy = policy_of(&txn.open_table(POLICIES)?, org)?;
+            let plan = ingest::plan(org, agent, existing, report.servers, &policy, report.received_at);
             for write in &plan.writes {
                 put_server(txn, write.before.as_ref(), &write.after)?;
                 if write.before.is_none() {
@@ -1226,6 +1234,9 @@ impl Store for RedbStore {
             .read(move |txn| {
                 let servers = txn.open_table(SERVERS)?;
                 let start = cursor.map(|(o, s)| cat(&[&o.to_bytes(), &s.to_bytes()]));
+                let policies = txn.open_table(POLICIES)?;
+                let mut versions: std::collections::HashMap<OrgId, u64> =
+                    std::collections::HashMap::new();
                 let mut keys = Vec::new();
                 let mut last = None;
                 let mut scanned = 0usize;
@@ -1240,7 +1251,17 @@ impl Store for RedbStore {
                 for entry in range {
                     let (k, v) = entry?;
                     let server: Server = decode(v.value())?;
-                    if server.rules_version != risk::RULES_VERSION {
+                    let policy_version = match versions.get(&server.org_id) {
+                        Some(v) => *v,
+                        None => {
+                            let v = policy_of(&policies, server.org_id)?.version;
+                            versions.insert(server.org_id, v);
+                            v
+                        }
+                    };
+                    if server.rules_version != risk::RULES_VERSION
+                        || server.policy_version != policy_version
+                    {
                         keys.push(k.value().to_vec());
                     }
                     last = Some((server.org_id, server.id));
@@ -1259,18 +1280,25 @@ impl Store for RedbStore {
         let rescored = self
             .write(move |txn| {
                 let mut n = 0;
+                let mut policies: std::collections::HashMap<OrgId, OrgPolicy> = std::collections::HashMap::new();
                 for key in keys {
                     let Some(before) = get_json::<Server, _>(&txn.open_table(SERVERS)?, &key)? else { continue };
-                    if before.rules_version == risk::RULES_VERSION {
+                    if !policies.contains_key(&before.org_id) {
+                        let policy = policy_of(&txn.open_table(POLICIES)?, before.org_id)?;
+                        policies.insert(before.org_id, policy);
+                    }
+                    let Some(policy) = policies.get(&before.org_id) else { continue };
+                    if before.rules_version == risk::RULES_VERSION && before.policy_version == policy.version {
                         continue;
                     }
-                    let assessment = risk::assess(&before.record);
+                    let assessment = risk::assess_with(&before.record, &policy.scoring);
                     let now = Utc::now();
                     let mut after = before.clone();
                     after.risk_score = assessment.score;
                     after.risk_level = assessment.level;
                     after.findings = assessment.findings;
                     after.rules_version = assessment.rules_version;
+                    after.policy_version = policy.version;
                     if after.risk_level != before.risk_level || after.risk_score != before.risk_score {
                         after.updated_at = now;
                         after.changes.push(ServerChange {
@@ -1287,7 +1315,7 @@ impl Store for RedbStore {
                         let excess = after.changes.len().saturating_sub(crate::model::MAX_SERVER_CHANGES);
                         after.changes.drain(..excess);
                     }
-                    if after.risk_level > before.risk_level && !after.is_verified {
+                    if after.risk_level > before.risk_level && !after.is_verified && !policy.approves(&after.record) {
                         let name = &after.record.server_name;
                         raise_alert(
                             txn,
@@ -1317,6 +1345,22 @@ impl Store for RedbStore {
             })
             .await?;
         Ok((rescored, next))
+    }
+
+    async fn get_policy(&self, org: OrgId) -> Result<OrgPolicy> {
+        self.read(move |txn| policy_of(&txn.open_table(POLICIES)?, org))
+            .await
+    }
+
+    async fn put_policy(&self, org: OrgId, mut policy: OrgPolicy) -> Result<OrgPolicy> {
+        self.write(move |txn| {
+            let previous = policy_of(&txn.open_table(POLICIES)?, org)?;
+            policy.version = previous.version + 1;
+            txn.open_table(POLICIES)?
+                .insert(org.to_bytes().as_slice(), encode(&policy)?.as_slice())?;
+            Ok(policy)
+        })
+        .await
     }
 
     async fn server_counts(&self, org: OrgId) -> Result<LevelCounts> {

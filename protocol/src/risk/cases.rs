@@ -798,7 +798,8 @@ fn there_are_at_least_sixty_cases_and_every_rule_both_fires_and_stays_silent() {
                 .collect()
         })
         .collect();
-    for rule in RULES {
+    // Policy rules need an organisation's policy: `policy_blocks_packages_...` covers them.
+    for rule in RULES.iter().filter(|r| !r.id.starts_with("MCP-POLICY-")) {
         assert!(
             fired.iter().any(|ids| ids.contains(rule.id)),
             "{} never fires",

@@ -67,9 +67,69 @@ pub struct Assessment {
     pub rules_version: u32,
 }
 
-/// Score one server.
+/// What an organisation's policy changes in scoring.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Package names that must not run: a server launching one is critical.
+    #[serde(default)]
+    pub blocked: Vec<String>,
+    /// Rule id → the severity the organisation gives it (`info` also removes its weight).
+    #[serde(default)]
+    pub severity_overrides: std::collections::BTreeMap<String, Severity>,
+}
+
+impl Policy {
+    fn blocks(&self, server: &ServerRecord) -> Option<String> {
+        let package = server.package.as_ref().map(|p| p.name.to_lowercase());
+        let words: Vec<String> = server
+            .args
+            .iter()
+            .chain(server.command.iter())
+            .flat_map(|w| {
+                w.split_whitespace()
+                    .map(str::to_lowercase)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        self.blocked.iter().find_map(|blocked| {
+            let b = blocked.trim().to_lowercase();
+            let hit = package.as_deref() == Some(b.as_str())
+                || words.iter().any(|w| {
+                    w == &b
+                        || w.strip_prefix(&b).is_some_and(|rest| {
+                            rest.starts_with('@') || rest.starts_with("==") || rest.starts_with(':')
+                        })
+                });
+            (!b.is_empty() && hit).then(|| blocked.clone())
+        })
+    }
+}
+
+/// The rule an organisation's blocked-package list triggers.
+pub const BLOCKED_RULE: &str = "MCP-POLICY-001";
+
+/// Score one server by the rules alone.
 pub fn assess(server: &ServerRecord) -> Assessment {
+    assess_with(server, &Policy::default())
+}
+
+/// Score one server under an organisation's policy.
+pub fn assess_with(server: &ServerRecord, policy: &Policy) -> Assessment {
     let mut findings = rules::evaluate(server);
+    if let Some(blocked) = policy.blocks(server) {
+        findings.extend(rules::finding(
+            BLOCKED_RULE,
+            format!("package {blocked} is blocked by policy"),
+        ));
+    }
+    for finding in &mut findings {
+        if let Some(severity) = policy.severity_overrides.get(&finding.rule_id) {
+            finding.severity = *severity;
+            if *severity == Severity::Info {
+                finding.weight = 0;
+            }
+        }
+    }
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.weight.cmp(&a.weight)));
 
     let rule_kind = |id: &str| {
@@ -313,6 +373,56 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn policy_blocks_packages_and_overrides_severities() {
+        let server = stdio("fetch", "uvx", &["mcp-server-fetch==2026.10.24"]);
+        let plain = assess(&server);
+        assert_eq!(plain.level, RiskLevel::Low);
+        let blocked = Policy {
+            blocked: vec!["mcp-server-fetch".into()],
+            ..Policy::default()
+        };
+        let a = assess_with(&server, &blocked);
+        assert_eq!(a.level, RiskLevel::Critical);
+        assert!(rule_ids(&a).contains(&BLOCKED_RULE));
+        let other = Policy {
+            blocked: vec!["mcp-server".into()],
+            ..Policy::default()
+        };
+        assert_eq!(
+            assess_with(&server, &other).level,
+            RiskLevel::Low,
+            "a prefix is not the package"
+        );
+
+        let shell = stdio(
+            "dc",
+            "npx",
+            &["-y", "@wonderwhy-er/desktop-commander@0.2.3"],
+        );
+        let quiet = Policy {
+            severity_overrides: [("MCP-CAP-001".to_owned(), Severity::Info)]
+                .into_iter()
+                .collect(),
+            ..Policy::default()
+        };
+        let a = assess_with(&shell, &quiet);
+        let cap = a
+            .findings
+            .iter()
+            .find(|f| f.rule_id == "MCP-CAP-001")
+            .unwrap();
+        assert_eq!((cap.severity, cap.weight), (Severity::Info, 0));
+        assert!(a.score < assess(&shell).score);
+        let loud = Policy {
+            severity_overrides: [("MCP-CAP-001".to_owned(), Severity::Critical)]
+                .into_iter()
+                .collect(),
+            ..Policy::default()
+        };
+        assert_eq!(assess_with(&shell, &loud).level, RiskLevel::Critical);
     }
 
     #[test]

@@ -346,6 +346,14 @@ pub static RULES: &[Rule] = &[
         "Remove the server, rotate every credential it could reach, and investigate the machine."
     ),
     rule!(
+        "MCP-POLICY-001",
+        Modifier,
+        Critical,
+        60,
+        "Package is blocked by the organisation's policy",
+        "Remove the server; the security team has ruled this package out."
+    ),
+    rule!(
         "MCP-STATE-001",
         Context,
         Info,
@@ -359,7 +367,7 @@ fn rule(id: &str) -> Option<&'static Rule> {
     RULES.iter().find(|r| r.id == id)
 }
 
-fn finding(id: &str, evidence: impl Into<String>) -> Option<Finding> {
+pub(super) fn finding(id: &str, evidence: impl Into<String>) -> Option<Finding> {
     rule(id).map(|r| Finding {
         rule_id: r.id.to_owned(),
         severity: r.severity,

@@ -1,0 +1,95 @@
+//! `/policy`: the organisation's scoring policy. Everyone reads it; admins change it.
+//! A change rescores the organisation's servers in the background.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use chrono::Utc;
+use mcpwatch_protocol::risk::{self, RULES, Severity};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, AuthUser};
+use crate::model::{OrgPolicy, Role};
+use crate::state::SharedState;
+
+/// The most entries a list of the policy may hold.
+const MAX_ENTRIES: usize = 1000;
+
+/// `GET /policy`.
+pub async fn get(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+) -> Result<Json<OrgPolicy>, ApiError> {
+    Ok(Json(state.store.get_policy(auth.user.org_id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutPolicyRequest {
+    /// Package or server names that are reported but raise no alert.
+    #[serde(default)]
+    pub approved: Vec<String>,
+    /// Package names that make a server critical.
+    #[serde(default)]
+    pub blocked: Vec<String>,
+    /// Rule id → severity.
+    #[serde(default)]
+    pub severity_overrides: BTreeMap<String, Severity>,
+}
+
+fn names(field: &str, list: Vec<String>) -> Result<Vec<String>, ApiError> {
+    if list.len() > MAX_ENTRIES {
+        return Err(ApiError::validation(
+            field,
+            format!("{field} may hold at most {MAX_ENTRIES} entries"),
+        ));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (i, name) in list.into_iter().enumerate() {
+        let trimmed = name.trim();
+        if trimmed.is_empty() || trimmed.chars().count() > 200 {
+            return Err(ApiError::validation(
+                &format!("{field}[{i}]"),
+                format!("{field}[{i}] must be 1 to 200 characters long"),
+            ));
+        }
+        if !out.iter().any(|o: &String| o.eq_ignore_ascii_case(trimmed)) {
+            out.push(trimmed.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// `PUT /policy` (admin): replaces the whole policy.
+pub async fn put(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<PutPolicyRequest>,
+) -> Result<Json<OrgPolicy>, ApiError> {
+    auth.require(Role::Admin)?;
+    for rule_id in body.severity_overrides.keys() {
+        if !RULES.iter().any(|r| r.id == rule_id) {
+            return Err(ApiError::validation(
+                &format!("severity_overrides.{rule_id}"),
+                format!("unknown rule id {rule_id:?}; see docs/risk-rules.md"),
+            ));
+        }
+    }
+    let policy = OrgPolicy {
+        scoring: risk::Policy {
+            blocked: names("blocked", body.blocked)?,
+            severity_overrides: body.severity_overrides,
+        },
+        approved: names("approved", body.approved)?,
+        version: 0,
+        updated_at: Some(Utc::now()),
+        updated_by: Some(auth.user.id),
+    };
+    let saved = state.store.put_policy(auth.user.org_id, policy).await?;
+    tracing::info!(org = %auth.user.org_id, user = %auth.user.id, version = saved.version, "Policy changed; rescoring servers.");
+    tokio::spawn(crate::presence::rescore_outdated(Arc::clone(&state)));
+    Ok(Json(saved))
+}
