@@ -1283,11 +1283,10 @@ impl Store for RedbStore {
                 let mut policies: std::collections::HashMap<OrgId, OrgPolicy> = std::collections::HashMap::new();
                 for key in keys {
                     let Some(before) = get_json::<Server, _>(&txn.open_table(SERVERS)?, &key)? else { continue };
-                    if !policies.contains_key(&before.org_id) {
-                        let policy = policy_of(&txn.open_table(POLICIES)?, before.org_id)?;
-                        policies.insert(before.org_id, policy);
-                    }
-                    let Some(policy) = policies.get(&before.org_id) else { continue };
+                    let policy = match policies.entry(before.org_id) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(e) => e.insert(policy_of(&txn.open_table(POLICIES)?, before.org_id)?),
+                    };
                     if before.rules_version == risk::RULES_VERSION && before.policy_version == policy.version {
                         continue;
                     }
