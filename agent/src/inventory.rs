@@ -52,8 +52,9 @@ pub fn table(report: &ReportRequest) -> String {
         "RISK".into(),
         "TOP FINDING".into(),
     ]];
-    for s in &report.servers {
-        let a = risk::assess(s);
+    let (assessments, combinations) =
+        risk::assess_inventory(&report.servers, &risk::Policy::default());
+    for (s, a) in report.servers.iter().zip(assessments) {
         let package = s.package.as_ref().map_or_else(
             || s.server_type.clone().unwrap_or_default(),
             |p| match &p.version {
@@ -92,6 +93,19 @@ pub fn table(report: &ReportRequest) -> String {
             }
         }
         out.push('\n');
+    }
+    if !combinations.is_empty() {
+        out.push_str("\nDangerous combinations:\n");
+        for c in &combinations {
+            out.push_str(&format!(
+                "  {} {} [{} / {}]: {}\n",
+                c.rule_id,
+                c.message,
+                c.os_user.as_deref().unwrap_or("-"),
+                c.client.as_deref().unwrap_or("-"),
+                c.servers.join(" + ")
+            ));
+        }
     }
     out.push_str(&format!("\n{} server(s)", report.servers.len()));
     if report.config_errors.is_empty() {

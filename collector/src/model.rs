@@ -119,6 +119,9 @@ pub struct Agent {
     /// it is heard from again.
     #[serde(default)]
     pub stale: bool,
+    /// Dangerous combinations of its servers (see `protocol::risk::combinations`).
+    #[serde(default)]
+    pub combinations: Vec<mcpwatch_protocol::risk::Combination>,
 }
 
 fn yes() -> bool {
@@ -234,6 +237,8 @@ pub enum AlertKind {
     ConfigErrors,
     /// A server launches a package the organisation's policy blocks.
     BlockedPackage,
+    /// One client on the machine combines servers into a dangerous pair.
+    DangerousCombination,
 }
 
 impl AlertKind {
@@ -246,6 +251,7 @@ impl AlertKind {
             Self::AgentSilent => 4,
             Self::ConfigErrors => 5,
             Self::BlockedPackage => 6,
+            Self::DangerousCombination => 7,
         }
     }
 }

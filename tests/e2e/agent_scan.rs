@@ -66,15 +66,17 @@ fn scan_output_reported_to_the_collector_scores_the_same_and_leaks_nothing() {
     );
     let report: ReportRequest = serde_json::from_slice(&out.stdout).unwrap();
     assert!(report.servers.len() >= 20, "{}", report.servers.len());
+    let (assessments, combinations) =
+        risk::assess_inventory(&report.servers, &risk::Policy::default());
+    assert!(
+        !combinations.is_empty(),
+        "the fixtures hold a dangerous combination"
+    );
     let expected: BTreeMap<(String, String), u8> = report
         .servers
         .iter()
-        .map(|s| {
-            (
-                (s.client.clone().unwrap(), s.server_name.clone()),
-                risk::assess(s).score,
-            )
-        })
+        .zip(&assessments)
+        .map(|(s, a)| ((s.client.clone().unwrap(), s.server_name.clone()), a.score))
         .collect();
 
     let c = TestCollector::start(&[]);
@@ -108,6 +110,19 @@ fn scan_output_reported_to_the_collector_scores_the_same_and_leaks_nothing() {
     assert_eq!(
         stored, expected,
         "the collector scores each server as the agent does"
+    );
+    let (_, agent_view) = c.get(&format!("/agents/{agent_id}"), &admin);
+    assert_eq!(
+        agent_view["combinations"].as_array().unwrap().len(),
+        combinations.len()
+    );
+    let (_, alerts) = c.get("/alerts/?dismissed=false&page_size=100", &admin);
+    assert!(
+        alerts["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "dangerous_combination")
     );
 
     // Nothing planted in the fixtures reached the collector, in any answer.

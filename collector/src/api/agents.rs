@@ -39,6 +39,8 @@ pub struct AgentView {
     pub signing_enabled: bool,
     pub api_key_prefix: String,
     pub config_errors: Vec<ConfigError>,
+    /// Dangerous combinations of this machine's servers, with the servers involved.
+    pub combinations: Vec<mcpwatch_protocol::risk::Combination>,
 }
 
 /// The agent's last-seen time, from memory when newer than the store.
@@ -76,6 +78,7 @@ impl AgentView {
             signing_enabled: agent.public_key.is_some(),
             api_key_prefix: agent.key_prefix.clone(),
             config_errors: agent.config_errors.clone(),
+            combinations: agent.combinations.clone(),
         }
     }
 }
@@ -117,6 +120,7 @@ pub fn new_agent(
         config_errors: Vec::new(),
         last_sequence: None,
         stale: false,
+        combinations: Vec::new(),
     };
     Ok((agent, key))
 }

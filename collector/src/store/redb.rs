@@ -350,6 +350,118 @@ fn set_presence(txn: &WriteTransaction, org: OrgId, agent: AgentId, active: bool
     Ok(())
 }
 
+/// Recompute the dangerous combinations of an agent's active servers, rewrite the
+/// servers whose combination findings change, alert on new combinations, and answer
+/// the agent's combinations.
+fn apply_combinations(
+    txn: &WriteTransaction,
+    agent: &Agent,
+    now: DateTime<Utc>,
+) -> Result<Vec<risk::Combination>> {
+    let servers = agent_servers(
+        &txn.open_table(SERVER_IDENTITY)?,
+        &txn.open_table(SERVERS)?,
+        agent.org_id,
+        agent.id,
+    )?;
+    let (active, inactive): (Vec<Server>, Vec<Server>) = servers
+        .into_iter()
+        .map(|(s, _)| s)
+        .partition(|s| s.in_snapshot);
+    let records: Vec<_> = active.iter().map(|s| s.record.clone()).collect();
+    let stored: Vec<risk::Assessment> = active
+        .iter()
+        .map(|s| risk::Assessment {
+            score: s.risk_score,
+            level: s.risk_level,
+            findings: s.findings.clone(),
+            rules_version: s.rules_version,
+        })
+        .collect();
+    let (assessed, combos) = risk::apply_combinations(&records, stored);
+    let rewrite = |txn: &WriteTransaction, before: &Server, a: &risk::Assessment| -> Result<()> {
+        if before.findings == a.findings && before.risk_score == a.score {
+            return Ok(());
+        }
+        let mut after = before.clone();
+        after.findings = a.findings.clone();
+        after.risk_score = a.score;
+        after.risk_level = a.level;
+        after.updated_at = now;
+        put_server(txn, Some(before), &after)
+    };
+    for (before, a) in active.iter().zip(&assessed) {
+        rewrite(txn, before, a)?;
+    }
+    // Servers no longer in the snapshot take no part in a combination.
+    for before in &inactive {
+        if before
+            .findings
+            .iter()
+            .any(|f| risk::COMBO_RULES.contains(&f.rule_id.as_str()))
+        {
+            let own: Vec<_> = before
+                .findings
+                .iter()
+                .filter(|f| !risk::COMBO_RULES.contains(&f.rule_id.as_str()))
+                .cloned()
+                .collect();
+            rewrite(
+                txn,
+                before,
+                &risk::score_findings(own, before.record.disabled),
+            )?;
+        }
+    }
+    let is_new = |c: &risk::Combination| {
+        !agent.combinations.iter().any(|p| {
+            p.rule_id == c.rule_id
+                && p.os_user == c.os_user
+                && p.client == c.client
+                && p.servers == c.servers
+        })
+    };
+    let fresh: Vec<&risk::Combination> = combos.iter().filter(|c| is_new(c)).collect();
+    if !fresh.is_empty() {
+        let severity = if fresh.iter().any(|c| c.severity == risk::Severity::Critical) {
+            RiskLevel::Critical
+        } else {
+            RiskLevel::High
+        };
+        let host = agent
+            .facts
+            .hostname
+            .clone()
+            .unwrap_or_else(|| agent.name.clone());
+        let summary: Vec<String> = fresh
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} ({}: {})",
+                    c.message,
+                    c.client.as_deref().unwrap_or("?"),
+                    c.servers.join(" + ")
+                )
+            })
+            .collect();
+        raise_alert(
+            txn,
+            &Alert::new(
+                agent.org_id,
+                AlertKind::DangerousCombination,
+                severity,
+                format!("Dangerous combination of MCP servers on {host}"),
+                summary.join("; "),
+                None,
+                Some(agent.id),
+                serde_json::json!({ "combinations": fresh }),
+                now,
+            ),
+        )?;
+    }
+    Ok(combos)
+}
+
 fn policy_of<T: ReadableTable<Bytes, Bytes>>(table: &T, org: OrgId) -> Result<OrgPolicy> {
     Ok(get_json(table, &org.to_bytes())?.unwrap_or_default())
 }
@@ -1135,6 +1247,7 @@ impl Store for RedbStore {
                     ),
                 )?;
             }
+            record.combinations = apply_combinations(txn, &record, report.received_at)?;
             merge_facts(&mut record.facts, report.facts);
             record.last_report_at = Some(report.received_at);
             record.last_seen_at = Some(
@@ -1290,7 +1403,13 @@ impl Store for RedbStore {
                     if before.rules_version == risk::RULES_VERSION && before.policy_version == policy.version {
                         continue;
                     }
-                    let assessment = risk::assess_with(&before.record, &policy.scoring);
+                    // Combination findings depend on the neighbours; they carry over and
+                    // are recomputed at the agent's next report.
+                    let mut findings = risk::assess_with(&before.record, &policy.scoring).findings;
+                    findings.extend(
+                        before.findings.iter().filter(|f| risk::COMBO_RULES.contains(&f.rule_id.as_str())).cloned(),
+                    );
+                    let assessment = risk::score_findings(findings, before.record.disabled);
                     let now = Utc::now();
                     let mut after = before.clone();
                     after.risk_score = assessment.score;

@@ -57,6 +57,7 @@ fn agent(org: &Org, n: u8) -> Agent {
         config_errors: Vec::new(),
         last_sequence: None,
         stale: false,
+        combinations: Vec::new(),
     }
 }
 
@@ -893,4 +894,124 @@ async fn servers_scored_by_older_rules_are_rescored_in_batches() {
     );
     // Nothing left to do.
     assert_eq!(store.rescore_outdated(None, 100).await.unwrap(), (0, None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn combinations_follow_the_snapshot() {
+    use crate::model::AlertKind;
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path()).unwrap();
+    let o = org("A");
+    store
+        .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
+        .await
+        .unwrap();
+    let a = agent(&o, 1);
+    store.create_agent(a.clone()).await.unwrap();
+    let fs = server(
+        "files",
+        &[
+            "-y",
+            "@modelcontextprotocol/server-filesystem@2026.9.1",
+            "/home/u/src",
+        ],
+    );
+    let fetch = server("web", &["-y", "firecrawl-mcp@1.12.0"]);
+    store
+        .apply_report(o.id, a.id, report(vec![fs.clone()]))
+        .await
+        .unwrap();
+    let alone = store
+        .list_servers(
+            o.id,
+            ServerQuery {
+                page: 1,
+                page_size: 10,
+                ..ServerQuery::default()
+            },
+        )
+        .await
+        .unwrap()
+        .items[0]
+        .risk_score;
+
+    store
+        .apply_report(o.id, a.id, report(vec![fs.clone(), fetch]))
+        .await
+        .unwrap();
+    let stored = store.get_agent(o.id, a.id).await.unwrap();
+    assert_eq!(stored.combinations.len(), 1);
+    assert_eq!(stored.combinations[0].servers, ["files", "web"]);
+    let page = store
+        .list_servers(
+            o.id,
+            ServerQuery {
+                search: Some("files".into()),
+                page: 1,
+                page_size: 10,
+                ..ServerQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items[0].risk_score, alone + 10);
+    let alerts = store
+        .list_alerts(
+            o.id,
+            AlertQuery {
+                page: 1,
+                page_size: 100,
+                ..AlertQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        alerts
+            .items
+            .iter()
+            .filter(|x| x.kind == AlertKind::DangerousCombination)
+            .count(),
+        1
+    );
+
+    // The web server goes away: so does the combination and its +10.
+    store
+        .apply_report(o.id, a.id, report(vec![fs]))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .get_agent(o.id, a.id)
+            .await
+            .unwrap()
+            .combinations
+            .is_empty()
+    );
+    let page = store
+        .list_servers(
+            o.id,
+            ServerQuery {
+                page: 1,
+                page_size: 10,
+                ..ServerQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    for s in &page.items {
+        assert!(
+            !s.findings
+                .iter()
+                .any(|f| f.rule_id.starts_with("MCP-COMBO")),
+            "{}",
+            s.record.server_name
+        );
+    }
+    let files = page
+        .items
+        .iter()
+        .find(|s| s.record.server_name == "files")
+        .unwrap();
+    assert_eq!(files.risk_score, alone);
 }

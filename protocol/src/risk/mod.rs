@@ -18,6 +18,7 @@
 //! [`RULES_VERSION`] changes whenever a rule or the formula changes, so stored scores
 //! can be recomputed.
 
+mod combos;
 pub mod data;
 mod level;
 mod rules;
@@ -25,6 +26,7 @@ pub mod version;
 
 use serde::{Deserialize, Serialize};
 
+pub use combos::{COMBO_RULES, Combination, apply_combinations, assess_inventory, combinations};
 pub use level::{RiskLevel, Severity, UnknownLevel};
 pub use rules::{RULES, Rule, RuleKind};
 
@@ -130,8 +132,12 @@ pub fn assess_with(server: &ServerRecord, policy: &Policy) -> Assessment {
             }
         }
     }
-    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.weight.cmp(&a.weight)));
+    score_findings(findings, server.disabled)
+}
 
+/// Combine findings into an assessment (the formula in this module's docs).
+pub fn score_findings(mut findings: Vec<Finding>, disabled: bool) -> Assessment {
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.weight.cmp(&a.weight)));
     let rule_kind = |id: &str| {
         RULES
             .iter()
@@ -156,7 +162,7 @@ pub fn assess_with(server: &ServerRecord, policy: &Policy) -> Assessment {
     if findings.iter().any(|f| f.rule_id == MALICIOUS_RULE) {
         score = 100;
     }
-    if server.disabled {
+    if disabled {
         score /= 2;
     }
     Assessment {

@@ -346,6 +346,22 @@ pub static RULES: &[Rule] = &[
         "Remove the server, rotate every credential it could reach, and investigate the machine."
     ),
     rule!(
+        "MCP-COMBO-001",
+        Modifier,
+        High,
+        10,
+        "Server is part of a private-data + outbound combination in its client",
+        "Split data-reading and web-facing servers across clients, or require confirmation for their tools."
+    ),
+    rule!(
+        "MCP-COMBO-002",
+        Modifier,
+        High,
+        10,
+        "Server is part of a shell + untrusted-input combination in its client",
+        "Do not give one client both shell execution and web or remote input."
+    ),
+    rule!(
         "MCP-POLICY-001",
         Modifier,
         Critical,
