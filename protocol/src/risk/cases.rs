@@ -618,6 +618,23 @@ fn cases() -> Vec<Case> {
             &["MCP-DOCKER-001"],
         ),
         case(
+            "home mount",
+            stdio(
+                "docker",
+                &[
+                    "run",
+                    "-v",
+                    "/Users/bob:/data",
+                    "-i",
+                    "mcp/filesystem:1.0",
+                    "/data",
+                ],
+            ),
+            Medium,
+            &["MCP-DOCKER-002"],
+            &["MCP-DOCKER-001"],
+        ),
+        case(
             "root mount",
             stdio(
                 "docker",

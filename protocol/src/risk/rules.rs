@@ -230,8 +230,8 @@ pub static RULES: &[Rule] = &[
         Modifier,
         High,
         20,
-        "Container shares the host network or process space or adds capabilities",
-        "Remove --network host, --pid host and --cap-add."
+        "Container mounts a home directory, shares the host network or process space, or adds capabilities",
+        "Mount only the project directories it needs; remove --network host, --pid host and --cap-add."
     ),
     rule!(
         "MCP-CAP-010",
@@ -1239,6 +1239,11 @@ fn docker(launch: &Launch, out: &mut Vec<Finding>) {
                 .unwrap_or_else(|| spec.split(':').next().unwrap_or(spec));
             if source == "/" || source.contains("docker.sock") {
                 critical.push(format!("mount {source}"));
+            } else if is_home(&normalise_path(source))
+                || source.starts_with("$HOME")
+                || source.starts_with("${HOME}")
+            {
+                high.push(format!("mount of a home directory {source}"));
             }
         }
         let value = |flag: &str| -> Option<String> {
