@@ -97,7 +97,8 @@ fn changed_fields(before: &ServerRecord, after: &ServerRecord) -> Vec<String> {
     fields
 }
 
-fn push_change(server: &mut Server, change: ServerChange) {
+/// Record a change, keeping the newest [`MAX_SERVER_CHANGES`].
+pub fn push_change(server: &mut Server, change: ServerChange) {
     server.changes.push(change);
     if server.changes.len() > MAX_SERVER_CHANGES {
         let excess = server.changes.len() - MAX_SERVER_CHANGES;
@@ -349,20 +350,7 @@ pub fn plan(
         after.status = ServerStatus::Dormant;
         after.in_snapshot = false;
         after.updated_at = now;
-        push_change(
-            &mut after,
-            ServerChange {
-                at: now,
-                kind: "dormant".to_owned(),
-                fields: Vec::new(),
-                previous_fingerprint: None,
-                fingerprint: None,
-                previous_level: None,
-                level: None,
-                previous_command: None,
-                command: None,
-            },
-        );
+        push_change(&mut after, ServerChange::event(now, "dormant", &[]));
         plan.outcome.dormant += 1;
         plan.writes.push(ServerWrite {
             before: Some(before),

@@ -189,6 +189,23 @@ pub struct ServerChange {
     pub command: Option<String>,
 }
 
+impl ServerChange {
+    /// A change that is an event, with no before/after launch or level.
+    pub fn event(at: DateTime<Utc>, kind: &str, fields: &[&str]) -> Self {
+        Self {
+            at,
+            kind: kind.to_owned(),
+            fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+            previous_fingerprint: None,
+            fingerprint: None,
+            previous_level: None,
+            level: None,
+            previous_command: None,
+            command: None,
+        }
+    }
+}
+
 /// How many changes a server keeps.
 pub const MAX_SERVER_CHANGES: usize = 50;
 

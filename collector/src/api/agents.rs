@@ -9,7 +9,7 @@ use mcpwatch_protocol::signing;
 use mcpwatch_protocol::wire::{ConfigError, HeartbeatRequest, HeartbeatResponse};
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
+use super::error::{ApiError, or_not_found};
 use super::extract::{AgentRequest, ApiJson, AuthUser};
 use super::{check_name, path_id};
 use crate::auth::keys;
@@ -161,13 +161,6 @@ pub async fn list(
     ))
 }
 
-fn agent_not_found(e: store::Error) -> ApiError {
-    match e {
-        store::Error::NotFound => ApiError::not_found("agent"),
-        other => other.into(),
-    }
-}
-
 /// `GET /agents/{id}`.
 pub async fn get(
     State(state): State<SharedState>,
@@ -179,7 +172,7 @@ pub async fn get(
         .store
         .get_agent(auth.user.org_id, id)
         .await
-        .map_err(agent_not_found)?;
+        .map_err(or_not_found("agent"))?;
     Ok(Json(AgentView::new(&state, &agent, Utc::now())))
 }
 
@@ -195,7 +188,7 @@ pub async fn delete(
         .store
         .delete_agent(auth.user.org_id, id)
         .await
-        .map_err(agent_not_found)?;
+        .map_err(or_not_found("agent"))?;
     state.presence.forget(id);
     tracing::info!(org = %auth.user.org_id, agent = %id, "Agent deleted; its key is revoked.");
     Ok(StatusCode::NO_CONTENT)

@@ -7,13 +7,13 @@ use mcpwatch_protocol::ids::AlertId;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::ApiError;
+use super::error::{ApiError, or_not_found};
 use super::extract::AuthUser;
 use super::servers::parse_level;
 use super::{PageResponse, paging, param, path_id};
 use crate::model::{Alert, Role};
 use crate::state::SharedState;
-use crate::store::{self, AlertQuery};
+use crate::store::AlertQuery;
 
 #[derive(Deserialize)]
 pub struct ListParams {
@@ -68,10 +68,7 @@ pub async fn dismiss(
         .store
         .dismiss_alert(auth.user.org_id, id, auth.user.id, Utc::now())
         .await
-        .map_err(|e| match e {
-            store::Error::NotFound => ApiError::not_found("alert"),
-            other => other.into(),
-        })?;
+        .map_err(or_not_found("alert"))?;
     Ok(Json(alert))
 }
 

@@ -11,7 +11,7 @@ use mcpwatch_protocol::wire::{EnrollRequest, EnrollResponse};
 use serde::{Deserialize, Serialize};
 
 use super::agents::new_agent;
-use super::error::ApiError;
+use super::error::{ApiError, or_not_found};
 use super::extract::{ApiJson, AuthUser};
 use super::{ClientAddr, check_name, path_id};
 use crate::auth::keys;
@@ -122,10 +122,7 @@ pub async fn delete(
         .store
         .delete_enroll_secret(auth.user.org_id, id)
         .await
-        .map_err(|e| match e {
-            store::Error::NotFound => ApiError::not_found("enroll secret"),
-            other => other.into(),
-        })?;
+        .map_err(or_not_found("enroll secret"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

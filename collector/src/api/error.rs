@@ -157,6 +157,14 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Map a store error, naming the resource when it is not found.
+pub fn or_not_found(what: &'static str) -> impl Fn(store::Error) -> ApiError {
+    move |e| match e {
+        store::Error::NotFound => ApiError::not_found(what),
+        other => other.into(),
+    }
+}
+
 impl From<store::Error> for ApiError {
     fn from(err: store::Error) -> Self {
         match err {

@@ -11,7 +11,7 @@ use mcpwatch_protocol::server::ServerRecord;
 use mcpwatch_protocol::wire::{ReportRequest, ReportResponse};
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
+use super::error::{ApiError, or_not_found};
 use super::extract::{AgentRequest, ApiJson, AuthUser};
 use super::{PageResponse, paging, param, path_id};
 use crate::model::{Agent, HostFacts, Role, Server, ServerChange, ServerStatus};
@@ -245,13 +245,6 @@ pub async fn list(
     Ok(Json(PageResponse::new(items, found.total, page, page_size)))
 }
 
-fn server_not_found(e: store::Error) -> ApiError {
-    match e {
-        store::Error::NotFound => ApiError::not_found("server"),
-        other => other.into(),
-    }
-}
-
 async fn detail(state: &SharedState, server: Server) -> Result<ServerDetail, ApiError> {
     let agent = match state.store.get_agent(server.org_id, server.agent_id).await {
         Ok(a) => Some(a),
@@ -272,7 +265,7 @@ pub async fn get(
         .store
         .get_server(auth.user.org_id, id)
         .await
-        .map_err(server_not_found)?;
+        .map_err(or_not_found("server"))?;
     Ok(Json(detail(&state, server).await?))
 }
 
@@ -302,7 +295,7 @@ pub async fn update(
             Utc::now(),
         )
         .await
-        .map_err(server_not_found)?;
+        .map_err(or_not_found("server"))?;
     tracing::info!(org = %auth.user.org_id, server = %id, user = %auth.user.id, verified = body.is_verified, "Server verification changed.");
     Ok(Json(detail(&state, server).await?))
 }

@@ -8,7 +8,7 @@ use mcpwatch_protocol::ids::UserId;
 use serde::Deserialize;
 
 use super::auth::UserView;
-use super::error::ApiError;
+use super::error::{ApiError, or_not_found};
 use super::extract::{ApiJson, AuthUser};
 use super::{blocking, check_name, check_password, normalise_email, path_id};
 use crate::auth::password;
@@ -38,15 +38,8 @@ pub async fn get(
         .store
         .get_user(auth.user.org_id, id)
         .await
-        .map_err(not_found)?;
+        .map_err(or_not_found("user"))?;
     Ok(Json(UserView::from(&user)))
-}
-
-fn not_found(e: crate::store::Error) -> ApiError {
-    match e {
-        crate::store::Error::NotFound => ApiError::not_found("user"),
-        other => other.into(),
-    }
 }
 
 #[derive(Deserialize)]
@@ -145,7 +138,7 @@ pub async fn update(
         .store
         .update_user(auth.user.org_id, id, patch)
         .await
-        .map_err(not_found)?;
+        .map_err(or_not_found("user"))?;
     if end_sessions {
         let keep = (id == auth.user.id).then_some(auth.session.id);
         state
@@ -168,6 +161,6 @@ pub async fn delete(
         .store
         .delete_user(auth.user.org_id, id)
         .await
-        .map_err(not_found)?;
+        .map_err(or_not_found("user"))?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1300,22 +1300,14 @@ impl Store for RedbStore {
             after.verified_by = verified.then_some(by);
             after.verified_at = verified.then_some(at);
             after.updated_at = at;
-            after.changes.push(ServerChange {
-                at,
-                kind: if verified { "verified" } else { "unverified" }.to_owned(),
-                fields: vec!["is_verified".to_owned()],
-                previous_fingerprint: None,
-                fingerprint: None,
-                previous_level: None,
-                level: None,
-                previous_command: None,
-                command: None,
-            });
-            let excess = after
-                .changes
-                .len()
-                .saturating_sub(crate::model::MAX_SERVER_CHANGES);
-            after.changes.drain(..excess);
+            crate::ingest::push_change(
+                &mut after,
+                ServerChange::event(
+                    at,
+                    if verified { "verified" } else { "unverified" },
+                    &["is_verified"],
+                ),
+            );
             txn.open_table(SERVERS)?
                 .insert(key.as_slice(), encode(&after)?.as_slice())?;
             Ok(after)
@@ -1419,19 +1411,10 @@ impl Store for RedbStore {
                     after.policy_version = policy.version;
                     if after.risk_level != before.risk_level || after.risk_score != before.risk_score {
                         after.updated_at = now;
-                        after.changes.push(ServerChange {
-                            at: now,
-                            kind: "rescored".to_owned(),
-                            fields: vec!["risk_score".to_owned()],
-                            previous_fingerprint: None,
-                            fingerprint: None,
-                            previous_level: Some(before.risk_level),
-                            level: Some(after.risk_level),
-                            previous_command: None,
-                            command: None,
-                        });
-                        let excess = after.changes.len().saturating_sub(crate::model::MAX_SERVER_CHANGES);
-                        after.changes.drain(..excess);
+                        let mut change = ServerChange::event(now, "rescored", &["risk_score"]);
+                        change.previous_level = Some(before.risk_level);
+                        change.level = Some(after.risk_level);
+                        crate::ingest::push_change(&mut after, change);
                     }
                     if after.risk_level > before.risk_level && !after.is_verified && !policy.approves(&after.record) {
                         let name = &after.record.server_name;
