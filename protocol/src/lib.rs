@@ -5,6 +5,7 @@
 //! - [`ids`]: the identifier newtypes (`OrgId`, `AgentId`, ...);
 //! - [`wire`]: the request and response bodies the agent exchanges with the collector;
 //! - [`server`]: the normalised MCP server record and its fingerprint;
+//! - [`launch`]: reading launch lines into the program and package they run;
 //! - [`signing`]: the Ed25519 request-signing scheme and its replay window;
 //! - [`risk`]: the risk rules, the 0–100 score and the level derived from it.
 //!
@@ -12,6 +13,7 @@
 //! the collector uses it to check what it receives and to score it the same way.
 
 pub mod ids;
+pub mod launch;
 pub mod risk;
 pub mod server;
 pub mod signing;

@@ -4,6 +4,8 @@
 use super::data;
 use super::version::Version;
 use super::{Finding, Severity};
+use crate::launch;
+use crate::server::Package;
 use crate::server::ServerRecord;
 
 /// Whether a rule describes what a server can do (only the strongest counts) or adds to it.
@@ -443,7 +445,7 @@ impl Launch {
         self.words
             .iter()
             .find(|w| !matches!(w.as_str(), "sudo" | "env" | "doas"))
-            .map(|w| basename(w))
+            .map(|w| launch::basename(w))
     }
 
     /// The words after the program.
@@ -456,99 +458,11 @@ impl Launch {
         &self.words[skip.min(self.words.len())..]
     }
 
-    /// The package a known launcher runs, with the ecosystem it comes from.
-    fn package_word(&self) -> Option<(&'static str, &str)> {
-        let program = self.program()?;
-        let rest = self.rest();
-        fn first_positional(words: &[String]) -> Option<&str> {
-            words
-                .iter()
-                .find(|w| !w.starts_with('-'))
-                .map(String::as_str)
-        }
-        match program.as_str() {
-            "npx" | "bunx" => first_positional(rest).map(|p| ("npm", p)),
-            "pnpm" | "yarn" | "bun" => {
-                let at = rest.iter().position(|w| w == "dlx" || w == "x")?;
-                first_positional(&rest[at + 1..]).map(|p| ("npm", p))
-            }
-            "uvx" => first_positional(rest).map(|p| ("pypi", p)),
-            "pipx" => {
-                let at = rest.iter().position(|w| w == "run")?;
-                first_positional(&rest[at + 1..]).map(|p| ("pypi", p))
-            }
-            "docker" | "podman" => {
-                let at = rest.iter().position(|w| w == "run")?;
-                docker_image(&rest[at + 1..]).map(|p| ("docker", p))
-            }
-            _ => None,
-        }
+    /// The package the launch runs (see [`crate::launch`]).
+    fn package(&self) -> Option<Package> {
+        let (command, args) = self.words.split_first()?;
+        launch::package(&launch::effective(command, args)).0
     }
-}
-
-fn basename(word: &str) -> String {
-    let name = word
-        .rsplit(['/', '\\'])
-        .next()
-        .unwrap_or(word)
-        .to_lowercase();
-    for ext in [".exe", ".cmd", ".bat"] {
-        if let Some(stripped) = name.strip_suffix(ext) {
-            return stripped.to_owned();
-        }
-    }
-    name
-}
-
-/// The image of `docker run [options] IMAGE [command]`: the first word that is not an
-/// option or an option's value.
-fn docker_image(words: &[String]) -> Option<&str> {
-    const WITH_VALUE: &[&str] = &[
-        "-e",
-        "--env",
-        "-v",
-        "--volume",
-        "-p",
-        "--publish",
-        "--name",
-        "--network",
-        "--net",
-        "-w",
-        "--workdir",
-        "-u",
-        "--user",
-        "--entrypoint",
-        "--mount",
-        "--env-file",
-        "-l",
-        "--label",
-        "--cap-add",
-        "--cap-drop",
-        "--pid",
-        "--platform",
-        "--add-host",
-        "-h",
-        "--hostname",
-        "--device",
-        "--security-opt",
-        "--memory",
-        "-m",
-        "--cpus",
-        "--ipc",
-    ];
-    let mut i = 0;
-    while let Some(word) = words.get(i) {
-        if word.starts_with('-') {
-            i += if WITH_VALUE.contains(&word.as_str()) {
-                2
-            } else {
-                1
-            };
-        } else {
-            return Some(word);
-        }
-    }
-    None
 }
 
 /// Words that name what a server does: its name, type, package, program and the
@@ -560,8 +474,8 @@ fn name_tokens(server: &ServerRecord, launch: &Launch) -> Vec<String> {
         sources.push(package.name.clone());
     }
     sources.extend(launch.program());
-    if let Some((_, package)) = launch.package_word() {
-        sources.push(package.to_owned());
+    if let Some(package) = launch.package() {
+        sources.push(package.name);
     }
     if let Some(host) = server.url.as_deref().and_then(url_host) {
         sources.push(host.to_owned());
@@ -723,31 +637,9 @@ fn category_rule(category: &str) -> Option<&'static str> {
 
 /// The package a server runs: the agent's record, else parsed from the launch line.
 fn package_of(server: &ServerRecord, launch: &Launch) -> Option<(String, String, Option<String>)> {
-    if let Some(p) = &server.package {
-        return Some((p.ecosystem.clone(), p.name.clone(), p.version.clone()));
-    }
-    let (eco, word) = launch.package_word()?;
-    let (name, version) = match eco {
-        "npm" => match word.get(1..).and_then(|rest| rest.rfind('@')) {
-            Some(at) => (&word[..=at], Some(&word[at + 2..])),
-            None => (word, None),
-        },
-        "pypi" => match word.split_once("==").or_else(|| word.split_once('@')) {
-            Some((n, v)) => (n, Some(v)),
-            None => (word, None),
-        },
-        _ => {
-            let last = word.rfind('/').map_or(0, |i| i + 1);
-            match word[last..].rfind(':') {
-                Some(c) => (&word[..last + c], Some(&word[last + c + 1..])),
-                None => (word, None),
-            }
-        }
-    };
-    let version = version
-        .filter(|v| !version_is_floating(v))
-        .map(str::to_owned);
-    Some((eco.to_owned(), name.to_owned(), version))
+    let package = server.package.clone().or_else(|| launch.package())?;
+    let version = package.version.filter(|v| !launch::is_floating(v));
+    Some((package.ecosystem, package.name, version))
 }
 
 fn capabilities(server: &ServerRecord, launch: &Launch, out: &mut Vec<Finding>) {
@@ -1057,57 +949,14 @@ fn lookalikes(server: &ServerRecord, launch: &Launch, out: &mut Vec<Finding>) {
     }
 }
 
-fn version_is_floating(version: &str) -> bool {
-    let v = version.trim();
-    v.is_empty()
-        || v == "latest"
-        || v == "*"
-        || v.starts_with('^')
-        || v.starts_with('~')
-        || v.starts_with('>')
-}
-
 fn unpinned(server: &ServerRecord, launch: &Launch, out: &mut Vec<Finding>) {
-    if let Some(package) = &server.package {
-        if matches!(package.ecosystem.as_str(), "npm" | "pypi" | "docker")
-            && package.version.as_deref().is_none_or(version_is_floating)
-        {
-            out.extend(finding(
-                "MCP-SUPPLY-001",
-                format!(
-                    "{} package {} without a version",
-                    package.ecosystem, package.name
-                ),
-            ));
-        }
-        return;
-    }
-    let Some((ecosystem, word)) = launch.package_word() else {
+    let Some((ecosystem, name, version)) = package_of(server, launch) else {
         return;
     };
-    let pinned = match ecosystem {
-        "npm" => word
-            .get(1..)
-            .and_then(|rest| rest.split_once('@'))
-            .is_some_and(|(_, v)| !version_is_floating(v)),
-        "pypi" => word
-            .split_once("==")
-            .or_else(|| word.split_once('@'))
-            .is_some_and(|(_, v)| !version_is_floating(v)),
-        _ => {
-            if word.contains("@sha256:") {
-                true
-            } else {
-                let last = word.rsplit('/').next().unwrap_or(word);
-                last.split_once(':')
-                    .is_some_and(|(_, tag)| tag != "latest" && !tag.is_empty())
-            }
-        }
-    };
-    if !pinned {
+    if matches!(ecosystem.as_str(), "npm" | "pypi" | "docker") && version.is_none() {
         out.extend(finding(
             "MCP-SUPPLY-001",
-            format!("{ecosystem} package {word} without a pinned version"),
+            format!("{ecosystem} package {name} without a pinned version"),
         ));
     }
 }
@@ -1311,24 +1160,5 @@ mod tests {
         ] {
             assert_eq!(url_host(url), host, "{url}");
         }
-    }
-
-    #[test]
-    fn docker_image_skips_options_and_their_values() {
-        let words: Vec<String> = [
-            "-i",
-            "--rm",
-            "-e",
-            "TOKEN",
-            "-v",
-            "/a:/b",
-            "mcp/git:1",
-            "serve",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        assert_eq!(docker_image(&words), Some("mcp/git:1"));
-        assert_eq!(docker_image(&[]), None);
     }
 }

@@ -1,0 +1,437 @@
+//! Reading a launch line: which program really runs (`cmd /c`, `sudo`, `env A=b` are
+//! unwrapped), and which package a launcher fetches and runs — `npx`/`bunx`,
+//! `pnpm`/`yarn`/`bun dlx`, `uvx` and `uv tool run`, `pipx run`, `docker`/`podman run`,
+//! `deno run`, `python -m`, node and python scripts, plain binaries — with its pinned
+//! version, or none when the launch floats (`latest`, ranges, no tag).
+//!
+//! Used by the agent to describe a server and by the risk rules to score one whose
+//! report carries only a command line, so that both read launches the same way.
+
+use crate::server::Package;
+
+pub fn basename(word: &str) -> String {
+    let name = word
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(word)
+        .to_lowercase();
+    for ext in [".exe", ".cmd", ".bat"] {
+        if let Some(stripped) = name.strip_suffix(ext) {
+            return stripped.to_owned();
+        }
+    }
+    name
+}
+
+/// The words that actually launch the server: `cmd /c X...`, `env A=b X...` and
+/// `sudo X...` are unwrapped.
+pub fn effective(command: &str, args: &[String]) -> Vec<String> {
+    let mut words: Vec<String> = std::iter::once(command.to_owned())
+        .chain(args.iter().cloned())
+        .collect();
+    loop {
+        let Some(first) = words.first().map(|w| basename(w)) else {
+            return words;
+        };
+        let skip = match first.as_str() {
+            "cmd" => words
+                .iter()
+                .position(|w| w.eq_ignore_ascii_case("/c") || w.eq_ignore_ascii_case("/k"))
+                .map(|i| i + 1),
+            "sudo" | "doas" | "nohup" => Some(1),
+            "env" => words
+                .iter()
+                .skip(1)
+                .position(|w| !w.contains('=') && !w.starts_with('-'))
+                .map(|i| i + 1),
+            _ => None,
+        };
+        match skip {
+            Some(n) if n < words.len() => {
+                words.drain(..n);
+            }
+            _ => return words,
+        }
+    }
+}
+
+pub fn is_floating(version: &str) -> bool {
+    let v = version.trim();
+    v.is_empty()
+        || v == "latest"
+        || v == "*"
+        || v == "next"
+        || v.starts_with(['^', '~', '>', '<', '='])
+}
+
+fn npm_spec(spec: &str) -> Package {
+    let (name, version) = match spec.get(1..).and_then(|rest| rest.rfind('@')) {
+        Some(at) => (&spec[..=at], Some(&spec[at + 2..])),
+        None => (spec, None),
+    };
+    Package {
+        ecosystem: "npm".into(),
+        name: name.to_owned(),
+        version: version.filter(|v| !is_floating(v)).map(str::to_owned),
+    }
+}
+
+fn pypi_spec(spec: &str) -> Package {
+    let (name, version) = if let Some((n, v)) = spec.split_once("==") {
+        (n, Some(v))
+    } else if let Some((n, v)) = spec.split_once('@') {
+        (n, Some(v))
+    } else {
+        let cut = spec
+            .find(['>', '<', '~', '!', '[', ';'])
+            .unwrap_or(spec.len());
+        (&spec[..cut], None)
+    };
+    Package {
+        ecosystem: "pypi".into(),
+        name: name.trim().to_owned(),
+        version: version
+            .map(str::trim)
+            .filter(|v| !is_floating(v))
+            .map(str::to_owned),
+    }
+}
+
+fn docker_spec(image: &str) -> Package {
+    if let Some((name, digest)) = image.split_once('@') {
+        return Package {
+            ecosystem: "docker".into(),
+            name: name.to_owned(),
+            version: Some(digest.to_owned()),
+        };
+    }
+    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[last_slash..].rfind(':') {
+        Some(colon) => {
+            let at = last_slash + colon;
+            let tag = &image[at + 1..];
+            Package {
+                ecosystem: "docker".into(),
+                name: image[..at].to_owned(),
+                version: (tag != "latest" && !tag.is_empty()).then(|| tag.to_owned()),
+            }
+        }
+        None => Package {
+            ecosystem: "docker".into(),
+            name: image.to_owned(),
+            version: None,
+        },
+    }
+}
+
+/// Options of `docker run` that take a value.
+const DOCKER_VALUE_FLAGS: &[&str] = &[
+    "-e",
+    "--env",
+    "-v",
+    "--volume",
+    "-p",
+    "--publish",
+    "--name",
+    "--network",
+    "--net",
+    "-w",
+    "--workdir",
+    "-u",
+    "--user",
+    "--entrypoint",
+    "--mount",
+    "--env-file",
+    "-l",
+    "--label",
+    "--cap-add",
+    "--cap-drop",
+    "--pid",
+    "--platform",
+    "--add-host",
+    "-h",
+    "--hostname",
+    "--device",
+    "--security-opt",
+    "--memory",
+    "-m",
+    "--cpus",
+    "--ipc",
+    "--pull",
+    "--restart",
+    "--runtime",
+    "--gpus",
+    "--tmpfs",
+    "--ulimit",
+];
+
+fn first_positional<'a>(words: &'a [String], value_flags: &[&str]) -> Option<(usize, &'a str)> {
+    let mut i = 0;
+    while let Some(w) = words.get(i) {
+        if w.starts_with('-') {
+            i += if value_flags.contains(&w.as_str()) {
+                2
+            } else {
+                1
+            };
+        } else {
+            return Some((i, w));
+        }
+    }
+    None
+}
+
+/// The package a launch runs, and the index in `words` where the server's own
+/// arguments start.
+pub fn package(words: &[String]) -> (Option<Package>, usize) {
+    let Some(program) = words.first().map(|w| basename(w)) else {
+        return (None, 0);
+    };
+    let rest = &words[1..];
+    let after = |i: usize| i + 2;
+    match program.as_str() {
+        "npx" | "bunx" => {
+            // `npx -p pkg cmd` / `--package=pkg`
+            if let Some(i) = rest.iter().position(|w| w == "-p" || w == "--package")
+                && let Some(spec) = rest.get(i + 1)
+            {
+                return (Some(npm_spec(spec)), after(i + 1));
+            }
+            if let Some(spec) = rest.iter().find_map(|w| w.strip_prefix("--package=")) {
+                return (Some(npm_spec(spec)), words.len());
+            }
+            match first_positional(rest, &["--registry", "--cache"]) {
+                Some((i, spec)) => (Some(npm_spec(spec)), after(i)),
+                None => (None, words.len()),
+            }
+        }
+        "pnpm" | "yarn" | "bun" => match rest.iter().position(|w| w == "dlx" || w == "x") {
+            Some(at) => match first_positional(&rest[at + 1..], &[]) {
+                Some((i, spec)) => (Some(npm_spec(spec)), at + 1 + after(i)),
+                None => (None, words.len()),
+            },
+            None => (
+                Some(Package {
+                    ecosystem: "binary".into(),
+                    name: program,
+                    version: None,
+                }),
+                1,
+            ),
+        },
+        "uvx" | "uv" => {
+            // `uvx X` and `uv tool run X` fetch a package; plain `uv run` runs a project.
+            let rest = if program == "uv" {
+                match rest
+                    .windows(2)
+                    .position(|w| w[0] == "tool" && (w[1] == "run" || w[1] == "x"))
+                {
+                    Some(i) => &rest[i + 2..],
+                    None => {
+                        return (
+                            Some(Package {
+                                ecosystem: "binary".into(),
+                                name: program,
+                                version: None,
+                            }),
+                            1,
+                        );
+                    }
+                }
+            } else {
+                rest
+            };
+            let offset = words.len() - rest.len();
+            if let Some(i) = rest.iter().position(|w| w == "--from")
+                && let Some(spec) = rest.get(i + 1)
+            {
+                return (Some(pypi_spec(spec)), offset + i + 3);
+            }
+            match first_positional(
+                rest,
+                &["--python", "--with", "--index-url", "--index", "-p"],
+            ) {
+                Some((i, spec)) => (Some(pypi_spec(spec)), offset + i + 1),
+                None => (None, words.len()),
+            }
+        }
+        "pipx" => match rest.iter().position(|w| w == "run") {
+            Some(at) => {
+                let tail = &rest[at + 1..];
+                if let Some(i) = tail.iter().position(|w| w == "--spec")
+                    && let Some(spec) = tail.get(i + 1)
+                {
+                    return (Some(pypi_spec(spec)), 1 + at + 1 + i + 3);
+                }
+                match first_positional(tail, &[]) {
+                    Some((i, spec)) => (Some(pypi_spec(spec)), 1 + at + 1 + i + 1),
+                    None => (None, words.len()),
+                }
+            }
+            None => (None, words.len()),
+        },
+        "docker" | "podman" => match rest.iter().position(|w| w == "run") {
+            Some(at) => match first_positional(&rest[at + 1..], DOCKER_VALUE_FLAGS) {
+                Some((i, image)) => (Some(docker_spec(image)), 1 + at + 1 + i + 1),
+                None => (None, words.len()),
+            },
+            None => (None, words.len()),
+        },
+        "deno" => match first_positional(rest.get(1..).unwrap_or_default(), &[]) {
+            Some((i, spec)) if rest.first().is_some_and(|w| w == "run") => {
+                let version = spec
+                    .rsplit_once('@')
+                    .map(|(_, v)| v)
+                    .filter(|v| !is_floating(v) && !v.contains('/'));
+                (
+                    Some(Package {
+                        ecosystem: "deno".into(),
+                        name: spec.to_owned(),
+                        version: version.map(str::to_owned),
+                    }),
+                    2 + i + 1,
+                )
+            }
+            _ => (None, words.len()),
+        },
+        p if p.starts_with("python") || p == "py" => {
+            if let Some(i) = rest.iter().position(|w| w == "-m")
+                && let Some(module) = rest.get(i + 1)
+            {
+                return (
+                    Some(Package {
+                        ecosystem: "python_module".into(),
+                        name: module.clone(),
+                        version: None,
+                    }),
+                    i + 3,
+                );
+            }
+            match first_positional(rest, &[]) {
+                Some((i, script)) => (
+                    Some(Package {
+                        ecosystem: "local".into(),
+                        name: script.to_owned(),
+                        version: None,
+                    }),
+                    i + 2,
+                ),
+                None => (None, words.len()),
+            }
+        }
+        "node" | "bun.exe" | "tsx" | "ts-node" => {
+            match first_positional(rest, &["-r", "--require", "--import"]) {
+                Some((i, script)) => (
+                    Some(Package {
+                        ecosystem: "local".into(),
+                        name: script.to_owned(),
+                        version: None,
+                    }),
+                    i + 2,
+                ),
+                None => (None, words.len()),
+            }
+        }
+        _ => (
+            Some(Package {
+                ecosystem: "binary".into(),
+                name: words[0].clone(),
+                version: None,
+            }),
+            1,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn wrappers_are_unwrapped() {
+        let (c, a) = (String::from("cmd"), words("/c npx -y pkg@1.0.0"));
+        assert_eq!(effective(&c, &a), words("npx -y pkg@1.0.0"));
+        assert_eq!(
+            effective("sudo", &words("env A=b B=c uvx tool==1")),
+            words("uvx tool==1")
+        );
+        assert_eq!(basename("C:\\Program Files\\nodejs\\NPX.CMD"), "npx");
+    }
+
+    #[test]
+    fn packages_and_where_server_arguments_start() {
+        for (line, eco, name, version, args_at) in [
+            (
+                "npx -y @scope/pkg@1.2.3 /data",
+                "npm",
+                "@scope/pkg",
+                Some("1.2.3"),
+                3,
+            ),
+            ("npx pkg@latest", "npm", "pkg", None, 2),
+            (
+                "docker run -i --rm -e TOKEN -v /a:/b mcp/git:1.0 serve",
+                "docker",
+                "mcp/git",
+                Some("1.0"),
+                9,
+            ),
+            (
+                "docker run -i img@sha256:abc",
+                "docker",
+                "img",
+                Some("sha256:abc"),
+                4,
+            ),
+            (
+                "uvx --from pkg==2.0 cmd --flag",
+                "pypi",
+                "pkg",
+                Some("2.0"),
+                4,
+            ),
+            ("uv tool run pkg@3 x", "pypi", "pkg", Some("3"), 4),
+            ("pipx run --spec pkg==1 cmd", "pypi", "pkg", Some("1"), 5),
+            (
+                "python3 -m my_server --root /",
+                "python_module",
+                "my_server",
+                None,
+                3,
+            ),
+            (
+                "node build/index.js --port 1",
+                "local",
+                "build/index.js",
+                None,
+                2,
+            ),
+            (
+                "/usr/bin/server stdio",
+                "binary",
+                "/usr/bin/server",
+                None,
+                1,
+            ),
+        ] {
+            let w = words(line);
+            let (p, at) = package(&w);
+            let p = p.unwrap_or_else(|| panic!("{line}"));
+            assert_eq!(
+                (
+                    p.ecosystem.as_str(),
+                    p.name.as_str(),
+                    p.version.as_deref(),
+                    at
+                ),
+                (eco, name, version, args_at),
+                "{line}"
+            );
+        }
+        assert!(is_floating("^1.2") && is_floating("latest") && !is_floating("1.2.3"));
+    }
+}
