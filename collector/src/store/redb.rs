@@ -199,6 +199,30 @@ fn get_json<T: DeserializeOwned, Tb: ReadableTable<Bytes, Bytes>>(
     }
 }
 
+/// Every record stored under `prefix`.
+fn list_json<T: DeserializeOwned, Tb: ReadableTable<Bytes, Bytes>>(
+    table: &Tb,
+    prefix: &[u8],
+) -> Result<Vec<T>> {
+    scan_prefix(table, prefix)?
+        .iter()
+        .map(|(_, v)| decode(v))
+        .collect()
+}
+
+/// The record an index entry points at.
+fn get_via<T: DeserializeOwned>(
+    txn: &ReadTransaction,
+    index: TableDefinition<'_, Bytes, Bytes>,
+    key: &[u8],
+    data: TableDefinition<'_, Bytes, Bytes>,
+) -> Result<Option<T>> {
+    let Some(target) = txn.open_table(index)?.get(key)?.map(|v| v.value().to_vec()) else {
+        return Ok(None);
+    };
+    get_json(&txn.open_table(data)?, &target)
+}
+
 fn add_count(txn: &WriteTransaction, key: &[u8], delta: i64) -> Result<()> {
     let mut counts = txn.open_table(COUNTS)?;
     let current = counts.get(key)?.map_or(0, |v| v.value());
@@ -755,13 +779,8 @@ impl Store for RedbStore {
     }
 
     async fn list_users(&self, org: OrgId) -> Result<Vec<User>> {
-        self.read(move |txn| {
-            scan_prefix(&txn.open_table(USERS)?, &org.to_bytes())?
-                .iter()
-                .map(|(_, v)| decode(v))
-                .collect()
-        })
-        .await
+        self.read(move |txn| list_json(&txn.open_table(USERS)?, &org.to_bytes()))
+            .await
     }
 
     async fn create_user(&self, org: OrgId, user: User) -> Result<()> {
@@ -990,17 +1009,8 @@ impl Store for RedbStore {
     }
 
     async fn find_agent_by_key(&self, key_hash: [u8; 32]) -> Result<Option<Agent>> {
-        self.read(move |txn| {
-            let Some(key) = txn
-                .open_table(AGENT_KEYS)?
-                .get(key_hash.as_slice())?
-                .map(|v| v.value().to_vec())
-            else {
-                return Ok(None);
-            };
-            get_json(&txn.open_table(AGENTS)?, &key)
-        })
-        .await
+        self.read(move |txn| get_via(txn, AGENT_KEYS, key_hash.as_slice(), AGENTS))
+            .await
     }
 
     async fn get_agent(&self, org: OrgId, agent: AgentId) -> Result<Agent> {
@@ -1012,13 +1022,8 @@ impl Store for RedbStore {
     }
 
     async fn list_agents(&self, org: OrgId) -> Result<Vec<Agent>> {
-        self.read(move |txn| {
-            scan_prefix(&txn.open_table(AGENTS)?, &org.to_bytes())?
-                .iter()
-                .map(|(_, v)| decode(v))
-                .collect()
-        })
-        .await
+        self.read(move |txn| list_json(&txn.open_table(AGENTS)?, &org.to_bytes()))
+            .await
     }
 
     async fn delete_agent(&self, org: OrgId, agent: AgentId) -> Result<()> {
@@ -1169,13 +1174,8 @@ impl Store for RedbStore {
     }
 
     async fn list_enroll_secrets(&self, org: OrgId) -> Result<Vec<EnrollSecret>> {
-        self.read(move |txn| {
-            scan_prefix(&txn.open_table(ENROLL_SECRETS)?, &org.to_bytes())?
-                .iter()
-                .map(|(_, v)| decode(v))
-                .collect()
-        })
-        .await
+        self.read(move |txn| list_json(&txn.open_table(ENROLL_SECRETS)?, &org.to_bytes()))
+            .await
     }
 
     async fn delete_enroll_secret(&self, org: OrgId, id: EnrollSecretId) -> Result<()> {
