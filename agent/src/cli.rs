@@ -26,8 +26,143 @@ pub enum Command {
     /// Scan once and print what was found (no network). Exit status 0 when the scan
     /// ran, even if some config files had errors (they are listed).
     Scan(ScanArgs),
+    /// Enroll this machine with a collector: make the agent's signing key and exchange
+    /// an enroll secret (or bind an API key made with `POST /agents/`) for its identity.
+    Enroll(EnrollArgs),
+    /// Run the agent: watch every MCP config, heartbeat, and report changes. This is
+    /// what the OS service starts.
+    Run(RunArgs),
+    /// Show the agent's identity, last heartbeat and report, and pending work.
+    Status(StateArgs),
     /// Print the version.
     Version,
+}
+
+#[derive(Args, Debug)]
+pub struct StateArgs {
+    /// The agent's state dir [default: /var/lib/mcpwatch, /Library/Application Support/mcpwatch/state, %ProgramData%\\mcpwatch\\state].
+    #[arg(long, env = "MCPWATCH_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl StateArgs {
+    fn dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(crate::paths::default_state_dir)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct EnrollArgs {
+    /// The collector's URL (https://...).
+    #[arg(long, env = "MCPWATCH_COLLECTOR_URL", value_name = "URL")]
+    pub server: String,
+    /// An enroll secret made by an admin with `POST /enroll-secrets`.
+    #[arg(
+        long,
+        env = "MCPWATCH_ENROLL_SECRET",
+        hide_env_values = true,
+        conflicts_with = "api_key",
+        required_unless_present = "api_key"
+    )]
+    pub enroll_secret: Option<String>,
+    /// An agent API key made with `POST /agents/` (its signing key is bound now).
+    #[arg(long, env = "MCPWATCH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// A PEM file of the CA that signed the collector's certificate (private CA).
+    #[arg(long, env = "MCPWATCH_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// The agent's config file (TOML); every key is optional.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    ca_file: Option<PathBuf>,
+    heartbeat_interval_secs: Option<u64>,
+    rescan_interval_secs: Option<u64>,
+    project_roots: Option<Vec<PathBuf>>,
+    project_depth: Option<usize>,
+    log_level: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The config file [default: /etc/mcpwatch/agent.toml, /Library/Application Support/mcpwatch/agent.toml, %ProgramData%\\mcpwatch\\agent.toml; optional].
+    #[arg(long, env = "MCPWATCH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A PEM file of the CA that signed the collector's certificate.
+    #[arg(long, env = "MCPWATCH_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Seconds between heartbeats until the collector says otherwise [default: 60].
+    #[arg(long, env = "MCPWATCH_HEARTBEAT_INTERVAL")]
+    pub heartbeat_interval: Option<u64>,
+    /// Seconds between full rescans, which catch missed file events [default: 900].
+    #[arg(long, env = "MCPWATCH_RESCAN_INTERVAL")]
+    pub rescan_interval: Option<u64>,
+    /// Also look for project-level configs under DIR (repeatable).
+    #[arg(long = "project-root", value_name = "DIR")]
+    pub project_roots: Vec<PathBuf>,
+    /// Scan DIR as the filesystem root instead of this machine's (tests, mounted images).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// The OS layout to resolve paths for [default: this OS].
+    #[arg(long, value_enum)]
+    pub os: Option<OsArg>,
+    /// Log level or filter; RUST_LOG wins when set [default: info].
+    #[arg(long, env = "MCPWATCH_LOG")]
+    pub log_level: Option<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+impl RunArgs {
+    /// Built-in defaults < config file < environment and command line.
+    fn settings(self) -> anyhow::Result<(crate::daemon::Settings, String)> {
+        let (path, explicit) = match &self.config {
+            Some(p) => (p.clone(), true),
+            None => (crate::paths::default_config_file(), false),
+        };
+        let file: FileConfig = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                FileConfig::default()
+            }
+            Err(e) => return Err(anyhow::anyhow!("config file {}: {e}", path.display())),
+        };
+        let mut project_roots = file.project_roots.unwrap_or_default();
+        project_roots.extend(self.project_roots.iter().cloned());
+        let settings = crate::daemon::Settings {
+            state_dir: self.state.dir(),
+            ca_file: self.ca_file.clone().or(file.ca_file),
+            heartbeat_interval: std::time::Duration::from_secs(
+                self.heartbeat_interval
+                    .or(file.heartbeat_interval_secs)
+                    .unwrap_or(60)
+                    .clamp(5, 86_400),
+            ),
+            rescan_interval: std::time::Duration::from_secs(
+                self.rescan_interval
+                    .or(file.rescan_interval_secs)
+                    .unwrap_or(900)
+                    .clamp(10, 86_400),
+            ),
+            project_roots,
+            project_depth: file.project_depth.unwrap_or(3),
+            root: self.root.clone(),
+            os: self.os.map_or_else(Os::current, Os::from),
+        };
+        let log_level = self
+            .log_level
+            .clone()
+            .or(file.log_level)
+            .unwrap_or_else(|| "info".into());
+        Ok((settings, log_level))
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -147,6 +282,22 @@ fn is_root() -> bool {
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
+            Command::Enroll(args) => runtime()?.block_on(enroll(args)),
+            Command::Run(args) => {
+                let (settings, log_level) = args.settings()?;
+                init_logging(&log_level);
+                runtime()?
+                    .block_on(crate::daemon::run(settings, shutdown_signal()))
+                    .map_err(anyhow::Error::from)
+            }
+            Command::Status(args) => {
+                let text = crate::daemon::status(&args.dir())?;
+                #[allow(clippy::print_stdout)]
+                {
+                    print!("{text}");
+                }
+                Ok(())
+            }
             Command::Version => {
                 #[allow(clippy::print_stdout)]
                 {
@@ -170,4 +321,117 @@ impl Cli {
             }
         }
     }
+}
+
+/// The agent's runtime: one thread; the work is waiting.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+async fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
+    use mcpwatch_protocol::wire::EnrollRequest;
+    let dir = crate::state::StateDir::open(&args.state.dir())?;
+    let http = crate::upload::http_client(args.ca_file.as_deref())?;
+    let key = dir.new_signing_key()?;
+    let public_key = mcpwatch_protocol::signing::encode_public_key(&key.verifying_key());
+    let hostname = gethostname::gethostname().into_string().ok();
+    let os = Os::current().as_str().to_owned();
+    let (agent_id, api_key, key_bound) = match (&args.enroll_secret, &args.api_key) {
+        (Some(secret), _) => {
+            let request = EnrollRequest {
+                enroll_secret: secret.clone(),
+                public_key,
+                name: hostname.clone(),
+                hostname,
+                os_type: Some(os),
+                os_version: None,
+                username: std::env::var("USER")
+                    .or_else(|_| std::env::var("USERNAME"))
+                    .ok(),
+                agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+            };
+            let answer = crate::upload::enroll(&http, &args.server, &request)
+                .await
+                .map_err(|e| match e {
+                    crate::upload::Error::Unauthorized(_) => anyhow::anyhow!(
+                        "the collector refused the enroll secret (unknown, deleted or expired)"
+                    ),
+                    other => anyhow::Error::from(other),
+                })?;
+            (answer.agent_id.to_string(), answer.api_key, true)
+        }
+        (None, Some(api_key)) => {
+            let client =
+                crate::upload::Client::new(http, &args.server, api_key.clone(), key, false);
+            let request = mcpwatch_protocol::wire::HeartbeatRequest {
+                hostname,
+                os_type: Some(os),
+                agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+                public_key: Some(client.public_key()),
+                ..Default::default()
+            };
+            let answer = client.heartbeat(&request).await.map_err(|e| match e {
+                crate::upload::Error::Unauthorized(_) => anyhow::anyhow!("the collector refused the API key"),
+                crate::upload::Error::Rejected { status: 409, .. } => {
+                    anyhow::anyhow!("this API key already has another signing key bound; ask an admin for a new key or an enroll secret")
+                }
+                other => anyhow::Error::from(other),
+            })?;
+            (
+                answer.agent_id.to_string(),
+                api_key.clone(),
+                answer.signing_required,
+            )
+        }
+        (None, None) => anyhow::bail!("give --enroll-secret or --api-key"),
+    };
+    let state = crate::state::State {
+        agent_id: Some(agent_id.clone()),
+        collector_url: Some(args.server.trim_end_matches('/').to_owned()),
+        api_key: Some(api_key),
+        key_bound,
+        ..crate::state::State::default()
+    };
+    dir.clear_pending()?;
+    dir.save(&state)?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("Enrolled as agent {agent_id} with {}.", args.server);
+    }
+    Ok(())
 }

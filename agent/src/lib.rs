@@ -4,8 +4,14 @@
 //! - [`discovery`]: the client catalog, users, safe reading, parsing, normalisation
 //!   and redaction;
 //! - [`inventory`]: the report built from a scan, and how `scan` shows it;
+//! - [`daemon`]: `run`, the service: watch, heartbeat, report; [`upload`]: the
+//!   collector's API over HTTPS; [`state`], [`paths`]: what the agent keeps on disk;
 //! - [`cli`]: the command line.
 
 pub mod cli;
+pub mod daemon;
 pub mod discovery;
 pub mod inventory;
+pub mod paths;
+pub mod state;
+pub mod upload;

@@ -14,7 +14,15 @@ fn main() -> ExitCode {
             {
                 eprintln!("mcpwatch-agent: {e:#}");
             }
-            ExitCode::FAILURE
+            // EX_CONFIG: restarting cannot help until someone re-enrolls the agent, so
+            // the service unit does not restart on it.
+            match e.downcast_ref::<mcpwatch_agent::daemon::Error>() {
+                Some(
+                    mcpwatch_agent::daemon::Error::NotEnrolled
+                    | mcpwatch_agent::daemon::Error::Revoked,
+                ) => ExitCode::from(78),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

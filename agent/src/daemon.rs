@@ -1,0 +1,449 @@
+//! `mcpwatch-agent run`: the daemon the OS service starts. It scans at start and
+//! whenever a watched config directory changes (debounced) or the rescan interval
+//! passes, sends a report when the inventory changed (keeping it on disk until the
+//! collector accepts it), heartbeats on the interval the collector gives, signs every
+//! request, backs off when the collector is away, and stops uploading when the
+//! collector keeps refusing its key. Timers and file events only: no polling.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::Utc;
+use mcpwatch_protocol::wire::{HeartbeatRequest, ReportRequest};
+use notify::{RecursiveMode, Watcher as _};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+
+use crate::discovery::catalog::Os;
+use crate::discovery::{self, ScanOptions, Target, paths, users};
+use crate::inventory;
+use crate::state::{State, StateDir};
+use crate::upload::{self, Backoff, Client};
+
+/// How long the config files must be quiet before a rescan.
+const DEBOUNCE: Duration = Duration::from_millis(300);
+/// How many refusals of our key in a row mean it was revoked (one may be a fluke).
+const REFUSALS_BEFORE_REVOKED: u32 = 3;
+
+/// How the daemon runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub state_dir: PathBuf,
+    pub ca_file: Option<PathBuf>,
+    pub heartbeat_interval: Duration,
+    pub rescan_interval: Duration,
+    pub project_roots: Vec<PathBuf>,
+    pub project_depth: usize,
+    /// Scan this directory as the filesystem root (tests, offline images).
+    pub root: Option<PathBuf>,
+    pub os: Os,
+}
+
+/// Why the daemon stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "this agent is not enrolled; run `mcpwatch-agent enroll --server URL --enroll-secret SECRET`"
+    )]
+    NotEnrolled,
+    #[error(
+        "the collector keeps refusing this agent's key (revoked or deleted); re-enroll with `mcpwatch-agent enroll`"
+    )]
+    Revoked,
+    #[error(transparent)]
+    State(#[from] crate::state::Error),
+    #[error(transparent)]
+    Upload(#[from] upload::Error),
+}
+
+fn scan_options(settings: &Settings) -> ScanOptions {
+    let root = settings.root.clone().unwrap_or_else(|| {
+        PathBuf::from(if settings.os == Os::Windows {
+            "C:\\"
+        } else {
+            "/"
+        })
+    });
+    ScanOptions {
+        os: settings.os,
+        target: Target::Root { root, user: None },
+        project_roots: settings.project_roots.clone(),
+        project_depth: settings.project_depth,
+    }
+}
+
+/// The directories to watch: the parent of every place a config may be, or its
+/// nearest existing ancestor when the directory does not exist yet.
+fn watch_dirs(options: &ScanOptions, found: &ReportRequest) -> BTreeSet<PathBuf> {
+    let Target::Root { root, .. } = &options.target else {
+        return BTreeSet::new();
+    };
+    let mut files: Vec<PathBuf> = paths::system_candidates(options.os, root)
+        .into_iter()
+        .map(|c| c.path)
+        .collect();
+    for user in users::enumerate(options.os, root) {
+        files.extend(
+            paths::user_candidates(options.os, &user.home, None)
+                .into_iter()
+                .map(|c| c.path),
+        );
+    }
+    let mut dirs = BTreeSet::new();
+    for file in files {
+        // Up to the first `*` component.
+        let mut dir = PathBuf::new();
+        for c in file.components() {
+            if c.as_os_str().to_string_lossy().contains('*') {
+                break;
+            }
+            dir.push(c);
+        }
+        if dir == file {
+            dir.pop();
+        }
+        dirs.insert(nearest_existing(&dir));
+    }
+    // Project configs that were found: watch where they are.
+    for path in found
+        .servers
+        .iter()
+        .filter_map(|s| s.config_path.as_deref())
+        .chain(found.config_errors.iter().map(|e| e.path.as_str()))
+    {
+        let local = if root == Path::new("/") || root == Path::new("C:\\") {
+            PathBuf::from(path)
+        } else {
+            paths::under_root(root, path).unwrap_or_else(|| PathBuf::from(path))
+        };
+        if let Some(parent) = local.parent() {
+            dirs.insert(nearest_existing(parent));
+        }
+    }
+    dirs
+}
+
+fn nearest_existing(dir: &Path) -> PathBuf {
+    let mut d = dir.to_path_buf();
+    while !d.is_dir() {
+        if !d.pop() {
+            break;
+        }
+    }
+    d
+}
+
+fn host_facts(settings: &Settings, public_key: Option<String>) -> HeartbeatRequest {
+    HeartbeatRequest {
+        hostname: gethostname::gethostname().into_string().ok(),
+        os_type: Some(settings.os.as_str().to_owned()),
+        os_version: None,
+        username: std::env::var("USER")
+            .or_else(|_| std::env::var("USERNAME"))
+            .ok(),
+        agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        public_key,
+    }
+}
+
+struct Daemon {
+    settings: Settings,
+    dir: StateDir,
+    state: State,
+    client: Client,
+    refusals: u32,
+    report_backoff: Backoff,
+    retry_report_at: Option<Instant>,
+}
+
+impl Daemon {
+    fn save(&self) {
+        if let Err(e) = self.dir.save(&self.state) {
+            tracing::error!(error = %e, "Agent state could not be saved.");
+        }
+    }
+
+    /// Count a refusal of our key; `Err(Revoked)` once it is clearly not a fluke.
+    fn refused(&mut self, what: &str, message: &str) -> Result<(), Error> {
+        self.refusals += 1;
+        tracing::warn!(
+            request = what,
+            refusals = self.refusals,
+            reason = message,
+            "The collector refused this agent's key."
+        );
+        if self.refusals >= REFUSALS_BEFORE_REVOKED {
+            self.state.revoked = true;
+            self.state.last_error = Some(format!("key refused {} times: {message}", self.refusals));
+            self.save();
+            tracing::error!(
+                "The collector keeps refusing this agent's key: it was revoked or the agent was deleted. Uploads stop; re-enroll with `mcpwatch-agent enroll`."
+            );
+            return Err(Error::Revoked);
+        }
+        Ok(())
+    }
+
+    async fn heartbeat(&mut self) -> Result<Option<Duration>, Error> {
+        let public_key = (!self.state.key_bound).then(|| self.client.public_key());
+        match self
+            .client
+            .heartbeat(&host_facts(&self.settings, public_key))
+            .await
+        {
+            Ok(answer) => {
+                self.refusals = 0;
+                self.state.last_heartbeat_at = Some(Utc::now());
+                if answer.signing_required && !self.state.key_bound {
+                    self.state.key_bound = true;
+                    self.client.sign = true;
+                }
+                let interval = answer.heartbeat_interval_seconds.clamp(5, 86_400);
+                let changed = self.state.heartbeat_interval_secs != Some(interval);
+                self.state.heartbeat_interval_secs = Some(interval);
+                self.save();
+                Ok(changed.then(|| Duration::from_secs(interval)))
+            }
+            Err(upload::Error::Unauthorized(m)) => self.refused("heartbeat", &m).map(|()| None),
+            Err(e) => {
+                tracing::warn!(error = %e, "Heartbeat failed; will retry at the next interval.");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Scan; if the inventory changed since the last accepted report, spool a new one.
+    async fn rescan(&mut self) -> Result<(), Error> {
+        let options = scan_options(&self.settings);
+        let scanned = tokio::task::spawn_blocking(move || {
+            let report = inventory::report(discovery::scan(&options));
+            let dirs = watch_dirs(&options, &report);
+            (report, dirs)
+        })
+        .await;
+        let Ok((mut report, _)) = scanned else {
+            tracing::error!("The scan stopped unexpectedly; will retry at the next rescan.");
+            return Ok(());
+        };
+        let pending_hash = self.dir.pending().and_then(|p| p.inventory_hash);
+        if report.inventory_hash == self.state.last_report_hash && pending_hash.is_none() {
+            return Ok(());
+        }
+        if report.inventory_hash == pending_hash {
+            return Ok(());
+        }
+        self.state.sequence += 1;
+        report.sequence = Some(self.state.sequence);
+        self.dir.set_pending(&report)?;
+        self.save();
+        self.retry_report_at = Some(Instant::now());
+        self.report_backoff.reset();
+        Ok(())
+    }
+
+    /// Send the spooled report, if any.
+    async fn send_pending(&mut self) -> Result<(), Error> {
+        self.retry_report_at = None;
+        let Some(report) = self.dir.pending() else {
+            return Ok(());
+        };
+        match self.client.report(&report).await {
+            Ok(answer) => {
+                self.refusals = 0;
+                self.report_backoff.reset();
+                self.state.last_report_hash = report.inventory_hash.clone();
+                self.state.last_report_at = Some(Utc::now());
+                self.state.last_error = None;
+                // Keep a newer spooled report, if a rescan wrote one meanwhile.
+                if self.dir.pending().and_then(|p| p.inventory_hash) == report.inventory_hash {
+                    self.dir.clear_pending()?;
+                } else {
+                    self.retry_report_at = Some(Instant::now());
+                }
+                self.save();
+                tracing::info!(
+                    servers = answer.received,
+                    created = answer.created,
+                    updated = answer.updated,
+                    dormant = answer.dormant,
+                    "Report accepted."
+                );
+                Ok(())
+            }
+            Err(upload::Error::Unauthorized(m)) => {
+                self.refused("report", &m)?;
+                self.retry_report_at = Some(Instant::now() + self.report_backoff.next(None));
+                Ok(())
+            }
+            Err(e) => {
+                let wait = self.report_backoff.next(e.retry_after());
+                self.state.last_error = Some(e.to_string());
+                self.save();
+                tracing::warn!(error = %e, retry_in_secs = wait.as_secs(), "Report not delivered; it is kept on disk and retried.");
+                self.retry_report_at = Some(Instant::now() + wait);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn rewatch(
+    daemon: &mut Daemon,
+    watcher: &mut notify::RecommendedWatcher,
+    watched: &mut BTreeSet<PathBuf>,
+) {
+    let options = scan_options(&daemon.settings);
+    let found = daemon.dir.pending().unwrap_or_default();
+    let dirs = watch_dirs(&options, &found);
+    for dir in &dirs {
+        // Re-adding also covers a directory deleted and created again.
+        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::debug!(dir = %dir.display(), error = %e, "Directory could not be watched.");
+        }
+    }
+    for gone in watched.difference(&dirs) {
+        let _ = watcher.unwatch(gone);
+    }
+    daemon.state.watched_dirs = dirs.len();
+    *watched = dirs;
+}
+
+/// Run until `shutdown` completes (Ok) or the agent must stop (Err).
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let dir = StateDir::open(&settings.state_dir)?;
+    let state = dir.load()?;
+    if state.revoked {
+        return Err(Error::Revoked);
+    }
+    let (Some(url), Some(api_key), Some(key)) = (
+        state.collector_url.clone(),
+        state.api_key.clone(),
+        dir.signing_key()?,
+    ) else {
+        return Err(Error::NotEnrolled);
+    };
+    let http = upload::http_client(settings.ca_file.as_deref())?;
+    let client = Client::new(http, &url, api_key, key, state.key_bound);
+    let heartbeat_every = state
+        .heartbeat_interval_secs
+        .map_or(settings.heartbeat_interval, Duration::from_secs);
+    let mut daemon = Daemon {
+        settings,
+        dir,
+        state,
+        client,
+        refusals: 0,
+        report_backoff: Backoff::default(),
+        retry_report_at: None,
+    };
+    tracing::info!(collector = %url, agent = daemon.state.agent_id.as_deref().unwrap_or("?"), "Agent started.");
+
+    let (events_tx, mut events) = mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = events_tx.send(());
+        }
+    })
+    .map_err(|e| upload::Error::Setup(format!("cannot watch config directories: {e}")))?;
+    let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
+
+    // At start: send what is pending from before, then scan.
+    if daemon.dir.pending().is_some() {
+        daemon.send_pending().await?;
+    }
+    daemon.rescan().await?;
+    rewatch(&mut daemon, &mut watcher, &mut watched);
+    daemon.send_pending().await?;
+    if let Some(changed) = daemon.heartbeat().await? {
+        tracing::debug!(
+            secs = changed.as_secs(),
+            "Heartbeat interval set by the collector."
+        );
+    }
+
+    let mut heartbeat = tokio::time::interval_at(
+        Instant::now()
+            + daemon
+                .state
+                .heartbeat_interval_secs
+                .map_or(heartbeat_every, Duration::from_secs),
+        daemon
+            .state
+            .heartbeat_interval_secs
+            .map_or(heartbeat_every, Duration::from_secs),
+    );
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let rescan_every = daemon.settings.rescan_interval;
+    let mut rescan = tokio::time::interval_at(Instant::now() + rescan_every, rescan_every);
+    rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut debounce: Option<Instant> = None;
+    tokio::pin!(shutdown);
+    loop {
+        let far = Instant::now() + Duration::from_secs(86_400);
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(()) = events.recv() => {
+                debounce = Some(Instant::now() + DEBOUNCE);
+            }
+            () = sleep_until(debounce.unwrap_or(far)), if debounce.is_some() => {
+                debounce = None;
+                daemon.rescan().await?;
+                rewatch(&mut daemon, &mut watcher, &mut watched);
+            }
+            () = sleep_until(daemon.retry_report_at.unwrap_or(far)), if daemon.retry_report_at.is_some() => {
+                daemon.send_pending().await?;
+            }
+            _ = heartbeat.tick() => {
+                if let Some(every) = daemon.heartbeat().await? {
+                    heartbeat = tokio::time::interval_at(Instant::now() + every, every);
+                    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                }
+            }
+            _ = rescan.tick() => {
+                daemon.rescan().await?;
+                rewatch(&mut daemon, &mut watcher, &mut watched);
+            }
+        }
+    }
+    daemon.save();
+    tracing::info!("Agent stopped.");
+    Ok(())
+}
+
+/// What `status` shows.
+pub fn status(state_dir: &Path) -> Result<String, Error> {
+    let dir = StateDir::open(state_dir)?;
+    let s = dir.load()?;
+    let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let pending = dir.pending();
+    Ok(format!(
+        "agent id:          {}\ncollector:         {}\nenrolled:          {}\nkey revoked:       {}\nsigning:           {}\nlast heartbeat:    {}\nlast report:       {}\npending report:    {}\nwatched dirs:      {}\nlast error:        {}\n",
+        show(s.agent_id.clone()),
+        show(s.collector_url.clone()),
+        if s.api_key.is_some() { "yes" } else { "no" },
+        if s.revoked {
+            "YES: re-enroll with `mcpwatch-agent enroll`"
+        } else {
+            "no"
+        },
+        if s.key_bound {
+            "on"
+        } else {
+            "off (key not bound yet)"
+        },
+        show(s.last_heartbeat_at.map(|t| t.to_rfc3339())),
+        show(s.last_report_at.map(|t| t.to_rfc3339())),
+        pending.map_or_else(
+            || "none".to_owned(),
+            |p| format!(
+                "yes ({} servers, sequence {})",
+                p.servers.len(),
+                p.sequence.unwrap_or(0)
+            )
+        ),
+        s.watched_dirs,
+        show(s.last_error),
+    ))
+}
