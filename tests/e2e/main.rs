@@ -7,6 +7,7 @@
 mod agent_scan;
 mod auth;
 mod authz;
+mod daemon;
 mod durability;
 mod inventory;
 mod policy;

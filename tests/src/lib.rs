@@ -21,6 +21,16 @@ use serde_json::{Value, json};
 /// How long the collector may take to start.
 const START_DEADLINE: Duration = Duration::from_secs(30);
 
+/// An HTTP client for tests. In a workspace build reqwest carries the agent's
+/// `rustls-no-provider` feature, so a crypto provider must be installed first.
+pub fn http_client() -> Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
 /// Where a built binary of this workspace is.
 pub fn binary(name: &str, env_override: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(env_override) {
@@ -96,7 +106,11 @@ impl TestCollector {
     fn spawn(data_dir: &Path, extra_args: Vec<String>, extra_env: Vec<(String, String)>) -> Self {
         let bin = binary("mcpwatch-collector", "MCPWATCH_COLLECTOR_BIN");
         let mut cmd = Command::new(bin);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        cmd.arg("serve");
+        if !extra_args.iter().any(|a| a == "--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.arg("--data-dir")
             .arg(data_dir)
             .args(&extra_args)
             .env_remove("RUST_LOG")
@@ -154,10 +168,7 @@ impl TestCollector {
                 );
             }
         };
-        let http = Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("http client");
+        let http = http_client();
         let collector = Self {
             child: Some(child),
             base,
@@ -201,6 +212,28 @@ impl TestCollector {
             self.extra_args.clone(),
             self.extra_env.clone(),
         );
+        next._temp = temp;
+        std::mem::swap(self, &mut next);
+    }
+
+    /// Start again on the same data dir and the same address (agents keep their URL).
+    pub fn restart_same_address(&mut self) {
+        self.kill_hard();
+        let temp = self._temp.take();
+        let addr = self.base.trim_start_matches("http://").to_owned();
+        let mut args: Vec<String> = Vec::new();
+        let mut skip = false;
+        for a in &self.extra_args {
+            if skip {
+                skip = false;
+            } else if a == "--listen" {
+                skip = true;
+            } else {
+                args.push(a.clone());
+            }
+        }
+        args.extend(["--listen".to_owned(), addr]);
+        let mut next = Self::spawn(&self.data_dir, args, self.extra_env.clone());
         next._temp = temp;
         std::mem::swap(self, &mut next);
     }
@@ -400,4 +433,215 @@ pub fn agent_server(name: &str, command: &str, args: &[&str]) -> Value {
         "transport": "stdio",
         "env_vars": ["GITHUB_TOKEN"]
     })
+}
+
+/// A running `mcpwatch-agent run`.
+pub struct TestAgent {
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+    pub state_dir: PathBuf,
+    pub root: PathBuf,
+}
+
+impl TestAgent {
+    /// `mcpwatch-agent enroll`; answers (exit code, stdout + stderr).
+    pub fn enroll(server: &str, secret: &str, state_dir: &Path) -> (Option<i32>, String) {
+        let out = Command::new(binary("mcpwatch-agent", "MCPWATCH_AGENT_BIN"))
+            .args([
+                "enroll",
+                "--server",
+                server,
+                "--enroll-secret",
+                secret,
+                "--state-dir",
+            ])
+            .arg(state_dir)
+            .output()
+            .expect("agent runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    }
+
+    /// `mcpwatch-agent run` over the tree at `root` (Linux layout).
+    pub fn start(state_dir: &Path, root: &Path) -> Self {
+        let mut child = Command::new(binary("mcpwatch-agent", "MCPWATCH_AGENT_BIN"))
+            .args([
+                "run",
+                "--os",
+                "linux",
+                "--heartbeat-interval",
+                "5",
+                "--log-level",
+                "debug",
+                "--state-dir",
+            ])
+            .arg(state_dir)
+            .arg("--root")
+            .arg(root)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("agent starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                if std::env::var_os("TEST_LOG").is_some() {
+                    eprint!("[agent] {line}");
+                }
+                if let Ok(mut l) = sink.lock() {
+                    l.push_str(&line);
+                }
+                line.clear();
+            }
+        });
+        Self {
+            child: Some(child),
+            log,
+            state_dir: state_dir.to_path_buf(),
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The exit code, once the process has exited.
+    pub fn exit_code(&mut self) -> Option<Option<i32>> {
+        let child = self.child.as_mut()?;
+        child.try_wait().ok().flatten().map(|s| s.code())
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("---- agent log ----\n{}", self.log());
+        }
+    }
+}
+
+/// A tiny HTTP/1.1 proxy in front of the collector that records every request body,
+/// so a test can check what an agent sent.
+pub struct RecordingProxy {
+    pub base: String,
+    bodies: Arc<Mutex<Vec<String>>>,
+}
+
+impl RecordingProxy {
+    pub fn start(target: &str) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let (target, sink) = (target.to_owned(), Arc::clone(&bodies));
+        std::thread::spawn(move || {
+            let http = http_client();
+            for stream in listener.incoming().flatten() {
+                let (target, sink, http) = (target.clone(), Arc::clone(&sink), http.clone());
+                std::thread::spawn(move || {
+                    let _ = proxy_one(stream, &target, &sink, &http);
+                });
+            }
+        });
+        Self { base, bodies }
+    }
+
+    /// Every request body seen so far.
+    pub fn bodies(&self) -> Vec<String> {
+        self.bodies.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+}
+
+fn proxy_one(
+    stream: std::net::TcpStream,
+    target: &str,
+    sink: &Mutex<Vec<String>>,
+    http: &Client,
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut parts = request_line.split_whitespace();
+    let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
+        return Ok(());
+    };
+    let mut headers = Vec::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            let (name, value) = (name.trim().to_owned(), value.trim().to_owned());
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.parse().unwrap_or(0);
+            }
+            if !matches!(
+                name.to_ascii_lowercase().as_str(),
+                "host" | "connection" | "content-length"
+            ) {
+                headers.push((name, value));
+            }
+        }
+    }
+    let mut body = vec![0u8; length];
+    std::io::Read::read_exact(&mut reader, &mut body)?;
+    if let Ok(mut b) = sink.lock() {
+        b.push(String::from_utf8_lossy(&body).into_owned());
+    }
+    let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
+    let mut request = http.request(method, format!("{target}{path}")).body(body);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let mut out = stream;
+    match request.send() {
+        Ok(response) => {
+            let status = response.status();
+            let retry = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let bytes = response.bytes().unwrap_or_default();
+            let mut head = format!(
+                "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or(""),
+                bytes.len()
+            );
+            if let Some(r) = retry {
+                head.push_str(&format!("Retry-After: {r}\r\n"));
+            }
+            head.push_str("\r\n");
+            out.write_all(head.as_bytes())?;
+            out.write_all(&bytes)?;
+        }
+        Err(_) => out.write_all(
+            b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?,
+    }
+    out.flush()
 }
