@@ -81,6 +81,7 @@ pub struct EnrollArgs {
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    collector_url: Option<String>,
     ca_file: Option<PathBuf>,
     heartbeat_interval_secs: Option<u64>,
     rescan_interval_secs: Option<u64>,
@@ -91,6 +92,9 @@ struct FileConfig {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
+    /// The collector's URL, if it moved since enrollment [default: the enrolled one].
+    #[arg(long, env = "MCPWATCH_COLLECTOR_URL", value_name = "URL")]
+    pub collector_url: Option<String>,
     /// The config file [default: /etc/mcpwatch/agent.toml, /Library/Application Support/mcpwatch/agent.toml, %ProgramData%\\mcpwatch\\agent.toml; optional].
     #[arg(long, env = "MCPWATCH_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -137,6 +141,7 @@ impl RunArgs {
         let mut project_roots = file.project_roots.unwrap_or_default();
         project_roots.extend(self.project_roots.iter().cloned());
         let settings = crate::daemon::Settings {
+            collector_url: self.collector_url.clone().or(file.collector_url),
             state_dir: self.state.dir(),
             ca_file: self.ca_file.clone().or(file.ca_file),
             heartbeat_interval: std::time::Duration::from_secs(
@@ -434,4 +439,70 @@ async fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
         println!("Enrolled as agent {agent_id} with {}.", args.server);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let mut argv = vec!["mcpwatch-agent", "run"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(a) => a,
+            _ => unreachable!("run parses as run"),
+        }
+    }
+
+    #[test]
+    fn command_line_beats_the_config_file_which_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.toml");
+        std::fs::write(
+            &file,
+            "collector_url = \"https://c.example\"\nheartbeat_interval_secs = 30\nproject_roots = [\"/srv/a\"]\nlog_level = \"debug\"\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let (s, level) = run_args(&[
+            "--config",
+            f,
+            "--heartbeat-interval",
+            "10",
+            "--project-root",
+            "/srv/b",
+        ])
+        .settings()
+        .unwrap();
+        assert_eq!(s.collector_url.as_deref(), Some("https://c.example"));
+        assert_eq!(s.heartbeat_interval.as_secs(), 10);
+        assert_eq!(s.rescan_interval.as_secs(), 900);
+        assert_eq!(
+            s.project_roots,
+            [PathBuf::from("/srv/a"), PathBuf::from("/srv/b")]
+        );
+        assert_eq!(level, "debug");
+        let (s, _) = run_args(&["--config", f, "--collector-url", "https://moved.example"])
+            .settings()
+            .unwrap();
+        assert_eq!(s.collector_url.as_deref(), Some("https://moved.example"));
+    }
+
+    #[test]
+    fn a_typo_or_a_missing_explicit_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.toml");
+        std::fs::write(&file, "heartbeat_intervall_secs = 30\n").unwrap();
+        let err = run_args(&["--config", file.to_str().unwrap()])
+            .settings()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("heartbeat_intervall_secs"), "{err}");
+        let missing = dir.path().join("nope.toml");
+        assert!(
+            run_args(&["--config", missing.to_str().unwrap()])
+                .settings()
+                .is_err()
+        );
+    }
 }

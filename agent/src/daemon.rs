@@ -30,6 +30,8 @@ const REFUSALS_BEFORE_REVOKED: u32 = 3;
 /// How the daemon runs.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// Overrides the URL saved at enrollment (a collector that moved).
+    pub collector_url: Option<String>,
     pub state_dir: PathBuf,
     pub ca_file: Option<PathBuf>,
     pub heartbeat_interval: Duration,
@@ -214,8 +216,10 @@ impl Daemon {
         }
     }
 
-    /// Scan; if the inventory changed since the last accepted report, spool a new one.
-    async fn rescan(&mut self) -> Result<(), Error> {
+    /// Scan; spool a new report if the inventory changed since the last accepted one,
+    /// or always with `force` (at start and at each full rescan, so the collector's
+    /// view is refreshed even when nothing changed).
+    async fn rescan(&mut self, force: bool) -> Result<(), Error> {
         let options = scan_options(&self.settings);
         let scanned = tokio::task::spawn_blocking(move || {
             let report = inventory::report(discovery::scan(&options));
@@ -228,7 +232,8 @@ impl Daemon {
             return Ok(());
         };
         let pending_hash = self.dir.pending().and_then(|p| p.inventory_hash);
-        if report.inventory_hash == self.state.last_report_hash && pending_hash.is_none() {
+        if !force && report.inventory_hash == self.state.last_report_hash && pending_hash.is_none()
+        {
             return Ok(());
         }
         if report.inventory_hash == pending_hash {
@@ -317,11 +322,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     if state.revoked {
         return Err(Error::Revoked);
     }
-    let (Some(url), Some(api_key), Some(key)) = (
-        state.collector_url.clone(),
-        state.api_key.clone(),
-        dir.signing_key()?,
-    ) else {
+    let url = settings
+        .collector_url
+        .clone()
+        .or_else(|| state.collector_url.clone());
+    let (Some(url), Some(api_key), Some(key)) = (url, state.api_key.clone(), dir.signing_key()?)
+    else {
         return Err(Error::NotEnrolled);
     };
     let http = upload::http_client(settings.ca_file.as_deref())?;
@@ -353,7 +359,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     if daemon.dir.pending().is_some() {
         daemon.send_pending().await?;
     }
-    daemon.rescan().await?;
+    daemon.rescan(true).await?;
     rewatch(&mut daemon, &mut watcher, &mut watched);
     daemon.send_pending().await?;
     if let Some(changed) = daemon.heartbeat().await? {
@@ -389,7 +395,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             }
             () = sleep_until(debounce.unwrap_or(far)), if debounce.is_some() => {
                 debounce = None;
-                daemon.rescan().await?;
+                daemon.rescan(false).await?;
                 rewatch(&mut daemon, &mut watcher, &mut watched);
             }
             () = sleep_until(daemon.retry_report_at.unwrap_or(far)), if daemon.retry_report_at.is_some() => {
@@ -402,7 +408,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                 }
             }
             _ = rescan.tick() => {
-                daemon.rescan().await?;
+                daemon.rescan(true).await?;
                 rewatch(&mut daemon, &mut watcher, &mut watched);
             }
         }
