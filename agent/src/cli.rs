@@ -232,7 +232,7 @@ impl ScanArgs {
                 root,
                 user: self.user,
             },
-            (None, None) if is_root() => {
+            (None, None) if crate::paths::is_root() => {
                 let root = PathBuf::from(if os == Os::Windows { "C:\\" } else { "/" });
                 Target::Root {
                     root,
@@ -268,20 +268,6 @@ impl ScanArgs {
             self.json,
         ))
     }
-}
-
-#[cfg(unix)]
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::geteuid() == 0
-    }
-}
-
-#[cfg(not(unix))]
-fn is_root() -> bool {
-    false
 }
 
 impl Cli {

@@ -60,17 +60,31 @@ pub enum Error {
     Upload(#[from] upload::Error),
 }
 
+/// As root (a service): every user of the machine. As a normal user: one's own home.
 fn scan_options(settings: &Settings) -> ScanOptions {
-    let root = settings.root.clone().unwrap_or_else(|| {
-        PathBuf::from(if settings.os == Os::Windows {
-            "C:\\"
-        } else {
-            "/"
-        })
-    });
+    let own_home = (settings.root.is_none() && !cfg!(windows) && !crate::paths::is_root())
+        .then(dirs::home_dir)
+        .flatten();
+    let target = match own_home {
+        Some(home) => Target::Home {
+            home,
+            user: std::env::var("USER").unwrap_or_else(|_| "user".into()),
+            env: Some(paths::Env::from_process()),
+        },
+        None => Target::Root {
+            root: settings.root.clone().unwrap_or_else(|| {
+                PathBuf::from(if settings.os == Os::Windows {
+                    "C:\\"
+                } else {
+                    "/"
+                })
+            }),
+            user: None,
+        },
+    };
     ScanOptions {
         os: settings.os,
-        target: Target::Root { root, user: None },
+        target,
         project_roots: settings.project_roots.clone(),
         project_depth: settings.project_depth,
     }
@@ -79,20 +93,30 @@ fn scan_options(settings: &Settings) -> ScanOptions {
 /// The directories to watch: the parent of every place a config may be, or its
 /// nearest existing ancestor when the directory does not exist yet.
 fn watch_dirs(options: &ScanOptions, found: &ReportRequest) -> BTreeSet<PathBuf> {
-    let Target::Root { root, .. } = &options.target else {
-        return BTreeSet::new();
-    };
-    let mut files: Vec<PathBuf> = paths::system_candidates(options.os, root)
-        .into_iter()
-        .map(|c| c.path)
-        .collect();
-    for user in users::enumerate(options.os, root) {
-        files.extend(
-            paths::user_candidates(options.os, &user.home, None)
+    let (root, files): (PathBuf, Vec<PathBuf>) = match &options.target {
+        Target::Root { root, .. } => {
+            let mut files: Vec<PathBuf> = paths::system_candidates(options.os, root)
                 .into_iter()
-                .map(|c| c.path),
-        );
-    }
+                .map(|c| c.path)
+                .collect();
+            for user in users::enumerate(options.os, root) {
+                files.extend(
+                    paths::user_candidates(options.os, &user.home, None)
+                        .into_iter()
+                        .map(|c| c.path),
+                );
+            }
+            (root.clone(), files)
+        }
+        Target::Home { home, env, .. } => (
+            PathBuf::from("/"),
+            paths::user_candidates(options.os, home, env.as_ref())
+                .into_iter()
+                .map(|c| c.path)
+                .collect(),
+        ),
+    };
+    let root = &root;
     let mut dirs = BTreeSet::new();
     for file in files {
         // Up to the first `*` component.

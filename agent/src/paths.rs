@@ -31,6 +31,21 @@ fn program_data() -> PathBuf {
     std::env::var_os("ProgramData").map_or_else(|| PathBuf::from("C:\\ProgramData"), PathBuf::from)
 }
 
+/// Whether this process runs with root (Unix) privileges.
+#[cfg(unix)]
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::geteuid() == 0
+    }
+}
+
+#[cfg(not(unix))]
+pub fn is_root() -> bool {
+    false
+}
+
 /// Create `dir` (and parents) readable by its owner only.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = fs::DirBuilder::new();
