@@ -151,6 +151,101 @@ fn watch_dirs(options: &ScanOptions, found: &ReportRequest) -> BTreeSet<PathBuf>
     dirs
 }
 
+/// Scan what `changed` touches: with a cached inventory and every changed path inside
+/// one of the machine's user homes, only those users (and the machine-wide files) are
+/// scanned again and merged with the cached rest; otherwise everything is.
+fn partial_scan(
+    options: &ScanOptions,
+    cached: Option<discovery::Inventory>,
+    changed: &[PathBuf],
+) -> discovery::Inventory {
+    let (Some(cached), Target::Root { root, user: None }) = (cached, &options.target) else {
+        return discovery::scan(options);
+    };
+    if changed.is_empty() {
+        return discovery::scan(options);
+    }
+    let homes = users::enumerate(options.os, root);
+    let mut affected: BTreeSet<String> = BTreeSet::new();
+    for path in changed {
+        match homes.iter().find(|u| path.starts_with(&u.home)) {
+            Some(u) => {
+                affected.insert(u.name.clone());
+            }
+            None => return discovery::scan(options),
+        }
+    }
+    // How each affected home appears in reported paths (relative to the scan root).
+    let shown_homes: Vec<String> = homes
+        .iter()
+        .filter(|u| affected.contains(&u.name))
+        .filter_map(|u| {
+            u.home
+                .strip_prefix(root)
+                .ok()
+                .map(|rel| format!("/{}/", rel.to_string_lossy().replace('\\', "/")))
+        })
+        .collect();
+    let mut merged = discovery::Inventory {
+        servers: cached
+            .servers
+            .into_iter()
+            .filter(|s| s.os_user.as_ref().is_some_and(|u| !affected.contains(u)))
+            .collect(),
+        config_errors: cached
+            .config_errors
+            .into_iter()
+            .filter(|e| {
+                !shown_homes
+                    .iter()
+                    .any(|h| e.path.replace('\\', "/").starts_with(h.as_str()))
+            })
+            .collect(),
+    };
+    let mut machine_wide_taken = false;
+    for user in affected {
+        let one = ScanOptions {
+            target: Target::Root {
+                root: root.clone(),
+                user: Some(user),
+            },
+            ..options.clone()
+        };
+        let found = discovery::scan(&one);
+        for server in found.servers {
+            if server.os_user.is_some() || !machine_wide_taken {
+                merged.servers.push(server);
+            }
+        }
+        machine_wide_taken = true;
+        for error in found.config_errors {
+            if !merged.config_errors.contains(&error) {
+                merged.config_errors.push(error);
+            }
+        }
+    }
+    merged.servers.sort_by(|a, b| {
+        (
+            &a.os_user,
+            &a.client,
+            &a.config_path,
+            &a.project_path,
+            &a.server_name,
+        )
+            .cmp(&(
+                &b.os_user,
+                &b.client,
+                &b.config_path,
+                &b.project_path,
+                &b.server_name,
+            ))
+    });
+    merged
+        .config_errors
+        .sort_by(|a, b| (&a.path, &a.client).cmp(&(&b.path, &b.client)));
+    merged
+}
+
 fn nearest_existing(dir: &Path) -> PathBuf {
     let mut d = dir.to_path_buf();
     while !d.is_dir() {
@@ -180,6 +275,8 @@ struct Daemon {
     state: State,
     client: Client,
     refusals: u32,
+    /// The last scan's result, so that a change in one home rescans only that home.
+    cache: Option<discovery::Inventory>,
     report_backoff: Backoff,
     retry_report_at: Option<Instant>,
 }
@@ -243,18 +340,17 @@ impl Daemon {
     /// Scan; spool a new report if the inventory changed since the last accepted one,
     /// or always with `force` (at start and at each full rescan, so the collector's
     /// view is refreshed even when nothing changed).
-    async fn rescan(&mut self, force: bool) -> Result<(), Error> {
+    async fn rescan(&mut self, force: bool, changed: Vec<PathBuf>) -> Result<(), Error> {
         let options = scan_options(&self.settings);
-        let scanned = tokio::task::spawn_blocking(move || {
-            let report = inventory::report(discovery::scan(&options));
-            let dirs = watch_dirs(&options, &report);
-            (report, dirs)
-        })
-        .await;
-        let Ok((mut report, _)) = scanned else {
+        let cached = self.cache.take();
+        let scanned =
+            tokio::task::spawn_blocking(move || partial_scan(&options, cached, &changed)).await;
+        let Ok(found) = scanned else {
             tracing::error!("The scan stopped unexpectedly; will retry at the next rescan.");
             return Ok(());
         };
+        self.cache = Some(found.clone());
+        let mut report = inventory::report(found);
         let pending_hash = self.dir.pending().and_then(|p| p.inventory_hash);
         if !force && report.inventory_hash == self.state.last_report_hash && pending_hash.is_none()
         {
@@ -365,16 +461,16 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         state,
         client,
         refusals: 0,
+        cache: None,
         report_backoff: Backoff::default(),
         retry_report_at: None,
     };
     tracing::info!(collector = %url, agent = daemon.state.agent_id.as_deref().unwrap_or("?"), "Agent started.");
 
-    let (events_tx, mut events) = mpsc::unbounded_channel::<()>();
+    let (events_tx, mut events) = mpsc::unbounded_channel::<Vec<PathBuf>>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            let _ = events_tx.send(());
-        }
+        // An error (e.g. overflow) has no paths: an empty list means "rescan everything".
+        let _ = events_tx.send(event.map(|e| e.paths).unwrap_or_default());
     })
     .map_err(|e| upload::Error::Setup(format!("cannot watch config directories: {e}")))?;
     let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
@@ -383,7 +479,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     if daemon.dir.pending().is_some() {
         daemon.send_pending().await?;
     }
-    daemon.rescan(true).await?;
+    daemon.rescan(true, Vec::new()).await?;
     rewatch(&mut daemon, &mut watcher, &mut watched);
     daemon.send_pending().await?;
     if let Some(changed) = daemon.heartbeat().await? {
@@ -409,17 +505,25 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     let mut rescan = tokio::time::interval_at(Instant::now() + rescan_every, rescan_every);
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut debounce: Option<Instant> = None;
+    let mut changed: Vec<PathBuf> = Vec::new();
+    let mut full_rescan_needed = false;
     tokio::pin!(shutdown);
     loop {
         let far = Instant::now() + Duration::from_secs(86_400);
         tokio::select! {
             () = &mut shutdown => break,
-            Some(()) = events.recv() => {
+            Some(paths) = events.recv() => {
+                if paths.is_empty() {
+                    full_rescan_needed = true;
+                }
+                changed.extend(paths);
                 debounce = Some(Instant::now() + DEBOUNCE);
             }
             () = sleep_until(debounce.unwrap_or(far)), if debounce.is_some() => {
                 debounce = None;
-                daemon.rescan(false).await?;
+                let paths = std::mem::take(&mut changed);
+                let paths = if std::mem::take(&mut full_rescan_needed) { Vec::new() } else { paths };
+                daemon.rescan(false, paths).await?;
                 rewatch(&mut daemon, &mut watcher, &mut watched);
             }
             () = sleep_until(daemon.retry_report_at.unwrap_or(far)), if daemon.retry_report_at.is_some() => {
@@ -432,7 +536,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                 }
             }
             _ = rescan.tick() => {
-                daemon.rescan(true).await?;
+                daemon.rescan(true, Vec::new()).await?;
                 rewatch(&mut daemon, &mut watcher, &mut watched);
             }
         }
@@ -476,4 +580,82 @@ pub fn status(state_dir: &Path) -> Result<String, Error> {
         s.watched_dirs,
         show(s.last_error),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(root: &Path, rel: &str, text: &str) {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn a_change_in_one_home_rescans_that_home_and_matches_a_full_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        put(
+            r,
+            "etc/passwd",
+            "alice:x:1000:1000::/home/alice:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\n",
+        );
+        put(
+            r,
+            "home/alice/.cursor/mcp.json",
+            r#"{"mcpServers": {"a": {"command": "a"}}}"#,
+        );
+        put(
+            r,
+            "home/bob/.cursor/mcp.json",
+            r#"{"mcpServers": {"b": {"command": "b"}}}"#,
+        );
+        put(r, "home/bob/.gemini/settings.json", "{ broken");
+        put(
+            r,
+            "etc/claude-code/managed-mcp.json",
+            r#"{"mcpServers": {"corp": {"command": "corp"}}}"#,
+        );
+        let options = ScanOptions {
+            os: Os::Linux,
+            target: Target::Root {
+                root: r.to_path_buf(),
+                user: None,
+            },
+            project_roots: vec![],
+            project_depth: 1,
+        };
+        let first = discovery::scan(&options);
+        put(
+            r,
+            "home/alice/.cursor/mcp.json",
+            r#"{"mcpServers": {"a": {"command": "a"}, "a2": {"command": "a2"}}}"#,
+        );
+        let changed = vec![r.join("home/alice/.cursor/mcp.json")];
+        let partial = partial_scan(&options, Some(first.clone()), &changed);
+        let full = discovery::scan(&options);
+        assert_eq!(partial.servers, full.servers);
+        assert_eq!(partial.config_errors, full.config_errors);
+        assert_eq!(
+            inventory::inventory_hash(&partial),
+            inventory::inventory_hash(&full)
+        );
+        // Bob's cached servers were kept, not rescanned: prove it by changing his file
+        // without telling partial_scan.
+        put(
+            r,
+            "home/bob/.cursor/mcp.json",
+            r#"{"mcpServers": {"b-new": {"command": "b"}}}"#,
+        );
+        let again = partial_scan(&options, Some(full.clone()), &changed);
+        assert!(again.servers.iter().any(|s| s.server_name == "b"));
+        // A change outside every home rescans everything.
+        let everything = partial_scan(
+            &options,
+            Some(full),
+            &[r.join("etc/claude-code/managed-mcp.json")],
+        );
+        assert!(everything.servers.iter().any(|s| s.server_name == "b-new"));
+    }
 }
