@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use mcpwatch_e2e::TestCollector;
 use mcpwatch_protocol::risk;
 use mcpwatch_protocol::wire::ReportRequest;
+use mcpwatch_tests::TestCollector;
 
 fn fixtures() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/tests/fixtures")
@@ -53,7 +53,7 @@ fn scan_output_reported_to_the_collector_scores_the_same_and_leaks_nothing() {
         "zed_settings.json",
     );
 
-    let agent = mcpwatch_e2e::binary("mcpwatch-agent", "MCPWATCH_AGENT_BIN");
+    let agent = mcpwatch_tests::binary("mcpwatch-agent", "MCPWATCH_AGENT_BIN");
     let out = std::process::Command::new(agent)
         .args(["scan", "--json", "--os", "linux", "--root"])
         .arg(r)

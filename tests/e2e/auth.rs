@@ -1,6 +1,6 @@
 //! Registration, login (form and JSON), tokens, profile, password and organisation.
 
-use mcpwatch_e2e::{TestCollector, send};
+use mcpwatch_tests::{TestCollector, send};
 use reqwest::Method;
 use serde_json::json;
 

@@ -2,7 +2,7 @@
 //! every write; an analyst only what analysts may do.
 
 use mcpwatch_collector::router::{Access, routes};
-use mcpwatch_e2e::TestCollector;
+use mcpwatch_tests::TestCollector;
 use reqwest::Method;
 use serde_json::json;
 
@@ -39,7 +39,7 @@ fn every_protected_route_answers_401_without_credentials() {
                 .request(route.method.clone(), &path, None)
                 .header("x-api-key", "mcp_sk_forged")
                 .json(&json!({}));
-            let (status, _) = mcpwatch_e2e::send(req);
+            let (status, _) = mcpwatch_tests::send(req);
             assert_eq!(status, 401, "{} {path} with a forged API key", route.method);
         }
     }
@@ -54,7 +54,7 @@ fn an_agent_key_is_not_a_user_credential_and_a_token_is_not_an_agent_key() {
     let req = c
         .request(Method::GET, "/mcp/servers", None)
         .header("x-api-key", &key);
-    assert_eq!(mcpwatch_e2e::send(req).0, 401);
+    assert_eq!(mcpwatch_tests::send(req).0, 401);
     let (status, _) = c.call(Method::GET, "/mcp/servers", Some(&key), None);
     assert_eq!(status, 401);
     let (status, _) = c.call(
@@ -91,7 +91,7 @@ fn a_viewer_is_refused_every_write_and_an_analyst_all_but_verify_and_dismiss() {
         "/mcp/report",
         &key,
         None,
-        &json!({ "servers": [mcpwatch_e2e::agent_server("fs", "npx", &["-y", "@modelcontextprotocol/server-filesystem", "/"])] }),
+        &json!({ "servers": [mcpwatch_tests::agent_server("fs", "npx", &["-y", "@modelcontextprotocol/server-filesystem", "/"])] }),
     );
     assert_eq!(status, 200);
     let (_, servers) = c.get("/mcp/servers", &admin);

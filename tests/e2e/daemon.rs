@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use mcpwatch_e2e::{RecordingProxy, TestAgent, TestCollector, eventually};
+use mcpwatch_tests::{RecordingProxy, TestAgent, TestCollector, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -288,12 +288,14 @@ fn a_deleted_agent_stops_uploading_and_says_to_re_enroll() {
         requests_after,
         "no request after revocation"
     );
-    let status =
-        std::process::Command::new(mcpwatch_e2e::binary("mcpwatch-agent", "MCPWATCH_AGENT_BIN"))
-            .args(["status", "--state-dir"])
-            .arg(s.state.path())
-            .output()
-            .unwrap();
+    let status = std::process::Command::new(mcpwatch_tests::binary(
+        "mcpwatch-agent",
+        "MCPWATCH_AGENT_BIN",
+    ))
+    .args(["status", "--state-dir"])
+    .arg(s.state.path())
+    .output()
+    .unwrap();
     assert!(String::from_utf8_lossy(&status.stdout).contains("re-enroll"));
 }
 

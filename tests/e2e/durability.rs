@@ -1,7 +1,7 @@
 //! A report acknowledged before a SIGKILL is there after the restart, and so are the
 //! accounts and the token-signing key.
 
-use mcpwatch_e2e::{TestCollector, agent_server};
+use mcpwatch_tests::{TestCollector, agent_server};
 use serde_json::json;
 
 #[test]
@@ -49,7 +49,7 @@ fn a_damaged_database_file_stops_the_collector_with_a_clear_error() {
         b"definitely not a database",
     )
     .unwrap();
-    let bin = mcpwatch_e2e::binary("mcpwatch-collector", "MCPWATCH_COLLECTOR_BIN");
+    let bin = mcpwatch_tests::binary("mcpwatch-collector", "MCPWATCH_COLLECTOR_BIN");
     let out = std::process::Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
@@ -68,7 +68,7 @@ fn a_damaged_database_file_stops_the_collector_with_a_clear_error() {
 #[test]
 fn plain_http_on_a_public_address_is_refused_without_the_flag() {
     let dir = tempfile::tempdir().unwrap();
-    let bin = mcpwatch_e2e::binary("mcpwatch-collector", "MCPWATCH_COLLECTOR_BIN");
+    let bin = mcpwatch_tests::binary("mcpwatch-collector", "MCPWATCH_COLLECTOR_BIN");
     let out = std::process::Command::new(bin)
         .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
         .arg(dir.path())

@@ -1,7 +1,7 @@
 //! Agents, heartbeats, reports, server listing with every filter, server details,
 //! dashboard and alerts, against a known set of servers.
 
-use mcpwatch_e2e::{TestCollector, agent_server, seed_server, send};
+use mcpwatch_tests::{TestCollector, agent_server, seed_server, send};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -455,7 +455,7 @@ fn servers_of_a_silent_agent_turn_dormant_and_come_back_with_a_heartbeat() {
     let report = json!({ "servers": [seed_server(), agent_server("clock", "uvx", &["mcp-server-time==0.6.2"])] });
     assert_eq!(c.agent_call("/mcp/report", &key, None, &report).0, 200);
     let path = format!("/mcp/servers?agent_id={agent_id}&status=dormant");
-    mcpwatch_e2e::eventually(
+    mcpwatch_tests::eventually(
         std::time::Duration::from_secs(30),
         "servers of the silent agent to turn dormant",
         || (c.get(&path, &token).1["total"] == 2).then_some(()),

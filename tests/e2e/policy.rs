@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use mcpwatch_e2e::{TestCollector, agent_server, eventually};
+use mcpwatch_tests::{TestCollector, agent_server, eventually};
 use reqwest::Method;
 use serde_json::json;
 

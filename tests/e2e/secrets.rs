@@ -1,7 +1,7 @@
 //! No password, token, API key or enroll secret reaches the collector's log, even at
 //! debug level, and none is echoed back by a read endpoint.
 
-use mcpwatch_e2e::{Signer, TestCollector, seed_server};
+use mcpwatch_tests::{Signer, TestCollector, seed_server};
 use reqwest::Method;
 use serde_json::json;
 

@@ -1,7 +1,7 @@
 //! Enrollment with an enroll secret and the agent request signature: a signed agent's
 //! unsigned, badly signed, stale and replayed requests are refused.
 
-use mcpwatch_e2e::{Signer, TestCollector, send};
+use mcpwatch_tests::{Signer, TestCollector, send};
 use serde_json::json;
 
 fn setup() -> (TestCollector, String) {
@@ -118,7 +118,7 @@ fn enrolled_agents_must_sign_and_replays_are_refused() {
         "{body}"
     );
     // A signed report works.
-    let report = json!({ "servers": [mcpwatch_e2e::seed_server()] });
+    let report = json!({ "servers": [mcpwatch_tests::seed_server()] });
     assert_eq!(
         c.agent_call("/mcp/report", &key, Some(&signer), &report).0,
         200

@@ -1,6 +1,6 @@
 //! Organisation A cannot see or change anything of organisation B, through any endpoint.
 
-use mcpwatch_e2e::{TestCollector, agent_server};
+use mcpwatch_tests::{TestCollector, agent_server};
 use reqwest::Method;
 use serde_json::{Value, json};
 

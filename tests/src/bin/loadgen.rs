@@ -1,0 +1,409 @@
+//! `mcpwatch-loadgen`: simulates many agents against a collector it starts itself (on
+//! 127.0.0.1 with a temporary data dir) and prints throughput, errors and latency
+//! percentiles per request kind; with `--baseline`, runs the same requests against a
+//! bare hyper server that answers 200 without storage and prints the ratio, the figure
+//! that holds on a noisy shared machine. After the report phase it checks that every
+//! acknowledged report is stored.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::unwrap_used,
+    clippy::too_many_arguments
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use ed25519_dalek::SigningKey;
+use mcpwatch_protocol::signing;
+use mcpwatch_tests::TestCollector;
+use serde_json::{Value, json};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mcpwatch-loadgen",
+    about = "Load generator for mcpwatch-collector: throughput and latency per request kind"
+)]
+struct Args {
+    /// Simulated agents (each enrolls with its own signing key).
+    #[arg(long, default_value_t = 200)]
+    agents: usize,
+    /// Seconds each phase (heartbeats, reports, queries) runs.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Servers in each report.
+    #[arg(long, default_value_t = 10)]
+    servers: usize,
+    /// Share of a report's servers that change from one report to the next (0–1).
+    #[arg(long, default_value_t = 0.2)]
+    changed_share: f64,
+    /// Also run the same requests against a bare hyper server and print the ratios.
+    #[arg(long)]
+    baseline: bool,
+    /// Print the results as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Heartbeat,
+    Report,
+    Query,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Heartbeat => "heartbeat",
+            Self::Report => "report",
+            Self::Query => "query",
+        }
+    }
+}
+
+struct Agent {
+    key: String,
+    signer: SigningKey,
+    id: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct Stats {
+    kind: &'static str,
+    target: &'static str,
+    requests: usize,
+    errors: usize,
+    per_second: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+fn report_body(agent: usize, round: u64, servers: usize, changed_share: f64) -> Value {
+    let changed = ((servers as f64) * changed_share).round() as usize;
+    let list: Vec<Value> = (0..servers)
+        .map(|i| {
+            let version = if i < changed {
+                format!("1.{round}.0")
+            } else {
+                "1.0.0".to_owned()
+            };
+            json!({
+                "server_name": format!("server-{i}"),
+                "command": "npx",
+                "args": ["-y", format!("load-pkg-{agent}-{i}@{version}"), "/home/user/project"],
+                "client": "cursor",
+                "config_path": "/home/user/.cursor/mcp.json",
+                "transport": "stdio",
+                "env_vars": ["TOKEN"],
+            })
+        })
+        .collect();
+    json!({ "servers": list, "hostname": format!("host-{agent}"), "sequence": round })
+}
+
+async fn phase(
+    http: &reqwest::Client,
+    base: &str,
+    agents: &Arc<Vec<Agent>>,
+    admin: &str,
+    kind: Kind,
+    args: &Args,
+    target: &'static str,
+    acked: &Arc<std::sync::Mutex<Vec<Option<u64>>>>,
+) -> Stats {
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (http, base, agents, admin, counter, acked) = (
+            http.clone(),
+            base.to_owned(),
+            Arc::clone(agents),
+            admin.to_owned(),
+            Arc::clone(&counter),
+            Arc::clone(acked),
+        );
+        let (servers, share) = (args.servers, args.changed_share);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0usize;
+            while Instant::now() < deadline {
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let i = (n as usize) % agents.len();
+                let agent = &agents[i];
+                let round = n / agents.len() as u64 + 1;
+                let t = Instant::now();
+                let ok = match kind {
+                    Kind::Query => {
+                        let url = format!("{base}/mcp/servers?risk_level=medium&status=active&page=1&page_size=25");
+                        http.get(url).bearer_auth(&admin).send().await.map(|r| r.status().is_success()).unwrap_or(false)
+                    }
+                    Kind::Heartbeat | Kind::Report => {
+                        let (path, body) = if kind == Kind::Heartbeat {
+                            ("/agents/heartbeat", json!({ "hostname": format!("host-{i}"), "os_type": "linux", "agent_version": "load" }))
+                        } else {
+                            ("/mcp/report", report_body(i, round, servers, share))
+                        };
+                        let bytes = serde_json::to_vec(&body).unwrap();
+                        let mut nonce = [0u8; 16];
+                        getrandom::fill(&mut nonce).unwrap();
+                        let sig = signing::sign(&agent.signer, "POST", path, &bytes, chrono::Utc::now().timestamp(), nonce);
+                        let result = http
+                            .post(format!("{base}{path}"))
+                            .header("x-api-key", &agent.key)
+                            .header(signing::SIGNATURE_HEADER, sig)
+                            .header("content-type", "application/json")
+                            .body(bytes)
+                            .send()
+                            .await;
+                        let ok = result.map(|r| r.status().is_success()).unwrap_or(false);
+                        if ok
+                            && kind == Kind::Report
+                            && let Ok(mut a) = acked.lock()
+                        {
+                            a[i] = Some(a[i].map_or(round, |r| r.max(round)));
+                        }
+                        ok
+                    }
+                };
+                latencies.push(t.elapsed().as_micros() as u64);
+                if !ok {
+                    errors += 1;
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    Stats {
+        kind: kind.name(),
+        target,
+        requests: all.len(),
+        errors,
+        per_second: all.len() as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p90_ms: pct(0.90),
+        p99_ms: pct(0.99),
+        max_ms: all.last().copied().unwrap_or(0) as f64 / 1000.0,
+    }
+}
+
+/// A bare hyper server: 200 and `{}` for every request, no storage.
+async fn bare_server() -> SocketAddr {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    use http_body_util::BodyExt as _;
+                    let _ = req.into_body().collect().await;
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(hyper::body::Bytes::from_static(b"{}")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(args));
+}
+
+async fn run(args: Args) {
+    let collector = tokio::task::spawn_blocking(|| {
+        TestCollector::start(&["--agent-rate-limit", "100000000", "--log-level", "warn"])
+    })
+    .await
+    .unwrap();
+    let base = collector.base.clone();
+    let admin = {
+        let c = &collector;
+        c.register("load@example.com", "LoadPass123!", "Load");
+        c.token("load@example.com", "LoadPass123!")
+    };
+    let (_, secret) = collector.post("/enroll-secrets", &admin, &json!({ "name": "load" }));
+    let secret = secret["secret"].as_str().unwrap().to_owned();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    eprintln!("Enrolling {} agents...", args.agents);
+    let mut agents = Vec::with_capacity(args.agents);
+    for i in 0..args.agents {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).unwrap();
+        let signer = SigningKey::from_bytes(&seed);
+        let body = json!({ "enroll_secret": secret, "public_key": signing::encode_public_key(&signer.verifying_key()), "hostname": format!("host-{i}") });
+        let answer: Value = http
+            .post(format!("{base}/agents/enroll"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        agents.push(Agent {
+            key: answer["api_key"].as_str().unwrap().to_owned(),
+            signer,
+            id: answer["agent_id"].as_str().unwrap().to_owned(),
+        });
+    }
+    let agents = Arc::new(agents);
+    let acked = Arc::new(std::sync::Mutex::new(vec![None; args.agents]));
+    let mut results = Vec::new();
+    for kind in [Kind::Heartbeat, Kind::Report, Kind::Query] {
+        eprintln!(
+            "Running {} against the collector for {} s...",
+            kind.name(),
+            args.duration
+        );
+        results.push(
+            phase(
+                &http,
+                &base,
+                &agents,
+                &admin,
+                kind,
+                &args,
+                "collector",
+                &acked,
+            )
+            .await,
+        );
+    }
+
+    // Reliability: every agent with an acknowledged report has all its servers stored.
+    let mut missing = 0usize;
+    let acknowledged: Vec<Option<u64>> = acked.lock().unwrap().clone();
+    for (agent, round) in agents.iter().zip(acknowledged.iter()) {
+        if round.is_some() {
+            let page: Value = http
+                .get(format!(
+                    "{base}/mcp/servers?agent_id={}&status=active&page_size=100",
+                    agent.id
+                ))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if page["total"].as_u64() != Some(args.servers as u64) {
+                missing += 1;
+            }
+        }
+    }
+
+    if args.baseline {
+        let addr = bare_server().await;
+        let bare = format!("http://{addr}");
+        let none = Arc::new(std::sync::Mutex::new(vec![None; args.agents]));
+        for kind in [Kind::Heartbeat, Kind::Report, Kind::Query] {
+            eprintln!(
+                "Running {} against the bare server for {} s...",
+                kind.name(),
+                args.duration
+            );
+            results.push(phase(&http, &bare, &agents, &admin, kind, &args, "bare", &none).await);
+        }
+    }
+    drop(collector);
+
+    let ratio = |kind: &str| {
+        let c = results
+            .iter()
+            .find(|r| r.kind == kind && r.target == "collector")?;
+        let b = results
+            .iter()
+            .find(|r| r.kind == kind && r.target == "bare")?;
+        Some(c.per_second / b.per_second)
+    };
+    if args.json {
+        let out = json!({
+            "results": results,
+            "ratios": { "heartbeat": ratio("heartbeat"), "report": ratio("report"), "query": ratio("query") },
+            "reliability": { "agents_with_missing_servers": missing },
+            "agents": args.agents, "concurrency": args.concurrency, "servers_per_report": args.servers,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap());
+    } else {
+        println!(
+            "{:<10} {:<10} {:>9} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7}",
+            "kind",
+            "target",
+            "requests",
+            "errors",
+            "req/s",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "max ms",
+            "ratio"
+        );
+        for r in &results {
+            let ratio = if r.target == "collector" {
+                ratio(r.kind).map_or(String::from("-"), |x| format!("{:.0}%", x * 100.0))
+            } else {
+                String::new()
+            };
+            println!(
+                "{:<10} {:<10} {:>9} {:>7} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7}",
+                r.kind,
+                r.target,
+                r.requests,
+                r.errors,
+                r.per_second,
+                r.p50_ms,
+                r.p90_ms,
+                r.p99_ms,
+                r.max_ms,
+                ratio
+            );
+        }
+        println!("reliability: {missing} agent(s) with an acknowledged report missing servers");
+    }
+}
