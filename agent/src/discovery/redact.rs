@@ -91,7 +91,7 @@ impl Redactor {
     pub fn text(&mut self, location: &str, text: &str) -> String {
         let mut out = text.to_owned();
         if URL_PASSWORD.is_match(&out)
-            && !is_placeholder(
+            && !is_reference(
                 &URL_PASSWORD
                     .captures(&out)
                     .map(|c| c[2].to_owned())
@@ -106,7 +106,7 @@ impl Redactor {
         let mut query_hit = false;
         out = QUERY_SECRET
             .replace_all(&out, |c: &regex::Captures<'_>| {
-                if is_placeholder(&c[2]) || &c[2] == REDACTED {
+                if is_reference(&c[2]) || &c[2] == REDACTED {
                     c[0].to_owned()
                 } else {
                     query_hit = true;
@@ -136,7 +136,7 @@ impl Redactor {
             let location = format!("{prefix}[{i}]");
             if secret_next {
                 secret_next = false;
-                if !arg.starts_with('-') && !is_placeholder(arg) {
+                if !arg.starts_with('-') && !is_reference(arg) {
                     out.push(REDACTED.to_owned());
                     self.found(&location, "flag_value");
                     continue;
@@ -145,7 +145,7 @@ impl Redactor {
             if let Some((flag, value)) = arg.split_once('=')
                 && SECRET_FLAG.is_match(flag)
             {
-                if !value.is_empty() && !is_placeholder(value) {
+                if !value.is_empty() && !is_reference(value) {
                     out.push(format!("{flag}={REDACTED}"));
                     self.found(&location, "flag_value");
                     continue;
@@ -181,7 +181,7 @@ impl Redactor {
 }
 
 /// `${VAR}`, `${input:x}`, `$VAR`, `{env:X}`, `%VAR%`: a reference, not a secret.
-fn is_placeholder(value: &str) -> bool {
+fn is_reference(value: &str) -> bool {
     let v = value.trim_matches(|c| c == '"' || c == '\'');
     (v.starts_with("${") && v.ends_with('}'))
         || (v.starts_with('$')

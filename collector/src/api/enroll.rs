@@ -145,7 +145,7 @@ pub async fn enroll(
         Some(n) if !n.trim().is_empty() => check_name("name", n, 200)?,
         _ => "agent".to_owned(),
     };
-    // The organisation comes from the secret; the placeholder is replaced in the store.
+    // The organisation comes from the secret: the store sets it when it checks the secret.
     let (mut agent, api_key) = new_agent(
         name,
         mcpwatch_protocol::ids::OrgId::new(),
