@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::discovery::catalog::Os;
 use crate::discovery::paths::Env;
 use crate::discovery::{self, ScanOptions, Target};
+use crate::enroll::Credential;
 use crate::inventory;
 
 #[derive(Parser, Debug)]
@@ -34,6 +35,18 @@ pub enum Command {
     Run(RunArgs),
     /// Show the agent's identity, last heartbeat and report, and pending work.
     Status(StateArgs),
+    /// Install this program as the machine's agent service (systemd unit, launchd
+    /// daemon or Windows service): copy it into place, write the config file, enroll if
+    /// given a collector and an enroll secret, and start the service. Run it again to
+    /// change settings or upgrade; it leaves one service with the newest settings.
+    Install(InstallArgs),
+    /// Stop and remove the agent's service and program; with --purge also its config
+    /// and state (its identity: it must enroll again).
+    Uninstall(UninstallArgs),
+    /// Run under the Windows service control manager (what the Windows service starts).
+    #[cfg(windows)]
+    #[command(hide = true)]
+    Service,
     /// Print the version.
     Version,
 }
@@ -77,11 +90,43 @@ pub struct EnrollArgs {
     pub state: StateArgs,
 }
 
+#[derive(Args, Debug)]
+pub struct InstallArgs {
+    /// The collector's URL (https://...), written to the config file.
+    #[arg(long, env = "MCPWATCH_COLLECTOR_URL", value_name = "URL")]
+    pub server: Option<String>,
+    /// An enroll secret made by an admin with `POST /enroll-secrets`: the agent enrolls
+    /// now, or when the collector can first be reached.
+    #[arg(long, env = "MCPWATCH_ENROLL_SECRET", hide_env_values = true)]
+    pub enroll_secret: Option<String>,
+    /// A PEM file of the CA that signed the collector's certificate (private CA).
+    #[arg(long, env = "MCPWATCH_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Register the service but do not (re)start it now (packages start it themselves).
+    #[arg(long)]
+    pub no_start: bool,
+    /// Install below DIR as if it were / (images, tests): files only, no service
+    /// manager is called.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct UninstallArgs {
+    /// Also remove the config file and the state (the agent's identity and key).
+    #[arg(long)]
+    pub purge: bool,
+    /// Uninstall from below DIR as if it were / (images, tests).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
 /// The agent's config file (TOML); every key is optional.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     collector_url: Option<String>,
+    enroll_secret: Option<String>,
     ca_file: Option<PathBuf>,
     heartbeat_interval_secs: Option<u64>,
     rescan_interval_secs: Option<u64>,
@@ -101,6 +146,10 @@ pub struct RunArgs {
     /// A PEM file of the CA that signed the collector's certificate.
     #[arg(long, env = "MCPWATCH_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Enroll with this secret at start if the agent has no identity yet (retrying
+    /// while the collector cannot be reached).
+    #[arg(long, env = "MCPWATCH_ENROLL_SECRET", hide_env_values = true)]
+    pub enroll_secret: Option<String>,
     /// Seconds between heartbeats until the collector says otherwise [default: 60].
     #[arg(long, env = "MCPWATCH_HEARTBEAT_INTERVAL")]
     pub heartbeat_interval: Option<u64>,
@@ -125,7 +174,7 @@ pub struct RunArgs {
 
 impl RunArgs {
     /// Built-in defaults < config file < environment and command line.
-    fn settings(self) -> anyhow::Result<(crate::daemon::Settings, String)> {
+    pub(crate) fn settings(self) -> anyhow::Result<(crate::daemon::Settings, String)> {
         let (path, explicit) = match &self.config {
             Some(p) => (p.clone(), true),
             None => (crate::paths::default_config_file(), false),
@@ -144,6 +193,7 @@ impl RunArgs {
             collector_url: self.collector_url.clone().or(file.collector_url),
             state_dir: self.state.dir(),
             ca_file: self.ca_file.clone().or(file.ca_file),
+            enroll_secret: self.enroll_secret.clone().or(file.enroll_secret),
             heartbeat_interval: std::time::Duration::from_secs(
                 self.heartbeat_interval
                     .or(file.heartbeat_interval_secs)
@@ -289,6 +339,15 @@ impl Cli {
                 }
                 Ok(())
             }
+            Command::Install(args) => runtime()?.block_on(install(args)),
+            Command::Uninstall(args) => {
+                let installer = installer(args.root.as_deref());
+                let done = installer.uninstall(args.purge)?;
+                say(&done);
+                Ok(())
+            }
+            #[cfg(windows)]
+            Command::Service => crate::winservice::run(),
             Command::Version => {
                 #[allow(clippy::print_stdout)]
                 {
@@ -315,20 +374,24 @@ impl Cli {
 }
 
 /// The agent's runtime: one thread; the work is waiting.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
 }
 
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter(level))
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// RUST_LOG if set, else `level`, else info.
+pub(crate) fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
 }
 
 async fn shutdown_signal() {
@@ -354,72 +417,96 @@ async fn shutdown_signal() {
     }
 }
 
+fn installer(root: Option<&std::path::Path>) -> mcpwatch_installer::Installer {
+    let layout = mcpwatch_installer::Layout::new(
+        mcpwatch_installer::Platform::current(),
+        root.unwrap_or(std::path::Path::new("/")),
+    );
+    mcpwatch_installer::Installer::new(layout)
+}
+
+fn say(lines: &[String]) {
+    #[allow(clippy::print_stdout)]
+    for line in lines {
+        println!("- {line}");
+    }
+}
+
+/// `install`: files, config, enrollment, service, then what the service manager says.
+async fn install(args: InstallArgs) -> anyhow::Result<()> {
+    let installer = installer(args.root.as_deref());
+    let layout = installer.layout().clone();
+    let program = std::env::current_exe()?;
+    let settings = mcpwatch_installer::Settings {
+        collector_url: args.server.clone(),
+        enroll_secret: args.enroll_secret.clone(),
+        ca_file: args.ca_file.clone(),
+    };
+    say(&installer.prepare(&program, &settings)?);
+
+    let state_dir = crate::state::StateDir::open(&layout.on_disk(&layout.state_dir))?;
+    if let (Some(server), Some(secret)) = (&args.server, &args.enroll_secret) {
+        let state = state_dir.load()?;
+        let server = server.trim_end_matches('/');
+        match (&state.agent_id, &state.collector_url) {
+            (Some(id), Some(url)) if url == server && state.api_key.is_some() && !state.revoked => {
+                say(&[format!("already enrolled as agent {id} with {url}")]);
+            }
+            _ => {
+                let http = crate::upload::http_client(args.ca_file.as_deref())?;
+                match crate::enroll::enroll(
+                    &state_dir,
+                    http,
+                    server,
+                    Credential::EnrollSecret(secret),
+                )
+                .await
+                {
+                    Ok(id) => say(&[format!("enrolled as agent {id} with {server}")]),
+                    Err(e) if e.is_transient() => say(&[format!(
+                        "not enrolled yet ({e}); the service enrolls when it can reach the collector"
+                    )]),
+                    Err(e) => anyhow::bail!(
+                        "{e}; the service was not registered. Run install again with a valid enroll secret"
+                    ),
+                }
+            }
+        }
+    }
+
+    say(&installer.register(!args.no_start)?);
+    let mut service = installer.state();
+    if !args.no_start && layout.is_live() {
+        // The service manager answers at once; give the agent a moment to be running.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while service != mcpwatch_installer::ServiceState::Running
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            service = installer.state();
+        }
+    }
+    let state = state_dir.load()?;
+    say(&[
+        format!("service: {service}"),
+        match (&state.agent_id, &state.collector_url) {
+            (Some(id), Some(url)) => format!("agent {id}, collector {url}"),
+            _ => "not enrolled: give --server and --enroll-secret, or set them in the config file"
+                .into(),
+        },
+    ]);
+    Ok(())
+}
+
 async fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
-    use mcpwatch_protocol::wire::EnrollRequest;
     let dir = crate::state::StateDir::open(&args.state.dir())?;
     let http = crate::upload::http_client(args.ca_file.as_deref())?;
-    let key = dir.new_signing_key()?;
-    let public_key = mcpwatch_protocol::signing::encode_public_key(&key.verifying_key());
-    let hostname = gethostname::gethostname().into_string().ok();
-    let os = Os::current().as_str().to_owned();
-    let (agent_id, api_key, key_bound) = match (&args.enroll_secret, &args.api_key) {
-        (Some(secret), _) => {
-            let request = EnrollRequest {
-                enroll_secret: secret.clone(),
-                public_key,
-                name: hostname.clone(),
-                hostname,
-                os_type: Some(os),
-                os_version: None,
-                username: std::env::var("USER")
-                    .or_else(|_| std::env::var("USERNAME"))
-                    .ok(),
-                agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
-            };
-            let answer = crate::upload::enroll(&http, &args.server, &request)
-                .await
-                .map_err(|e| match e {
-                    crate::upload::Error::Unauthorized(_) => anyhow::anyhow!(
-                        "the collector refused the enroll secret (unknown, deleted or expired)"
-                    ),
-                    other => anyhow::Error::from(other),
-                })?;
-            (answer.agent_id.to_string(), answer.api_key, true)
-        }
-        (None, Some(api_key)) => {
-            let client =
-                crate::upload::Client::new(http, &args.server, api_key.clone(), key, false);
-            let request = mcpwatch_protocol::wire::HeartbeatRequest {
-                hostname,
-                os_type: Some(os),
-                agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
-                public_key: Some(client.public_key()),
-                ..Default::default()
-            };
-            let answer = client.heartbeat(&request).await.map_err(|e| match e {
-                crate::upload::Error::Unauthorized(_) => anyhow::anyhow!("the collector refused the API key"),
-                crate::upload::Error::Rejected { status: 409, .. } => {
-                    anyhow::anyhow!("this API key already has another signing key bound; ask an admin for a new key or an enroll secret")
-                }
-                other => anyhow::Error::from(other),
-            })?;
-            (
-                answer.agent_id.to_string(),
-                api_key.clone(),
-                answer.signing_required,
-            )
-        }
+    let credential = match (&args.enroll_secret, &args.api_key) {
+        (Some(secret), _) => Credential::EnrollSecret(secret),
+        (None, Some(key)) => Credential::ApiKey(key),
         (None, None) => anyhow::bail!("give --enroll-secret or --api-key"),
     };
-    let state = crate::state::State {
-        agent_id: Some(agent_id.clone()),
-        collector_url: Some(args.server.trim_end_matches('/').to_owned()),
-        api_key: Some(api_key),
-        key_bound,
-        ..crate::state::State::default()
-    };
-    dir.clear_pending()?;
-    dir.save(&state)?;
+    let agent_id = crate::enroll::enroll(&dir, http, &args.server, credential).await?;
     #[allow(clippy::print_stdout)]
     {
         println!("Enrolled as agent {agent_id} with {}.", args.server);
@@ -472,6 +559,21 @@ mod tests {
             .settings()
             .unwrap();
         assert_eq!(s.collector_url.as_deref(), Some("https://moved.example"));
+    }
+
+    #[test]
+    fn every_key_the_shipped_config_file_documents_is_one_the_agent_reads() {
+        let template = mcpwatch_installer::config::TEMPLATE;
+        let uncommented: String = template
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(uncommented.lines().count(), 8, "{uncommented}");
+        let file: FileConfig = toml::from_str(&uncommented).unwrap();
+        assert_eq!(file.project_depth, Some(3));
+        assert!(file.enroll_secret.is_some() && file.collector_url.is_some());
     }
 
     #[test]

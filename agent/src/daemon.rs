@@ -34,6 +34,8 @@ pub struct Settings {
     pub collector_url: Option<String>,
     pub state_dir: PathBuf,
     pub ca_file: Option<PathBuf>,
+    /// Enroll with this at start when the agent has no identity yet.
+    pub enroll_secret: Option<String>,
     pub heartbeat_interval: Duration,
     pub rescan_interval: Duration,
     pub project_roots: Vec<PathBuf>,
@@ -54,6 +56,8 @@ pub enum Error {
         "the collector keeps refusing this agent's key (revoked or deleted); re-enroll with `mcpwatch-agent enroll`"
     )]
     Revoked,
+    #[error("cannot enroll: {0}")]
+    Enroll(#[from] crate::enroll::Error),
     #[error(transparent)]
     State(#[from] crate::state::Error),
     #[error(transparent)]
@@ -437,8 +441,9 @@ fn rewatch(
 
 /// Run until `shutdown` completes (Ok) or the agent must stop (Err).
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    tokio::pin!(shutdown);
     let dir = StateDir::open(&settings.state_dir)?;
-    let state = dir.load()?;
+    let mut state = dir.load()?;
     if state.revoked {
         return Err(Error::Revoked);
     }
@@ -446,6 +451,15 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         .collector_url
         .clone()
         .or_else(|| state.collector_url.clone());
+    if state.api_key.is_none() || dir.signing_key()?.is_none() {
+        let (Some(url), Some(secret)) = (&url, &settings.enroll_secret) else {
+            return Err(Error::NotEnrolled);
+        };
+        if !self_enroll(&dir, &settings, url, secret, shutdown.as_mut()).await? {
+            return Ok(());
+        }
+        state = dir.load()?;
+    }
     let (Some(url), Some(api_key), Some(key)) = (url, state.api_key.clone(), dir.signing_key()?)
     else {
         return Err(Error::NotEnrolled);
@@ -507,7 +521,6 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     let mut debounce: Option<Instant> = None;
     let mut changed: Vec<PathBuf> = Vec::new();
     let mut full_rescan_needed = false;
-    tokio::pin!(shutdown);
     loop {
         let far = Instant::now() + Duration::from_secs(86_400);
         tokio::select! {
@@ -544,6 +557,46 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     daemon.save();
     tracing::info!("Agent stopped.");
     Ok(())
+}
+
+/// Enroll with `secret`, waiting out a collector that cannot be reached (backing off,
+/// noting the error in the state for `status`). Returns false if `shutdown` came first.
+async fn self_enroll(
+    dir: &StateDir,
+    settings: &Settings,
+    url: &str,
+    secret: &str,
+    mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Result<bool, Error> {
+    let mut backoff = Backoff::default();
+    loop {
+        let http = upload::http_client(settings.ca_file.as_deref())?;
+        match crate::enroll::enroll(
+            dir,
+            http,
+            url,
+            crate::enroll::Credential::EnrollSecret(secret),
+        )
+        .await
+        {
+            Ok(agent_id) => {
+                tracing::info!(agent = %agent_id, collector = %url, "Enrolled.");
+                return Ok(true);
+            }
+            Err(e) if e.is_transient() => {
+                let wait = backoff.next(e.retry_after());
+                tracing::warn!(error = %e, retry_in_secs = wait.as_secs(), "Cannot enroll yet.");
+                let mut state = dir.load()?;
+                state.last_error = Some(format!("enrolling: {e}"));
+                dir.save(&state)?;
+                tokio::select! {
+                    () = &mut shutdown => return Ok(false),
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(e) => return Err(Error::Enroll(e)),
+        }
+    }
 }
 
 /// What `status` shows.

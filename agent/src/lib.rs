@@ -6,12 +6,17 @@
 //! - [`inventory`]: the report built from a scan, and how `scan` shows it;
 //! - [`daemon`]: `run`, the service: watch, heartbeat, report; [`upload`]: the
 //!   collector's API over HTTPS; [`state`], [`paths`]: what the agent keeps on disk;
-//! - [`cli`]: the command line.
+//! - [`enroll`]: joining a collector;
+//! - [`cli`]: the command line; `winservice`: running under the Windows service
+//!   control manager.
 
 pub mod cli;
 pub mod daemon;
 pub mod discovery;
+pub mod enroll;
 pub mod inventory;
 pub mod paths;
 pub mod state;
 pub mod upload;
+#[cfg(windows)]
+pub mod winservice;

@@ -19,7 +19,8 @@ fn main() -> ExitCode {
             match e.downcast_ref::<mcpwatch_agent::daemon::Error>() {
                 Some(
                     mcpwatch_agent::daemon::Error::NotEnrolled
-                    | mcpwatch_agent::daemon::Error::Revoked,
+                    | mcpwatch_agent::daemon::Error::Revoked
+                    | mcpwatch_agent::daemon::Error::Enroll(_),
                 ) => ExitCode::from(78),
                 _ => ExitCode::FAILURE,
             }

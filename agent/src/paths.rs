@@ -1,5 +1,6 @@
-//! Per-OS default locations for the agent running as a system service, and helpers
-//! that write files owner-only and atomically (temp file, fsync, rename).
+//! The default locations of the agent running as a system service (the installer's
+//! layout), and helpers that write files owner-only and atomically (temp file, fsync,
+//! rename).
 
 use std::fs;
 use std::io::Write as _;
@@ -7,43 +8,17 @@ use std::path::{Path, PathBuf};
 
 /// Where the service's config file is by default.
 pub fn default_config_file() -> PathBuf {
-    if cfg!(windows) {
-        program_data().join("mcpwatch").join("agent.toml")
-    } else if cfg!(target_os = "macos") {
-        PathBuf::from("/Library/Application Support/mcpwatch/agent.toml")
-    } else {
-        PathBuf::from("/etc/mcpwatch/agent.toml")
-    }
+    mcpwatch_installer::Layout::system().config_file
 }
 
 /// Where the service keeps its state by default.
 pub fn default_state_dir() -> PathBuf {
-    if cfg!(windows) {
-        program_data().join("mcpwatch").join("state")
-    } else if cfg!(target_os = "macos") {
-        PathBuf::from("/Library/Application Support/mcpwatch/state")
-    } else {
-        PathBuf::from("/var/lib/mcpwatch")
-    }
-}
-
-fn program_data() -> PathBuf {
-    std::env::var_os("ProgramData").map_or_else(|| PathBuf::from("C:\\ProgramData"), PathBuf::from)
+    mcpwatch_installer::Layout::system().state_dir
 }
 
 /// Whether this process runs with root (Unix) privileges.
-#[cfg(unix)]
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::geteuid() == 0
-    }
-}
-
-#[cfg(not(unix))]
-pub fn is_root() -> bool {
-    false
+    mcpwatch_installer::service::is_root()
 }
 
 /// Create `dir` (and parents) readable by its owner only.

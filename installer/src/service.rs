@@ -418,7 +418,11 @@ mod tests {
     use super::*;
 
     fn mode(path: &Path) -> u32 {
-        fs::metadata(path).expect("file exists").permissions().mode() & 0o777
+        fs::metadata(path)
+            .expect("file exists")
+            .permissions()
+            .mode()
+            & 0o777
     }
 
     #[test]

@@ -468,6 +468,11 @@ impl TestAgent {
 
     /// `mcpwatch-agent run` over the tree at `root` (Linux layout).
     pub fn start(state_dir: &Path, root: &Path) -> Self {
+        Self::start_with(state_dir, root, &[])
+    }
+
+    /// [`Self::start`] with more arguments for `run`.
+    pub fn start_with(state_dir: &Path, root: &Path, extra_args: &[&str]) -> Self {
         let mut child = Command::new(binary("mcpwatch-agent", "MCPWATCH_AGENT_BIN"))
             .args([
                 "run",
@@ -482,7 +487,10 @@ impl TestAgent {
             .arg(state_dir)
             .arg("--root")
             .arg(root)
+            .args(extra_args)
             .env_remove("RUST_LOG")
+            .env_remove("MCPWATCH_ENROLL_SECRET")
+            .env_remove("MCPWATCH_COLLECTOR_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,0 +1,211 @@
+//! `mcpwatch-agent install` and `uninstall` for real below a scratch root (the Linux
+//! layout, no service manager) with a real collector: files, permissions, the unit,
+//! enrollment, idempotence, a refused secret, purge; and `run` enrolling itself from
+//! its config file once the collector can be reached.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use mcpwatch_tests::{TestAgent, TestCollector, binary, eventually};
+use serde_json::{Value, json};
+
+fn agent(args: &[&str], root: &Path) -> (Option<i32>, String) {
+    let out = Command::new(binary("mcpwatch-agent", "MCPWATCH_AGENT_BIN"))
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .env_remove("MCPWATCH_ENROLL_SECRET")
+        .env_remove("MCPWATCH_COLLECTOR_URL")
+        .output()
+        .expect("agent runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn collector_with_secret() -> (TestCollector, String, String) {
+    let c = TestCollector::start(&[]);
+    c.register("admin@acme.example", "AdminPass123!", "Acme");
+    let admin = c.token("admin@acme.example", "AdminPass123!");
+    let (status, secret) = c.post("/enroll-secrets", &admin, &json!({ "name": "fleet" }));
+    assert_eq!(status, 201, "{secret}");
+    let secret = secret["secret"].as_str().unwrap().to_owned();
+    (c, admin, secret)
+}
+
+fn agents(c: &TestCollector, admin: &str) -> Vec<Value> {
+    let (_, list) = c.get("/agents/", admin);
+    list.as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn install_enrolls_writes_the_unit_and_owner_only_files_twice_the_same_and_purge_removes_all() {
+    let (c, admin, secret) = collector_with_secret();
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let install = [
+        "install",
+        "--server",
+        &c.base,
+        "--enroll-secret",
+        &secret,
+        "--no-start",
+    ];
+    let (code, out) = agent(&install, r);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("enrolled as agent"), "{out}");
+    assert!(out.contains("not the live system"), "{out}");
+
+    let unit = r.join("etc/systemd/system/mcpwatch-agent.service");
+    let config = r.join("etc/mcpwatch/agent.toml");
+    let state = r.join("var/lib/mcpwatch/agent");
+    let program = r.join("usr/local/bin/mcpwatch-agent");
+    let unit_text = std::fs::read_to_string(&unit).unwrap();
+    assert!(
+        unit_text.contains("ExecStart=/usr/local/bin/mcpwatch-agent run\n"),
+        "{unit_text}"
+    );
+    assert!(unit_text.contains("ProtectSystem=strict\n"), "{unit_text}");
+    assert_eq!(mode(&unit), 0o644);
+    assert_eq!(mode(&config), 0o600, "the config holds the enroll secret");
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&program), 0o755);
+    assert_eq!(
+        std::fs::read(&program).unwrap(),
+        std::fs::read(binary("mcpwatch-agent", "MCPWATCH_AGENT_BIN")).unwrap(),
+        "the installed program is this agent"
+    );
+    let config_text = std::fs::read_to_string(&config).unwrap();
+    let parsed: toml::Table = config_text.parse().unwrap();
+    assert_eq!(parsed["collector_url"].as_str(), Some(c.base.as_str()));
+    assert_eq!(parsed["enroll_secret"].as_str(), Some(secret.as_str()));
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("state.json")).unwrap()).unwrap();
+    let agent_id = saved["agent_id"].as_str().unwrap().to_owned();
+    assert_eq!(mode(&state.join("state.json")), 0o600);
+    let listed = agents(&c, &admin);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"].as_str(), Some(agent_id.as_str()));
+
+    // Again: nothing new on the collector, one unit, the same identity.
+    let (code, out) = agent(&install, r);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("already enrolled as agent {agent_id}")),
+        "{out}"
+    );
+    assert_eq!(agents(&c, &admin).len(), 1, "installing twice enrolls once");
+    assert_eq!(
+        std::fs::read_dir(unit.parent().unwrap()).unwrap().count(),
+        1,
+        "one unit"
+    );
+
+    // Uninstall keeps the identity; purge removes it and the config.
+    let (code, out) = agent(&["uninstall"], r);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!unit.exists() && !program.exists(), "{out}");
+    assert!(config.exists() && state.join("state.json").exists());
+    let (code, out) = agent(&["uninstall", "--purge"], r);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!config.exists() && !state.exists(), "{out}");
+}
+
+#[test]
+fn a_refused_enroll_secret_fails_install_before_the_service_is_registered() {
+    let (c, _admin, _secret) = collector_with_secret();
+    let root = tempfile::tempdir().unwrap();
+    let (code, out) = agent(
+        &[
+            "install",
+            "--server",
+            &c.base,
+            "--enroll-secret",
+            "mcp_es_not-a-real-secret",
+        ],
+        root.path(),
+    );
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("refused the enroll secret"), "{out}");
+    assert!(
+        !out.contains("mcp_es_not-a-real-secret"),
+        "no secret in output: {out}"
+    );
+    assert!(
+        !root
+            .path()
+            .join("etc/systemd/system/mcpwatch-agent.service")
+            .exists()
+    );
+}
+
+#[test]
+fn run_enrolls_itself_from_its_config_file_once_the_collector_is_reachable() {
+    let (mut c, admin, secret) = collector_with_secret();
+    let dir = tempfile::tempdir().unwrap();
+    let scan_root = dir.path().join("machine");
+    std::fs::create_dir_all(scan_root.join("etc")).unwrap();
+    std::fs::write(
+        scan_root.join("etc/passwd"),
+        "alice:x:1000:1000::/home/alice:/bin/bash\n",
+    )
+    .unwrap();
+    let cursor = scan_root.join("home/alice/.cursor");
+    std::fs::create_dir_all(&cursor).unwrap();
+    std::fs::write(
+        cursor.join("mcp.json"),
+        r#"{"mcpServers": {"files": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "/"]}}}"#,
+    )
+    .unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "collector_url = \"{}\"\nenroll_secret = \"{secret}\"\n",
+            c.base
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+
+    // The collector is down when the agent starts: it waits and says why.
+    c.kill_hard();
+    let run = TestAgent::start_with(&state, &scan_root, &["--config", config.to_str().unwrap()]);
+    eventually(
+        Duration::from_secs(30),
+        "the enroll error in the state",
+        || {
+            std::fs::read_to_string(state.join("state.json"))
+                .ok()
+                .filter(|s| s.contains("enrolling"))
+        },
+    );
+    c.restart_same_address();
+    let admin = {
+        let _ = admin;
+        c.token("admin@acme.example", "AdminPass123!")
+    };
+    eventually(
+        Duration::from_secs(60),
+        "the self-enrolled agent's report",
+        || {
+            let (_, page) = c.get("/mcp/servers?page_size=10", &admin);
+            (page["items"].as_array().map_or(0, Vec::len) == 1).then_some(())
+        },
+    );
+    assert_eq!(agents(&c, &admin).len(), 1);
+    assert!(!run.log().contains(&secret), "the secret is never logged");
+}
