@@ -101,7 +101,7 @@ pub struct InstallArgs {
     pub enroll_secret: Option<String>,
     /// A PEM file of the CA that signed the collector's certificate (private CA).
     #[arg(long, env = "MCPWATCH_CA_FILE", value_name = "FILE")]
-    pub ca_file: Option<PathBuf>,
+    pub ca_file: Option<String>,
     /// Register the service but do not (re)start it now (packages start it themselves).
     #[arg(long)]
     pub no_start: bool,
@@ -433,14 +433,19 @@ fn say(lines: &[String]) {
 }
 
 /// `install`: files, config, enrollment, service, then what the service manager says.
-async fn install(args: InstallArgs) -> anyhow::Result<()> {
+async fn install(mut args: InstallArgs) -> anyhow::Result<()> {
+    // An MSI passes every property, set or not: an empty value means not given.
+    let given = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    args.server = given(args.server);
+    args.enroll_secret = given(args.enroll_secret);
+    args.ca_file = given(args.ca_file);
     let installer = installer(args.root.as_deref());
     let layout = installer.layout().clone();
     let program = std::env::current_exe()?;
     let settings = mcpwatch_installer::Settings {
         collector_url: args.server.clone(),
         enroll_secret: args.enroll_secret.clone(),
-        ca_file: args.ca_file.clone(),
+        ca_file: args.ca_file.as_ref().map(PathBuf::from),
     };
     say(&installer.prepare(&program, &settings)?);
 
@@ -453,7 +458,7 @@ async fn install(args: InstallArgs) -> anyhow::Result<()> {
                 say(&[format!("already enrolled as agent {id} with {url}")]);
             }
             _ => {
-                let http = crate::upload::http_client(args.ca_file.as_deref())?;
+                let http = crate::upload::http_client(settings.ca_file.as_deref())?;
                 match crate::enroll::enroll(
                     &state_dir,
                     http,

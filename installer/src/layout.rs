@@ -102,12 +102,12 @@ impl Layout {
                 }
             }
             Platform::Windows => {
-                let data = windows_dir("ProgramData", "C:\\ProgramData").join("mcpwatch");
+                let data = windows_dir(WindowsDir::ProgramData).join("mcpwatch");
                 let state_dir = data.join("state");
                 Self {
                     platform,
                     packaged: false,
-                    binary: windows_dir("ProgramFiles", "C:\\Program Files")
+                    binary: windows_dir(WindowsDir::ProgramFiles)
                         .join("mcpwatch")
                         .join("mcpwatch-agent.exe"),
                     config_file: data.join("agent.toml"),
@@ -154,8 +154,28 @@ fn on_disk(root: &Path, path: &Path) -> PathBuf {
     root.join(relative)
 }
 
-fn windows_dir(var: &str, default: &str) -> PathBuf {
-    std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from)
+enum WindowsDir {
+    ProgramData,
+    ProgramFiles,
+}
+
+/// Asked of the shell's known folders on Windows, not of environment variables: a
+/// service's environment may say otherwise (Wine gives services another ProgramData).
+fn windows_dir(dir: WindowsDir) -> PathBuf {
+    #[cfg(windows)]
+    {
+        let known = match dir {
+            WindowsDir::ProgramData => known_folders::KnownFolder::ProgramData,
+            WindowsDir::ProgramFiles => known_folders::KnownFolder::ProgramFilesX64,
+        };
+        if let Some(path) = known_folders::get_known_folder_path(known) {
+            return path;
+        }
+    }
+    PathBuf::from(match dir {
+        WindowsDir::ProgramData => "C:\\ProgramData",
+        WindowsDir::ProgramFiles => "C:\\Program Files",
+    })
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
-//! The agent's systemd unit. The deb ships `packaging/systemd/mcpwatch-agent.service`
+//! The agent's systemd unit. The deb ships `packaging/deb/agent/mcpwatch-agent.service`
 //! as it is; a hand install writes the same unit with its own program path.
 
 use std::path::Path;
 
 /// The unit the deb ships.
-pub const PACKAGED_UNIT: &str = include_str!("../../packaging/systemd/mcpwatch-agent.service");
+pub const PACKAGED_UNIT: &str = include_str!("../../packaging/deb/agent/mcpwatch-agent.service");
 
 /// The unit for the program at `binary` keeping its state in `state_dir`.
 pub fn unit(binary: &Path, state_dir: &Path) -> String {
