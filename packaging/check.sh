@@ -7,6 +7,7 @@
 #   Windows: the agent under wine scans a Windows-layout tree; the MSI's tables; the
 #         MSI installed with msiexec /qn and its properties (files, config, service,
 #         enrollment and a report reaching the collector), upgraded in place, removed.
+# KEEP_WORK=1 keeps the scratch directory (Wine prefix, logs) for a look afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -108,7 +109,34 @@ ok "purge removes the agent's state and keeps the collector's database"
 # ---------------------------------------------------------------- Windows
 echo "== Windows agent under wine"
 export WINEPREFIX="$work/wine" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
+# Make the prefix, let that wineserver end (services it started during the first boot
+# can hold Wine's service start lock for good), then keep one new wineserver, and so
+# one service manager, for the whole check.
 wineboot -i >/dev/null 2>&1
+wineserver -w
+wineserver -p
+# msiexec under Wine. Wine's service manager holds a start lock while any service start
+# is in progress, and its starts of RpcSs and MSIServer (which msiexec needs) can time
+# out while holding it; the MSI's StartServices then fails with "database locked"
+# (1055) and the install rolls back. Start those services first, and give a rolled-back
+# install a second and third try: each try is a complete install, checked below.
+msiexec() {
+  local service attempt
+  for attempt in 1 2 3; do
+    for service in RpcSs MSIServer; do
+      for _ in $(seq 30); do
+        wine sc query "$service" 2>/dev/null | grep RUNNING >/dev/null && break
+        wine net start "$service" >/dev/null 2>&1 || sleep 1
+      done
+    done
+    if wine msiexec "$@"; then
+      return 0
+    fi
+    echo "msiexec $1 failed (try $attempt of 3)" >&2
+  done
+  return 1
+}
+
 # Wine 8 lacks bcryptprimitives!ProcessPrng, which Rust's std imports.
 x86_64-w64-mingw32-gcc -shared -O2 -o "$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll" \
   packaging/wine/bcryptprimitives.c packaging/wine/bcryptprimitives.def -ladvapi32
@@ -139,7 +167,7 @@ grep -q $'\tservice\tAgent\t' "$work/ServiceInstall.idt" || fail "service argume
 grep -q $'^UpgradeCode\t{ea2cc1f1-0e89-406f-a6da-5ca6cdad1a4c}' "$work/Property.idt" || fail "UpgradeCode changed"
 grep -q $'^SecureCustomProperties\tSERVER_URL;ENROLL_SECRET;CA_FILE' "$work/Property.idt" || fail "SecureCustomProperties"
 grep -q $'^MsiHiddenProperties\tENROLL_SECRET' "$work/Property.idt" || fail "MsiHiddenProperties"
-grep -q 'install --no-start --server="\[SERVER_URL\]"' "$work/CustomAction.idt" || fail "ConfigureAgent action"
+grep -q 'install --no-service --server="\[SERVER_URL\]"' "$work/CustomAction.idt" || fail "ConfigureAgent action"
 ok "MSI tables: service, control, custom actions, upgrade code, secure and hidden properties"
 
 echo "== MSI install under wine"
@@ -155,7 +183,7 @@ curl -fsS -X POST "$base/auth/register" -H 'content-type: application/json' \
 token=$(curl -fsS -X POST "$base/auth/login" -H 'content-type: application/json' \
   -d '{"email":"admin@example.com","password":"PackagingCheck1!"}' | json 'd["access_token"]')
 secret=$(new_secret windows)
-wine msiexec /i "$msi" /qn SERVER_URL="$base" ENROLL_SECRET="$secret" >"$work/msiexec.out" 2>&1 \
+msiexec /i "$msi" /qn SERVER_URL="$base" ENROLL_SECRET="$secret" >"$work/msiexec.out" 2>&1 \
   || fail "msiexec /i: $(cat "$work/msiexec.out")"
 [ -f "$c/Program Files/mcpwatch/mcpwatch-agent.exe" ] || fail "program not installed"
 config="$c/ProgramData/mcpwatch/agent.toml"
@@ -164,7 +192,8 @@ grep -q "^enroll_secret = \"$secret\"" "$config" || fail "ENROLL_SECRET not in t
 # Windows Installer leaves MsiHiddenProperties out of its logs; Wine's msiexec writes
 # every property to a verbose log, so the log is not checked here.
 wine reg query 'HKLM\System\CurrentControlSet\Services\mcpwatch-agent' >"$work/service.reg" 2>/dev/null || fail "service not registered"
-grep -q 'mcpwatch-agent.exe" service' "$work/service.reg" || fail "service command: $(cat "$work/service.reg")"
+# (Windows Installer quotes the program path; Wine's msi does not.)
+grep -q 'Program Files\\mcpwatch\\mcpwatch-agent.exe"\? service' "$work/service.reg" || fail "service command: $(cat "$work/service.reg")"
 grep -q 'Start.*0x2' "$work/service.reg" || fail "service is not automatic"
 agent_id=$(wine 'C:\Program Files\mcpwatch\mcpwatch-agent.exe' status 2>/dev/null | sed -n 's/^agent id: *//p' | tr -d '\r')
 [ -n "$agent_id" ] && [ "$agent_id" != "-" ] || fail "not enrolled after the MSI install"
@@ -178,7 +207,7 @@ echo "== MSI upgrade in place"
 rm -rf "$work/upgrade" && mkdir -p "$work/upgrade"
 next="${version%.*}.$(( ${version##*.} + 1 ))"
 wixl -a x64 -D Version="$next" -D AgentExe=dist/mcpwatch-agent.exe -o "$work/upgrade/agent.msi" packaging/msi/mcpwatch-agent.wxs
-wine msiexec /i "$work/upgrade/agent.msi" /qn >"$work/msiexec.out" 2>&1 || fail "upgrade: $(cat "$work/msiexec.out")"
+msiexec /i "$work/upgrade/agent.msi" /qn >"$work/msiexec.out" 2>&1 || fail "upgrade: $(cat "$work/msiexec.out")"
 again=$(wine 'C:\Program Files\mcpwatch\mcpwatch-agent.exe' status 2>/dev/null | sed -n 's/^agent id: *//p' | tr -d '\r')
 [ "$again" = "$agent_id" ] || fail "the upgrade changed the agent's identity ($again)"
 [ "$(wine reg query 'HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall' /s 2>/dev/null | grep -c 'mcpwatch agent')" = 1 ] \
@@ -186,9 +215,9 @@ again=$(wine 'C:\Program Files\mcpwatch\mcpwatch-agent.exe' status 2>/dev/null |
 ok "MSI upgrade $version -> $next keeps one product and the identity"
 
 echo "== MSI uninstall"
-wine msiexec /x "$work/upgrade/agent.msi" /qn >"$work/msiexec.out" 2>&1 || fail "msiexec /x: $(cat "$work/msiexec.out")"
+msiexec /x "$work/upgrade/agent.msi" /qn >"$work/msiexec.out" 2>&1 || fail "msiexec /x: $(cat "$work/msiexec.out")"
 [ ! -e "$c/Program Files/mcpwatch/mcpwatch-agent.exe" ] || fail "program left behind"
 wine reg query 'HKLM\System\CurrentControlSet\Services\mcpwatch-agent' >/dev/null 2>&1 && fail "service left behind"
-[ ! -e "$config" ] && [ ! -e "$c/ProgramData/mcpwatch/state" ] || fail "config or state left behind"
-ok "MSI uninstall removes program, service, config and state"
+[ -e "$config" ] && [ -e "$c/ProgramData/mcpwatch/state/state.json" ] || fail "uninstall must keep the config and identity"
+ok "MSI uninstall removes program and service, keeps config and identity"
 echo "packaging checks passed"

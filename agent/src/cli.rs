@@ -102,9 +102,10 @@ pub struct InstallArgs {
     /// A PEM file of the CA that signed the collector's certificate (private CA).
     #[arg(long, env = "MCPWATCH_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<String>,
-    /// Register the service but do not (re)start it now (packages start it themselves).
+    /// Write the config, make the state dir and enroll, but leave the service to the
+    /// package that owns it (the deb's postinst and the MSI use this).
     #[arg(long)]
-    pub no_start: bool,
+    pub no_service: bool,
     /// Install below DIR as if it were / (images, tests): files only, no service
     /// manager is called.
     #[arg(long, value_name = "DIR")]
@@ -479,9 +480,11 @@ async fn install(mut args: InstallArgs) -> anyhow::Result<()> {
         }
     }
 
-    say(&installer.register(!args.no_start)?);
+    if !args.no_service {
+        say(&installer.register(true)?);
+    }
     let mut service = installer.state();
-    if !args.no_start && layout.is_live() {
+    if !args.no_service && layout.is_live() {
         // The service manager answers at once; give the agent a moment to be running.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while service != mcpwatch_installer::ServiceState::Running

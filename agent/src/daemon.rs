@@ -441,6 +441,22 @@ fn rewatch(
 
 /// Run until `shutdown` completes (Ok) or the agent must stop (Err).
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    run_with_ready(settings, shutdown, || {}).await
+}
+
+/// [`run`], calling `ready` once the agent has its settings, state and watcher and
+/// only the network remains (a service reports "running" then).
+pub async fn run_with_ready(
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+    ready: impl FnOnce(),
+) -> Result<(), Error> {
+    let mut ready = Some(ready);
+    let mut signal_ready = || {
+        if let Some(ready) = ready.take() {
+            ready();
+        }
+    };
     tokio::pin!(shutdown);
     let dir = StateDir::open(&settings.state_dir)?;
     let mut state = dir.load()?;
@@ -455,6 +471,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         let (Some(url), Some(secret)) = (&url, &settings.enroll_secret) else {
             return Err(Error::NotEnrolled);
         };
+        signal_ready();
         if !self_enroll(&dir, &settings, url, secret, shutdown.as_mut()).await? {
             return Ok(());
         }
@@ -488,6 +505,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     })
     .map_err(|e| upload::Error::Setup(format!("cannot watch config directories: {e}")))?;
     let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
+    signal_ready();
 
     // At start: send what is pending from before, then scan.
     if daemon.dir.pending().is_some() {

@@ -1,6 +1,7 @@
 //! Running as a Windows service: the service control manager starts
 //! `mcpwatch-agent.exe service`; this registers the control handler, reports
-//! "running" at once (a service that is slow to report is killed with error 1053),
+//! "starting" at once and "running" as soon as the agent has its settings and state (a
+//! service that is slow to report is killed with error 1053),
 //! runs the daemon with the config file's settings until Stop or Shutdown arrives, and
 //! reports "stopped" with why. Logs go to `agent.log` in the state dir (the previous
 //! log is kept as `agent.log.1` once it passes 10 MiB).
@@ -76,15 +77,26 @@ fn serve() -> anyhow::Result<()> {
         _ => ServiceControlHandlerResult::NotImplemented,
     };
     let handle = service_control_handler::register(SERVICE_NAME, handler)?;
+    // "Starting" at once, "running" as soon as the agent has read its settings and
+    // state (milliseconds; the network comes after): well inside the manager's limit.
     handle.set_service_status(status(
-        ServiceState::Running,
+        ServiceState::StartPending,
         ServiceExitCode::Win32(0),
-        Duration::ZERO,
+        Duration::from_secs(10),
     ))?;
-
-    let exit = match run_daemon(async move {
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    }) {
+    let ready = || {
+        let _ = handle.set_service_status(status(
+            ServiceState::Running,
+            ServiceExitCode::Win32(0),
+            Duration::ZERO,
+        ));
+    };
+    let exit = match run_daemon(
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        },
+        ready,
+    ) {
         Ok(()) => ServiceExitCode::Win32(0),
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "Agent stopped.");
@@ -104,7 +116,7 @@ fn serve() -> anyhow::Result<()> {
 }
 
 /// The daemon with the same settings `run` would use (config file, environment).
-fn run_daemon(shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+fn run_daemon(shutdown: impl Future<Output = ()>, ready: impl FnOnce()) -> anyhow::Result<()> {
     let Command::Run(args) = Cli::try_parse_from(["mcpwatch-agent", "run"])?.command else {
         anyhow::bail!("`run` parses as run");
     };
@@ -115,7 +127,7 @@ fn run_daemon(shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         "Windows service starting."
     );
     crate::cli::runtime()?
-        .block_on(crate::daemon::run(settings, shutdown))
+        .block_on(crate::daemon::run_with_ready(settings, shutdown, ready))
         .map_err(anyhow::Error::from)
 }
 

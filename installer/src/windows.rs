@@ -25,7 +25,10 @@ fn scm_error(e: windows_service::Error) -> Error {
     if os_error(&e) == Some(ERROR_ACCESS_DENIED) {
         return Error::NotPrivileged;
     }
-    Error::ServiceManager(e.to_string())
+    match e {
+        windows_service::Error::Winapi(io) => Error::ServiceManager(io.to_string()),
+        other => Error::ServiceManager(other.to_string()),
+    }
 }
 
 fn os_error(e: &windows_service::Error) -> Option<i32> {
@@ -74,8 +77,19 @@ pub fn register(layout: &Layout, start: bool) -> Result<Vec<String>> {
         Err(e) => return Err(scm_error(e)),
     };
     service.set_description(DESCRIPTION).map_err(scm_error)?;
-    // A crash (the process gone without reporting "stopped") restarts it; a stop the
-    // agent reports itself, with its reason in the log, does not.
+    restart_after_crashes(&service)?;
+    done.push("restarts after a crash (10 s, 1 min, then every 5 min)".into());
+    if start {
+        stop_service(&service)?;
+        service.start::<&str>(&[]).map_err(scm_error)?;
+        done.push(format!("started {SERVICE_NAME}"));
+    }
+    Ok(done)
+}
+
+/// A crash (the process gone without reporting "stopped") restarts the service; a stop
+/// the agent reports itself, with its reason in the log, does not.
+fn restart_after_crashes(service: &windows_service::service::Service) -> Result<()> {
     service
         .update_failure_actions(ServiceFailureActions {
             reset_period: ServiceFailureResetPeriod::After(Duration::from_secs(86_400)),
@@ -91,14 +105,21 @@ pub fn register(layout: &Layout, start: bool) -> Result<Vec<String>> {
                     .collect(),
             ),
         })
+        .map_err(scm_error)
+}
+
+/// Called by the running service on itself (it runs as LocalSystem): crash restarts
+/// for a service a package registered, which cannot say so itself (wixl has no
+/// failure actions).
+pub fn configure_running_service() -> Result<()> {
+    let scm = manager(ServiceManagerAccess::CONNECT)?;
+    let service = scm
+        .open_service(
+            SERVICE_NAME,
+            ServiceAccess::QUERY_CONFIG | ServiceAccess::CHANGE_CONFIG | ServiceAccess::START,
+        )
         .map_err(scm_error)?;
-    done.push("restarts after a crash (10 s, 1 min, then every 5 min)".into());
-    if start {
-        stop_service(&service)?;
-        service.start::<&str>(&[]).map_err(scm_error)?;
-        done.push(format!("started {SERVICE_NAME}"));
-    }
-    Ok(done)
+    restart_after_crashes(&service)
 }
 
 /// Stop the service if it is installed and running.

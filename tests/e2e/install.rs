@@ -56,14 +56,7 @@ fn install_enrolls_writes_the_unit_and_owner_only_files_twice_the_same_and_purge
     let (c, admin, secret) = collector_with_secret();
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
-    let install = [
-        "install",
-        "--server",
-        &c.base,
-        "--enroll-secret",
-        &secret,
-        "--no-start",
-    ];
+    let install = ["install", "--server", &c.base, "--enroll-secret", &secret];
     let (code, out) = agent(&install, r);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("enrolled as agent"), "{out}");
