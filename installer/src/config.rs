@@ -4,7 +4,6 @@
 //! secret).
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use toml_edit::{DocumentMut, value};
@@ -38,7 +37,7 @@ pub fn write(path: &Path, settings: &Settings) -> Result<bool> {
     if old.as_deref() == Some(new.as_str()) {
         return Ok(false);
     }
-    write_private(path, new.as_bytes())?;
+    crate::files::write_private(path, new.as_bytes()).map_err(io("writing", path))?;
     Ok(true)
 }
 
@@ -86,35 +85,6 @@ pub fn render(text: &str, settings: &Settings) -> Result<String, String> {
     }
     parse(&text)?;
     Ok(text)
-}
-
-/// Replace `path` with `bytes` atomically, readable by its owner only.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.new",
-        path.file_name()
-            .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned())
-    ));
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&tmp).map_err(io("writing", &tmp))?;
-    file.write_all(bytes).map_err(io("writing", &tmp))?;
-    file.sync_all().map_err(io("writing", &tmp))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(io("replacing", path))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-            .map_err(io("restricting", path))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! no service manager is called.
 
 pub mod config;
+pub mod files;
 pub mod launchd;
 pub mod layout;
 pub mod service;

@@ -63,7 +63,7 @@ impl Installer {
             ));
         }
         let state = layout.on_disk(&layout.state_dir);
-        create_private_dir(&state)?;
+        crate::files::create_private_dir(&state).map_err(io("creating", &state))?;
         done.push(format!("state directory {} (owner only)", state.display()));
         let config_file = layout.on_disk(&layout.config_file);
         if let Some(dir) = config_file.parent() {
@@ -347,17 +347,6 @@ fn run(program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn create_private_dir(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(io("creating", dir))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(io("restricting", dir))?;
-    }
-    Ok(())
-}
-
 /// Write a file everyone may read (a unit, a plist) if its content differs; returns
 /// whether it did.
 fn write_public(path: &Path, bytes: &[u8]) -> Result<bool> {
@@ -367,7 +356,7 @@ fn write_public(path: &Path, bytes: &[u8]) -> Result<bool> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(io("creating", dir))?;
     }
-    config::write_private(path, bytes)?;
+    crate::files::write_private(path, bytes).map_err(io("writing", path))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;

@@ -5,27 +5,17 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use mcpwatch_tests::{TestAgent, TestCollector, binary, eventually};
+use mcpwatch_tests::{TestAgent, TestCollector, binary, eventually, run_agent};
 use serde_json::{Value, json};
 
+/// `mcpwatch-agent ARGS --root ROOT`.
 fn agent(args: &[&str], root: &Path) -> (Option<i32>, String) {
-    let out = Command::new(binary("mcpwatch-agent", "MCPWATCH_AGENT_BIN"))
-        .args(args)
-        .arg("--root")
-        .arg(root)
-        .env_remove("MCPWATCH_ENROLL_SECRET")
-        .env_remove("MCPWATCH_COLLECTOR_URL")
-        .output()
-        .expect("agent runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
+    let root = root.to_string_lossy();
+    let mut all = args.to_vec();
+    all.extend(["--root", &root]);
+    run_agent(&all)
 }
 
 fn mode(path: &Path) -> u32 {

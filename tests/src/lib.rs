@@ -435,6 +435,23 @@ pub fn agent_server(name: &str, command: &str, args: &[&str]) -> Value {
     })
 }
 
+/// Run `mcpwatch-agent` with `args` (and no enrollment settings from this environment)
+/// to the end; answers (exit code, stdout + stderr).
+pub fn run_agent(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(binary("mcpwatch-agent", "MCPWATCH_AGENT_BIN"))
+        .args(args)
+        .env_remove("MCPWATCH_ENROLL_SECRET")
+        .env_remove("MCPWATCH_COLLECTOR_URL")
+        .output()
+        .expect("agent runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
 /// A running `mcpwatch-agent run`.
 pub struct TestAgent {
     child: Option<Child>,
@@ -446,24 +463,16 @@ pub struct TestAgent {
 impl TestAgent {
     /// `mcpwatch-agent enroll`; answers (exit code, stdout + stderr).
     pub fn enroll(server: &str, secret: &str, state_dir: &Path) -> (Option<i32>, String) {
-        let out = Command::new(binary("mcpwatch-agent", "MCPWATCH_AGENT_BIN"))
-            .args([
-                "enroll",
-                "--server",
-                server,
-                "--enroll-secret",
-                secret,
-                "--state-dir",
-            ])
-            .arg(state_dir)
-            .output()
-            .expect("agent runs");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code(), text)
+        let state_dir = state_dir.to_string_lossy();
+        run_agent(&[
+            "enroll",
+            "--server",
+            server,
+            "--enroll-secret",
+            secret,
+            "--state-dir",
+            &state_dir,
+        ])
     }
 
     /// `mcpwatch-agent run` over the tree at `root` (Linux layout).
