@@ -203,6 +203,13 @@ for _ in $(seq 150); do [ "$(servers)" = 2 ] && break; sleep 0.2; done
 wine sc query mcpwatch-agent | grep RUNNING >/dev/null || fail "service not running"
 ok "MSI install: program, config, service registered and running, enrolled ($agent_id), report received"
 
+echo "== the service stops when asked"
+wine sc stop mcpwatch-agent >/dev/null
+for _ in $(seq 100); do wine sc query mcpwatch-agent | grep STOPPED >/dev/null && break; sleep 0.2; done
+wine sc query mcpwatch-agent | grep STOPPED >/dev/null || fail "the service did not stop"
+grep -q "Windows service stopped" "$c/ProgramData/mcpwatch/state/agent.log" || fail "no clean stop in the service log"
+ok "sc stop: the service stops cleanly"
+
 echo "== MSI upgrade in place"
 rm -rf "$work/upgrade" && mkdir -p "$work/upgrade"
 next="${version%.*}.$(( ${version##*.} + 1 ))"

@@ -97,7 +97,10 @@ fn serve() -> anyhow::Result<()> {
         },
         ready,
     ) {
-        Ok(()) => ServiceExitCode::Win32(0),
+        Ok(()) => {
+            tracing::info!("Windows service stopped.");
+            ServiceExitCode::Win32(0)
+        }
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "Agent stopped.");
             let code = match e.downcast_ref::<crate::daemon::Error>() {

@@ -46,6 +46,11 @@ struct Args {
     /// Also run the same requests against a bare hyper server and print the ratios.
     #[arg(long)]
     baseline: bool,
+    /// Before the phases, enroll this many more agents and store one report of
+    /// --servers servers from each, so the queries run over a large inventory
+    /// (100000 with --servers 10: the 1,000,000-server query benchmark).
+    #[arg(long, default_value_t = 0)]
+    inventory_agents: usize,
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -55,7 +60,14 @@ struct Args {
 enum Kind {
     Heartbeat,
     Report,
+    /// `GET /mcp/servers` filtered by level and status, first page.
     Query,
+    /// The same filters, a page far down the list.
+    QueryDeep,
+    /// `GET /dashboard/stats`.
+    Stats,
+    /// `GET /dashboard/top-risks`.
+    TopRisks,
 }
 
 impl Kind {
@@ -64,9 +76,34 @@ impl Kind {
             Self::Heartbeat => "heartbeat",
             Self::Report => "report",
             Self::Query => "query",
+            Self::QueryDeep => "query-p200",
+            Self::Stats => "stats",
+            Self::TopRisks => "top-risks",
+        }
+    }
+
+    /// The analyst's request of a query kind.
+    fn query_path(self) -> Option<&'static str> {
+        match self {
+            Self::Query => Some("/mcp/servers?risk_level=medium&status=active&page=1&page_size=25"),
+            Self::QueryDeep => {
+                Some("/mcp/servers?risk_level=medium&status=active&page=200&page_size=25")
+            }
+            Self::Stats => Some("/dashboard/stats"),
+            Self::TopRisks => Some("/dashboard/top-risks?limit=10"),
+            Self::Heartbeat | Self::Report => None,
         }
     }
 }
+
+const KINDS: [Kind; 6] = [
+    Kind::Heartbeat,
+    Kind::Report,
+    Kind::Query,
+    Kind::QueryDeep,
+    Kind::Stats,
+    Kind::TopRisks,
+];
 
 struct Agent {
     key: String,
@@ -143,12 +180,11 @@ async fn phase(
                 let agent = &agents[i];
                 let round = n / agents.len() as u64 + 1;
                 let t = Instant::now();
-                let ok = match kind {
-                    Kind::Query => {
-                        let url = format!("{base}/mcp/servers?risk_level=medium&status=active&page=1&page_size=25");
-                        http.get(url).bearer_auth(&admin).send().await.map(|r| r.status().is_success()).unwrap_or(false)
+                let ok = match kind.query_path() {
+                    Some(path) => {
+                        http.get(format!("{base}{path}")).bearer_auth(&admin).send().await.map(|r| r.status().is_success()).unwrap_or(false)
                     }
-                    Kind::Heartbeat | Kind::Report => {
+                    None => {
                         let (path, body) = if kind == Kind::Heartbeat {
                             ("/agents/heartbeat", json!({ "hostname": format!("host-{i}"), "os_type": "linux", "agent_version": "load" }))
                         } else {
@@ -212,6 +248,90 @@ async fn phase(
     }
 }
 
+/// Enroll agents `first..first + count` with `concurrency` requests in flight.
+async fn enroll(
+    http: &reqwest::Client,
+    base: &str,
+    secret: &str,
+    first: usize,
+    count: usize,
+    concurrency: usize,
+) -> Vec<Agent> {
+    use futures_util::StreamExt as _;
+    futures_util::stream::iter(first..first + count)
+        .map(|i| async move {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).unwrap();
+            let signer = SigningKey::from_bytes(&seed);
+            let body = json!({ "enroll_secret": secret, "public_key": signing::encode_public_key(&signer.verifying_key()), "hostname": format!("host-{i}") });
+            let answer: Value = http
+                .post(format!("{base}/agents/enroll"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            Agent {
+                key: answer["api_key"].as_str().unwrap().to_owned(),
+                signer,
+                id: answer["agent_id"].as_str().unwrap().to_owned(),
+            }
+        })
+        .buffered(concurrency)
+        .collect()
+        .await
+}
+
+/// Store one report from each of `--inventory-agents` more agents, in chunks.
+async fn seed_inventory(http: &reqwest::Client, base: &str, secret: &str, args: &Args) {
+    use futures_util::StreamExt as _;
+    let started = Instant::now();
+    let chunk = 10_000;
+    let mut done = 0;
+    while done < args.inventory_agents {
+        let count = chunk.min(args.inventory_agents - done);
+        let first = args.agents + done;
+        let agents = enroll(http, base, secret, first, count, args.concurrency).await;
+        let failures: usize = futures_util::stream::iter(agents.iter().enumerate())
+            .map(|(k, agent)| async move {
+                let body = report_body(first + k, 1, args.servers, args.changed_share);
+                let bytes = serde_json::to_vec(&body).unwrap();
+                let mut nonce = [0u8; 16];
+                getrandom::fill(&mut nonce).unwrap();
+                let sig = signing::sign(
+                    &agent.signer,
+                    "POST",
+                    "/mcp/report",
+                    &bytes,
+                    chrono::Utc::now().timestamp(),
+                    nonce,
+                );
+                let ok = http
+                    .post(format!("{base}/mcp/report"))
+                    .header("x-api-key", &agent.key)
+                    .header(signing::SIGNATURE_HEADER, sig)
+                    .header("content-type", "application/json")
+                    .body(bytes)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                usize::from(!ok)
+            })
+            .buffer_unordered(args.concurrency)
+            .fold(0, |a, b| async move { a + b })
+            .await;
+        assert_eq!(failures, 0, "seeding reports failed");
+        done += count;
+        eprintln!(
+            "  {} servers stored ({:.0} s)",
+            done * args.servers,
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
 /// A bare hyper server: 200 and `{}` for every request, no storage.
 async fn bare_server() -> SocketAddr {
     use hyper::service::service_fn;
@@ -270,31 +390,14 @@ async fn run(args: Args) {
         .build()
         .unwrap();
     eprintln!("Enrolling {} agents...", args.agents);
-    let mut agents = Vec::with_capacity(args.agents);
-    for i in 0..args.agents {
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).unwrap();
-        let signer = SigningKey::from_bytes(&seed);
-        let body = json!({ "enroll_secret": secret, "public_key": signing::encode_public_key(&signer.verifying_key()), "hostname": format!("host-{i}") });
-        let answer: Value = http
-            .post(format!("{base}/agents/enroll"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        agents.push(Agent {
-            key: answer["api_key"].as_str().unwrap().to_owned(),
-            signer,
-            id: answer["agent_id"].as_str().unwrap().to_owned(),
-        });
+    let agents = enroll(&http, &base, &secret, 0, args.agents, args.concurrency).await;
+    if args.inventory_agents > 0 {
+        seed_inventory(&http, &base, &secret, &args).await;
     }
     let agents = Arc::new(agents);
     let acked = Arc::new(std::sync::Mutex::new(vec![None; args.agents]));
     let mut results = Vec::new();
-    for kind in [Kind::Heartbeat, Kind::Report, Kind::Query] {
+    for kind in KINDS {
         eprintln!(
             "Running {} against the collector for {} s...",
             kind.name(),
@@ -342,7 +445,7 @@ async fn run(args: Args) {
         let addr = bare_server().await;
         let bare = format!("http://{addr}");
         let none = Arc::new(std::sync::Mutex::new(vec![None; args.agents]));
-        for kind in [Kind::Heartbeat, Kind::Report, Kind::Query] {
+        for kind in KINDS {
             eprintln!(
                 "Running {} against the bare server for {} s...",
                 kind.name(),
@@ -365,7 +468,8 @@ async fn run(args: Args) {
     if args.json {
         let out = json!({
             "results": results,
-            "ratios": { "heartbeat": ratio("heartbeat"), "report": ratio("report"), "query": ratio("query") },
+            "ratios": KINDS.iter().map(|k| (k.name(), ratio(k.name()))).collect::<std::collections::BTreeMap<_, _>>(),
+            "inventory_servers": args.inventory_agents * args.servers,
             "reliability": { "agents_with_missing_servers": missing },
             "agents": args.agents, "concurrency": args.concurrency, "servers_per_report": args.servers,
         });
@@ -405,5 +509,12 @@ async fn run(args: Args) {
             );
         }
         println!("reliability: {missing} agent(s) with an acknowledged report missing servers");
+        if args.inventory_agents > 0 {
+            println!(
+                "inventory: {} servers from {} agents stored before the phases",
+                args.inventory_agents * args.servers,
+                args.inventory_agents
+            );
+        }
     }
 }
