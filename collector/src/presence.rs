@@ -44,6 +44,29 @@ impl Presence {
         self.seen.lock().ok()?.get(&agent).map(|s| s.at)
     }
 
+    /// Times read from the store at start (already stored, so not to be flushed).
+    pub fn load(&self, known: Vec<(OrgId, AgentId, DateTime<Utc>)>) {
+        if let Ok(mut seen) = self.seen.lock() {
+            for (org, agent, at) in known {
+                seen.entry(agent).or_insert(Seen {
+                    org,
+                    at,
+                    dirty: false,
+                });
+            }
+        }
+    }
+
+    /// How many of `org`'s agents were heard from at or after `since` (the dashboard's
+    /// online count, without reading every agent record).
+    pub fn count_since(&self, org: OrgId, since: DateTime<Utc>) -> u64 {
+        self.seen.lock().map_or(0, |seen| {
+            seen.values()
+                .filter(|s| s.org == org && s.at >= since)
+                .count() as u64
+        })
+    }
+
     /// Forget a deleted agent.
     pub fn forget(&self, agent: AgentId) {
         if let Ok(mut seen) = self.seen.lock() {
@@ -166,5 +189,24 @@ mod tests {
         assert!(p.take_dirty().is_empty());
         p.forget(agent);
         assert_eq!(p.last_seen(agent), None);
+    }
+
+    #[test]
+    fn the_online_count_is_per_organisation_and_includes_times_loaded_at_start() {
+        let p = Presence::default();
+        let (org, other) = (OrgId::new(), OrgId::new());
+        let now = Utc::now();
+        let old = now - chrono::Duration::minutes(10);
+        p.load(vec![
+            (org, AgentId::new(), now),
+            (org, AgentId::new(), old),
+            (other, AgentId::new(), now),
+        ]);
+        p.record(org, AgentId::new(), now);
+        let since = now - chrono::Duration::minutes(3);
+        assert_eq!(p.count_since(org, since), 2);
+        assert_eq!(p.count_since(other, since), 1);
+        // Loaded times are already stored: nothing to flush but the new heartbeat.
+        assert_eq!(p.take_dirty().len(), 1);
     }
 }

@@ -33,6 +33,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let app = router::build(state.clone());
+    // Agents heard from within the offline window before a restart still count as
+    // online on the dashboard, which counts from memory.
+    let window =
+        chrono::Duration::from_std(state.settings.offline_after).unwrap_or(chrono::Duration::MAX);
+    let since = chrono::Utc::now()
+        .checked_sub_signed(window)
+        .unwrap_or_default();
+    match state.store.agents_seen_since(since).await {
+        Ok(known) => state.presence.load(known),
+        Err(e) => tracing::warn!(error = %e, "Cannot read when agents were last seen."),
+    }
     let flusher = tokio::spawn(presence::flush_loop(
         Arc::clone(&state),
         PRESENCE_FLUSH_INTERVAL,

@@ -5,7 +5,6 @@ use axum::extract::{Query, State};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::agents::is_online;
 use super::error::ApiError;
 use super::extract::AuthUser;
 use super::param;
@@ -31,9 +30,12 @@ pub async fn stats(
 ) -> Result<Json<Stats>, ApiError> {
     let org = auth.user.org_id;
     let counts = state.store.server_counts(org).await?;
-    let now = Utc::now();
-    let agents = state.store.list_agents(org).await?;
-    let active_agents = agents.iter().filter(|a| is_online(&state, a, now)).count() as u64;
+    let threshold =
+        chrono::Duration::from_std(state.settings.offline_after).unwrap_or(chrono::Duration::MAX);
+    let active_agents = state.presence.count_since(
+        org,
+        Utc::now().checked_sub_signed(threshold).unwrap_or_default(),
+    );
     Ok(Json(Stats {
         total_servers: counts.total(),
         critical_count: counts.critical,

@@ -186,6 +186,11 @@ pub trait Store: Send + Sync + 'static {
     async fn sweep_silent_agents(&self, cutoff: DateTime<Utc>) -> Result<Vec<(OrgId, AgentId)>>;
     /// Persist last-seen times kept in memory. Unknown agents are skipped.
     async fn touch_agents(&self, seen: Vec<(OrgId, AgentId, DateTime<Utc>)>) -> Result<()>;
+    /// Every agent heard from at or after `since`, with when (read once at start).
+    async fn agents_seen_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(OrgId, AgentId, DateTime<Utc>)>>;
     async fn create_enroll_secret(&self, secret: EnrollSecret) -> Result<()>;
     async fn list_enroll_secrets(&self, org: OrgId) -> Result<Vec<EnrollSecret>>;
     async fn delete_enroll_secret(&self, org: OrgId, id: EnrollSecretId) -> Result<()>;

@@ -1081,6 +1081,23 @@ impl Store for RedbStore {
         .await
     }
 
+    async fn agents_seen_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(OrgId, AgentId, DateTime<Utc>)>> {
+        self.read(move |txn| {
+            let mut out = Vec::new();
+            for entry in txn.open_table(AGENTS)?.iter()? {
+                let agent: Agent = decode(entry?.1.value())?;
+                if let Some(at) = agent.last_seen_at.filter(|at| *at >= since) {
+                    out.push((agent.org_id, agent.id, at));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn sweep_silent_agents(&self, cutoff: DateTime<Utc>) -> Result<Vec<(OrgId, AgentId)>> {
         let silent = move |a: &Agent| {
             !a.stale && a.server_count > 0 && a.last_seen_at.unwrap_or(a.created_at) < cutoff

@@ -1015,3 +1015,41 @@ async fn combinations_follow_the_snapshot() {
         .unwrap();
     assert_eq!(files.risk_score, alone);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_seen_since_lists_only_recent_ones_across_organisations() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path()).unwrap();
+    let (a, b) = (org("A"), org("B"));
+    for o in [&a, &b] {
+        store
+            .create_org_with_admin(
+                o.clone(),
+                user(o, &format!("x@{}.example", o.name), Role::Admin),
+                false,
+            )
+            .await
+            .unwrap();
+    }
+    let (recent, old, never, elsewhere) = (agent(&a, 1), agent(&a, 2), agent(&a, 3), agent(&b, 4));
+    for x in [&recent, &old, &never, &elsewhere] {
+        store.create_agent(x.clone()).await.unwrap();
+    }
+    let now = Utc::now();
+    store
+        .touch_agents(vec![
+            (a.id, recent.id, now),
+            (a.id, old.id, now - chrono::Duration::hours(1)),
+            (b.id, elsewhere.id, now),
+        ])
+        .await
+        .unwrap();
+    let mut seen = store
+        .agents_seen_since(now - chrono::Duration::minutes(5))
+        .await
+        .unwrap();
+    seen.sort_by_key(|(_, id, _)| id.to_string());
+    let mut want = vec![(a.id, recent.id, now), (b.id, elsewhere.id, now)];
+    want.sort_by_key(|(_, id, _)| id.to_string());
+    assert_eq!(seen, want);
+}
