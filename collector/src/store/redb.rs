@@ -611,6 +611,14 @@ impl RedbStore {
         .map_err(|e| Error::Internal(format!("read task failed: {e}")))?
     }
 
+    /// A point read on the calling thread: a few B-tree lookups in the memory-mapped
+    /// file, cheaper than the hop to the blocking pool that [`Self::read`] makes (which
+    /// scans and pages keep).
+    fn read_now<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
+        let txn = self.db.begin_read()?;
+        f(&txn)
+    }
+
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&WriteTransaction) -> Result<T> + Send + 'static,
@@ -897,14 +905,13 @@ impl Store for RedbStore {
     }
 
     async fn get_session(&self, session: SessionId) -> Result<(Session, User)> {
-        self.read(move |txn| {
+        self.read_now(move |txn| {
             let record: Session = get_json(&txn.open_table(SESSIONS)?, &session.to_bytes())?
                 .ok_or(Error::NotFound)?;
             let key = cat(&[&record.org_id.to_bytes(), &record.user_id.to_bytes()]);
             let user: User = get_json(&txn.open_table(USERS)?, &key)?.ok_or(Error::NotFound)?;
             Ok((record, user))
         })
-        .await
     }
 
     async fn rotate_session(
@@ -1009,8 +1016,7 @@ impl Store for RedbStore {
     }
 
     async fn find_agent_by_key(&self, key_hash: [u8; 32]) -> Result<Option<Agent>> {
-        self.read(move |txn| get_via(txn, AGENT_KEYS, key_hash.as_slice(), AGENTS))
-            .await
+        self.read_now(move |txn| get_via(txn, AGENT_KEYS, key_hash.as_slice(), AGENTS))
     }
 
     async fn get_agent(&self, org: OrgId, agent: AgentId) -> Result<Agent> {
