@@ -190,19 +190,7 @@ async fn phase(
                         } else {
                             ("/mcp/report", report_body(i, round, servers, share))
                         };
-                        let bytes = serde_json::to_vec(&body).unwrap();
-                        let mut nonce = [0u8; 16];
-                        getrandom::fill(&mut nonce).unwrap();
-                        let sig = signing::sign(&agent.signer, "POST", path, &bytes, chrono::Utc::now().timestamp(), nonce);
-                        let result = http
-                            .post(format!("{base}{path}"))
-                            .header("x-api-key", &agent.key)
-                            .header(signing::SIGNATURE_HEADER, sig)
-                            .header("content-type", "application/json")
-                            .body(bytes)
-                            .send()
-                            .await;
-                        let ok = result.map(|r| r.status().is_success()).unwrap_or(false);
+                        let ok = signed_post(&http, &base, agent, path, &body).await;
                         if ok
                             && kind == Kind::Report
                             && let Ok(mut a) = acked.lock()
@@ -246,6 +234,29 @@ async fn phase(
         p99_ms: pct(0.99),
         max_ms: all.last().copied().unwrap_or(0) as f64 / 1000.0,
     }
+}
+
+/// POST `body` to `path` as `agent`, signed like the real agent; whether it was accepted.
+async fn signed_post(
+    http: &reqwest::Client,
+    base: &str,
+    agent: &Agent,
+    path: &str,
+    body: &Value,
+) -> bool {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let sig = signing::sign(&agent.signer, "POST", path, &bytes, now, nonce);
+    http.post(format!("{base}{path}"))
+        .header("x-api-key", &agent.key)
+        .header(signing::SIGNATURE_HEADER, sig)
+        .header("content-type", "application/json")
+        .body(bytes)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
 }
 
 /// Enroll agents `first..first + count` with `concurrency` requests in flight.
@@ -297,26 +308,7 @@ async fn seed_inventory(http: &reqwest::Client, base: &str, secret: &str, args: 
         let failures: usize = futures_util::stream::iter(agents.iter().enumerate())
             .map(|(k, agent)| async move {
                 let body = report_body(first + k, 1, args.servers, args.changed_share);
-                let bytes = serde_json::to_vec(&body).unwrap();
-                let mut nonce = [0u8; 16];
-                getrandom::fill(&mut nonce).unwrap();
-                let sig = signing::sign(
-                    &agent.signer,
-                    "POST",
-                    "/mcp/report",
-                    &bytes,
-                    chrono::Utc::now().timestamp(),
-                    nonce,
-                );
-                let ok = http
-                    .post(format!("{base}/mcp/report"))
-                    .header("x-api-key", &agent.key)
-                    .header(signing::SIGNATURE_HEADER, sig)
-                    .header("content-type", "application/json")
-                    .body(bytes)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
+                let ok = signed_post(http, base, agent, "/mcp/report", &body).await;
                 usize::from(!ok)
             })
             .buffer_unordered(args.concurrency)
@@ -370,19 +362,18 @@ fn main() {
 }
 
 async fn run(args: Args) {
-    let collector = tokio::task::spawn_blocking(|| {
-        TestCollector::start(&["--agent-rate-limit", "100000000", "--log-level", "warn"])
+    // TestCollector talks with a blocking HTTP client: keep it off the async workers.
+    let (collector, admin, secret) = tokio::task::spawn_blocking(|| {
+        let c = TestCollector::start(&["--agent-rate-limit", "100000000", "--log-level", "warn"]);
+        c.register("load@example.com", "LoadPass123!", "Load");
+        let admin = c.token("load@example.com", "LoadPass123!");
+        let (_, secret) = c.post("/enroll-secrets", &admin, &json!({ "name": "load" }));
+        let secret = secret["secret"].as_str().unwrap().to_owned();
+        (c, admin, secret)
     })
     .await
     .unwrap();
     let base = collector.base.clone();
-    let admin = {
-        let c = &collector;
-        c.register("load@example.com", "LoadPass123!", "Load");
-        c.token("load@example.com", "LoadPass123!")
-    };
-    let (_, secret) = collector.post("/enroll-secrets", &admin, &json!({ "name": "load" }));
-    let secret = secret["secret"].as_str().unwrap().to_owned();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
@@ -454,7 +445,9 @@ async fn run(args: Args) {
             results.push(phase(&http, &bare, &agents, &admin, kind, &args, "bare", &none).await);
         }
     }
-    drop(collector);
+    tokio::task::spawn_blocking(move || drop(collector))
+        .await
+        .unwrap();
 
     let ratio = |kind: &str| {
         let c = results
