@@ -192,3 +192,40 @@ fn run_enrolls_itself_from_its_config_file_once_the_collector_is_reachable() {
     assert_eq!(agents(&c, &admin).len(), 1);
     assert!(!run.log().contains(&secret), "the secret is never logged");
 }
+
+#[test]
+fn empty_msi_properties_count_as_not_given_and_a_broken_config_file_is_named() {
+    let root = tempfile::tempdir().unwrap();
+    // What the MSI passes when SERVER_URL, ENROLL_SECRET and CA_FILE are not set.
+    let (code, out) = agent(
+        &["install", "--server=", "--enroll-secret=", "--ca-file="],
+        root.path(),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("not enrolled"), "{out}");
+    let config = root.path().join("etc/mcpwatch/agent.toml");
+    let parsed: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
+    assert!(parsed.is_empty(), "no empty keys written: {parsed:?}");
+
+    // A config file the admin broke is named, left as it was, and nothing is registered.
+    std::fs::remove_file(
+        root.path()
+            .join("etc/systemd/system/mcpwatch-agent.service"),
+    )
+    .unwrap();
+    std::fs::write(&config, "collector_url = \"https://unterminated\n").unwrap();
+    let (code, out) = agent(&["install", "--server", "https://c.example"], root.path());
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("agent.toml"), "{out}");
+    assert!(!out.contains("panicked"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        "collector_url = \"https://unterminated\n"
+    );
+    assert!(
+        !root
+            .path()
+            .join("etc/systemd/system/mcpwatch-agent.service")
+            .exists()
+    );
+}
