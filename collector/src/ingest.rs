@@ -2,7 +2,8 @@
 //!
 //! Pure: given the agent's stored servers and the snapshot, [`plan`] decides which
 //! servers are created, updated, reactivated or become dormant, scores each one with
-//! `protocol`'s rules, records what changed, and decides which alerts to raise. The
+//! `protocol`'s rules, records what changed, and decides which alerts to raise;
+//! [`combine`] then adds the dangerous combinations of the resulting inventory. The
 //! store applies the plan in one transaction.
 
 use chrono::{DateTime, Utc};
@@ -13,7 +14,7 @@ use mcpwatch_protocol::wire::ReportResponse;
 use sha2::{Digest, Sha256};
 
 use crate::model::{
-    Alert, AlertKind, MAX_SERVER_CHANGES, OrgPolicy, Server, ServerChange, ServerStatus,
+    Agent, Alert, AlertKind, MAX_SERVER_CHANGES, OrgPolicy, Server, ServerChange, ServerStatus,
 };
 
 /// One server to write, with its stored version (for index upkeep).
@@ -27,6 +28,8 @@ pub struct ServerWrite {
 #[derive(Debug, Default)]
 pub struct Plan {
     pub writes: Vec<ServerWrite>,
+    /// Stored servers the snapshot leaves as they are.
+    pub untouched: Vec<Server>,
     pub alerts: Vec<Alert>,
     pub outcome: ReportResponse,
     /// Servers in the snapshot (after de-duplication).
@@ -252,6 +255,7 @@ pub fn plan(
                     || before.policy_version != policy.version;
                 if fields.is_empty() && !reactivated && !rescore {
                     plan.outcome.unchanged += 1;
+                    plan.untouched.push(before);
                     continue;
                 }
                 let fresh = scored(org, agent, record, policy, now);
@@ -344,6 +348,7 @@ pub fn plan(
 
     for (before, _) in stored.into_iter().flatten() {
         if !before.in_snapshot {
+            plan.untouched.push(before);
             continue;
         }
         let mut after = before.clone();
@@ -359,6 +364,137 @@ pub fn plan(
     }
     plan.outcome.alerts_raised = plan.alerts.len();
     plan
+}
+
+/// Recompute the dangerous combinations of the inventory the plan leaves (its writes
+/// and the untouched servers): servers whose combination findings change are written
+/// too. Servers no longer in the snapshot take no part in a combination. Answers the
+/// agent's combinations.
+pub fn combine(plan: &mut Plan, now: DateTime<Utc>) -> Vec<risk::Combination> {
+    /// A server of the inventory: one of the plan's writes, or untouched.
+    #[derive(Clone, Copy)]
+    enum Slot {
+        Write(usize),
+        Untouched(usize),
+    }
+    fn server(plan: &Plan, slot: Slot) -> &Server {
+        match slot {
+            Slot::Write(i) => &plan.writes[i].after,
+            Slot::Untouched(i) => &plan.untouched[i],
+        }
+    }
+    let is_combo = |f: &risk::Finding| risk::COMBO_RULES.contains(&f.rule_id.as_str());
+
+    let (active, inactive): (Vec<Slot>, Vec<Slot>) = (0..plan.writes.len())
+        .map(Slot::Write)
+        .chain((0..plan.untouched.len()).map(Slot::Untouched))
+        .partition(|&slot| server(plan, slot).in_snapshot);
+    let records: Vec<ServerRecord> = active
+        .iter()
+        .map(|&slot| server(plan, slot).record.clone())
+        .collect();
+    let stored: Vec<risk::Assessment> = active
+        .iter()
+        .map(|&slot| {
+            let s = server(plan, slot);
+            risk::Assessment {
+                score: s.risk_score,
+                level: s.risk_level,
+                findings: s.findings.clone(),
+                rules_version: s.rules_version,
+            }
+        })
+        .collect();
+    let (assessed, combos) = risk::apply_combinations(&records, stored);
+
+    let mut rescored: Vec<(Slot, risk::Assessment)> = active.into_iter().zip(assessed).collect();
+    for slot in inactive {
+        let s = server(plan, slot);
+        if s.findings.iter().any(is_combo) {
+            let own = s
+                .findings
+                .iter()
+                .filter(|f| !is_combo(f))
+                .cloned()
+                .collect();
+            rescored.push((slot, risk::score_findings(own, s.record.disabled)));
+        }
+    }
+    for (slot, a) in rescored {
+        let s = server(plan, slot);
+        if s.findings == a.findings && s.risk_score == a.score {
+            continue;
+        }
+        let after = match slot {
+            Slot::Write(i) => &mut plan.writes[i].after,
+            Slot::Untouched(i) => {
+                let before = plan.untouched[i].clone();
+                plan.writes.push(ServerWrite {
+                    before: Some(before.clone()),
+                    after: before,
+                });
+                let last = plan.writes.len() - 1;
+                &mut plan.writes[last].after
+            }
+        };
+        after.findings = a.findings;
+        after.risk_score = a.score;
+        after.risk_level = a.level;
+        after.updated_at = now;
+    }
+    combos
+}
+
+/// The alert for combinations the agent did not have before, if any.
+pub fn combination_alert(
+    agent: &Agent,
+    combos: &[risk::Combination],
+    now: DateTime<Utc>,
+) -> Option<Alert> {
+    let is_new = |c: &risk::Combination| {
+        !agent.combinations.iter().any(|p| {
+            p.rule_id == c.rule_id
+                && p.os_user == c.os_user
+                && p.client == c.client
+                && p.servers == c.servers
+        })
+    };
+    let fresh: Vec<&risk::Combination> = combos.iter().filter(|c| is_new(c)).collect();
+    if fresh.is_empty() {
+        return None;
+    }
+    let severity = if fresh.iter().any(|c| c.severity == risk::Severity::Critical) {
+        RiskLevel::Critical
+    } else {
+        RiskLevel::High
+    };
+    let host = agent
+        .facts
+        .hostname
+        .clone()
+        .unwrap_or_else(|| agent.name.clone());
+    let summary: Vec<String> = fresh
+        .iter()
+        .map(|c| {
+            format!(
+                "{} ({}: {})",
+                c.message,
+                c.client.as_deref().unwrap_or("?"),
+                c.servers.join(" + ")
+            )
+        })
+        .collect();
+    Some(Alert::new(
+        agent.org_id,
+        AlertKind::DangerousCombination,
+        severity,
+        format!("Dangerous combination of MCP servers on {host}"),
+        summary.join("; "),
+        None,
+        Some(agent.id),
+        serde_json::json!({ "combinations": fresh }),
+        now,
+    ))
 }
 
 #[cfg(test)]

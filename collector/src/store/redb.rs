@@ -26,6 +26,7 @@
 //! | `alerts_open` | org·alert | – |
 //! | `policies` | org | [`OrgPolicy`] |
 //! | `alert_subjects` | org·subject·kind | org·alert (the one open alert of that kind) |
+//! | `inventory_rev` | org·agent | u64, bumped by every write of one of the agent's servers |
 //!
 //! The rank indexes order servers by risk (critical first, then score, then age) and
 //! carry what the list filters need, so a filtered page reads only the index and the
@@ -38,6 +39,11 @@
 //! answers each caller. Each write job does its checks (reads) before it writes, so a
 //! job that refuses (not found, conflict) leaves nothing behind; a storage failure
 //! aborts the whole batch and every caller in it gets the error.
+//!
+//! A report is planned (stored servers read and decoded, scored, combined, encoded)
+//! by its caller against a read snapshot, not on the writer thread; the writer applies
+//! the plan if the agent's `inventory_rev` and the organisation's policy are still what
+//! the plan read, and plans again inside the transaction if not.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -50,6 +56,7 @@ use mcpwatch_protocol::ids::{
     AgentId, AlertId, EnrollSecretId, OrgId, ServerId, SessionId, UserId,
 };
 use mcpwatch_protocol::risk::{self, RiskLevel};
+use mcpwatch_protocol::server::ServerRecord;
 use mcpwatch_protocol::wire::ReportResponse;
 use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
@@ -90,6 +97,7 @@ const ALERTS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("alerts")
 const ALERTS_OPEN: TableDefinition<'_, Bytes, ()> = TableDefinition::new("alerts_open");
 const ALERT_SUBJECTS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("alert_subjects");
 const POLICIES: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("policies");
+const INVENTORY_REV: TableDefinition<'_, Bytes, u64> = TableDefinition::new("inventory_rev");
 
 /// The layout version this code reads and writes.
 const SCHEMA_VERSION: u32 = 1;
@@ -268,14 +276,31 @@ fn index_server(txn: &WriteTransaction, s: &Server, add: bool) -> Result<()> {
 }
 
 fn put_server(txn: &WriteTransaction, before: Option<&Server>, after: &Server) -> Result<()> {
+    put_encoded_server(txn, before, after, &encode(after)?)
+}
+
+/// [`put_server`] with the new record already encoded.
+fn put_encoded_server(
+    txn: &WriteTransaction,
+    before: Option<&Server>,
+    after: &Server,
+    encoded: &[u8],
+) -> Result<()> {
     if let Some(before) = before {
         index_server(txn, before, false)?;
     }
     index_server(txn, after, true)?;
     let key = cat(&[&after.org_id.to_bytes(), &after.id.to_bytes()]);
-    txn.open_table(SERVERS)?
-        .insert(key.as_slice(), encode(after)?.as_slice())?;
+    txn.open_table(SERVERS)?.insert(key.as_slice(), encoded)?;
+    let rev_key = cat(&[&after.org_id.to_bytes(), &after.agent_id.to_bytes()]);
+    let mut revisions = txn.open_table(INVENTORY_REV)?;
+    let next = revision_of(&revisions, &rev_key)?.wrapping_add(1);
+    revisions.insert(rev_key.as_slice(), next)?;
     Ok(())
+}
+
+fn revision_of<T: ReadableTable<Bytes, u64>>(revisions: &T, key: &[u8]) -> Result<u64> {
+    Ok(revisions.get(key)?.map_or(0, |v| v.value()))
 }
 
 fn subject_key(alert: &Alert) -> Vec<u8> {
@@ -374,116 +399,54 @@ fn set_presence(txn: &WriteTransaction, org: OrgId, agent: AgentId, active: bool
     Ok(())
 }
 
-/// Recompute the dangerous combinations of an agent's active servers, rewrite the
-/// servers whose combination findings change, alert on new combinations, and answer
-/// the agent's combinations.
-fn apply_combinations(
-    txn: &WriteTransaction,
-    agent: &Agent,
+/// A report planned against one read of the agent's inventory.
+struct PreparedReport {
+    /// The agent's inventory revision and the policy record the plan read.
+    revision: u64,
+    policy: Option<Vec<u8>>,
+    plan: ingest::Plan,
+    combinations: Vec<risk::Combination>,
+    /// The plan's writes, encoded.
+    encoded: Vec<Vec<u8>>,
+}
+
+/// Plan a snapshot against the agent's stored servers, combine, and encode the writes.
+fn prepare_report<I, S, P, R>(
+    (identity, servers, policies, revisions): (&I, &S, &P, &R),
+    org: OrgId,
+    agent: AgentId,
+    snapshot: Vec<ServerRecord>,
     now: DateTime<Utc>,
-) -> Result<Vec<risk::Combination>> {
-    let servers = agent_servers(
-        &txn.open_table(SERVER_IDENTITY)?,
-        &txn.open_table(SERVERS)?,
-        agent.org_id,
-        agent.id,
-    )?;
-    let (active, inactive): (Vec<Server>, Vec<Server>) = servers
-        .into_iter()
-        .map(|(s, _)| s)
-        .partition(|s| s.in_snapshot);
-    let records: Vec<_> = active.iter().map(|s| s.record.clone()).collect();
-    let stored: Vec<risk::Assessment> = active
+) -> Result<PreparedReport>
+where
+    I: ReadableTable<Bytes, Bytes>,
+    S: ReadableTable<Bytes, Bytes>,
+    P: ReadableTable<Bytes, Bytes>,
+    R: ReadableTable<Bytes, u64>,
+{
+    let revision = revision_of(revisions, &cat(&[&org.to_bytes(), &agent.to_bytes()]))?;
+    let existing = agent_servers(identity, servers, org, agent)?;
+    let policy_bytes = policies
+        .get(org.to_bytes().as_slice())?
+        .map(|v| v.value().to_vec());
+    let policy: OrgPolicy = match &policy_bytes {
+        Some(bytes) => decode(bytes)?,
+        None => OrgPolicy::default(),
+    };
+    let mut plan = ingest::plan(org, agent, existing, snapshot, &policy, now);
+    let combinations = ingest::combine(&mut plan, now);
+    let encoded = plan
+        .writes
         .iter()
-        .map(|s| risk::Assessment {
-            score: s.risk_score,
-            level: s.risk_level,
-            findings: s.findings.clone(),
-            rules_version: s.rules_version,
-        })
-        .collect();
-    let (assessed, combos) = risk::apply_combinations(&records, stored);
-    let rewrite = |txn: &WriteTransaction, before: &Server, a: &risk::Assessment| -> Result<()> {
-        if before.findings == a.findings && before.risk_score == a.score {
-            return Ok(());
-        }
-        let mut after = before.clone();
-        after.findings = a.findings.clone();
-        after.risk_score = a.score;
-        after.risk_level = a.level;
-        after.updated_at = now;
-        put_server(txn, Some(before), &after)
-    };
-    for (before, a) in active.iter().zip(&assessed) {
-        rewrite(txn, before, a)?;
-    }
-    // Servers no longer in the snapshot take no part in a combination.
-    for before in &inactive {
-        if before
-            .findings
-            .iter()
-            .any(|f| risk::COMBO_RULES.contains(&f.rule_id.as_str()))
-        {
-            let own: Vec<_> = before
-                .findings
-                .iter()
-                .filter(|f| !risk::COMBO_RULES.contains(&f.rule_id.as_str()))
-                .cloned()
-                .collect();
-            rewrite(
-                txn,
-                before,
-                &risk::score_findings(own, before.record.disabled),
-            )?;
-        }
-    }
-    let is_new = |c: &risk::Combination| {
-        !agent.combinations.iter().any(|p| {
-            p.rule_id == c.rule_id
-                && p.os_user == c.os_user
-                && p.client == c.client
-                && p.servers == c.servers
-        })
-    };
-    let fresh: Vec<&risk::Combination> = combos.iter().filter(|c| is_new(c)).collect();
-    if !fresh.is_empty() {
-        let severity = if fresh.iter().any(|c| c.severity == risk::Severity::Critical) {
-            RiskLevel::Critical
-        } else {
-            RiskLevel::High
-        };
-        let host = agent
-            .facts
-            .hostname
-            .clone()
-            .unwrap_or_else(|| agent.name.clone());
-        let summary: Vec<String> = fresh
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} ({}: {})",
-                    c.message,
-                    c.client.as_deref().unwrap_or("?"),
-                    c.servers.join(" + ")
-                )
-            })
-            .collect();
-        raise_alert(
-            txn,
-            &Alert::new(
-                agent.org_id,
-                AlertKind::DangerousCombination,
-                severity,
-                format!("Dangerous combination of MCP servers on {host}"),
-                summary.join("; "),
-                None,
-                Some(agent.id),
-                serde_json::json!({ "combinations": fresh }),
-                now,
-            ),
-        )?;
-    }
-    Ok(combos)
+        .map(|w| encode(&w.after))
+        .collect::<Result<_>>()?;
+    Ok(PreparedReport {
+        revision,
+        policy: policy_bytes,
+        plan,
+        combinations,
+        encoded,
+    })
 }
 
 fn policy_of<T: ReadableTable<Bytes, Bytes>>(table: &T, org: OrgId) -> Result<OrgPolicy> {
@@ -570,6 +533,7 @@ impl RedbStore {
             txn.open_table(ALERTS_OPEN)?;
             txn.open_table(ALERT_SUBJECTS)?;
             txn.open_table(POLICIES)?;
+            txn.open_table(INVENTORY_REV)?;
             txn.commit()?;
             Ok(found)
         };
@@ -617,6 +581,127 @@ impl RedbStore {
     fn read_now<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
         let txn = self.db.begin_read()?;
         f(&txn)
+    }
+
+    /// Plan a report on the calling thread against a read snapshot (the heavy part:
+    /// decode, score, combine, encode), so that the writer only applies it.
+    fn prepare_report(
+        &self,
+        org: OrgId,
+        agent: AgentId,
+        report: &ReportInput,
+    ) -> Result<PreparedReport> {
+        self.read_now(|txn| {
+            prepare_report(
+                (
+                    &txn.open_table(SERVER_IDENTITY)?,
+                    &txn.open_table(SERVERS)?,
+                    &txn.open_table(POLICIES)?,
+                    &txn.open_table(INVENTORY_REV)?,
+                ),
+                org,
+                agent,
+                report.servers.clone(),
+                report.received_at,
+            )
+        })
+    }
+
+    /// Apply a prepared report in one write job: as prepared when the agent's
+    /// inventory and the policy are still what it read, planned again otherwise.
+    async fn commit_report(
+        &self,
+        org: OrgId,
+        agent: AgentId,
+        report: ReportInput,
+        prepared: PreparedReport,
+    ) -> Result<ReportResponse> {
+        let ReportInput {
+            servers: snapshot,
+            config_errors,
+            facts,
+            sequence,
+            received_at,
+        } = report;
+        self.write(move |txn| {
+            let agent_key = cat(&[&org.to_bytes(), &agent.to_bytes()]);
+            let mut record: Agent =
+                get_json(&txn.open_table(AGENTS)?, &agent_key)?.ok_or(Error::NotFound)?;
+            if record.stale {
+                set_presence(txn, org, agent, true)?;
+                record.stale = false;
+            }
+            let still_current = prepared.revision
+                == revision_of(&txn.open_table(INVENTORY_REV)?, &agent_key)?
+                && prepared.policy.as_deref()
+                    == txn.open_table(POLICIES)?.get(org.to_bytes().as_slice())?.as_ref().map(|v| v.value());
+            let PreparedReport { plan, combinations, encoded, .. } = if still_current {
+                prepared
+            } else {
+                // Something wrote the agent's servers or the policy since: plan again.
+                prepare_report(
+                    (
+                        &txn.open_table(SERVER_IDENTITY)?,
+                        &txn.open_table(SERVERS)?,
+                        &txn.open_table(POLICIES)?,
+                        &txn.open_table(INVENTORY_REV)?,
+                    ),
+                    org,
+                    agent,
+                    snapshot,
+                    received_at,
+                )?
+            };
+            for (write, bytes) in plan.writes.iter().zip(&encoded) {
+                put_encoded_server(txn, write.before.as_ref(), &write.after, bytes)?;
+                if write.before.is_none() {
+                    let ident = ingest::identity_key(&write.after.record);
+                    txn.open_table(SERVER_IDENTITY)?.insert(
+                        cat(&[&agent_key, &ident]).as_slice(),
+                        write.after.id.to_bytes().as_slice(),
+                    )?;
+                }
+            }
+            for alert in &plan.alerts {
+                raise_alert(txn, alert)?;
+            }
+            let known: Vec<&str> = record.config_errors.iter().map(|e| e.path.as_str()).collect();
+            let new_errors: Vec<&mcpwatch_protocol::wire::ConfigError> =
+                config_errors.iter().filter(|e| !known.contains(&e.path.as_str())).collect();
+            if !new_errors.is_empty() {
+                let paths: Vec<&str> = new_errors.iter().map(|e| e.path.as_str()).collect();
+                let host = record.facts.hostname.clone().unwrap_or_else(|| record.name.clone());
+                raise_alert(
+                    txn,
+                    &Alert::new(
+                        org,
+                        AlertKind::ConfigErrors,
+                        RiskLevel::Medium,
+                        format!("MCP config files on {host} cannot be read"),
+                        format!("{} config file(s) could not be read or parsed; servers in them are not visible.", paths.len()),
+                        None,
+                        Some(agent),
+                        serde_json::json!({ "paths": paths, "errors": new_errors }),
+                        received_at,
+                    ),
+                )?;
+            }
+            if let Some(alert) = ingest::combination_alert(&record, &combinations, received_at) {
+                raise_alert(txn, &alert)?;
+            }
+            record.combinations = combinations;
+            merge_facts(&mut record.facts, facts);
+            record.last_report_at = Some(received_at);
+            record.last_seen_at =
+                Some(record.last_seen_at.map_or(received_at, |at| at.max(received_at)));
+            record.server_count = plan.active_count;
+            record.config_errors = config_errors;
+            record.last_sequence = sequence.or(record.last_sequence);
+            txn.open_table(AGENTS)?
+                .insert(agent_key.as_slice(), encode(&record)?.as_slice())?;
+            Ok(plan.outcome)
+        })
+        .await
     }
 
     async fn write<T: Send + 'static>(
@@ -1051,6 +1136,7 @@ impl Store for RedbStore {
             }
             txn.open_table(AGENT_KEYS)?
                 .remove(record.key_hash.as_slice())?;
+            txn.open_table(INVENTORY_REV)?.remove(key.as_slice())?;
             txn.open_table(AGENTS)?.remove(key.as_slice())?;
             Ok(())
         })
@@ -1220,72 +1306,8 @@ impl Store for RedbStore {
         agent: AgentId,
         report: ReportInput,
     ) -> Result<ReportResponse> {
-        self.write(move |txn| {
-            let agent_key = cat(&[&org.to_bytes(), &agent.to_bytes()]);
-            let mut record: Agent =
-                get_json(&txn.open_table(AGENTS)?, &agent_key)?.ok_or(Error::NotFound)?;
-            if record.stale {
-                set_presence(txn, org, agent, true)?;
-                record.stale = false;
-            }
-            let existing = agent_servers(
-                &txn.open_table(SERVER_IDENTITY)?,
-                &txn.open_table(SERVERS)?,
-                org,
-                agent,
-            )?;
-            let policy = policy_of(&txn.open_table(POLICIES)?, org)?;
-            let plan = ingest::plan(org, agent, existing, report.servers, &policy, report.received_at);
-            for write in &plan.writes {
-                put_server(txn, write.before.as_ref(), &write.after)?;
-                if write.before.is_none() {
-                    let ident = ingest::identity_key(&write.after.record);
-                    txn.open_table(SERVER_IDENTITY)?.insert(
-                        cat(&[&agent_key, &ident]).as_slice(),
-                        write.after.id.to_bytes().as_slice(),
-                    )?;
-                }
-            }
-            for alert in &plan.alerts {
-                raise_alert(txn, alert)?;
-            }
-            let known: Vec<&str> = record.config_errors.iter().map(|e| e.path.as_str()).collect();
-            let new_errors: Vec<&mcpwatch_protocol::wire::ConfigError> =
-                report.config_errors.iter().filter(|e| !known.contains(&e.path.as_str())).collect();
-            if !new_errors.is_empty() {
-                let paths: Vec<&str> = new_errors.iter().map(|e| e.path.as_str()).collect();
-                let host = record.facts.hostname.clone().unwrap_or_else(|| record.name.clone());
-                raise_alert(
-                    txn,
-                    &Alert::new(
-                        org,
-                        AlertKind::ConfigErrors,
-                        RiskLevel::Medium,
-                        format!("MCP config files on {host} cannot be read"),
-                        format!("{} config file(s) could not be read or parsed; servers in them are not visible.", paths.len()),
-                        None,
-                        Some(agent),
-                        serde_json::json!({ "paths": paths, "errors": new_errors }),
-                        report.received_at,
-                    ),
-                )?;
-            }
-            record.combinations = apply_combinations(txn, &record, report.received_at)?;
-            merge_facts(&mut record.facts, report.facts);
-            record.last_report_at = Some(report.received_at);
-            record.last_seen_at = Some(
-                record
-                    .last_seen_at
-                    .map_or(report.received_at, |at| at.max(report.received_at)),
-            );
-            record.server_count = plan.active_count;
-            record.config_errors = report.config_errors;
-            record.last_sequence = report.sequence.or(record.last_sequence);
-            txn.open_table(AGENTS)?
-                .insert(agent_key.as_slice(), encode(&record)?.as_slice())?;
-            Ok(plan.outcome)
-        })
-        .await
+        let prepared = self.prepare_report(org, agent, &report)?;
+        self.commit_report(org, agent, report, prepared).await
     }
 
     async fn list_servers(&self, org: OrgId, query: ServerQuery) -> Result<Page<Server>> {
@@ -1331,8 +1353,7 @@ impl Store for RedbStore {
                     &["is_verified"],
                 ),
             );
-            txn.open_table(SERVERS)?
-                .insert(key.as_slice(), encode(&after)?.as_slice())?;
+            put_server(txn, Some(&before), &after)?;
             Ok(after)
         })
         .await
@@ -1613,6 +1634,20 @@ impl Store for RedbStore {
 
 #[cfg(test)]
 impl RedbStore {
+    /// [`Store::apply_report`] with `meanwhile` awaited between planning and applying,
+    /// as when another write lands while a report is being planned.
+    pub async fn apply_report_racing(
+        &self,
+        org: OrgId,
+        agent: AgentId,
+        report: ReportInput,
+        meanwhile: impl std::future::Future<Output = ()>,
+    ) -> Result<ReportResponse> {
+        let prepared = self.prepare_report(org, agent, &report)?;
+        meanwhile.await;
+        self.commit_report(org, agent, report, prepared).await
+    }
+
     /// Pretend a stored server was scored by another rule set (for rescoring tests).
     pub async fn set_rules_version_for_test(
         &self,

@@ -456,6 +456,118 @@ async fn concurrent_reports_are_group_committed_and_all_counted() {
     assert_eq!(store.server_counts(o.id).await.unwrap().total(), 200);
 }
 
+/// A report is planned off the writer; a write to the agent's servers that lands in
+/// between (a verification, another report, a policy change) must not be overwritten
+/// by the stale plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_planned_before_another_write_is_planned_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path()).unwrap();
+    let o = org("A");
+    let admin = user(&o, "a@a.example", Role::Admin);
+    store
+        .create_org_with_admin(o.clone(), admin.clone(), true)
+        .await
+        .unwrap();
+    let a = agent(&o, 1);
+    store.create_agent(a.clone()).await.unwrap();
+    store
+        .apply_report(o.id, a.id, report(fleet()))
+        .await
+        .unwrap();
+    let all = ServerQuery {
+        page: 1,
+        page_size: 10,
+        ..ServerQuery::default()
+    };
+    let find = |page: &Page<crate::model::Server>, name: &str| {
+        page.items
+            .iter()
+            .find(|s| s.record.server_name == name)
+            .unwrap()
+            .clone()
+    };
+    let before = store.list_servers(o.id, all.clone()).await.unwrap();
+    let memory = find(&before, "memory");
+
+    // Verified while the next report (a new env var name: same launch, so a
+    // verification carries over) is being planned.
+    let mut next = fleet();
+    next[4].env_vars = vec!["MEMORY_TOKEN".into()];
+    let outcome = store
+        .apply_report_racing(o.id, a.id, report(next.clone()), async {
+            store
+                .set_server_verified(o.id, memory.id, true, admin.id, Utc::now())
+                .await
+                .unwrap();
+        })
+        .await
+        .unwrap();
+    assert_eq!((outcome.updated, outcome.unchanged), (1, 4));
+    let after = store.list_servers(o.id, all.clone()).await.unwrap();
+    let memory = find(&after, "memory");
+    assert!(memory.is_verified, "the verification was lost");
+    assert_eq!(
+        memory.record.env_vars,
+        ["MEMORY_TOKEN"],
+        "the report was not applied"
+    );
+
+    // Another report from the same agent lands in between: the later one still applies
+    // on top of it, and every count stays right.
+    let mut third = next.clone();
+    third[3] = server("time", &["-y", "mcp-time@3.0.0"]);
+    let outcome = store
+        .apply_report_racing(o.id, a.id, report(third), async {
+            let mut other = next.clone();
+            other.pop();
+            store.apply_report(o.id, a.id, report(other)).await.unwrap();
+        })
+        .await
+        .unwrap();
+    // Planned again against the inventory with "memory" dormant: it comes back.
+    assert_eq!(outcome.updated, 2, "{outcome:?}");
+    let after = store.list_servers(o.id, all).await.unwrap();
+    assert_eq!(after.total, 5);
+    assert!(after.items.iter().all(|s| s.status == ServerStatus::Active));
+    assert_eq!(find(&after, "time").record.args[1], "mcp-time@3.0.0");
+    assert_eq!(store.server_counts(o.id).await.unwrap().total(), 5);
+
+    // The policy changes in between: the report is scored under the new policy.
+    let mut policy = store.get_policy(o.id).await.unwrap();
+    policy.scoring.blocked.push("mcp-memory".into());
+    let mut fourth = fleet();
+    fourth[4] = server("memory", &["-y", "mcp-memory@4.0.0"]);
+    store
+        .apply_report_racing(o.id, a.id, report(fourth), async {
+            store.put_policy(o.id, policy).await.unwrap();
+        })
+        .await
+        .unwrap();
+    let after = store
+        .list_servers(
+            o.id,
+            ServerQuery {
+                page: 1,
+                page_size: 10,
+                ..ServerQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    let memory = find(&after, "memory");
+    assert_eq!(
+        memory.risk_level,
+        RiskLevel::Critical,
+        "{:?}",
+        memory.findings
+    );
+    assert_eq!(
+        memory.policy_version,
+        store.get_policy(o.id).await.unwrap().version
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();

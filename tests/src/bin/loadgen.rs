@@ -51,9 +51,20 @@ struct Args {
     /// (100000 with --servers 10: the 1,000,000-server query benchmark).
     #[arg(long, default_value_t = 0)]
     inventory_agents: usize,
+    /// Run only these request kinds (comma-separated: heartbeat, report, query,
+    /// query-p200, stats, top-risks); all of them when not given.
+    #[arg(long, value_delimiter = ',', value_parser = parse_kind)]
+    kinds: Vec<Kind>,
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_kind(name: &str) -> Result<Kind, String> {
+    KINDS.into_iter().find(|k| k.name() == name).ok_or_else(|| {
+        let names: Vec<&str> = KINDS.iter().map(|k| k.name()).collect();
+        format!("unknown kind \"{name}\"; one of {}", names.join(", "))
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -387,8 +398,13 @@ async fn run(args: Args) {
     }
     let agents = Arc::new(agents);
     let acked = Arc::new(std::sync::Mutex::new(vec![None; args.agents]));
+    let kinds: Vec<Kind> = if args.kinds.is_empty() {
+        KINDS.to_vec()
+    } else {
+        args.kinds.clone()
+    };
     let mut results = Vec::new();
-    for kind in KINDS {
+    for &kind in &kinds {
         eprintln!(
             "Running {} against the collector for {} s...",
             kind.name(),
@@ -436,7 +452,7 @@ async fn run(args: Args) {
         let addr = bare_server().await;
         let bare = format!("http://{addr}");
         let none = Arc::new(std::sync::Mutex::new(vec![None; args.agents]));
-        for kind in KINDS {
+        for &kind in &kinds {
             eprintln!(
                 "Running {} against the bare server for {} s...",
                 kind.name(),
@@ -461,7 +477,7 @@ async fn run(args: Args) {
     if args.json {
         let out = json!({
             "results": results,
-            "ratios": KINDS.iter().map(|k| (k.name(), ratio(k.name()))).collect::<std::collections::BTreeMap<_, _>>(),
+            "ratios": kinds.iter().map(|k| (k.name(), ratio(k.name()))).collect::<std::collections::BTreeMap<_, _>>(),
             "inventory_servers": args.inventory_agents * args.servers,
             "reliability": { "agents_with_missing_servers": missing },
             "agents": args.agents, "concurrency": args.concurrency, "servers_per_report": args.servers,
