@@ -13,15 +13,37 @@ use mcpwatch_protocol::server::ServerRecord;
 use mcpwatch_protocol::wire::ReportResponse;
 use sha2::{Digest, Sha256};
 
-use crate::model::{
-    Agent, Alert, AlertKind, MAX_SERVER_CHANGES, OrgPolicy, Server, ServerChange, ServerStatus,
-};
+use crate::model::{Agent, Alert, AlertKind, OrgPolicy, Server, ServerChange, ServerStatus};
 
-/// One server to write, with its stored version (for index upkeep).
+/// One server to write, with its stored version (for index upkeep) and the change to
+/// add to its history, if any.
 #[derive(Debug)]
 pub struct ServerWrite {
     pub before: Option<Server>,
     pub after: Server,
+    pub change: Option<ServerChange>,
+}
+
+impl ServerWrite {
+    /// A write that adds nothing to the server's history.
+    pub fn silent(before: Option<Server>, after: Server) -> Self {
+        Self {
+            before,
+            after,
+            change: None,
+        }
+    }
+
+    /// A write that records `change` in the server's history (numbered after the
+    /// stored version's changes).
+    pub fn recording(before: Option<Server>, mut after: Server, change: ServerChange) -> Self {
+        after.change_seq = before.as_ref().map_or(0, |b| b.change_seq) + 1;
+        Self {
+            before,
+            after,
+            change: Some(change),
+        }
+    }
 }
 
 /// What applying a snapshot does.
@@ -78,7 +100,7 @@ fn scored(
         first_seen_at: now,
         last_seen_at: now,
         updated_at: now,
-        changes: Vec::new(),
+        change_seq: 0,
     }
 }
 
@@ -98,15 +120,6 @@ fn changed_fields(before: &ServerRecord, after: &ServerRecord) -> Vec<String> {
     fields.sort();
     fields.dedup();
     fields
-}
-
-/// Record a change, keeping the newest [`MAX_SERVER_CHANGES`].
-pub fn push_change(server: &mut Server, change: ServerChange) {
-    server.changes.push(change);
-    if server.changes.len() > MAX_SERVER_CHANGES {
-        let excess = server.changes.len() - MAX_SERVER_CHANGES;
-        server.changes.drain(..excess);
-    }
 }
 
 fn alert(
@@ -206,7 +219,7 @@ pub fn plan(
             .and_then(Option::take);
         match found {
             None => {
-                let mut server = scored(org, agent, record, policy, now);
+                let server = scored(org, agent, record, policy, now);
                 let change = ServerChange {
                     at: now,
                     kind: "created".to_owned(),
@@ -218,7 +231,6 @@ pub fn plan(
                     previous_command: None,
                     command: Some(server.record.launch_line()),
                 };
-                push_change(&mut server, change);
                 if policy.approves(&server.record) {
                     // Approved: reported, no alert.
                 } else if is_blocked(&server) {
@@ -243,10 +255,8 @@ pub fn plan(
                     ));
                 }
                 plan.outcome.created += 1;
-                plan.writes.push(ServerWrite {
-                    before: None,
-                    after: server,
-                });
+                plan.writes
+                    .push(ServerWrite::recording(None, server, change));
             }
             Some((before, _)) => {
                 let reactivated = before.status == ServerStatus::Dormant;
@@ -265,7 +275,6 @@ pub fn plan(
                     is_verified: before.is_verified,
                     verified_by: before.verified_by,
                     verified_at: before.verified_at,
-                    changes: before.changes.clone(),
                     ..fresh
                 };
                 let launch_changed = after.fingerprint != before.fingerprint;
@@ -291,7 +300,6 @@ pub fn plan(
                     previous_command: launch_changed.then(|| before.record.launch_line()),
                     command: launch_changed.then(|| after.record.launch_line()),
                 };
-                push_change(&mut after, change);
                 if !after.is_verified
                     && !policy.approves(&after.record)
                     && is_blocked(&after)
@@ -338,10 +346,8 @@ pub fn plan(
                     }
                 }
                 plan.outcome.updated += 1;
-                plan.writes.push(ServerWrite {
-                    before: Some(before),
-                    after,
-                });
+                plan.writes
+                    .push(ServerWrite::recording(Some(before), after, change));
             }
         }
     }
@@ -355,12 +361,12 @@ pub fn plan(
         after.status = ServerStatus::Dormant;
         after.in_snapshot = false;
         after.updated_at = now;
-        push_change(&mut after, ServerChange::event(now, "dormant", &[]));
         plan.outcome.dormant += 1;
-        plan.writes.push(ServerWrite {
-            before: Some(before),
+        plan.writes.push(ServerWrite::recording(
+            Some(before),
             after,
-        });
+            ServerChange::event(now, "dormant", &[]),
+        ));
     }
     plan.outcome.alerts_raised = plan.alerts.len();
     plan
@@ -429,10 +435,8 @@ pub fn combine(plan: &mut Plan, now: DateTime<Utc>) -> Vec<risk::Combination> {
             Slot::Write(i) => &mut plan.writes[i].after,
             Slot::Untouched(i) => {
                 let before = plan.untouched[i].clone();
-                plan.writes.push(ServerWrite {
-                    before: Some(before.clone()),
-                    after: before,
-                });
+                plan.writes
+                    .push(ServerWrite::silent(Some(before.clone()), before));
                 let last = plan.writes.len() - 1;
                 &mut plan.writes[last].after
             }
@@ -592,7 +596,8 @@ mod tests {
         assert_eq!(p.alerts[0].kind, AlertKind::ServerChanged);
         let after = &p.writes[0].after;
         assert!(!after.is_verified);
-        let change = after.changes.last().unwrap();
+        assert_eq!(after.change_seq, 2);
+        let change = p.writes[0].change.as_ref().unwrap();
         assert!(change.fields.contains(&"args".to_owned()), "{change:?}");
         assert_eq!(
             change.previous_command.as_deref(),
@@ -655,7 +660,7 @@ mod tests {
             .find(|w| w.after.record.server_name == "b")
             .unwrap();
         assert_eq!(revived.after.status, ServerStatus::Active);
-        assert_eq!(revived.after.changes.last().unwrap().kind, "reactivated");
+        assert_eq!(revived.change.as_ref().unwrap().kind, "reactivated");
     }
 
     #[test]

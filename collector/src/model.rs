@@ -206,8 +206,8 @@ impl ServerChange {
     }
 }
 
-/// How many changes a server keeps.
-pub const MAX_SERVER_CHANGES: usize = 50;
+/// How many changes a server keeps (the newest).
+pub const MAX_SERVER_CHANGES: u64 = 50;
 
 /// One MCP server on one agent. Identity: (agent, client, config path, server name).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -235,7 +235,10 @@ pub struct Server {
     pub first_seen_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    pub changes: Vec<ServerChange>,
+    /// How many changes have been recorded; the history itself is stored apart from
+    /// the server (the newest [`MAX_SERVER_CHANGES`] of them), read only for its detail.
+    #[serde(default)]
+    pub change_seq: u64,
 }
 
 /// What an alert is about.

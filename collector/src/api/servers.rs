@@ -140,13 +140,13 @@ impl ServerView {
 }
 
 impl ServerDetail {
-    fn new(server: Server, agent: Option<&Agent>) -> Self {
+    fn new(server: Server, agent: Option<&Agent>, changes: Vec<ServerChange>) -> Self {
         Self {
             summary: ServerView::new(&server, agent),
             findings: server.findings,
             rules_version: server.rules_version,
             verified_by: server.verified_by,
-            changes: server.changes,
+            changes,
         }
     }
 }
@@ -251,7 +251,8 @@ async fn detail(state: &SharedState, server: Server) -> Result<ServerDetail, Api
         Err(store::Error::NotFound) => None,
         Err(e) => return Err(e.into()),
     };
-    Ok(ServerDetail::new(server, agent.as_ref()))
+    let changes = state.store.server_changes(server.org_id, server.id).await?;
+    Ok(ServerDetail::new(server, agent.as_ref(), changes))
 }
 
 /// `GET /mcp/servers/{id}`: with findings and change history.

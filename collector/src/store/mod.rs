@@ -23,8 +23,8 @@ use mcpwatch_protocol::server::ServerRecord;
 use mcpwatch_protocol::wire::{ConfigError, ReportResponse};
 
 use crate::model::{
-    Agent, Alert, EnrollSecret, HostFacts, LevelCounts, Org, OrgPolicy, Role, Server, ServerStatus,
-    Session, User,
+    Agent, Alert, EnrollSecret, HostFacts, LevelCounts, Org, OrgPolicy, Role, Server, ServerChange,
+    ServerStatus, Session, User,
 };
 
 /// What can go wrong in the store, as the API needs to tell it apart.
@@ -205,6 +205,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<ReportResponse>;
     async fn list_servers(&self, org: OrgId, query: ServerQuery) -> Result<Page<Server>>;
     async fn get_server(&self, org: OrgId, server: ServerId) -> Result<Server>;
+    /// A server's change history, oldest first (the newest `MAX_SERVER_CHANGES`).
+    async fn server_changes(&self, org: OrgId, server: ServerId) -> Result<Vec<ServerChange>>;
     async fn set_server_verified(
         &self,
         org: OrgId,

@@ -26,6 +26,7 @@
 //! | `alerts_open` | org·alert | – |
 //! | `policies` | org | [`OrgPolicy`] |
 //! | `alert_subjects` | org·subject·kind | org·alert (the one open alert of that kind) |
+//! | `server_changes` | org·server·seq | [`ServerChange`] (the newest [`MAX_SERVER_CHANGES`] per server) |
 //! | `inventory_rev` | org·agent | u64, bumped by every write of one of the agent's servers |
 //!
 //! The rank indexes order servers by risk (critical first, then score, then age) and
@@ -70,10 +71,10 @@ use super::{
     AlertQuery, Error, HeartbeatUpdate, OrgPatch, Page, ReportInput, Result, ServerQuery, Store,
     UserPatch,
 };
-use crate::ingest;
+use crate::ingest::{self, ServerWrite};
 use crate::model::{
-    Agent, Alert, AlertKind, EnrollSecret, HostFacts, LevelCounts, Org, OrgPolicy, Role, Server,
-    ServerChange, ServerStatus, Session, User,
+    Agent, Alert, AlertKind, EnrollSecret, HostFacts, LevelCounts, MAX_SERVER_CHANGES, Org,
+    OrgPolicy, Role, Server, ServerChange, ServerStatus, Session, User,
 };
 
 type Bytes = &'static [u8];
@@ -97,10 +98,14 @@ const ALERTS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("alerts")
 const ALERTS_OPEN: TableDefinition<'_, Bytes, ()> = TableDefinition::new("alerts_open");
 const ALERT_SUBJECTS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("alert_subjects");
 const POLICIES: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("policies");
+const SERVER_CHANGES: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("server_changes");
 const INVENTORY_REV: TableDefinition<'_, Bytes, u64> = TableDefinition::new("inventory_rev");
 
-/// The layout version this code reads and writes.
-const SCHEMA_VERSION: u32 = 1;
+/// The layout version this code reads and writes. 2: server change histories moved
+/// out of the server records into `server_changes` (see [`migrate_histories`]).
+const SCHEMA_VERSION: u32 = 2;
+/// Servers migrated per transaction when a database is upgraded.
+const MIGRATION_BATCH: usize = 10_000;
 /// The most writes committed together.
 const MAX_BATCH: usize = 512;
 /// The database file inside the data dir.
@@ -275,24 +280,35 @@ fn index_server(txn: &WriteTransaction, s: &Server, add: bool) -> Result<()> {
     )
 }
 
-fn put_server(txn: &WriteTransaction, before: Option<&Server>, after: &Server) -> Result<()> {
-    put_encoded_server(txn, before, after, &encode(after)?)
+fn put_server(txn: &WriteTransaction, write: &ServerWrite) -> Result<()> {
+    put_encoded_server(txn, write, &encode(&write.after)?)
 }
 
 /// [`put_server`] with the new record already encoded.
-fn put_encoded_server(
-    txn: &WriteTransaction,
-    before: Option<&Server>,
-    after: &Server,
-    encoded: &[u8],
-) -> Result<()> {
-    if let Some(before) = before {
+fn put_encoded_server(txn: &WriteTransaction, write: &ServerWrite, encoded: &[u8]) -> Result<()> {
+    let after = &write.after;
+    if let Some(before) = &write.before {
         index_server(txn, before, false)?;
     }
     index_server(txn, after, true)?;
-    let key = cat(&[&after.org_id.to_bytes(), &after.id.to_bytes()]);
-    txn.open_table(SERVERS)?.insert(key.as_slice(), encoded)?;
-    let rev_key = cat(&[&after.org_id.to_bytes(), &after.agent_id.to_bytes()]);
+    let (org, id) = (after.org_id.to_bytes(), after.id.to_bytes());
+    txn.open_table(SERVERS)?
+        .insert(cat(&[&org, &id]).as_slice(), encoded)?;
+    if let Some(change) = &write.change {
+        let seq = after
+            .change_seq
+            .checked_sub(1)
+            .ok_or_else(|| Error::Internal("a server change without a number".into()))?;
+        let mut history = txn.open_table(SERVER_CHANGES)?;
+        history.insert(
+            cat(&[&org, &id, &seq.to_be_bytes()]).as_slice(),
+            encode(change)?.as_slice(),
+        )?;
+        if let Some(oldest) = seq.checked_sub(MAX_SERVER_CHANGES) {
+            history.remove(cat(&[&org, &id, &oldest.to_be_bytes()]).as_slice())?;
+        }
+    }
+    let rev_key = cat(&[&org, &after.agent_id.to_bytes()]);
     let mut revisions = txn.open_table(INVENTORY_REV)?;
     let next = revision_of(&revisions, &rev_key)?.wrapping_add(1);
     revisions.insert(rev_key.as_slice(), next)?;
@@ -393,7 +409,7 @@ fn set_presence(txn: &WriteTransaction, org: OrgId, agent: AgentId, active: bool
         if before.in_snapshot && before.status != target {
             let mut after = before.clone();
             after.status = target;
-            put_server(txn, Some(&before), &after)?;
+            put_server(txn, &ServerWrite::silent(Some(before), after))?;
         }
     }
     Ok(())
@@ -533,6 +549,7 @@ impl RedbStore {
             txn.open_table(ALERTS_OPEN)?;
             txn.open_table(ALERT_SUBJECTS)?;
             txn.open_table(POLICIES)?;
+            txn.open_table(SERVER_CHANGES)?;
             txn.open_table(INVENTORY_REV)?;
             txn.commit()?;
             Ok(found)
@@ -541,6 +558,18 @@ impl RedbStore {
             Ok(Some(found)) if found > SCHEMA_VERSION => {
                 return Err(OpenError::TooNew { path, found });
             }
+            Ok(Some(1)) => match migrate_histories(&db) {
+                Ok(moved) => tracing::info!(
+                    servers = moved,
+                    "Database upgraded to layout 2: change histories moved out of server records."
+                ),
+                Err(e) => {
+                    return Err(OpenError::Init {
+                        path,
+                        message: format!("upgrading the database layout from 1 to 2: {e}"),
+                    });
+                }
+            },
             Ok(_) => {}
             Err(e) => {
                 return Err(OpenError::Init {
@@ -653,7 +682,7 @@ impl RedbStore {
                 )?
             };
             for (write, bytes) in plan.writes.iter().zip(&encoded) {
-                put_encoded_server(txn, write.before.as_ref(), &write.after, bytes)?;
+                put_encoded_server(txn, write, bytes)?;
                 if write.before.is_none() {
                     let ident = ingest::identity_key(&write.after.record);
                     txn.open_table(SERVER_IDENTITY)?.insert(
@@ -724,6 +753,70 @@ impl RedbStore {
             .map_err(|_| Error::Internal("store writer has stopped".into()))?;
         rx.await
             .map_err(|_| Error::Internal("store writer dropped the write".into()))?
+    }
+}
+
+/// Layout 1 kept each server's change history in its record; layout 2 keeps it in
+/// `server_changes`. Moves the histories in transactions of [`MIGRATION_BATCH`]
+/// servers, then records layout 2. A record without an inline history is left as it
+/// is, so a migration that was interrupted continues where it stopped. Answers how
+/// many servers had a history moved.
+fn migrate_histories(db: &Database) -> Result<u64> {
+    #[derive(serde::Deserialize)]
+    struct InlineHistory {
+        #[serde(default)]
+        changes: Vec<ServerChange>,
+    }
+    let mut resume: Option<Vec<u8>> = None;
+    let mut moved = 0;
+    loop {
+        let txn = db.begin_write()?;
+        let batch: Vec<(Vec<u8>, Vec<u8>)> = {
+            let servers = txn.open_table(SERVERS)?;
+            let range = match &resume {
+                Some(k) => servers.range::<&[u8]>((
+                    std::ops::Bound::Excluded(k.as_slice()),
+                    std::ops::Bound::Unbounded,
+                ))?,
+                None => servers.range::<&[u8]>(..)?,
+            };
+            let mut batch = Vec::new();
+            for entry in range.take(MIGRATION_BATCH) {
+                let (k, v) = entry?;
+                batch.push((k.value().to_vec(), v.value().to_vec()));
+            }
+            batch
+        };
+        let Some((last, _)) = batch.last() else {
+            txn.open_table(META)?
+                .insert("schema_version", SCHEMA_VERSION.to_be_bytes().as_slice())?;
+            txn.commit()?;
+            return Ok(moved);
+        };
+        resume = Some(last.clone());
+        {
+            let mut servers = txn.open_table(SERVERS)?;
+            let mut history = txn.open_table(SERVER_CHANGES)?;
+            for (key, value) in &batch {
+                let inline: InlineHistory = decode(value)?;
+                if inline.changes.is_empty() {
+                    continue;
+                }
+                let mut server: Server = decode(value)?;
+                let count = inline.changes.len() as u64;
+                let first_kept = count.saturating_sub(MAX_SERVER_CHANGES);
+                for (seq, change) in (0..count).zip(&inline.changes).skip(first_kept as usize) {
+                    history.insert(
+                        cat(&[key, &seq.to_be_bytes()]).as_slice(),
+                        encode(change)?.as_slice(),
+                    )?;
+                }
+                server.change_seq = count;
+                servers.insert(key.as_slice(), encode(&server)?.as_slice())?;
+                moved += 1;
+            }
+        }
+        txn.commit()?;
     }
 }
 
@@ -1129,8 +1222,13 @@ impl Store for RedbStore {
             )?;
             for (server, ident) in servers {
                 index_server(txn, &server, false)?;
-                txn.open_table(SERVERS)?
-                    .remove(cat(&[&org.to_bytes(), &server.id.to_bytes()]).as_slice())?;
+                let server_key = cat(&[&org.to_bytes(), &server.id.to_bytes()]);
+                txn.open_table(SERVERS)?.remove(server_key.as_slice())?;
+                let mut history = txn.open_table(SERVER_CHANGES)?;
+                for (change_key, _) in scan_prefix(&history, &server_key)? {
+                    history.remove(change_key.as_slice())?;
+                }
+                drop(history);
                 txn.open_table(SERVER_IDENTITY)?
                     .remove(cat(&[&key, &ident]).as_slice())?;
             }
@@ -1325,6 +1423,14 @@ impl Store for RedbStore {
         .await
     }
 
+    async fn server_changes(&self, org: OrgId, server: ServerId) -> Result<Vec<ServerChange>> {
+        self.read(move |txn| {
+            let prefix = cat(&[&org.to_bytes(), &server.to_bytes()]);
+            list_json(&txn.open_table(SERVER_CHANGES)?, &prefix)
+        })
+        .await
+    }
+
     async fn set_server_verified(
         &self,
         org: OrgId,
@@ -1345,16 +1451,17 @@ impl Store for RedbStore {
             after.verified_by = verified.then_some(by);
             after.verified_at = verified.then_some(at);
             after.updated_at = at;
-            crate::ingest::push_change(
-                &mut after,
+            let write = ServerWrite::recording(
+                Some(before),
+                after,
                 ServerChange::event(
                     at,
                     if verified { "verified" } else { "unverified" },
                     &["is_verified"],
                 ),
             );
-            put_server(txn, Some(&before), &after)?;
-            Ok(after)
+            put_server(txn, &write)?;
+            Ok(write.after)
         })
         .await
     }
@@ -1453,12 +1560,13 @@ impl Store for RedbStore {
                     after.findings = assessment.findings;
                     after.rules_version = assessment.rules_version;
                     after.policy_version = policy.version;
+                    let mut change = None;
                     if after.risk_level != before.risk_level || after.risk_score != before.risk_score {
                         after.updated_at = now;
-                        let mut change = ServerChange::event(now, "rescored", &["risk_score"]);
-                        change.previous_level = Some(before.risk_level);
-                        change.level = Some(after.risk_level);
-                        crate::ingest::push_change(&mut after, change);
+                        let mut rescored = ServerChange::event(now, "rescored", &["risk_score"]);
+                        rescored.previous_level = Some(before.risk_level);
+                        rescored.level = Some(after.risk_level);
+                        change = Some(rescored);
                     }
                     if after.risk_level > before.risk_level && !after.is_verified && !policy.approves(&after.record) {
                         let name = &after.record.server_name;
@@ -1483,7 +1591,11 @@ impl Store for RedbStore {
                             ),
                         )?;
                     }
-                    put_server(txn, Some(&before), &after)?;
+                    let write = match change {
+                        Some(change) => ServerWrite::recording(Some(before), after, change),
+                        None => ServerWrite::silent(Some(before), after),
+                    };
+                    put_server(txn, &write)?;
                     n += 1;
                 }
                 Ok(n)
@@ -1634,6 +1746,31 @@ impl Store for RedbStore {
 
 #[cfg(test)]
 impl RedbStore {
+    /// Put a server back into layout 1: its history inside its record, no
+    /// `server_changes` rows, and the database marked as layout 1.
+    pub async fn make_layout_1_for_test(&self, org: OrgId, server: ServerId) -> Result<()> {
+        self.write(move |txn| {
+            let key = cat(&[&org.to_bytes(), &server.to_bytes()]);
+            let changes: Vec<ServerChange> = list_json(&txn.open_table(SERVER_CHANGES)?, &key)?;
+            let mut history = txn.open_table(SERVER_CHANGES)?;
+            for (k, _) in scan_prefix(&history, &key)? {
+                history.remove(k.as_slice())?;
+            }
+            let mut record: serde_json::Value =
+                get_json(&txn.open_table(SERVERS)?, &key)?.ok_or(Error::NotFound)?;
+            if let Some(fields) = record.as_object_mut() {
+                fields.remove("change_seq");
+                fields.insert("changes".into(), serde_json::json!(changes));
+            }
+            txn.open_table(SERVERS)?
+                .insert(key.as_slice(), encode(&record)?.as_slice())?;
+            txn.open_table(META)?
+                .insert("schema_version", 1u32.to_be_bytes().as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
     /// [`Store::apply_report`] with `meanwhile` awaited between planning and applying,
     /// as when another write lands while a report is being planned.
     pub async fn apply_report_racing(
@@ -1664,7 +1801,7 @@ impl RedbStore {
             after.rules_version = version;
             after.risk_score = score;
             after.risk_level = RiskLevel::from_score(score);
-            put_server(txn, Some(&before), &after)
+            put_server(txn, &ServerWrite::silent(Some(before), after))
         })
         .await
     }

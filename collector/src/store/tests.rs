@@ -568,6 +568,131 @@ async fn a_report_planned_before_another_write_is_planned_again() {
     );
 }
 
+/// The history keeps the newest changes, numbered on, and goes with its agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_history_keeps_the_newest_and_goes_with_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path()).unwrap();
+    let o = org("A");
+    store
+        .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
+        .await
+        .unwrap();
+    let a = agent(&o, 1);
+    store.create_agent(a.clone()).await.unwrap();
+    let edits = crate::model::MAX_SERVER_CHANGES + 10;
+    for v in 0..edits {
+        let time = server("time", &["-y", &format!("mcp-time@1.0.{v}")]);
+        store
+            .apply_report(o.id, a.id, report(vec![time]))
+            .await
+            .unwrap();
+    }
+    let all = ServerQuery {
+        page: 1,
+        page_size: 10,
+        ..ServerQuery::default()
+    };
+    let time = store.list_servers(o.id, all.clone()).await.unwrap().items[0].clone();
+    assert_eq!(time.change_seq, edits);
+    let history = store.server_changes(o.id, time.id).await.unwrap();
+    assert_eq!(history.len() as u64, crate::model::MAX_SERVER_CHANGES);
+    assert_eq!(
+        history.last().unwrap().command.as_deref(),
+        Some(format!("npx -y mcp-time@1.0.{}", edits - 1).as_str()),
+        "newest last"
+    );
+    assert_eq!(
+        history[0].command.as_deref(),
+        Some(
+            format!(
+                "npx -y mcp-time@1.0.{}",
+                edits - crate::model::MAX_SERVER_CHANGES
+            )
+            .as_str()
+        ),
+        "the oldest kept"
+    );
+    // Another organisation reads nothing of it.
+    assert!(
+        store
+            .server_changes(OrgId::new(), time.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    store.delete_agent(o.id, a.id).await.unwrap();
+    assert!(
+        store
+            .server_changes(o.id, time.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A layout-1 database (histories inside server records) is upgraded when opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layout_1_database_keeps_its_histories() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = org("A");
+    let a = agent(&o, 1);
+    let time_id = {
+        let store = RedbStore::open(dir.path()).unwrap();
+        store
+            .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
+            .await
+            .unwrap();
+        store.create_agent(a.clone()).await.unwrap();
+        for v in 0..3 {
+            let time = server("time", &["-y", &format!("mcp-time@1.0.{v}")]);
+            store
+                .apply_report(o.id, a.id, report(vec![time]))
+                .await
+                .unwrap();
+        }
+        let page = store
+            .list_servers(
+                o.id,
+                ServerQuery {
+                    page: 1,
+                    page_size: 10,
+                    ..ServerQuery::default()
+                },
+            )
+            .await
+            .unwrap();
+        let id = page.items[0].id;
+        store.make_layout_1_for_test(o.id, id).await.unwrap();
+        assert!(store.server_changes(o.id, id).await.unwrap().is_empty());
+        id
+    };
+    let store = (0..200)
+        .find_map(|_| match RedbStore::open(dir.path()) {
+            Ok(s) => Some(s),
+            Err(_) => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                None
+            }
+        })
+        .expect("database reopens once the first store is dropped");
+    let history = store.server_changes(o.id, time_id).await.unwrap();
+    let kinds: Vec<&str> = history.iter().map(|c| c.kind.as_str()).collect();
+    assert_eq!(kinds, ["created", "updated", "updated"]);
+    let time = store.get_server(o.id, time_id).await.unwrap();
+    assert_eq!(time.change_seq, 3);
+    // New changes number on after the migrated ones.
+    let time4 = server("time", &["-y", "mcp-time@1.0.9"]);
+    store
+        .apply_report(o.id, a.id, report(vec![time4]))
+        .await
+        .unwrap();
+    let history = store.server_changes(o.id, time_id).await.unwrap();
+    assert_eq!(history.len(), 4);
+    assert_eq!(history[3].command.as_deref(), Some("npx -y mcp-time@1.0.9"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
@@ -967,7 +1092,9 @@ async fn servers_scored_by_older_rules_are_rescored_in_batches() {
         (after.risk_level, after.rules_version),
         (RiskLevel::Critical, mcpwatch_protocol::risk::RULES_VERSION)
     );
-    assert_eq!(after.changes.last().unwrap().kind, "rescored");
+    let history = store.server_changes(o.id, critical.id).await.unwrap();
+    assert_eq!(history.last().unwrap().kind, "rescored");
+    assert_eq!(after.change_seq, history.len() as u64);
     assert_eq!(
         store.server_counts(o.id).await.unwrap(),
         counts_at_ingest,
