@@ -106,6 +106,9 @@ fn scored(
 
 /// The names of the record fields whose values differ.
 fn changed_fields(before: &ServerRecord, after: &ServerRecord) -> Vec<String> {
+    if before == after {
+        return Vec::new();
+    }
     let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
         (serde_json::to_value(before), serde_json::to_value(after))
     else {

@@ -1,5 +1,5 @@
 //! The state every handler shares: the store, the token service, settings, agent
-//! presence, the replay guard and the rate limiters.
+//! presence, the replay guard, the rate limiters and the decompressed agent keys.
 
 use std::sync::{Arc, Mutex};
 
@@ -11,6 +11,9 @@ use crate::config::Settings;
 use crate::limits::{FailureLimiter, WindowLimiter};
 use crate::presence::Presence;
 use crate::store::Store;
+
+/// How many agents' decompressed public keys are kept (about 200 bytes each).
+const VERIFYING_KEYS_CACHED: usize = 100_000;
 
 /// What handlers get through `State<SharedState>`.
 pub type SharedState = Arc<AppState>;
@@ -28,6 +31,10 @@ pub struct AppState {
     pub login_by_address: FailureLimiter<std::net::IpAddr>,
     /// Requests per agent API key.
     pub agent_requests: WindowLimiter<[u8; 32]>,
+    /// Agents' public keys, decompressed: decompressing one costs a tenth of a
+    /// signature check. Derived from the key bytes alone, so never stale: revocation
+    /// is the agent lookup's business, which every request still makes.
+    pub verifying_keys: quick_cache::sync::Cache<[u8; 32], ed25519_dalek::VerifyingKey>,
 }
 
 impl AppState {
@@ -37,6 +44,7 @@ impl AppState {
             tokens,
             presence: Presence::default(),
             replay: Mutex::new(ReplayGuard::default()),
+            verifying_keys: quick_cache::sync::Cache::new(VERIFYING_KEYS_CACHED),
             login_by_account: FailureLimiter::new(
                 settings.login_failures_per_account,
                 settings.login_lockout,

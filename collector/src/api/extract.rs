@@ -185,8 +185,15 @@ fn verify_signature(
             .map_err(|_| refuse(signing::Error::Malformed("not ASCII")))?,
     )
     .map_err(refuse)?;
-    let key = VerifyingKey::from_bytes(public_key)
-        .map_err(|_| refuse(signing::Error::InvalidKey("stored key")))?;
+    let key = match state.verifying_keys.get(public_key) {
+        Some(key) => key,
+        None => {
+            let key = VerifyingKey::from_bytes(public_key)
+                .map_err(|_| refuse(signing::Error::InvalidKey("stored key")))?;
+            state.verifying_keys.insert(*public_key, key);
+            key
+        }
+    };
     let path = parts
         .uri
         .path_and_query()

@@ -248,36 +248,49 @@ fn add_count(txn: &WriteTransaction, key: &[u8], delta: i64) -> Result<()> {
     Ok(())
 }
 
+/// A server's entries in the rank indexes and the counts.
+#[derive(PartialEq)]
+struct IndexEntries {
+    rank: (Vec<u8>, Vec<u8>),
+    by_agent: (Vec<u8>, Vec<u8>),
+    count: Vec<u8>,
+}
+
+impl IndexEntries {
+    fn of(s: &Server) -> Self {
+        let org = s.org_id.to_bytes();
+        let agent = s.agent_id.to_bytes();
+        let id = s.id.to_bytes();
+        let order = [s.risk_level.rank(), inv_score(s.risk_score)];
+        let name = s.record.server_name.to_lowercase();
+        Self {
+            rank: (
+                cat(&[&org, &order, &id]),
+                cat(&[&[s.status.code()], &agent, name.as_bytes()]),
+            ),
+            by_agent: (
+                cat(&[&org, &agent, &order, &id]),
+                cat(&[&[s.status.code()], name.as_bytes()]),
+            ),
+            count: count_key_servers(s.org_id, s.risk_level, s.status),
+        }
+    }
+}
+
 fn index_server(txn: &WriteTransaction, s: &Server, add: bool) -> Result<()> {
-    let org = s.org_id.to_bytes();
-    let agent = s.agent_id.to_bytes();
-    let id = s.id.to_bytes();
-    let order = [s.risk_level.rank(), inv_score(s.risk_score)];
-    let name = s.record.server_name.to_lowercase();
-    let rank_key = cat(&[&org, &order, &id]);
-    let agent_key = cat(&[&org, &agent, &order, &id]);
+    let entries = IndexEntries::of(s);
     {
         let mut rank = txn.open_table(SRV_RANK)?;
         let mut by_agent = txn.open_table(SRV_AGENT)?;
         if add {
-            rank.insert(
-                rank_key.as_slice(),
-                cat(&[&[s.status.code()], &agent, name.as_bytes()]).as_slice(),
-            )?;
-            by_agent.insert(
-                agent_key.as_slice(),
-                cat(&[&[s.status.code()], name.as_bytes()]).as_slice(),
-            )?;
+            rank.insert(entries.rank.0.as_slice(), entries.rank.1.as_slice())?;
+            by_agent.insert(entries.by_agent.0.as_slice(), entries.by_agent.1.as_slice())?;
         } else {
-            rank.remove(rank_key.as_slice())?;
-            by_agent.remove(agent_key.as_slice())?;
+            rank.remove(entries.rank.0.as_slice())?;
+            by_agent.remove(entries.by_agent.0.as_slice())?;
         }
     }
-    add_count(
-        txn,
-        &count_key_servers(s.org_id, s.risk_level, s.status),
-        if add { 1 } else { -1 },
-    )
+    add_count(txn, &entries.count, if add { 1 } else { -1 })
 }
 
 fn put_server(txn: &WriteTransaction, write: &ServerWrite) -> Result<()> {
@@ -287,10 +300,18 @@ fn put_server(txn: &WriteTransaction, write: &ServerWrite) -> Result<()> {
 /// [`put_server`] with the new record already encoded.
 fn put_encoded_server(txn: &WriteTransaction, write: &ServerWrite, encoded: &[u8]) -> Result<()> {
     let after = &write.after;
-    if let Some(before) = &write.before {
-        index_server(txn, before, false)?;
+    // Most updates (a new version, another path) leave level, score, status and name,
+    // and so every index entry, as they were.
+    let same_entries = write
+        .before
+        .as_ref()
+        .is_some_and(|before| IndexEntries::of(before) == IndexEntries::of(after));
+    if !same_entries {
+        if let Some(before) = &write.before {
+            index_server(txn, before, false)?;
+        }
+        index_server(txn, after, true)?;
     }
-    index_server(txn, after, true)?;
     let (org, id) = (after.org_id.to_bytes(), after.id.to_bytes());
     txn.open_table(SERVERS)?
         .insert(cat(&[&org, &id]).as_slice(), encoded)?;

@@ -16,6 +16,8 @@ pub struct Advisory {
     /// `GHSA-...;CVE-...`
     pub ids: &'static str,
     pub package: &'static str,
+    /// `package` as [`normalise_name`] compares it.
+    pub normalised: String,
     /// `npm`, `pypi`, `go`, ... (lowercase).
     pub ecosystem: String,
     /// `None` when the source's range could not be read.
@@ -36,6 +38,8 @@ pub struct Popular {
     pub official: bool,
     /// First word of the capability column: `filesystem`, `shell-exec`, ...
     pub category: &'static str,
+    /// `name` as [`normalise_name`] compares it.
+    pub normalised: String,
 }
 
 fn ecosystem(column: &str) -> String {
@@ -92,10 +96,12 @@ pub static ADVISORIES: LazyLock<Vec<Advisory>> = LazyLock::new(|| {
             // OSV's malicious-package ids (`MAL-...`); a summary that merely mentions "a
             // malicious server" describes an attack on the package, not the package.
             let malicious = ids.split(';').any(|id| id.trim().starts_with("MAL-"));
+            let eco = ecosystem(eco);
             Some(Advisory {
                 ids,
                 package,
-                ecosystem: ecosystem(eco),
+                normalised: normalise_name(&eco, package),
+                ecosystem: eco,
                 affected: Ranges::parse(range),
                 fixed,
                 severity: severity(sev),
@@ -115,9 +121,11 @@ pub static POPULAR: LazyLock<Vec<Popular>> = LazyLock::new(|| {
             let (name, eco, official, capability) =
                 (cols.first()?, cols.get(1)?, cols.get(2)?, cols.get(3)?);
             let name = first_word(name);
+            let eco = ecosystem(eco);
             (!name.is_empty()).then(|| Popular {
                 name,
-                ecosystem: ecosystem(eco),
+                normalised: normalise_name(&eco, name),
+                ecosystem: eco,
                 official: official.trim() == "yes",
                 category: first_word(capability),
             })
@@ -139,7 +147,7 @@ pub fn advisories_for(ecosystem: &str, name: &str) -> Vec<&'static Advisory> {
     let wanted = normalise_name(ecosystem, name);
     ADVISORIES
         .iter()
-        .filter(|a| a.ecosystem == ecosystem && normalise_name(ecosystem, a.package) == wanted)
+        .filter(|a| a.ecosystem == ecosystem && a.normalised == wanted)
         .collect()
 }
 
@@ -148,7 +156,7 @@ pub fn popular_package(ecosystem: &str, name: &str) -> Option<&'static Popular> 
     let wanted = normalise_name(ecosystem, name);
     POPULAR
         .iter()
-        .find(|p| p.ecosystem == ecosystem && normalise_name(ecosystem, p.name) == wanted)
+        .find(|p| p.ecosystem == ecosystem && p.normalised == wanted)
 }
 
 pub fn popular_remote(url: &str) -> Option<&'static Popular> {
@@ -193,12 +201,13 @@ pub fn lookalike(ecosystem: &str, name: &str) -> Option<(&'static Popular, usize
         return None;
     }
     let wanted = normalise_name(ecosystem, name);
+    let length = wanted.chars().count();
     POPULAR
         .iter()
         .filter(|p| p.ecosystem == ecosystem)
-        .filter_map(|p| {
-            edit_distance(&wanted, &normalise_name(ecosystem, p.name), 2).map(|d| (p, d))
-        })
+        // More than two characters longer or shorter is more than two edits.
+        .filter(|p| p.normalised.chars().count().abs_diff(length) <= 2)
+        .filter_map(|p| edit_distance(&wanted, &p.normalised, 2).map(|d| (p, d)))
         .filter(|(_, d)| *d > 0)
         .min_by_key(|(_, d)| *d)
 }

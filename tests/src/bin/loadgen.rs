@@ -58,6 +58,10 @@ struct Args {
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Internal: be the bare server (print its address, serve until stdin closes).
+    /// `--baseline` runs it as its own process, as the collector is.
+    #[arg(long, hide = true)]
+    serve_bare: bool,
 }
 
 fn parse_kind(name: &str) -> Result<Kind, String> {
@@ -363,13 +367,47 @@ async fn bare_server() -> SocketAddr {
     addr
 }
 
+/// `--serve-bare`: print the bare server's address, serve until stdin closes (the
+/// load generator that started this process has gone).
+async fn serve_bare() {
+    let addr = bare_server().await;
+    println!("{addr}");
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+    })
+    .await;
+}
+
+/// The bare server as its own process (this program with `--serve-bare`), like the
+/// collector: the client and the server do not share a runtime.
+fn spawn_bare() -> (std::process::Child, SocketAddr) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--serve-bare")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().parse().unwrap();
+    (child, addr)
+}
+
 fn main() {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(args));
+    if args.serve_bare {
+        runtime.block_on(serve_bare());
+    } else {
+        runtime.block_on(run(args));
+    }
 }
 
 async fn run(args: Args) {
@@ -449,7 +487,7 @@ async fn run(args: Args) {
     }
 
     if args.baseline {
-        let addr = bare_server().await;
+        let (mut bare_process, addr) = spawn_bare();
         let bare = format!("http://{addr}");
         let none = Arc::new(std::sync::Mutex::new(vec![None; args.agents]));
         for &kind in &kinds {
@@ -460,6 +498,9 @@ async fn run(args: Args) {
             );
             results.push(phase(&http, &bare, &agents, &admin, kind, &args, "bare", &none).await);
         }
+        // Closing its stdin ends it.
+        drop(bare_process.stdin.take());
+        let _ = tokio::task::spawn_blocking(move || bare_process.wait()).await;
     }
     tokio::task::spawn_blocking(move || drop(collector))
         .await
