@@ -2,8 +2,11 @@
 //! 127.0.0.1 with a temporary data dir) and prints throughput, errors and latency
 //! percentiles per request kind; with `--baseline`, runs the same requests against a
 //! bare hyper server that answers 200 without storage and prints the ratio, the figure
-//! that holds on a noisy shared machine. After the report phase it checks that every
-//! acknowledged report is stored.
+//! that holds on a noisy shared machine. Against the collector, one agent request in
+//! [`TAMPER_EVERY`] is sent with a body other than the one it signed: it must be
+//! refused (401) and must leave nothing behind. After the phases it checks that every
+//! acknowledged report is stored and no tampered one is; it exits 1 when a request
+//! failed that should not have, or the check finds a difference.
 
 #![allow(
     clippy::print_stdout,
@@ -71,6 +74,11 @@ fn parse_kind(name: &str) -> Result<Kind, String> {
     })
 }
 
+/// One agent request in this many is tampered with (against the collector).
+const TAMPER_EVERY: u64 = 100;
+/// The server name a tampered report adds; it must never be stored.
+const TAMPERED_NAME: &str = "tampered-by-loadgen";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Heartbeat,
@@ -131,6 +139,9 @@ struct Stats {
     kind: &'static str,
     target: &'static str,
     requests: usize,
+    /// Tampered requests refused, as they must be.
+    refused: usize,
+    /// Requests that failed and should not have (or tampered ones accepted).
     errors: usize,
     per_second: f64,
     p50_ms: f64,
@@ -186,9 +197,10 @@ async fn phase(
             Arc::clone(acked),
         );
         let (servers, share) = (args.servers, args.changed_share);
+        let tamper = target == "collector";
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            let mut errors = 0usize;
+            let (mut errors, mut refused) = (0usize, 0usize);
             while Instant::now() < deadline {
                 let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let i = (n as usize) % agents.len();
@@ -205,14 +217,24 @@ async fn phase(
                         } else {
                             ("/mcp/report", report_body(i, round, servers, share))
                         };
-                        let ok = signed_post(&http, &base, agent, path, &body).await;
-                        if ok
-                            && kind == Kind::Report
-                            && let Ok(mut a) = acked.lock()
-                        {
-                            a[i] = Some(a[i].map_or(round, |r| r.max(round)));
+                        if tamper && n % TAMPER_EVERY == TAMPER_EVERY - 1 {
+                            let status = tampered_post(&http, &base, agent, path, &body).await;
+                            if status == Some(reqwest::StatusCode::UNAUTHORIZED) {
+                                refused += 1;
+                                true
+                            } else {
+                                false
+                            }
+                        } else {
+                            let ok = signed_post(&http, &base, agent, path, &body).await;
+                            if ok
+                                && kind == Kind::Report
+                                && let Ok(mut a) = acked.lock()
+                            {
+                                a[i] = Some(a[i].map_or(round, |r| r.max(round)));
+                            }
+                            ok
                         }
-                        ok
                     }
                 };
                 latencies.push(t.elapsed().as_micros() as u64);
@@ -220,15 +242,16 @@ async fn phase(
                     errors += 1;
                 }
             }
-            (latencies, errors)
+            (latencies, errors, refused)
         }));
     }
     let mut all = Vec::new();
-    let mut errors = 0;
+    let (mut errors, mut refused) = (0, 0);
     for t in tasks {
-        let (l, e) = t.await.unwrap();
+        let (l, e, r) = t.await.unwrap();
         all.extend(l);
         errors += e;
+        refused += r;
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort_unstable();
@@ -242,6 +265,7 @@ async fn phase(
         kind: kind.name(),
         target,
         requests: all.len(),
+        refused,
         errors,
         per_second: all.len() as f64 / elapsed,
         p50_ms: pct(0.50),
@@ -272,6 +296,36 @@ async fn signed_post(
         .send()
         .await
         .is_ok_and(|r| r.status().is_success())
+}
+
+/// POST a body other than the one signed (a server added to it, or a field changed):
+/// the collector must refuse it. Answers the status.
+async fn tampered_post(
+    http: &reqwest::Client,
+    base: &str,
+    agent: &Agent,
+    path: &str,
+    body: &Value,
+) -> Option<reqwest::StatusCode> {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let sig = signing::sign(&agent.signer, "POST", path, &bytes, now, nonce);
+    let mut altered = body.clone();
+    match altered.get_mut("servers").and_then(Value::as_array_mut) {
+        Some(servers) => servers.push(json!({ "server_name": TAMPERED_NAME, "command": "sh" })),
+        None => altered["hostname"] = json!(TAMPERED_NAME),
+    }
+    http.post(format!("{base}{path}"))
+        .header("x-api-key", &agent.key)
+        .header(signing::SIGNATURE_HEADER, sig)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&altered).unwrap())
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status())
 }
 
 /// Enroll agents `first..first + count` with `concurrency` requests in flight.
@@ -337,6 +391,71 @@ async fn seed_inventory(http: &reqwest::Client, base: &str, secret: &str, args: 
             started.elapsed().as_secs_f64()
         );
     }
+}
+
+/// Agents whose acknowledged report is not what the collector has: a server missing,
+/// or the changed servers older than the newest acknowledged round.
+async fn check_acknowledged(
+    http: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    agents: &[Agent],
+    acked: &std::sync::Mutex<Vec<Option<u64>>>,
+    args: &Args,
+) -> usize {
+    let acknowledged: Vec<Option<u64>> = acked.lock().unwrap().clone();
+    let changed = ((args.servers as f64) * args.changed_share).round() as usize;
+    let mut missing = 0usize;
+    for (agent, round) in agents.iter().zip(acknowledged.iter()) {
+        let Some(round) = round else { continue };
+        let page: Value = http
+            .get(format!(
+                "{base}/mcp/servers?agent_id={}&status=active&page_size=100",
+                agent.id
+            ))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        // A report can be stored and its answer lost (a timeout): newer than acknowledged
+        // is fine, older is not.
+        let stored_round = items
+            .iter()
+            .find(|s| s["server_name"] == "server-0")
+            .and_then(|s| s["args"][1].as_str())
+            .and_then(|a| a.rsplit_once("@1."))
+            .and_then(|(_, v)| v.trim_end_matches(".0").parse::<u64>().ok());
+        let complete = page["total"].as_u64() == Some(args.servers as u64);
+        let current = changed == 0 || stored_round.is_some_and(|r| r >= *round);
+        if !complete || !current {
+            missing += 1;
+        }
+    }
+    missing
+}
+
+/// What tampered requests left behind: servers or hostnames they named.
+async fn check_tampered(http: &reqwest::Client, base: &str, admin: &str) -> u64 {
+    let get = |path: String| async move {
+        http.get(format!("{base}{path}"))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let servers = get(format!("/mcp/servers?search={TAMPERED_NAME}")).await;
+    let agents = get("/agents/".to_owned()).await;
+    let hosts = agents.as_array().map_or(0, |a| {
+        a.iter().filter(|a| a["hostname"] == TAMPERED_NAME).count()
+    });
+    servers["total"].as_u64().unwrap_or(u64::MAX) + hosts as u64
 }
 
 /// A bare hyper server: 200 and `{}` for every request, no storage.
@@ -464,27 +583,8 @@ async fn run(args: Args) {
     }
 
     // Reliability: every agent with an acknowledged report has all its servers stored.
-    let mut missing = 0usize;
-    let acknowledged: Vec<Option<u64>> = acked.lock().unwrap().clone();
-    for (agent, round) in agents.iter().zip(acknowledged.iter()) {
-        if round.is_some() {
-            let page: Value = http
-                .get(format!(
-                    "{base}/mcp/servers?agent_id={}&status=active&page_size=100",
-                    agent.id
-                ))
-                .bearer_auth(&admin)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if page["total"].as_u64() != Some(args.servers as u64) {
-                missing += 1;
-            }
-        }
-    }
+    let missing = check_acknowledged(&http, &base, &admin, &agents, &acked, &args).await;
+    let tampered = check_tampered(&http, &base, &admin).await;
 
     if args.baseline {
         let (mut bare_process, addr) = spawn_bare();
@@ -515,21 +615,32 @@ async fn run(args: Args) {
             .find(|r| r.kind == kind && r.target == "bare")?;
         Some(c.per_second / b.per_second)
     };
+    let unexpected: usize = results
+        .iter()
+        .filter(|r| r.target == "collector")
+        .map(|r| r.errors)
+        .sum();
     if args.json {
         let out = json!({
             "results": results,
             "ratios": kinds.iter().map(|k| (k.name(), ratio(k.name()))).collect::<std::collections::BTreeMap<_, _>>(),
             "inventory_servers": args.inventory_agents * args.servers,
-            "reliability": { "agents_with_missing_servers": missing },
+            "reliability": {
+                "agents_with_missing_servers": missing,
+                "tampered_requests_refused": results.iter().map(|r| r.refused).sum::<usize>(),
+                "tampered_data_stored": tampered,
+                "unexpected_errors": unexpected,
+            },
             "agents": args.agents, "concurrency": args.concurrency, "servers_per_report": args.servers,
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap());
     } else {
         println!(
-            "{:<10} {:<10} {:>9} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7}",
+            "{:<10} {:<10} {:>9} {:>7} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7}",
             "kind",
             "target",
             "requests",
+            "refused",
             "errors",
             "req/s",
             "p50 ms",
@@ -545,10 +656,11 @@ async fn run(args: Args) {
                 String::new()
             };
             println!(
-                "{:<10} {:<10} {:>9} {:>7} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7}",
+                "{:<10} {:<10} {:>9} {:>7} {:>7} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7}",
                 r.kind,
                 r.target,
                 r.requests,
+                r.refused,
                 r.errors,
                 r.per_second,
                 r.p50_ms,
@@ -558,7 +670,12 @@ async fn run(args: Args) {
                 ratio
             );
         }
-        println!("reliability: {missing} agent(s) with an acknowledged report missing servers");
+        println!(
+            "reliability: {missing} agent(s) with an acknowledged report missing or older; \
+             {} tampered request(s) refused, {tampered} trace(s) of them stored; \
+             {unexpected} unexpected error(s)",
+            results.iter().map(|r| r.refused).sum::<usize>()
+        );
         if args.inventory_agents > 0 {
             println!(
                 "inventory: {} servers from {} agents stored before the phases",
@@ -566,5 +683,9 @@ async fn run(args: Args) {
                 args.inventory_agents
             );
         }
+    }
+    if missing > 0 || tampered > 0 || unexpected > 0 {
+        eprintln!("reliability check failed");
+        std::process::exit(1);
     }
 }
