@@ -1,15 +1,48 @@
 //! In-memory rate limits: a fixed window of requests per key ([`WindowLimiter`], for
 //! agent API keys, answered with `X-RateLimit-*` headers), and a failure counter that
 //! locks a key out after too many failures ([`FailureLimiter`], for logins per account
-//! and per address). Both forget idle keys so memory stays bounded.
+//! and per address). Both forget idle keys so memory stays bounded, without sweeping
+//! the map on every request ([`Windows`]).
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// When the map holds this many keys, expired ones are dropped.
+/// A map this small is never swept.
 const PRUNE_AT: usize = 100_000;
+
+/// Per-key fixed windows (start, count). Expired keys are swept once the map holds
+/// twice as many keys as after the last sweep (and at least [`PRUNE_AT`]): sweeping
+/// costs amortised constant time per request even when every key is live (100,000
+/// agents), and the map stays within twice the keys seen in one window.
+struct Windows<K> {
+    map: HashMap<K, (Instant, u32)>,
+    sweep_at: usize,
+}
+
+impl<K: Eq + Hash + Clone> Windows<K> {
+    fn new() -> Self {
+        Self {
+            map: HashMap::new(),
+            sweep_at: PRUNE_AT,
+        }
+    }
+
+    /// `key`'s window at `now`, started afresh if the last one has ended.
+    fn current(&mut self, key: &K, now: Instant, window: Duration) -> &mut (Instant, u32) {
+        if self.map.len() >= self.sweep_at {
+            self.map
+                .retain(|_, (start, _)| now.duration_since(*start) < window);
+            self.sweep_at = (self.map.len() * 2).max(PRUNE_AT);
+        }
+        let entry = self.map.entry(key.clone()).or_insert((now, 0));
+        if now.duration_since(entry.0) >= window {
+            *entry = (now, 0);
+        }
+        entry
+    }
+}
 
 /// The outcome of a request against a [`WindowLimiter`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +57,7 @@ pub struct Decision {
 pub struct WindowLimiter<K> {
     limit: u32,
     window: Duration,
-    windows: Mutex<HashMap<K, (Instant, u32)>>,
+    windows: Mutex<Windows<K>>,
 }
 
 impl<K: Eq + Hash + Clone> WindowLimiter<K> {
@@ -32,7 +65,7 @@ impl<K: Eq + Hash + Clone> WindowLimiter<K> {
         Self {
             limit,
             window,
-            windows: Mutex::new(HashMap::new()),
+            windows: Mutex::new(Windows::new()),
         }
     }
 
@@ -50,14 +83,7 @@ impl<K: Eq + Hash + Clone> WindowLimiter<K> {
                 reset_secs: 0,
             };
         };
-        if windows.len() >= PRUNE_AT {
-            let window = self.window;
-            windows.retain(|_, (start, _)| now.duration_since(*start) < window);
-        }
-        let entry = windows.entry(key.clone()).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
-        }
+        let entry = windows.current(key, now, self.window);
         let allowed = entry.1 < self.limit;
         if allowed {
             entry.1 += 1;
@@ -75,7 +101,7 @@ impl<K: Eq + Hash + Clone> WindowLimiter<K> {
 pub struct FailureLimiter<K> {
     max_failures: u32,
     window: Duration,
-    failures: Mutex<HashMap<K, (Instant, u32)>>,
+    failures: Mutex<Windows<K>>,
 }
 
 impl<K: Eq + Hash + Clone> FailureLimiter<K> {
@@ -83,7 +109,7 @@ impl<K: Eq + Hash + Clone> FailureLimiter<K> {
         Self {
             max_failures,
             window,
-            failures: Mutex::new(HashMap::new()),
+            failures: Mutex::new(Windows::new()),
         }
     }
 
@@ -94,7 +120,7 @@ impl<K: Eq + Hash + Clone> FailureLimiter<K> {
 
     fn locked_for_at(&self, key: &K, now: Instant) -> Option<u64> {
         let failures = self.failures.lock().ok()?;
-        let (start, count) = failures.get(key)?;
+        let (start, count) = failures.map.get(key)?;
         let elapsed = now.duration_since(*start);
         (*count >= self.max_failures && elapsed < self.window)
             .then(|| self.window.saturating_sub(elapsed).as_secs().max(1))
@@ -109,21 +135,14 @@ impl<K: Eq + Hash + Clone> FailureLimiter<K> {
         let Ok(mut failures) = self.failures.lock() else {
             return;
         };
-        if failures.len() >= PRUNE_AT {
-            let window = self.window;
-            failures.retain(|_, (start, _)| now.duration_since(*start) < window);
-        }
-        let entry = failures.entry(key.clone()).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
-        }
+        let entry = failures.current(key, now, self.window);
         entry.1 = entry.1.saturating_add(1);
     }
 
     /// Forget `key`'s failures (after a success).
     pub fn reset(&self, key: &K) {
         if let Ok(mut failures) = self.failures.lock() {
-            failures.remove(key);
+            failures.map.remove(key);
         }
     }
 }
@@ -144,6 +163,28 @@ mod tests {
         assert_eq!(third.reset_secs, 59);
         assert!(limiter.check_at(&"other", t0).allowed);
         assert!(limiter.check_at(&"k", t0 + Duration::from_secs(60)).allowed);
+    }
+
+    #[test]
+    fn live_keys_are_not_swept_on_every_request_and_expired_ones_go() {
+        let window = Duration::from_secs(60);
+        let mut windows = Windows::new();
+        let t0 = Instant::now();
+        for k in 0..PRUNE_AT {
+            windows.current(&k, t0, window);
+        }
+        // Full of live keys: one sweep keeps them all and puts the next one far off.
+        windows.current(&PRUNE_AT, t0, window);
+        assert_eq!(windows.map.len(), PRUNE_AT + 1);
+        assert_eq!(windows.sweep_at, 2 * PRUNE_AT);
+        // A window later, the next sweep (once the map has doubled) drops the old keys.
+        let later = t0 + window;
+        for k in PRUNE_AT + 1..2 * PRUNE_AT + 1 {
+            windows.current(&k, later, window);
+        }
+        assert!(windows.map.len() <= PRUNE_AT + 1, "{}", windows.map.len());
+        assert!(windows.map.contains_key(&(2 * PRUNE_AT)));
+        assert!(!windows.map.contains_key(&0));
     }
 
     #[test]
