@@ -1,11 +1,13 @@
 //! The state every handler shares: the store, the token service, settings, agent
-//! presence, the replay guard, the rate limiters and the decompressed agent keys.
+//! presence, the replay guard, the rate limiters, the decompressed agent keys and the
+//! signature checker.
 
 use std::sync::{Arc, Mutex};
 
 use mcpwatch_protocol::ids::AgentId;
 use mcpwatch_protocol::signing::ReplayGuard;
 
+use crate::auth::signatures::SignatureChecker;
 use crate::auth::tokens::TokenService;
 use crate::config::Settings;
 use crate::limits::{FailureLimiter, WindowLimiter};
@@ -35,6 +37,8 @@ pub struct AppState {
     /// signature check. Derived from the key bytes alone, so never stale: revocation
     /// is the agent lookup's business, which every request still makes.
     pub verifying_keys: quick_cache::sync::Cache<[u8; 32], ed25519_dalek::VerifyingKey>,
+    /// Checks agent request signatures, in batches.
+    pub signatures: SignatureChecker,
 }
 
 impl AppState {
@@ -45,6 +49,7 @@ impl AppState {
             presence: Presence::default(),
             replay: Mutex::new(ReplayGuard::default()),
             verifying_keys: quick_cache::sync::Cache::new(VERIFYING_KEYS_CACHED),
+            signatures: SignatureChecker::start(),
             login_by_account: FailureLimiter::new(
                 settings.login_failures_per_account,
                 settings.login_lockout,

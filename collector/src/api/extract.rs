@@ -154,7 +154,7 @@ impl<T: DeserializeOwned + Send> FromRequest<SharedState> for AgentRequest<T> {
                 ));
             }
             (Some(public_key), Some(value)) => {
-                verify_signature(state, &agent, &public_key, value, &parts, &bytes)?;
+                verify_signature(state, &agent, &public_key, value, &parts, &bytes).await?;
                 true
             }
             // Keys made with POST /agents/ work alone until a public key is bound.
@@ -169,7 +169,7 @@ impl<T: DeserializeOwned + Send> FromRequest<SharedState> for AgentRequest<T> {
     }
 }
 
-fn verify_signature(
+async fn verify_signature(
     state: &SharedState,
     agent: &Agent,
     public_key: &[u8; 32],
@@ -199,7 +199,15 @@ fn verify_signature(
         .path_and_query()
         .map_or(parts.uri.path(), |pq| pq.as_str());
     let now = Utc::now().timestamp();
-    signing::verify(&key, &header, parts.method.as_str(), path, body, now).map_err(refuse)?;
+    let message =
+        signing::signed_message(&header, parts.method.as_str(), path, body, now).map_err(refuse)?;
+    if !state
+        .signatures
+        .verify(key, message, header.signature)
+        .await
+    {
+        return Err(refuse(signing::Error::BadSignature));
+    }
     let mut replay = state
         .replay
         .lock()

@@ -1,8 +1,10 @@
 //! Credentials: password hashing ([`password`]), the collector's signed access and
-//! refresh tokens ([`tokens`]), and agent API keys and enroll secrets ([`keys`]).
+//! refresh tokens ([`tokens`]), agent API keys and enroll secrets ([`keys`]), and
+//! agent request signatures ([`signatures`]).
 
 pub mod keys;
 pub mod password;
+pub mod signatures;
 pub mod tokens;
 
 /// Why a credential was refused or could not be made.

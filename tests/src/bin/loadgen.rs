@@ -79,8 +79,10 @@ fn parse_kind(name: &str) -> Result<Kind, String> {
     })
 }
 
-/// One agent request in this many is tampered with (against the collector).
-const TAMPER_EVERY: u64 = 100;
+/// One agent request in this many is tampered with (against the collector). Each one
+/// costs the collector its signature batch's saving, so it is kept rare, as it is on a
+/// real fleet.
+const TAMPER_EVERY: u64 = 1000;
 /// The server name a tampered report adds; it must never be stored.
 const TAMPERED_NAME: &str = "tampered-by-loadgen";
 
