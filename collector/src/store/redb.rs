@@ -447,6 +447,18 @@ struct PreparedReport {
     encoded: Vec<Vec<u8>>,
 }
 
+/// The tables [`prepare_report`] reads, opened in a read or a write transaction.
+macro_rules! planning_tables {
+    ($txn:expr) => {
+        (
+            &$txn.open_table(SERVER_IDENTITY)?,
+            &$txn.open_table(SERVERS)?,
+            &$txn.open_table(POLICIES)?,
+            &$txn.open_table(INVENTORY_REV)?,
+        )
+    };
+}
+
 /// Plan a snapshot against the agent's stored servers, combine, and encode the writes.
 fn prepare_report<I, S, P, R>(
     (identity, servers, policies, revisions): (&I, &S, &P, &R),
@@ -643,12 +655,7 @@ impl RedbStore {
     ) -> Result<PreparedReport> {
         self.read_now(|txn| {
             prepare_report(
-                (
-                    &txn.open_table(SERVER_IDENTITY)?,
-                    &txn.open_table(SERVERS)?,
-                    &txn.open_table(POLICIES)?,
-                    &txn.open_table(INVENTORY_REV)?,
-                ),
+                planning_tables!(txn),
                 org,
                 agent,
                 report.servers.clone(),
@@ -690,12 +697,7 @@ impl RedbStore {
             } else {
                 // Something wrote the agent's servers or the policy since: plan again.
                 prepare_report(
-                    (
-                        &txn.open_table(SERVER_IDENTITY)?,
-                        &txn.open_table(SERVERS)?,
-                        &txn.open_table(POLICIES)?,
-                        &txn.open_table(INVENTORY_REV)?,
-                    ),
+                    planning_tables!(txn),
                     org,
                     agent,
                     snapshot,

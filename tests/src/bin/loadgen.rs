@@ -415,18 +415,15 @@ async fn check_acknowledged(
     let mut missing = 0usize;
     for (agent, round) in agents.iter().zip(acknowledged.iter()) {
         let Some(round) = round else { continue };
-        let page: Value = http
-            .get(format!(
+        let page = get_json(
+            http,
+            &format!(
                 "{base}/mcp/servers?agent_id={}&status=active&page_size=100",
                 agent.id
-            ))
-            .bearer_auth(admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            ),
+            admin,
+        )
+        .await;
         let items = page["items"].as_array().cloned().unwrap_or_default();
         // A report can be stored and its answer lost (a timeout): newer than acknowledged
         // is fine, older is not.
@@ -445,20 +442,27 @@ async fn check_acknowledged(
     missing
 }
 
+/// GET `url` as the analyst; the JSON answer.
+async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// What tampered requests left behind: servers or hostnames they named.
 async fn check_tampered(http: &reqwest::Client, base: &str, admin: &str) -> u64 {
-    let get = |path: String| async move {
-        http.get(format!("{base}{path}"))
-            .bearer_auth(admin)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
-    let servers = get(format!("/mcp/servers?search={TAMPERED_NAME}")).await;
-    let agents = get("/agents/".to_owned()).await;
+    let servers = get_json(
+        http,
+        &format!("{base}/mcp/servers?search={TAMPERED_NAME}"),
+        admin,
+    )
+    .await;
+    let agents = get_json(http, &format!("{base}/agents/"), admin).await;
     let hosts = agents.as_array().map_or(0, |a| {
         a.iter().filter(|a| a["hostname"] == TAMPERED_NAME).count()
     });
