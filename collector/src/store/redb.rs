@@ -104,6 +104,8 @@ const INVENTORY_REV: TableDefinition<'_, Bytes, u64> = TableDefinition::new("inv
 /// The layout version this code reads and writes. 2: server change histories moved
 /// out of the server records into `server_changes` (see [`migrate_histories`]).
 const SCHEMA_VERSION: u32 = 2;
+/// Reports of at most this many servers are planned on the request's own thread.
+const PLAN_ON_CALLER_MAX: usize = 100;
 /// Servers migrated per transaction when a database is upgraded.
 const MIGRATION_BATCH: usize = 10_000;
 /// The most writes committed together.
@@ -645,23 +647,25 @@ impl RedbStore {
         f(&txn)
     }
 
-    /// Plan a report on the calling thread against a read snapshot (the heavy part:
-    /// decode, score, combine, encode), so that the writer only applies it.
-    fn prepare_report(
+    /// Plan a report against a read snapshot (the heavy part: decode, score, combine,
+    /// encode), so that the writer only applies it. A usual report is planned on the
+    /// calling thread (a hop to the blocking pool would cost more than the work); a large
+    /// one, which would hold a request thread for milliseconds, on the blocking pool.
+    async fn prepare_report(
         &self,
         org: OrgId,
         agent: AgentId,
         report: &ReportInput,
     ) -> Result<PreparedReport> {
-        self.read_now(|txn| {
-            prepare_report(
-                planning_tables!(txn),
-                org,
-                agent,
-                report.servers.clone(),
-                report.received_at,
-            )
-        })
+        let (snapshot, now) = (report.servers.clone(), report.received_at);
+        let plan = move |txn: &ReadTransaction| {
+            prepare_report(planning_tables!(txn), org, agent, snapshot, now)
+        };
+        if report.servers.len() <= PLAN_ON_CALLER_MAX {
+            self.read_now(plan)
+        } else {
+            self.read(plan).await
+        }
     }
 
     /// Apply a prepared report in one write job: as prepared when the agent's
@@ -1427,7 +1431,7 @@ impl Store for RedbStore {
         agent: AgentId,
         report: ReportInput,
     ) -> Result<ReportResponse> {
-        let prepared = self.prepare_report(org, agent, &report)?;
+        let prepared = self.prepare_report(org, agent, &report).await?;
         self.commit_report(org, agent, report, prepared).await
     }
 
@@ -1803,7 +1807,7 @@ impl RedbStore {
         report: ReportInput,
         meanwhile: impl std::future::Future<Output = ()>,
     ) -> Result<ReportResponse> {
-        let prepared = self.prepare_report(org, agent, &report)?;
+        let prepared = self.prepare_report(org, agent, &report).await?;
         meanwhile.await;
         self.commit_report(org, agent, report, prepared).await
     }

@@ -568,6 +568,31 @@ async fn a_report_planned_before_another_write_is_planned_again() {
     );
 }
 
+/// A large report is planned on the blocking pool; it lands the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_report_is_stored_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path()).unwrap();
+    let o = org("A");
+    store
+        .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
+        .await
+        .unwrap();
+    let a = agent(&o, 1);
+    store.create_agent(a.clone()).await.unwrap();
+    let many: Vec<ServerRecord> = (0..250)
+        .map(|n| server(&format!("s{n}"), &["-y", &format!("mcp-s{n}@1.0.0")]))
+        .collect();
+    let first = store
+        .apply_report(o.id, a.id, report(many.clone()))
+        .await
+        .unwrap();
+    assert_eq!(first.created, 250);
+    let again = store.apply_report(o.id, a.id, report(many)).await.unwrap();
+    assert_eq!((again.created, again.unchanged), (0, 250));
+    assert_eq!(store.server_counts(o.id).await.unwrap().total(), 250);
+}
+
 /// The history keeps the newest changes, numbered on, and goes with its agent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_history_keeps_the_newest_and_goes_with_the_agent() {
