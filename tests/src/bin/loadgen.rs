@@ -33,25 +33,31 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser, Debug)]
 #[command(
     name = "mcpwatch-loadgen",
-    about = "Load generator for mcpwatch-collector: throughput and latency per request kind"
+    about = "Load generator for mcpwatch-collector: throughput and latency per request kind",
+    long_about = "Load generator for mcpwatch-collector: starts a collector on 127.0.0.1 with a \
+temporary data dir, enrolls signing agents, runs one phase per request kind and prints \
+throughput, errors and latency percentiles. One agent request in 1000 is tampered with and \
+must be refused; afterwards the stored inventory is checked against what was acknowledged. \
+Exits 1 when that reliability check fails. Results and commands: docs/performance.md."
 )]
 struct Args {
     /// Simulated agents (each enrolls with its own signing key).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     agents: usize,
     /// Seconds each phase (heartbeats, reports, queries) runs.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     duration: u64,
     /// Requests in flight at once.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     concurrency: usize,
     /// Servers in each report.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     servers: usize,
     /// Share of a report's servers that change from one report to the next (0–1).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = parse_share)]
     changed_share: f64,
-    /// Also run the same requests against a bare hyper server and print the ratios.
+    /// Also run the same requests against a bare hyper server (its own process,
+    /// answering 200 without storage) and print the collector/bare ratios.
     #[arg(long)]
     baseline: bool,
     /// Before the phases, enroll this many more agents and store one report of
@@ -70,6 +76,13 @@ struct Args {
     /// `--baseline` runs it as its own process, as the collector is.
     #[arg(long, hide = true)]
     serve_bare: bool,
+}
+
+fn parse_share(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("{value:?} is not a share between 0 and 1")),
+    }
 }
 
 fn parse_kind(name: &str) -> Result<Kind, String> {
