@@ -47,7 +47,7 @@ struct Args {
     /// Seconds each phase (heartbeats, reports, queries) runs.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     duration: u64,
-    /// Requests in flight at once.
+    /// Requests in flight at once (agent requests: at most one per agent, as real agents).
     #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     concurrency: usize,
     /// Servers in each report.
@@ -207,7 +207,14 @@ async fn phase(
     let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..args.concurrency {
+    // Like real agents, each simulated agent has one request in flight at most: task t
+    // speaks for agents t, t + tasks, t + 2 tasks, ... in turn.
+    let workers = if kind.query_path().is_some() {
+        args.concurrency
+    } else {
+        args.concurrency.min(agents.len())
+    };
+    for worker in 0..workers {
         let (http, base, agents, admin, counter, acked) = (
             http.clone(),
             base.to_owned(),
@@ -221,11 +228,14 @@ async fn phase(
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let (mut errors, mut refused) = (0usize, 0usize);
+            let mine: Vec<usize> = (worker..agents.len()).step_by(workers).collect();
+            let mut turn = 0usize;
             while Instant::now() < deadline {
                 let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let i = (n as usize) % agents.len();
+                let i = mine[turn % mine.len()];
                 let agent = &agents[i];
-                let round = n / agents.len() as u64 + 1;
+                let round = (turn / mine.len()) as u64 + 1;
+                turn += 1;
                 let t = Instant::now();
                 let ok = match kind.query_path() {
                     Some(path) => {
