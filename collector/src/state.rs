@@ -26,7 +26,7 @@ pub struct AppState {
     pub settings: Settings,
     pub presence: Presence,
     /// Nonces of signed agent requests seen within the replay window.
-    pub replay: Mutex<ReplayGuard<(AgentId, String)>>,
+    pub replay: Mutex<ReplayGuard<(AgentId, u128)>>,
     /// Failed logins per account.
     pub login_by_account: FailureLimiter<String>,
     /// Failed logins and enrollments per client address.

@@ -14,7 +14,8 @@
 //! within the window ([`ReplayGuard`]). This module does no I/O: callers pass the time
 //! and the random nonce in.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
 use std::hash::Hash;
 
 use base64::Engine as _;
@@ -109,6 +110,11 @@ impl SignatureHeader {
             nonce: nonce.to_ascii_lowercase(),
             signature: Signature::from_bytes(&sig_array),
         })
+    }
+
+    /// The nonce as a number (it is 32 hex digits): a compact replay-guard key.
+    pub fn nonce_value(&self) -> Result<u128, Error> {
+        u128::from_str_radix(&self.nonce, 16).map_err(|_| Error::Malformed("n is not hex"))
     }
 
     /// The header's wire form.
@@ -211,34 +217,41 @@ pub fn encode_public_key(key: &VerifyingKey) -> String {
     STANDARD.encode(key.as_bytes())
 }
 
-/// Remembers the nonces seen within the replay window, so that a captured request
-/// cannot be sent again. Entries older than twice the window are forgotten: a request
-/// that old is already refused as stale.
+/// Remembers the nonces of accepted requests, so that a captured request cannot be
+/// sent again. A request signed at `t` is accepted while the clock reads at most
+/// `t +` [`REPLAY_WINDOW_SECS`], so its nonce is kept until then and then forgotten:
+/// past that, the request is refused as stale anyway.
 #[derive(Debug)]
 pub struct ReplayGuard<K> {
-    seen: HashMap<K, i64>,
-    order: VecDeque<(i64, K)>,
+    seen: HashSet<K>,
+    /// When each remembered nonce may be forgotten, soonest first.
+    expiry: BinaryHeap<Reverse<(i64, K)>>,
 }
 
-impl<K: Eq + Hash + Clone> Default for ReplayGuard<K> {
+impl<K: Eq + Hash + Ord + Clone> Default for ReplayGuard<K> {
     fn default() -> Self {
         Self {
-            seen: HashMap::new(),
-            order: VecDeque::new(),
+            seen: HashSet::new(),
+            expiry: BinaryHeap::new(),
         }
     }
 }
 
-impl<K: Eq + Hash + Clone> ReplayGuard<K> {
-    /// Record `key` (typically agent + nonce) seen at `now`; refuse it if it was
-    /// already recorded within the window.
-    pub fn check_and_record(&mut self, key: K, now: i64) -> Result<(), Error> {
+impl<K: Eq + Hash + Ord + Clone> ReplayGuard<K> {
+    /// Record `key` (typically agent + nonce) of a request signed at `signed_at` and
+    /// accepted at `now`; refuse it if it was already recorded and not yet forgotten.
+    pub fn check_and_record(&mut self, key: K, signed_at: i64, now: i64) -> Result<(), Error> {
         self.expire(now);
-        if self.seen.contains_key(&key) {
+        if self.seen.contains(&key) {
             return Err(Error::Replayed);
         }
-        self.seen.insert(key.clone(), now);
-        self.order.push_back((now, key));
+        // `signed_at` is within the window of `now` (else the request is stale); the
+        // clamp only keeps a careless caller from pinning a nonce for long.
+        let until = signed_at
+            .saturating_add(REPLAY_WINDOW_SECS)
+            .clamp(now, now.saturating_add(2 * REPLAY_WINDOW_SECS));
+        self.seen.insert(key.clone());
+        self.expiry.push(Reverse((until, key)));
         Ok(())
     }
 
@@ -253,12 +266,12 @@ impl<K: Eq + Hash + Clone> ReplayGuard<K> {
     }
 
     fn expire(&mut self, now: i64) {
-        let horizon = now - 2 * REPLAY_WINDOW_SECS;
-        while let Some((at, _)) = self.order.front() {
-            if *at >= horizon {
-                break;
-            }
-            if let Some((_, key)) = self.order.pop_front() {
+        while self
+            .expiry
+            .peek()
+            .is_some_and(|Reverse((until, _))| *until < now)
+        {
+            if let Some(Reverse((_, key))) = self.expiry.pop() {
                 self.seen.remove(&key);
             }
         }
@@ -371,18 +384,46 @@ mod tests {
     }
 
     #[test]
-    fn replay_guard_refuses_a_nonce_twice_and_forgets_old_ones() {
+    fn replay_guard_refuses_a_nonce_twice_and_forgets_it_when_it_would_be_stale() {
         let mut guard = ReplayGuard::default();
-        guard.check_and_record(("agent", "n1"), 100).unwrap();
+        guard.check_and_record(("agent", "n1"), 100, 100).unwrap();
         assert_eq!(
-            guard.check_and_record(("agent", "n1"), 101),
+            guard.check_and_record(("agent", "n1"), 100, 101),
             Err(Error::Replayed)
         );
-        guard.check_and_record(("other", "n1"), 101).unwrap();
+        guard.check_and_record(("other", "n1"), 100, 101).unwrap();
+        // The last second the request would still be accepted: still remembered.
+        let last = 100 + REPLAY_WINDOW_SECS;
+        assert_eq!(
+            guard.check_and_record(("agent", "n1"), 100, last),
+            Err(Error::Replayed)
+        );
+        // Signed by a clock ahead of ours: kept longer.
         guard
-            .check_and_record(("agent", "n2"), 102 + 2 * REPLAY_WINDOW_SECS)
+            .check_and_record(("ahead", "n1"), last, last - 10)
             .unwrap();
-        assert_eq!(guard.len(), 1);
+        guard
+            .check_and_record(("agent", "n2"), last, last + 1)
+            .unwrap();
+        assert_eq!(guard.len(), 2, "the first two are forgotten");
+        assert_eq!(
+            guard.check_and_record(("ahead", "n1"), last, last + 1),
+            Err(Error::Replayed)
+        );
+        // The replay of a forgotten nonce is refused by the clock instead.
+        let header = sign(&key(), "POST", "/p", b"", 100, [3; 16]);
+        let parsed = SignatureHeader::parse(&header).unwrap();
+        assert!(matches!(
+            verify(&key().verifying_key(), &parsed, "POST", "/p", b"", last + 1),
+            Err(Error::Stale { .. })
+        ));
+    }
+
+    #[test]
+    fn the_nonce_reads_as_a_number() {
+        let header = sign(&key(), "POST", "/p", b"", 100, [0xab; 16]);
+        let parsed = SignatureHeader::parse(&header).unwrap();
+        assert_eq!(parsed.nonce_value(), Ok(u128::from_be_bytes([0xab; 16])));
     }
 
     #[test]

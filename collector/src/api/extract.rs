@@ -208,11 +208,12 @@ async fn verify_signature(
     {
         return Err(refuse(signing::Error::BadSignature));
     }
+    let nonce = header.nonce_value().map_err(refuse)?;
     let mut replay = state
         .replay
         .lock()
         .map_err(|_| ApiError::internal("replay guard lock poisoned"))?;
     replay
-        .check_and_record((agent.id, header.nonce), now)
+        .check_and_record((agent.id, nonce), header.timestamp, now)
         .map_err(refuse)
 }
