@@ -69,6 +69,17 @@ pub fn eventually<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> 
 }
 
 /// A running collector.
+/// Resident memory (VmRSS) of process `pid`, in KiB (Linux).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 pub struct TestCollector {
     child: Option<Child>,
     pub base: String,
@@ -81,6 +92,11 @@ pub struct TestCollector {
 }
 
 impl TestCollector {
+    /// The collector's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Start a collector with a fresh data dir.
     pub fn start(extra_args: &[&str]) -> Self {
         Self::start_with_env(extra_args, &[])

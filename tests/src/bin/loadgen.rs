@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use ed25519_dalek::SigningKey;
 use mcpwatch_protocol::signing;
-use mcpwatch_tests::TestCollector;
+use mcpwatch_tests::{TestCollector, rss_kib};
 use serde_json::{Value, json};
 
 /// The load generator shares the two cores with what it measures: the allocator the
@@ -636,6 +636,15 @@ async fn run(args: Args) {
         drop(bare_process.stdin.take());
         let _ = tokio::task::spawn_blocking(move || bare_process.wait()).await;
     }
+    let collector_rss_mb = collector
+        .pid()
+        .map_or(0.0, |pid| rss_kib(pid) as f64 / 1024.0);
+    let database_mb = std::fs::metadata(
+        collector
+            .data_dir
+            .join(mcpwatch_collector::store::redb::DB_FILE),
+    )
+    .map_or(0.0, |m| m.len() as f64 / 1e6);
     tokio::task::spawn_blocking(move || drop(collector))
         .await
         .unwrap();
@@ -666,6 +675,7 @@ async fn run(args: Args) {
                 "unexpected_errors": unexpected,
             },
             "agents": args.agents, "concurrency": args.concurrency, "servers_per_report": args.servers,
+            "collector_resident_mb": collector_rss_mb, "database_mb": database_mb,
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap());
     } else {
@@ -717,6 +727,9 @@ async fn run(args: Args) {
                 args.inventory_agents
             );
         }
+        println!(
+            "collector at the end: {collector_rss_mb:.0} MB resident, database file {database_mb:.0} MB"
+        );
     }
     if missing > 0 || tampered > 0 || unexpected > 0 {
         eprintln!("reliability check failed");
