@@ -106,6 +106,20 @@ fn fleet() -> Vec<ServerRecord> {
     ]
 }
 
+/// A fresh store with organisation "A", its admin and one agent (keep the dir alive).
+async fn one_agent() -> (tempfile::TempDir, RedbStore, Org, Agent) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path()).unwrap();
+    let o = org("A");
+    store
+        .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
+        .await
+        .unwrap();
+    let a = agent(&o, 1);
+    store.create_agent(a.clone()).await.unwrap();
+    (dir, store, o, a)
+}
+
 async fn story(store: &dyn Store) {
     // Registration: first only, then closed.
     let (a, b) = (org("A"), org("B"));
@@ -571,15 +585,7 @@ async fn a_report_planned_before_another_write_is_planned_again() {
 /// A large report is planned on the blocking pool; it lands the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_report_is_stored_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(dir.path()).unwrap();
-    let o = org("A");
-    store
-        .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
-        .await
-        .unwrap();
-    let a = agent(&o, 1);
-    store.create_agent(a.clone()).await.unwrap();
+    let (_dir, store, o, a) = one_agent().await;
     let many: Vec<ServerRecord> = (0..250)
         .map(|n| server(&format!("s{n}"), &["-y", &format!("mcp-s{n}@1.0.0")]))
         .collect();
@@ -596,15 +602,7 @@ async fn a_large_report_is_stored_whole() {
 /// The history keeps the newest changes, numbered on, and goes with its agent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_history_keeps_the_newest_and_goes_with_the_agent() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(dir.path()).unwrap();
-    let o = org("A");
-    store
-        .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
-        .await
-        .unwrap();
-    let a = agent(&o, 1);
-    store.create_agent(a.clone()).await.unwrap();
+    let (_dir, store, o, a) = one_agent().await;
     let edits = crate::model::MAX_SERVER_CHANGES + 10;
     for v in 0..edits {
         let time = server("time", &["-y", &format!("mcp-time@1.0.{v}")]);
@@ -1052,15 +1050,7 @@ async fn alerts_fire_once_repeat_as_updates_and_dismissal_sticks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_scored_by_older_rules_are_rescored_in_batches() {
     use crate::model::AlertKind;
-    let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(dir.path()).unwrap();
-    let o = org("A");
-    store
-        .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
-        .await
-        .unwrap();
-    let a = agent(&o, 1);
-    store.create_agent(a.clone()).await.unwrap();
+    let (_dir, store, o, a) = one_agent().await;
     store
         .apply_report(o.id, a.id, report(fleet()))
         .await
@@ -1163,15 +1153,7 @@ async fn servers_scored_by_older_rules_are_rescored_in_batches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn combinations_follow_the_snapshot() {
     use crate::model::AlertKind;
-    let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(dir.path()).unwrap();
-    let o = org("A");
-    store
-        .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
-        .await
-        .unwrap();
-    let a = agent(&o, 1);
-    store.create_agent(a.clone()).await.unwrap();
+    let (_dir, store, o, a) = one_agent().await;
     let fs = server(
         "files",
         &[
