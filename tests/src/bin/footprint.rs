@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use mcpwatch_tests::rss_kib;
-use mcpwatch_tests::{TestCollector, binary, eventually};
+use mcpwatch_tests::{TestAgent, TestCollector, binary, eventually};
 use serde_json::json;
 
 #[derive(Parser, Debug)]
@@ -103,19 +103,8 @@ fn main() {
     let config = cursor.join("mcp.json");
     write_atomically(&config, &cursor_config("edit-start"));
     let state = dir.path().join("state");
-    let out = Command::new(&agent_bin)
-        .args([
-            "enroll",
-            "--server",
-            &collector.base,
-            "--enroll-secret",
-            &secret,
-        ])
-        .arg("--state-dir")
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "enroll: {out:?}");
+    let (code, out) = TestAgent::enroll(&collector.base, &secret, &state);
+    assert_eq!(code, Some(0), "enroll: {out}");
 
     eprintln!("Starting the agent...");
     let child = Command::new(&agent_bin)

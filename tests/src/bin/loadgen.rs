@@ -313,19 +313,9 @@ async fn signed_post(
     path: &str,
     body: &Value,
 ) -> bool {
-    let bytes = serde_json::to_vec(body).unwrap();
-    let mut nonce = [0u8; 16];
-    getrandom::fill(&mut nonce).unwrap();
-    let now = chrono::Utc::now().timestamp();
-    let sig = signing::sign(&agent.signer, "POST", path, &bytes, now, nonce);
-    http.post(format!("{base}{path}"))
-        .header("x-api-key", &agent.key)
-        .header(signing::SIGNATURE_HEADER, sig)
-        .header("content-type", "application/json")
-        .body(bytes)
-        .send()
+    post_signing(http, base, agent, path, body, None)
         .await
-        .is_ok_and(|r| r.status().is_success())
+        .is_some_and(|status| status.is_success())
 }
 
 /// POST a body other than the one signed (a server added to it, or a field changed):
@@ -337,21 +327,35 @@ async fn tampered_post(
     path: &str,
     body: &Value,
 ) -> Option<reqwest::StatusCode> {
-    let bytes = serde_json::to_vec(body).unwrap();
-    let mut nonce = [0u8; 16];
-    getrandom::fill(&mut nonce).unwrap();
-    let now = chrono::Utc::now().timestamp();
-    let sig = signing::sign(&agent.signer, "POST", path, &bytes, now, nonce);
     let mut altered = body.clone();
     match altered.get_mut("servers").and_then(Value::as_array_mut) {
         Some(servers) => servers.push(json!({ "server_name": TAMPERED_NAME, "command": "sh" })),
         None => altered["hostname"] = json!(TAMPERED_NAME),
     }
+    post_signing(http, base, agent, path, body, Some(&altered)).await
+}
+
+/// POST to `path` as `agent` with a signature of `signed`; the body sent is `sent` when
+/// given (a tampered request), else `signed`. Answers the status, if any came back.
+async fn post_signing(
+    http: &reqwest::Client,
+    base: &str,
+    agent: &Agent,
+    path: &str,
+    signed: &Value,
+    sent: Option<&Value>,
+) -> Option<reqwest::StatusCode> {
+    let bytes = serde_json::to_vec(signed).unwrap();
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let sig = signing::sign(&agent.signer, "POST", path, &bytes, now, nonce);
+    let body = sent.map_or(bytes, |sent| serde_json::to_vec(sent).unwrap());
     http.post(format!("{base}{path}"))
         .header("x-api-key", &agent.key)
         .header(signing::SIGNATURE_HEADER, sig)
         .header("content-type", "application/json")
-        .body(serde_json::to_vec(&altered).unwrap())
+        .body(body)
         .send()
         .await
         .ok()
