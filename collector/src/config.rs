@@ -33,7 +33,7 @@ pub struct Settings {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
 pub const DEFAULT_HEARTBEAT_SECS: u64 = 60;
 pub const DEFAULT_DORMANT_AFTER_SECS: u64 = 24 * 60 * 60;
-pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub const DEFAULT_MAX_BODY_BYTES: usize = mcpwatch_protocol::limits::DEFAULT_MAX_BODY_BYTES;
 pub const DEFAULT_AGENT_REQUESTS_PER_MINUTE: u32 = 600;
 
 /// A setting that cannot work.

@@ -6,6 +6,7 @@
 //! - [`wire`]: the request and response bodies the agent exchanges with the collector;
 //! - [`server`]: the normalised MCP server record and its fingerprint;
 //! - [`launch`]: reading launch lines into the program and package they run;
+//! - [`limits`]: the limits a report respects, checked by the collector and met by the agent;
 //! - [`signing`]: the Ed25519 request-signing scheme and its replay window;
 //! - [`risk`]: the risk rules, the 0–100 score and the level derived from it.
 //!
@@ -14,6 +15,7 @@
 
 pub mod ids;
 pub mod launch;
+pub mod limits;
 pub mod risk;
 pub mod server;
 pub mod signing;

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::{AgentId, ServerId, UserId};
+use mcpwatch_protocol::limits;
 use mcpwatch_protocol::risk::{Finding, RiskLevel};
 use mcpwatch_protocol::server::ServerRecord;
 use mcpwatch_protocol::wire::{ReportRequest, ReportResponse};
@@ -18,35 +19,13 @@ use crate::model::{Agent, HostFacts, Role, Server, ServerChange, ServerStatus};
 use crate::state::SharedState;
 use crate::store::{self, ReportInput, ServerQuery};
 
-/// The most servers one report may hold.
-pub const MAX_SERVERS_PER_REPORT: usize = 10_000;
-/// The longest server name accepted.
-const MAX_NAME_CHARS: usize = 512;
-
 /// `POST /mcp/report` (agent key): a full snapshot, answered once it is durable.
 pub async fn report(
     State(state): State<SharedState>,
     req: AgentRequest<ReportRequest>,
 ) -> Result<Json<ReportResponse>, ApiError> {
     let body = req.body;
-    if body.servers.len() > MAX_SERVERS_PER_REPORT {
-        return Err(ApiError::validation(
-            "servers",
-            format!(
-                "a report may hold at most {MAX_SERVERS_PER_REPORT} servers, got {}",
-                body.servers.len()
-            ),
-        ));
-    }
-    for (i, server) in body.servers.iter().enumerate() {
-        let n = server.server_name.trim().chars().count();
-        if n == 0 || n > MAX_NAME_CHARS {
-            return Err(ApiError::validation(
-                &format!("servers[{i}].server_name"),
-                format!("servers[{i}].server_name must be 1 to {MAX_NAME_CHARS} characters long"),
-            ));
-        }
-    }
+    limits::check_report(&body).map_err(|v| ApiError::validation(&v.field, v.to_string()))?;
     let now = Utc::now();
     let agent = req.agent;
     let input = ReportInput {
