@@ -358,7 +358,8 @@ impl Cli {
             }
             Command::Scan(args) => {
                 let (options, json) = args.options()?;
-                let report = inventory::report(discovery::scan(&options));
+                let report =
+                    inventory::report(inventory::fit(discovery::scan(&options), None).fitted);
                 let text = if json {
                     serde_json::to_string_pretty(&report)?
                 } else {

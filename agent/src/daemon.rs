@@ -283,6 +283,16 @@ struct Daemon {
     cache: Option<discovery::Inventory>,
     report_backoff: Backoff,
     retry_report_at: Option<Instant>,
+    /// The scan running on the blocking pool, if any.
+    scan: Option<RunningScan>,
+}
+
+/// A scan in progress, and whether another must follow it.
+struct RunningScan {
+    task: tokio::task::JoinHandle<inventory::Fitted>,
+    force: bool,
+    /// A trigger that came while it ran: (force, changed paths).
+    again: Option<(bool, Vec<PathBuf>)>,
 }
 
 impl Daemon {
@@ -341,26 +351,72 @@ impl Daemon {
         }
     }
 
-    /// Scan; spool a new report if the inventory changed since the last accepted one,
-    /// or always with `force` (at start and at each full rescan, so the collector's
-    /// view is refreshed even when nothing changed).
-    async fn rescan(&mut self, force: bool, changed: Vec<PathBuf>) -> Result<(), Error> {
+    /// Start a scan on the blocking pool unless one is running (then it runs again
+    /// once this one is done, covering `changed` too). The daemon loop goes on meanwhile:
+    /// a slow scan never delays a heartbeat.
+    fn start_scan(&mut self, force: bool, changed: Vec<PathBuf>) {
+        if let Some(running) = &mut self.scan {
+            running.again = Some(match running.again.take() {
+                Some((f, mut paths)) => {
+                    // An empty list means "everything": keep it so.
+                    if paths.is_empty() || changed.is_empty() {
+                        paths.clear();
+                    } else {
+                        paths.extend(changed);
+                    }
+                    (f || force, paths)
+                }
+                None => (force, changed),
+            });
+            return;
+        }
         let options = scan_options(&self.settings);
         let cached = self.cache.take();
-        let scanned =
-            tokio::task::spawn_blocking(move || partial_scan(&options, cached, &changed)).await;
-        let Ok(found) = scanned else {
+        let budget = self.state.report_budget_bytes;
+        let task = tokio::task::spawn_blocking(move || {
+            inventory::fit(partial_scan(&options, cached, &changed), budget)
+        });
+        self.scan = Some(RunningScan {
+            task,
+            force,
+            again: None,
+        });
+    }
+
+    /// A scan finished: spool a new report if the inventory changed since the last
+    /// accepted one, or always with `force` (at start and at each full rescan, so the
+    /// collector's view is refreshed even when nothing changed) — but never the very
+    /// report the collector refused for good, until it changes or a day has passed.
+    fn scan_done(
+        &mut self,
+        result: Result<inventory::Fitted, tokio::task::JoinError>,
+    ) -> Result<(), Error> {
+        let Some(done) = self.scan.take() else {
+            return Ok(());
+        };
+        if let Some((force, changed)) = done.again {
+            self.start_scan(force, changed);
+        }
+        let Ok(fitted) = result else {
             tracing::error!("The scan stopped unexpectedly; will retry at the next rescan.");
             return Ok(());
         };
-        self.cache = Some(found.clone());
-        let mut report = inventory::report(found);
+        self.cache = Some(fitted.scanned);
+        let mut report = inventory::report(fitted.fitted);
         let pending_hash = self.dir.pending().and_then(|p| p.inventory_hash);
-        if !force && report.inventory_hash == self.state.last_report_hash && pending_hash.is_none()
+        if !done.force
+            && report.inventory_hash == self.state.last_report_hash
+            && pending_hash.is_none()
         {
             return Ok(());
         }
         if report.inventory_hash == pending_hash {
+            return Ok(());
+        }
+        if let Some(refused) = &self.state.refused_report
+            && Some(&refused.inventory_hash) == report.inventory_hash.as_ref()
+            && Utc::now().signed_duration_since(refused.at) < chrono::Duration::days(1)
+        {
             return Ok(());
         }
         self.state.sequence += 1;
@@ -385,6 +441,7 @@ impl Daemon {
                 self.state.last_report_hash = report.inventory_hash.clone();
                 self.state.last_report_at = Some(Utc::now());
                 self.state.last_error = None;
+                self.state.refused_report = None;
                 // Keep a newer spooled report, if a rescan wrote one meanwhile.
                 if self.dir.pending().and_then(|p| p.inventory_hash) == report.inventory_hash {
                     self.dir.clear_pending()?;
@@ -406,6 +463,41 @@ impl Daemon {
                 self.retry_report_at = Some(Instant::now() + self.report_backoff.next(None));
                 Ok(())
             }
+            Err(upload::Error::Rejected { status, message }) => {
+                // The collector will refuse this same body every time: never resend
+                // it (a retry loop would stop the whole machine from being reported).
+                // Say so in `status` and in the next heartbeat; the next change of the
+                // inventory is reported again.
+                let problem = format!(
+                    "the collector refused the report for good (HTTP {status}): {}",
+                    crate::inventory::safe(&message)
+                );
+                tracing::error!(status, reason = %crate::inventory::safe(&message), "The collector refused the report; it is not sent again until the inventory changes.");
+                self.state.refused_report = Some(crate::state::RefusedReport {
+                    inventory_hash: report.inventory_hash.clone().unwrap_or_default(),
+                    at: Utc::now(),
+                    error: problem.clone(),
+                });
+                self.state.last_error = Some(problem);
+                if status == 413 {
+                    // The collector takes less than we thought: halve what we send.
+                    let budget = self
+                        .state
+                        .report_budget_bytes
+                        .unwrap_or(inventory::REPORT_BUDGET_BYTES);
+                    self.state.report_budget_bytes =
+                        Some((budget / 2).max(inventory::MIN_REPORT_BUDGET_BYTES));
+                    self.state.refused_report = None;
+                    self.start_scan(true, Vec::new());
+                }
+                if self.dir.pending().and_then(|p| p.inventory_hash) == report.inventory_hash {
+                    self.dir.clear_pending()?;
+                } else {
+                    self.retry_report_at = Some(Instant::now());
+                }
+                self.save();
+                Ok(())
+            }
             Err(e) => {
                 let wait = self.report_backoff.next(e.retry_after());
                 self.state.last_error = Some(e.to_string());
@@ -415,6 +507,16 @@ impl Daemon {
                 Ok(())
             }
         }
+    }
+}
+
+/// The running scan's result; never ready when none runs.
+async fn scan_finished(
+    scan: &mut Option<RunningScan>,
+) -> Result<inventory::Fitted, tokio::task::JoinError> {
+    match scan {
+        Some(running) => (&mut running.task).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -495,6 +597,7 @@ pub async fn run_with_ready(
         cache: None,
         report_backoff: Backoff::default(),
         retry_report_at: None,
+        scan: None,
     };
     tracing::info!(collector = %url, agent = daemon.state.agent_id.as_deref().unwrap_or("?"), "Agent started.");
 
@@ -507,13 +610,12 @@ pub async fn run_with_ready(
     let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
     signal_ready();
 
-    // At start: send what is pending from before, then scan.
+    // At start: send what is pending from before, heartbeat, and scan (the scan's
+    // report is sent when it is done).
     if daemon.dir.pending().is_some() {
         daemon.send_pending().await?;
     }
-    daemon.rescan(true, Vec::new()).await?;
-    rewatch(&mut daemon, &mut watcher, &mut watched);
-    daemon.send_pending().await?;
+    daemon.start_scan(true, Vec::new());
     if let Some(changed) = daemon.heartbeat().await? {
         tracing::debug!(
             secs = changed.as_secs(),
@@ -554,8 +656,14 @@ pub async fn run_with_ready(
                 debounce = None;
                 let paths = std::mem::take(&mut changed);
                 let paths = if std::mem::take(&mut full_rescan_needed) { Vec::new() } else { paths };
-                daemon.rescan(false, paths).await?;
+                daemon.start_scan(false, paths);
+            }
+            result = scan_finished(&mut daemon.scan), if daemon.scan.is_some() => {
+                daemon.scan_done(result)?;
                 rewatch(&mut daemon, &mut watcher, &mut watched);
+                if daemon.retry_report_at.is_some_and(|at| at <= Instant::now()) {
+                    daemon.send_pending().await?;
+                }
             }
             () = sleep_until(daemon.retry_report_at.unwrap_or(far)), if daemon.retry_report_at.is_some() => {
                 daemon.send_pending().await?;
@@ -567,8 +675,7 @@ pub async fn run_with_ready(
                 }
             }
             _ = rescan.tick() => {
-                daemon.rescan(true, Vec::new()).await?;
-                rewatch(&mut daemon, &mut watcher, &mut watched);
+                daemon.start_scan(true, Vec::new());
             }
         }
     }
@@ -621,10 +728,11 @@ async fn self_enroll(
 pub fn status(state_dir: &Path) -> Result<String, Error> {
     let dir = StateDir::open(state_dir)?;
     let s = dir.load()?;
-    let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let show =
+        |v: Option<String>| v.map_or_else(|| "-".into(), |v| crate::printable::cell(&v, 400));
     let pending = dir.pending();
     Ok(format!(
-        "agent id:          {}\ncollector:         {}\nenrolled:          {}\nkey revoked:       {}\nsigning:           {}\nlast heartbeat:    {}\nlast report:       {}\npending report:    {}\nwatched dirs:      {}\nlast error:        {}\n",
+        "agent id:          {}\ncollector:         {}\nenrolled:          {}\nkey revoked:       {}\nsigning:           {}\nlast heartbeat:    {}\nlast report:       {}\npending report:    {}\nrefused report:    {}\nwatched dirs:      {}\nlast error:        {}\n",
         show(s.agent_id.clone()),
         show(s.collector_url.clone()),
         if s.api_key.is_some() { "yes" } else { "no" },
@@ -647,6 +755,11 @@ pub fn status(state_dir: &Path) -> Result<String, Error> {
                 p.servers.len(),
                 p.sequence.unwrap_or(0)
             )
+        ),
+        show(
+            s.refused_report
+                .as_ref()
+                .map(|r| format!("{} ({})", r.error, r.at.to_rfc3339()))
         ),
         s.watched_dirs,
         show(s.last_error),

@@ -3,7 +3,8 @@
 //!
 //! - [`discovery`]: the client catalog, users, safe reading, parsing, normalisation
 //!   and redaction;
-//! - [`inventory`]: the report built from a scan, and how `scan` shows it;
+//! - [`inventory`]: the report built from a scan, fitted to the collector's limits,
+//!   and how `scan` shows it; [`printable`]: user-written text made safe to print;
 //! - [`daemon`]: `run`, the service: watch, heartbeat, report; [`upload`]: the
 //!   collector's API over HTTPS; [`state`], [`paths`]: what the agent keeps on disk;
 //! - [`enroll`]: joining a collector;
@@ -16,6 +17,7 @@ pub mod discovery;
 pub mod enroll;
 pub mod inventory;
 pub mod paths;
+pub mod printable;
 pub mod state;
 pub mod upload;
 #[cfg(windows)]

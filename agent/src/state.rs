@@ -61,6 +61,26 @@ pub struct State {
     pub revoked: bool,
     #[serde(default)]
     pub watched_dirs: usize,
+    /// The last report the collector refused for good (a 4xx other than 401/429), so
+    /// that the same body is not sent again and `status` and heartbeats can say why.
+    #[serde(default)]
+    pub refused_report: Option<RefusedReport>,
+    /// The most bytes of servers one report may carry, when the collector answered 413
+    /// to more (unset: [`crate::inventory::REPORT_BUDGET_BYTES`]).
+    #[serde(default)]
+    pub report_budget_bytes: Option<usize>,
+    /// The host facts last sent, hashed: heartbeats carry them only when they change.
+    #[serde(default)]
+    pub facts_hash: Option<String>,
+}
+
+/// A report the collector refused for good.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RefusedReport {
+    pub inventory_hash: String,
+    pub at: DateTime<Utc>,
+    /// What the collector said, made safe to print.
+    pub error: String,
 }
 
 /// The state dir.

@@ -10,7 +10,9 @@
 //! - [`normalize`]: entries → records; [`redact`]: secrets out.
 //!
 //! A file that cannot be read or parsed is a [`ConfigError`] for that path; it never
-//! stops the scan of the other files.
+//! stops the scan of the other files. What one user's files can cost is capped
+//! (servers per file, per user and per scan, projects per user, entries per
+//! directory listing), and each cut is said in a config error.
 
 pub mod catalog;
 pub mod normalize;
@@ -62,6 +64,18 @@ pub struct Inventory {
     pub config_errors: Vec<ConfigError>,
 }
 
+/// The most servers taken from one file.
+pub const MAX_SERVERS_PER_FILE: usize = 1000;
+/// The most servers taken from one user's files.
+pub const MAX_SERVERS_PER_USER: usize = 2000;
+/// The most servers one scan holds (the report is fitted to the collector's limits
+/// after that).
+pub const MAX_SERVERS_PER_SCAN: usize = 20_000;
+/// The most project directories read per user.
+pub const MAX_PROJECTS_PER_USER: usize = 500;
+/// The most entries read from one directory listing (a `*` in a catalog path).
+pub const MAX_DIR_ENTRIES: usize = 10_000;
+
 /// Directories never descended into when searching project roots.
 const SKIP_DIRS: &[&str] = &[
     "node_modules",
@@ -94,8 +108,12 @@ struct Scanner<'a> {
     opts: &'a ScanOptions,
     /// The filesystem root the scanned machine's absolute paths live under.
     root: PathBuf,
+    /// The same, with symbolic links resolved (resolved project paths start with it).
+    real_root: PathBuf,
     seen_files: HashSet<(&'static str, PathBuf, String)>,
     seen_projects: HashSet<PathBuf>,
+    /// Servers taken from the user being scanned so far.
+    user_servers: usize,
     out: Inventory,
 }
 
@@ -107,15 +125,22 @@ pub fn scan(opts: &ScanOptions) -> Inventory {
     };
     let mut scanner = Scanner {
         opts,
+        real_root: dunce::canonicalize(&root).unwrap_or_else(|_| root.clone()),
         root,
         seen_files: HashSet::new(),
         seen_projects: HashSet::new(),
+        user_servers: 0,
         out: Inventory::default(),
     };
     match &opts.target {
         Target::Root { root, user } => {
+            // Machine-wide files are root's: no ownership to check.
+            let machine = read::Ground {
+                base: root,
+                owner: None,
+            };
             for candidate in paths::system_candidates(opts.os, root) {
-                scanner.file(&candidate, None, None, None);
+                scanner.file(&candidate, None, machine, None);
             }
             for u in users::enumerate(opts.os, root) {
                 if user.as_ref().is_none_or(|wanted| *wanted == u.name) {
@@ -149,21 +174,23 @@ pub fn scan(opts: &ScanOptions) -> Inventory {
 
 impl Scanner<'_> {
     fn user(&mut self, name: &str, home: &Path, env: Option<&Env>) {
-        let owner = read::owner_of(home);
-        let mut projects: BTreeSet<PathBuf> = BTreeSet::new();
+        let ground = read::Ground::of(home);
+        self.user_servers = 0;
+        // Project folders the user's files record, as written (resolved below).
+        let mut recorded: Vec<PathBuf> = Vec::new();
         for candidate in paths::user_candidates(self.opts.os, home, env) {
-            let found = self.file(&candidate, Some(name), owner, None);
+            let found = self.file(&candidate, Some(name), ground, None);
             // Claude Code's `projects` map and Codex's `[projects."<path>"]` tables name
             // the user's project folders.
             if (candidate.shape == Shape::ClaudeCode || candidate.client.id == "codex")
                 && let Some(root) = found
             {
-                let recorded = root
+                let keys = root
                     .get("projects")
                     .and_then(Value::as_object)
                     .map(|m| m.keys());
-                for path in recorded.into_iter().flatten() {
-                    projects.extend(self.local_path(path));
+                for path in keys.into_iter().flatten() {
+                    recorded.extend(self.local_path(path));
                 }
             }
         }
@@ -179,22 +206,59 @@ impl Scanner<'_> {
                 &format!("{app}/User/workspaceStorage/*/workspace.json"),
             );
             for file in expand(&pattern) {
-                let Ok(Some(text)) = read::read_config(&file, owner) else {
+                let Ok(Some(text)) = read::read_config(&file, ground) else {
                     continue;
                 };
                 let Ok(value) = parse::parse(&text, Format::Json) else {
                     continue;
                 };
                 if let Some(uri) = value.get("folder").and_then(Value::as_str) {
-                    projects.extend(file_uri_path(uri).and_then(|p| self.local_path(&p)));
+                    recorded.extend(file_uri_path(uri).and_then(|p| self.local_path(&p)));
                 }
             }
         }
+        let mut walked = BTreeSet::new();
         for dir in self.opts.project_roots.clone() {
-            self.walk(&dir, self.opts.project_depth, &mut projects);
+            self.walk(&dir, self.opts.project_depth, &mut walked);
+        }
+        recorded.extend(walked);
+        // One project however it is spelled (`..`, `.`, `//`, links): resolved, and
+        // followed only when it and every directory above it are the user's or root's.
+        let mut projects: BTreeSet<PathBuf> = BTreeSet::new();
+        let mut refused = 0usize;
+        let mut over = 0usize;
+        for path in recorded {
+            match read::own_dir(&path, ground.owner) {
+                Some(real) if projects.contains(&real) => {}
+                Some(_) if projects.len() >= MAX_PROJECTS_PER_USER => over += 1,
+                Some(real) => {
+                    projects.insert(real);
+                }
+                None if path.is_dir() => refused += 1,
+                None => {}
+            }
+        }
+        let shown_home = self.shown(home);
+        if refused > 0 {
+            self.out.config_errors.push(ConfigError {
+                path: shown_home.clone(),
+                client: None,
+                error: format!(
+                    "{refused} recorded project folder(s) not read: they lie in directories of another user"
+                ),
+            });
+        }
+        if over > 0 {
+            self.out.config_errors.push(ConfigError {
+                path: shown_home,
+                client: None,
+                error: format!(
+                    "{over} more project folder(s) not read: at most {MAX_PROJECTS_PER_USER} per user"
+                ),
+            });
         }
         for project in projects {
-            self.project(&project, name, owner);
+            self.project(&project, name, ground.owner);
         }
     }
 
@@ -209,7 +273,10 @@ impl Scanner<'_> {
 
     /// How a local path is shown: as the scanned machine knows it.
     fn shown(&self, path: &Path) -> String {
-        let Ok(rel) = path.strip_prefix(&self.root) else {
+        let Ok(rel) = path
+            .strip_prefix(&self.root)
+            .or_else(|_| path.strip_prefix(&self.real_root))
+        else {
             return path.to_string_lossy().into_owned();
         };
         let rel = rel.to_string_lossy().replace('\\', "/");
@@ -235,13 +302,15 @@ impl Scanner<'_> {
         }
     }
 
+    /// Read a project's files; `dir` is resolved and known to be the user's.
     fn project(&mut self, dir: &Path, user: &str, owner: Option<u32>) {
-        if !self.seen_projects.insert(dir.to_path_buf()) || !dir.is_dir() {
+        if !self.seen_projects.insert(dir.to_path_buf()) {
             return;
         }
         let shown = self.shown(dir);
+        let ground = read::Ground { base: dir, owner };
         for candidate in paths::project_candidates(dir) {
-            self.file(&candidate, Some(user), owner, Some(&shown));
+            self.file(&candidate, Some(user), ground, Some(&shown));
         }
     }
 
@@ -251,7 +320,7 @@ impl Scanner<'_> {
         &mut self,
         candidate: &Candidate,
         user: Option<&str>,
-        owner: Option<u32>,
+        ground: read::Ground<'_>,
         project: Option<&str>,
     ) -> Option<Value> {
         let mut last = None;
@@ -269,7 +338,7 @@ impl Scanner<'_> {
                 client: Some(candidate.client.id.to_owned()),
                 error: message,
             };
-            let text = match read::read_config(&path, owner) {
+            let text = match read::read_config(&path, ground) {
                 Ok(Some(text)) => text,
                 Ok(None) => continue,
                 Err(e) => {
@@ -295,8 +364,21 @@ impl Scanner<'_> {
                 project_path: project.map(str::to_owned),
                 os_user: user.map(str::to_owned),
             };
-            for entry in normalize::entries(&value, candidate.shape) {
-                self.out.servers.push(normalize::record(&entry, &origin));
+            let entries = normalize::entries(&value, candidate.shape);
+            let room = MAX_SERVERS_PER_FILE
+                .min(MAX_SERVERS_PER_USER.saturating_sub(self.user_servers))
+                .min(MAX_SERVERS_PER_SCAN.saturating_sub(self.out.servers.len()));
+            if entries.len() > room {
+                self.out.config_errors.push(error(format!(
+                    "holds {} servers; only {room} reported (at most {MAX_SERVERS_PER_FILE} per file, {MAX_SERVERS_PER_USER} per user, {MAX_SERVERS_PER_SCAN} per machine)",
+                    entries.len()
+                )));
+            }
+            for entry in entries.iter().take(room) {
+                self.out.servers.push(normalize::record(entry, &origin));
+            }
+            if user.is_some() {
+                self.user_servers += entries.len().min(room);
             }
             last = Some(value);
         }
@@ -317,7 +399,7 @@ pub fn expand(pattern: &Path) -> Vec<PathBuf> {
                 let Ok(entries) = std::fs::read_dir(dir) else {
                     continue;
                 };
-                let mut names: Vec<_> = entries.flatten().collect();
+                let mut names: Vec<_> = entries.flatten().take(MAX_DIR_ENTRIES).collect();
                 names.sort_by_key(std::fs::DirEntry::file_name);
                 for entry in names {
                     let name = entry.file_name().to_string_lossy().into_owned();
