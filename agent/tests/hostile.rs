@@ -460,3 +460,204 @@ fn another_users_files_are_never_read_through_links_or_recorded_projects() {
     assert!(error_of("/home/alice/.kiro/settings/mcp.json").contains("owned by another user"));
     assert!(error_of("/home/alice").contains("recorded project folder(s) not read"));
 }
+
+/// One unique planted secret per shape a real config writes them in.
+const SHAPES: &[(&str, &[&str], &str)] = &[
+    (
+        "npx",
+        &[
+            "-y",
+            "mcp-remote",
+            "https://x.example/mcp",
+            "--header",
+            "Authorization: Bearer PlantA1summer!",
+        ],
+        "PlantA1summer!",
+    ),
+    (
+        "npx",
+        &[
+            "mcp-remote",
+            "https://x.example/mcp",
+            "--header=X-Api-Key:PlantB2winter",
+        ],
+        "PlantB2winter",
+    ),
+    (
+        "docker",
+        &[
+            "run",
+            "-i",
+            "--rm",
+            "-e",
+            "GITHUB_TOKEN=PlantC3spring",
+            "ghcr.io/github/github-mcp-server",
+        ],
+        "PlantC3spring",
+    ),
+    (
+        "node",
+        &["server.js", "API_KEY=PlantD4autumn"],
+        "PlantD4autumn",
+    ),
+    (
+        "env",
+        &["OPENAI_API_KEY=PlantE5letmein", "npx", "-y", "pkg"],
+        "PlantE5letmein",
+    ),
+    (
+        "cmd",
+        &["/c", "set API_TOKEN=PlantF6cmd&& npx -y pkg"],
+        "PlantF6cmd",
+    ),
+    (
+        "mcp-mysql",
+        &["-h", "db", "-u", "root", "-pPlantG7mysql"],
+        "PlantG7mysql",
+    ),
+    ("some-mcp", &["-k", "PlantH8short"], "PlantH8short"),
+    ("some-mcp", &["--bearer", "PlantI9bearer"], "PlantI9bearer"),
+    (
+        "npx",
+        &["-y", "pkg", "--config", "{\"apiKey\": \"PlantJ10json\"}"],
+        "PlantJ10json",
+    ),
+    (
+        "npx",
+        &[
+            "mcp-remote",
+            "https://mcp.example.com/sse#access_token=PlantK11frag",
+        ],
+        "PlantK11frag",
+    ),
+    (
+        "npx",
+        &[
+            "mcp-remote",
+            "https://PlantL12userinfoTOKEN@mcp.example.com/sse",
+        ],
+        "PlantL12userinfoTOKEN",
+    ),
+    (
+        "npx",
+        &[
+            "mcp-remote",
+            "https://mcp.example.com/u/PlantM13PathTokenXyZ9/sse",
+        ],
+        "PlantM13PathTokenXyZ9",
+    ),
+    (
+        "uvx",
+        &[
+            "mcp-server-postgres",
+            "postgresql://admin:PlantN14db!@db.internal/app",
+        ],
+        "PlantN14db!",
+    ),
+    (
+        "npx",
+        &["pkg", "--password", "summer2024!PlantO15"],
+        "summer2024!PlantO15",
+    ),
+];
+
+fn toml_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+#[test]
+fn no_planted_secret_reaches_scan_json_or_the_table_in_any_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let (mut json, mut jsonc, mut toml, mut yaml, mut goose) = (
+        Vec::new(),
+        Vec::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    );
+    for (i, (program, args, _)) in SHAPES.iter().enumerate() {
+        let args_json = serde_json::to_string(args).unwrap();
+        json.push(format!(
+            r#""s{i}": {{"command": {}, "args": {args_json}}}"#,
+            toml_str(program)
+        ));
+        jsonc.push(format!(
+            "    // server {i}\n    \"s{i}\": {{\"command\": {}, \"args\": {args_json},}}",
+            toml_str(program)
+        ));
+        toml.push_str(&format!(
+            "[mcp_servers.s{i}]\ncommand = {}\nargs = {args_json}\n\n",
+            toml_str(program)
+        ));
+        yaml.push_str(&format!(
+            "  - name: s{i}\n    command: {}\n    args: {args_json}\n",
+            toml_str(program)
+        ));
+        goose.push_str(&format!(
+            "  s{i}:\n    type: stdio\n    cmd: {}\n    args: {args_json}\n",
+            toml_str(program)
+        ));
+    }
+    put(
+        &home,
+        ".cursor/mcp.json",
+        &format!("{{\"mcpServers\": {{{}}}}}", json.join(",")),
+    );
+    put(
+        &home,
+        ".config/Code/User/mcp.json",
+        &format!("{{\n  \"servers\": {{\n{}\n  }},\n}}", jsonc.join(",\n")),
+    );
+    put(&home, ".codex/config.toml", &toml);
+    put(
+        &home,
+        ".continue/config.yaml",
+        &format!("mcpServers:\n{yaml}"),
+    );
+    put(
+        &home,
+        ".config/goose/config.yaml",
+        &format!("extensions:\n{goose}"),
+    );
+    let run = |json: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcpwatch-agent"));
+        cmd.arg("scan");
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd
+            .args(["--os", "linux", "--home"])
+            .arg(&home)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap() + &String::from_utf8(out.stderr).unwrap()
+    };
+    let report = run(true);
+    let table = run(false);
+    let parsed: serde_json::Value = serde_json::from_str(report.trim_end()).unwrap();
+    let servers = parsed["servers"].as_array().unwrap();
+    assert_eq!(
+        servers.len(),
+        SHAPES.len() * 5,
+        "{:?}",
+        parsed["config_errors"]
+    );
+    for server in servers {
+        assert!(
+            !server["secrets_found"]
+                .as_array()
+                .map_or(true, Vec::is_empty),
+            "no finding for {server}"
+        );
+    }
+    for (_, _, secret) in SHAPES {
+        assert!(!report.contains(secret), "scan --json leaked {secret}");
+        assert!(!table.contains(secret), "the table leaked {secret}");
+    }
+}

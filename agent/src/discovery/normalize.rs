@@ -266,7 +266,7 @@ pub fn record(entry: &Entry<'_>, origin: &Origin) -> ServerRecord {
             }
             record.transport = Some(transport_of(body, None));
             let command = redactor.text("command", &command);
-            let args = redactor.args("args", &args);
+            let args = redactor.args("args", &command, &args);
             let words = effective(&command, &args);
             let (package, server_args_at) = package(&words);
             let mut paths: Vec<String> = words

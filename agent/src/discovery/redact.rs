@@ -1,74 +1,376 @@
 //! Secrets never leave the machine. Arguments, URLs and command lines are scanned for
 //! secrets; each one found is replaced by `[REDACTED]` and recorded as a finding
-//! `{location, kind}` without its value. (Env var values and header values are never
-//! read into a record at all: only their names are.)
+//! `{location, kind}` without its value. (Env var values and header values given as
+//! maps are never read into a record at all: only their names are.)
 //!
-//! Recognised: GitHub, GitLab, Slack, OpenAI, Anthropic, Google, Stripe, AWS and npm
-//! tokens by shape; JWTs; private-key blocks; passwords in `scheme://user:pass@host`;
-//! values of secret-named URL query parameters and of `--token`/`--api-key`/
-//! `--password`-style flags; and long high-entropy strings.
+//! Secrets are found by *position and name* first, because real passwords look like
+//! `summer2024!`, not like random strings:
+//! - the value after a secret-named flag (`--token X`, `--api-key=X`, `-k X`), after a
+//!   header flag (`--header "Authorization: Bearer X"`: every header value), after an
+//!   env flag (`-e NAME=X`, `--env NAME=X`: every env value), the `NAME=X` words after
+//!   `env` and after `set`/`export` in a shell line, `-pX` for database clients;
+//! - the value side of any `NAME=X`, `"name": "X"` or `Name: X` whose name says
+//!   secret (`API_KEY`, `clientSecret`, `X-Auth-Token`), in any argument or line;
+//! - the password slot of a connection string (`scheme://user:X@host`, `Password=X;`),
+//!   a token standing as a URL's user (`https://X@host`), secret-named query and
+//!   fragment parameters (`?api_key=X`, `#access_token=X`), token-like URL path
+//!   segments, and the credentials of `Bearer X` / `Basic X`;
+//!
+//! and then by shape: tokens of known services (GitHub, GitLab, Slack, OpenAI,
+//! Anthropic, Google, Stripe, AWS, npm, Hugging Face, and more), JWTs, private keys,
+//! and long high-entropy words. Paths, package names and image names stay readable;
+//! references (`${VAR}`, `$VAR`, `%VAR%`, `{env:VAR}`) and placeholders
+//! (`<your-key>`, `YOUR_API_KEY`) are not secrets.
 
 use std::sync::LazyLock;
 
+use mcpwatch_protocol::launch::basename;
 use mcpwatch_protocol::server::{REDACTED, SecretFinding};
-use regex::Regex;
+use regex::{Captures, Regex};
 
 struct Shape {
     kind: &'static str,
     re: Regex,
 }
 
-fn shape(kind: &'static str, pattern: &str) -> Shape {
+fn re(pattern: &str) -> Regex {
     // The patterns are constants checked by the tests below.
     #[allow(clippy::expect_used)]
+    Regex::new(pattern).expect("secret pattern compiles")
+}
+
+fn shape(kind: &'static str, pattern: &str) -> Shape {
     Shape {
         kind,
-        re: Regex::new(pattern).expect("secret pattern compiles"),
+        re: re(pattern),
     }
 }
 
 static SHAPES: LazyLock<Vec<Shape>> = LazyLock::new(|| {
     vec![
-        shape("private_key", r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+        shape(
+            "private_key",
+            r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?s:.*?)(?:-----END [A-Z ]*PRIVATE KEY-----|$)",
+        ),
         shape(
             "github_token",
             r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})",
         ),
-        shape("gitlab_token", r"\bglpat-[A-Za-z0-9_\-]{20,}"),
-        shape("slack_token", r"\bxox[abposr]-[A-Za-z0-9\-]{10,}"),
+        shape(
+            "gitlab_token",
+            r"\bgl(?:pat|dt|ptt|rt|soat)-[A-Za-z0-9_\-]{20,}",
+        ),
+        shape(
+            "slack_token",
+            r"\bxox[abposre]-[A-Za-z0-9\-]{10,}|\bxapp-[A-Za-z0-9\-]{10,}",
+        ),
         shape("anthropic_key", r"\bsk-ant-[A-Za-z0-9_\-]{20,}"),
-        shape("openai_key", r"\bsk-(?:proj-|svcacct-)?[A-Za-z0-9_\-]{20,}"),
-        shape("stripe_key", r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}"),
-        shape("google_api_key", r"\bAIza[0-9A-Za-z_\-]{35}"),
-        shape("aws_access_key", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+        shape(
+            "openai_key",
+            r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",
+        ),
+        shape(
+            "stripe_key",
+            r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}",
+        ),
+        shape("google_api_key", r"\bAIza[0-9A-Za-z_\-]{30,}"),
+        shape("google_oauth_token", r"\bya29\.[0-9A-Za-z_\-]{20,}"),
+        shape("aws_access_key", r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),
         shape("npm_token", r"\bnpm_[A-Za-z0-9]{36}"),
+        shape("pypi_token", r"\bpypi-AgE[A-Za-z0-9_\-]{50,}"),
+        shape("huggingface_token", r"\bhf_[A-Za-z0-9]{30,}"),
+        shape("docker_token", r"\bdckr_pat_[A-Za-z0-9_\-]{20,}"),
+        shape("shopify_token", r"\bshp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}"),
+        shape(
+            "sendgrid_key",
+            r"\bSG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}",
+        ),
+        shape("digitalocean_token", r"\bdo[opr]_v1_[a-f0-9]{64}"),
+        shape("linear_key", r"\blin_(?:api|oauth)_[A-Za-z0-9]{20,}"),
+        shape("notion_token", r"\b(?:ntn_|secret_)[A-Za-z0-9]{30,}"),
+        shape("airtable_token", r"\bpat[A-Za-z0-9]{14}\.[a-f0-9]{64}"),
+        shape("figma_token", r"\bfig[dhu]_[A-Za-z0-9_\-]{30,}"),
+        shape("sentry_token", r"\bsntr[ysu]_[A-Za-z0-9_=+/\-]{20,}"),
+        shape("grafana_token", r"\bgl(?:sa|c)_[A-Za-z0-9_=+/\-]{20,}"),
+        shape("supabase_token", r"\bsbp_[A-Za-z0-9]{20,}"),
+        shape("atlassian_token", r"\bATATT[A-Za-z0-9_=\-]{20,}"),
+        shape("databricks_token", r"\bdapi[a-f0-9]{32}"),
+        shape("postman_key", r"\bPMAK-[A-Za-z0-9]{20,}-[A-Za-z0-9]{20,}"),
+        shape(
+            "ai_service_key",
+            r"\b(?:gsk_|xai-|pplx-|r8_|tvly-|fc-|ctx7sk-|BSA|sk-or-v1-|csk-|nvapi-)[A-Za-z0-9_\-]{16,}",
+        ),
         shape(
             "jwt",
             r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
         ),
+        shape(
+            "webhook_url_token",
+            r"(?i)hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_\-]+|discord(?:app)?\.com/api/webhooks/[0-9]+/[A-Za-z0-9_\-]+",
+        ),
     ]
 });
 
-/// `scheme://user:password@` — the password part.
-static URL_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
-    #[allow(clippy::expect_used)]
-    Regex::new(r"([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)([^@/\s]+)(@)")
-        .expect("url pattern compiles")
+/// `scheme://userinfo@`: the userinfo runs to the last `@` before the first `/`.
+static URL_AUTHORITY: LazyLock<Regex> =
+    LazyLock::new(|| re(r"([A-Za-z][A-Za-z0-9+.\-]*://)([^/\s?#]*)@"));
+
+/// `?name=value`, `&name=value`, `#name=value`, `;name=value` in a URL.
+static URL_PARAM: LazyLock<Regex> =
+    LazyLock::new(|| re(r"([?&#;])([A-Za-z0-9_.\-\[\]]+)=([^&#;\s]*)"));
+
+/// An http(s)/ws(s) URL's path.
+static URL_PATH: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?i)\b(?:https?|wss?)://[^/\s?#]+(/[^\s?#]*)"));
+
+/// `Bearer X`, `Basic X`, `Token X`, `Bot X`.
+static AUTH_SCHEME: LazyLock<Regex> =
+    LazyLock::new(|| re(r#"\b((?i:bearer|basic)|Token|Bot)(\s+)([^\s"',;]{6,})"#));
+
+/// `Name: value` (a header written in a line).
+static COLON_PAIR: LazyLock<Regex> = LazyLock::new(|| {
+    re(r#"(^|[\s"'{,;(])([A-Za-z][A-Za-z0-9_\-]*)(\s*:\s*)("[^"]*"|'[^']*'|[^\s,;"'}]+)"#)
 });
 
-/// `?token=...` / `&api_key=...`.
-static QUERY_SECRET: LazyLock<Regex> = LazyLock::new(|| {
-    #[allow(clippy::expect_used)]
-    Regex::new(r"(?i)([?&](?:[a-z0-9_\-]*(?:token|key|secret|password|passwd|pwd|auth|signature|sig|credential)[a-z0-9_\-]*)=)([^&#\s]+)")
-        .expect("query pattern compiles")
+/// `NAME=value`, optionally after `set`, `export` or `env` (shell lines); the value
+/// may be quoted and ends at a shell separator.
+static ASSIGNMENT: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r#"(?i)(\b(?:set|export|env|setx)\s+"?)?\b([A-Za-z_][A-Za-z0-9_.\-]*)(=)("[^"]*"|'[^']*'|[^\s&;,|"'<>]*)"#,
+    )
 });
 
-/// Flags whose value is a secret.
-static SECRET_FLAG: LazyLock<Regex> = LazyLock::new(|| {
-    #[allow(clippy::expect_used)]
-    Regex::new(r"(?i)^--?(?:[a-z0-9]+[-_])*(?:token|api[-_]?key|apikey|key|secret|password|passwd|pwd|pat|auth|credentials?|access[-_]key|client[-_]secret)$")
-        .expect("flag pattern compiles")
+/// A flag and its value in one line: `--token X`, `--token=X`, `-H "Name: X"`.
+static LINE_FLAG: LazyLock<Regex> =
+    LazyLock::new(|| re(r#"(^|\s)(--?[A-Za-z][A-Za-z0-9_.\-]*)(=|\s+)("[^"]*"|'[^']*'|[^\s"']+)"#));
+
+/// `"name": "value"` (a JSON or JSON-like document in an argument).
+static JSON_PAIR: LazyLock<Regex> =
+    LazyLock::new(|| re(r#"(["'])([^"'\\]{1,80})(["']\s*:\s*)(["'])((?:[^"'\\]|\\.)*)(["'])"#));
+
+/// `Password=X;` in a semicolon-separated connection string.
+static CONN_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)((?:^|;)\s*(?:password|pwd|passwd|user\s+password|account\s*key|shared\s*access\s*key|accesskey|sharedaccesskey)\s*=\s*)([^;]*)",
+    )
 });
+
+/// Words of a name that make its value a secret.
+const SECRET_WORDS: &[&str] = &[
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "passphrase",
+    "apikey",
+    "key",
+    "auth",
+    "authorization",
+    "credential",
+    "credentials",
+    "cookie",
+    "session",
+    "bearer",
+    "jwt",
+    "pat",
+    "sig",
+    "signature",
+    "dsn",
+    "private",
+    "otp",
+    "pin",
+    "sas",
+];
+
+/// Names joined into one word that say secret (`apikey`, `accesstoken`).
+const SECRET_COMPOUNDS: &[&str] = &[
+    "apikey",
+    "accesskey",
+    "secretkey",
+    "privatekey",
+    "authtoken",
+    "accesstoken",
+    "refreshtoken",
+    "clientsecret",
+    "password",
+    "passwd",
+    "bearertoken",
+    "connectionstring",
+    "connstr",
+];
+
+/// Words of a name that say its value is something else: a path, a name, a switch.
+const NOT_SECRET_WORDS: &[&str] = &[
+    "file",
+    "path",
+    "dir",
+    "directory",
+    "name",
+    "type",
+    "mode",
+    "url",
+    "uri",
+    "endpoint",
+    "host",
+    "id",
+    "header",
+    "env",
+    "var",
+    "length",
+    "size",
+    "count",
+    "limit",
+    "timeout",
+    "expiry",
+    "expires",
+    "method",
+    "format",
+    "scope",
+    "scopes",
+    "provider",
+    "region",
+    "no",
+    "disable",
+    "disabled",
+    "enable",
+    "enabled",
+    "skip",
+    "use",
+    "require",
+    "required",
+    "allow",
+    "insecure",
+    "ignore",
+    "helper",
+    "command",
+    "cmd",
+    "store",
+    "storage",
+    "ttl",
+    "len",
+    "max",
+    "min",
+    "version",
+    "location",
+    "server",
+    "port",
+    "prefix",
+    "field",
+    "algorithm",
+    "alg",
+    "kind",
+    "strategy",
+    "source",
+    "keyboard",
+];
+
+/// Flags whose next argument is a header `Name: value`.
+const HEADER_FLAGS: &[&str] = &["-h", "--header", "--headers", "--http-header", "-header"];
+/// Flags whose next argument is an env assignment `NAME=value`.
+const ENV_FLAGS: &[&str] = &[
+    "-e",
+    "--env",
+    "--env-var",
+    "--set-env",
+    "--environment",
+    "-env",
+];
+/// Short flags whose value is a secret.
+const SHORT_SECRET_FLAGS: &[&str] = &["-k", "-a"];
+/// Database clients whose `-pX` is the password.
+const DB_CLIENTS: &[&str] = &[
+    "mysql",
+    "mysqldump",
+    "mysqladmin",
+    "mariadb",
+    "mariadb-dump",
+    "mysqlsh",
+    "mycli",
+];
+
+/// The words of a name: split at separators and at lower→upper case changes.
+fn words(name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if !c.is_ascii_alphanumeric() {
+            if !current.is_empty() {
+                out.push(std::mem::take(&mut current));
+            }
+            prev_lower = false;
+            continue;
+        }
+        if c.is_ascii_uppercase() && prev_lower && !current.is_empty() {
+            out.push(std::mem::take(&mut current));
+        }
+        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        current.push(c.to_ascii_lowercase());
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// Whether a flag, variable, key or header name says its value is a secret.
+pub fn is_secret_name(name: &str) -> bool {
+    let words = words(name);
+    if words.is_empty() || words.iter().any(|w| NOT_SECRET_WORDS.contains(&w.as_str())) {
+        return false;
+    }
+    let joined: String = words.concat();
+    words.iter().any(|w| SECRET_WORDS.contains(&w.as_str()))
+        || SECRET_COMPOUNDS.iter().any(|c| joined.contains(c))
+}
+
+/// `${VAR}`, `${input:x}`, `$VAR`, `{env:X}`, `%VAR%`, `<placeholder>`, `YOUR_KEY`:
+/// a reference or a placeholder, not a secret.
+fn is_reference(value: &str) -> bool {
+    let v = value.trim().trim_matches(|c| c == '"' || c == '\'');
+    if v.is_empty() || v == REDACTED || v.contains(REDACTED) {
+        return true;
+    }
+    let lower = v.to_ascii_lowercase();
+    (v.starts_with("${") && v.ends_with('}'))
+        || (v.starts_with('$')
+            && v.len() > 1
+            && v[1..]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        || v.starts_with("{env:")
+        || v.starts_with("{file:")
+        || (v.starts_with("{{") && v.ends_with("}}"))
+        || (v.starts_with('%') && v.ends_with('%') && v.len() > 2)
+        || (v.starts_with('<') && v.ends_with('>'))
+        || lower.starts_with("your")
+        || lower.starts_with("insert")
+        || lower.starts_with("replace")
+        || lower.starts_with("changeme")
+        || lower.starts_with("placeholder")
+        || lower.ends_with("_here")
+        || lower.ends_with("-here")
+        || v.chars()
+            .all(|c| c == '*' || c == 'x' || c == 'X' || c == '.')
+        || matches!(lower.as_str(), "true" | "false" | "null" | "none")
+}
+
+/// Whether a flag's value is a path (kept readable: `--key-file`, `--cert ./x.pem`).
+fn looks_like_path(value: &str) -> bool {
+    let v = value.trim_matches(|c| c == '"' || c == '\'');
+    v.starts_with('/')
+        || v.starts_with("./")
+        || v.starts_with("../")
+        || v.starts_with("~/")
+        || (v.len() > 2 && v.as_bytes()[1] == b':' && matches!(v.as_bytes()[2], b'\\' | b'/'))
+        || [
+            ".pem", ".key", ".crt", ".json", ".txt", ".p12", ".pfx", ".env",
+        ]
+        .iter()
+        .any(|ext| v.to_ascii_lowercase().ends_with(ext) && !v.contains(char::is_whitespace))
+}
 
 /// Collects findings while redacting one server's strings.
 #[derive(Default)]
@@ -87,85 +389,309 @@ impl Redactor {
         }
     }
 
-    /// Redact secrets of known shapes, URL passwords and secret query values in `text`.
-    pub fn text(&mut self, location: &str, text: &str) -> String {
-        let mut out = text.to_owned();
-        if URL_PASSWORD.is_match(&out)
-            && !is_reference(
-                &URL_PASSWORD
-                    .captures(&out)
-                    .map(|c| c[2].to_owned())
-                    .unwrap_or_default(),
+    /// Keep quotes around a redacted quoted value.
+    fn quoted_redaction(value: &str) -> String {
+        match value.chars().next() {
+            Some(q @ ('"' | '\'')) if value.len() >= 2 && value.ends_with(q) => {
+                format!("{q}{REDACTED}{q}")
+            }
+            _ => REDACTED.to_owned(),
+        }
+    }
+
+    /// Replace the `value` group of every match of `pattern` for which `secret` holds.
+    fn replace(
+        &mut self,
+        location: &str,
+        text: &str,
+        pattern: &Regex,
+        value: usize,
+        kind: &str,
+        secret: impl Fn(&Captures<'_>) -> bool,
+    ) -> String {
+        let mut hit = false;
+        let out = pattern.replace_all(text, |c: &Captures<'_>| {
+            let whole = c.get(0).map_or("", |m| m.as_str());
+            let Some(v) = c.get(value) else {
+                return whole.to_owned();
+            };
+            if is_reference(v.as_str()) || !secret(c) {
+                return whole.to_owned();
+            }
+            hit = true;
+            let start = v.start() - c.get(0).map_or(0, |m| m.start());
+            format!(
+                "{}{}{}",
+                &whole[..start],
+                Self::quoted_redaction(v.as_str()),
+                &whole[start + v.as_str().len()..]
             )
-        {
-            out = URL_PASSWORD
-                .replace_all(&out, format!("${{1}}{REDACTED}${{3}}"))
-                .into_owned();
-            self.found(location, "url_password");
+        });
+        if hit {
+            self.found(location, kind);
         }
-        let mut query_hit = false;
-        out = QUERY_SECRET
-            .replace_all(&out, |c: &regex::Captures<'_>| {
-                if is_reference(&c[2]) || &c[2] == REDACTED {
-                    c[0].to_owned()
-                } else {
-                    query_hit = true;
-                    format!("{}{REDACTED}", &c[1])
-                }
-            })
-            .into_owned();
-        if query_hit {
-            self.found(location, "url_query_secret");
-        }
+        out.into_owned()
+    }
+
+    /// Redact every secret in free text: a URL, a command line, one argument.
+    pub fn text(&mut self, location: &str, text: &str) -> String {
+        let mut out = self.urls(location, text);
+        out = self.replace(
+            location,
+            &out,
+            &AUTH_SCHEME,
+            3,
+            "authorization_value",
+            |_| true,
+        );
+        out = self.replace(location, &out, &LINE_FLAG, 4, "flag_value", |c| {
+            let flag = &c[2];
+            let value = &c[4];
+            if HEADER_FLAGS.contains(&flag.to_ascii_lowercase().as_str()) {
+                // The header's value, not its name: handled by the pair rule below
+                // when the value is `Name: X`; a bare value is all secret.
+                return !value.contains(':');
+            }
+            is_secret_name(flag) && !looks_like_path(value) && !value.starts_with('-')
+        });
+        out = self.header_values_in_line(location, &out);
+        out = self.replace(location, &out, &COLON_PAIR, 4, "header_value", |c| {
+            is_secret_name(&c[2])
+                && !c[4].starts_with("//")
+                && !matches!(
+                    c[4].to_ascii_lowercase().as_str(),
+                    "bearer" | "basic" | "token"
+                )
+        });
+        out = self.replace(location, &out, &ASSIGNMENT, 4, "assignment_value", |c| {
+            c.get(1).is_some() || is_secret_name(&c[2])
+        });
+        out = self.replace(location, &out, &JSON_PAIR, 5, "json_value", |c| {
+            is_secret_name(&c[2])
+        });
+        out = self.replace(
+            location,
+            &out,
+            &CONN_PASSWORD,
+            2,
+            "connection_string_password",
+            |_| true,
+        );
         for shape in SHAPES.iter() {
             if shape.re.is_match(&out) {
                 out = shape.re.replace_all(&out, REDACTED).into_owned();
                 self.found(location, shape.kind);
             }
         }
-        out = self.high_entropy(location, &out);
+        self.high_entropy(location, &out)
+    }
+
+    /// `-H "Name: X"` / `--header=Name:X` inside a line: every header value goes.
+    fn header_values_in_line(&mut self, location: &str, text: &str) -> String {
+        static HEADER_IN_LINE: LazyLock<Regex> = LazyLock::new(|| {
+            re(
+                r#"(?i)((?:^|\s)(?:-H|--header|--headers|--http-header)(?:=|\s+)["']?[A-Za-z0-9_\-]+\s*:\s*)([^"'\s][^"']*?)(["']|\s--?[A-Za-z]|$)"#,
+            )
+        });
+        self.replace(location, text, &HEADER_IN_LINE, 2, "header_value", |_| true)
+    }
+
+    /// Credentials in URLs: the userinfo, secret-named parameters, token-like path
+    /// segments.
+    fn urls(&mut self, location: &str, text: &str) -> String {
+        let mut kind = None;
+        let out = URL_AUTHORITY.replace_all(text, |c: &Captures<'_>| {
+            let userinfo = &c[2];
+            let redacted = match userinfo.split_once(':') {
+                Some((user, password)) if !is_reference(password) => {
+                    kind = Some("url_password");
+                    format!("{user}:{REDACTED}")
+                }
+                Some(_) => userinfo.to_owned(),
+                None if !is_reference(userinfo) && !plain_username(userinfo) => {
+                    kind = kind.or(Some("url_userinfo"));
+                    REDACTED.to_owned()
+                }
+                None => userinfo.to_owned(),
+            };
+            format!("{}{redacted}@", &c[1])
+        });
+        let mut out = out.into_owned();
+        if let Some(k) = kind {
+            self.found(location, k);
+        }
+        if out.contains("://") || out.contains('?') || out.contains('#') {
+            out = self.replace(location, &out, &URL_PARAM, 3, "url_query_secret", |c| {
+                is_secret_name(&c[2]) || looks_random(&c[3], 20)
+            });
+        }
+        let mut path_hit = false;
+        out = URL_PATH
+            .replace_all(&out, |c: &Captures<'_>| {
+                let whole = &c[0];
+                let path = &c[1];
+                let cleaned: Vec<String> = path
+                    .split('/')
+                    .map(|seg| {
+                        if seg != REDACTED && token_segment(seg) {
+                            path_hit = true;
+                            REDACTED.to_owned()
+                        } else {
+                            seg.to_owned()
+                        }
+                    })
+                    .collect();
+                format!(
+                    "{}{}",
+                    &whole[..whole.len() - path.len()],
+                    cleaned.join("/")
+                )
+            })
+            .into_owned();
+        if path_hit {
+            self.found(location, "url_path_token");
+        }
         out
     }
 
-    /// Redact a list of arguments: each by [`Self::text`], plus the value of every
-    /// secret-named flag (`--token VALUE` or `--token=VALUE`).
-    pub fn args(&mut self, prefix: &str, args: &[String]) -> Vec<String> {
+    /// Redact a list of arguments of `program`: by position (the value after a secret,
+    /// header or env flag, `env`'s assignments, a database client's `-pX`), then each
+    /// by [`Self::text`].
+    pub fn args(&mut self, prefix: &str, program: &str, args: &[String]) -> Vec<String> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Next {
+            Plain,
+            Secret,
+            Header,
+            Env,
+        }
+        let program = basename(program);
+        let db_client = DB_CLIENTS.contains(&program.as_str())
+            || args.iter().any(|a| a == "-u" || a == "--user" || a == "-U");
+        let mut env_words = program == "env";
         let mut out = Vec::with_capacity(args.len());
-        let mut secret_next = false;
+        let mut next = Next::Plain;
         for (i, arg) in args.iter().enumerate() {
             let location = format!("{prefix}[{i}]");
-            if secret_next {
-                secret_next = false;
-                if !arg.starts_with('-') && !is_reference(arg) {
+            let expected = std::mem::replace(&mut next, Next::Plain);
+            if env_words {
+                match arg.split_once('=') {
+                    Some((name, value)) if !arg.starts_with('-') => {
+                        out.push(self.env_value(&location, name, value));
+                        continue;
+                    }
+                    _ if arg.starts_with('-') => {}
+                    _ => env_words = false,
+                }
+            }
+            match expected {
+                Next::Secret
+                    if !arg.starts_with('-') && !is_reference(arg) && !looks_like_path(arg) =>
+                {
                     out.push(REDACTED.to_owned());
                     self.found(&location, "flag_value");
                     continue;
                 }
+                Next::Header if !arg.starts_with('-') => {
+                    out.push(self.header_arg(&location, arg));
+                    continue;
+                }
+                Next::Env if !arg.starts_with('-') => {
+                    if let Some((name, value)) = arg.split_once('=') {
+                        out.push(self.env_value(&location, name, value));
+                        continue;
+                    }
+                }
+                _ => {}
             }
+            let lower = arg.to_ascii_lowercase();
             if let Some((flag, value)) = arg.split_once('=')
-                && SECRET_FLAG.is_match(flag)
+                && flag.starts_with('-')
             {
-                if !value.is_empty() && !is_reference(value) {
+                let flag_lower = flag.to_ascii_lowercase();
+                if HEADER_FLAGS.contains(&flag_lower.as_str()) {
+                    out.push(format!("{flag}={}", self.header_arg(&location, value)));
+                    continue;
+                }
+                if ENV_FLAGS.contains(&flag_lower.as_str())
+                    && let Some((name, v)) = value.split_once('=')
+                {
+                    out.push(format!("{flag}={}", self.env_value(&location, name, v)));
+                    continue;
+                }
+                if is_secret_name(flag) && !is_reference(value) && !looks_like_path(value) {
                     out.push(format!("{flag}={REDACTED}"));
                     self.found(&location, "flag_value");
                     continue;
                 }
-            } else if SECRET_FLAG.is_match(arg) {
-                secret_next = true;
+            } else if HEADER_FLAGS.contains(&lower.as_str()) {
+                next = Next::Header;
+            } else if ENV_FLAGS.contains(&lower.as_str()) {
+                next = Next::Env;
+            } else if arg.starts_with('-')
+                && (is_secret_name(arg) || SHORT_SECRET_FLAGS.contains(&arg.as_str()))
+            {
+                next = Next::Secret;
+            } else if db_client
+                && let Some(password) = arg.strip_prefix("-p")
+                && !password.is_empty()
+                && !arg.starts_with("--")
+                && !is_reference(password)
+            {
+                out.push(format!("-p{REDACTED}"));
+                self.found(&location, "flag_value");
+                continue;
             }
             out.push(self.text(&location, arg));
         }
         out
     }
 
-    /// Words of at least 32 characters from a token alphabet with high Shannon
-    /// entropy and both letters and digits: API keys of shapes not listed above.
+    /// `Name: value` or `Name=value` given to a header flag: the value goes.
+    fn header_arg(&mut self, location: &str, arg: &str) -> String {
+        let split = arg
+            .find(':')
+            .filter(|&i| !arg[..i].contains('='))
+            .or_else(|| arg.find('='));
+        match split {
+            Some(i) => {
+                let (name, rest) = arg.split_at(i);
+                let sep_len = rest
+                    .char_indices()
+                    .skip(1)
+                    .find(|(_, c)| !c.is_whitespace())
+                    .map_or(rest.len(), |(j, _)| j);
+                let value = &rest[sep_len..];
+                if is_reference(value) || references_only(value) {
+                    return arg.to_owned();
+                }
+                self.found(location, "header_value");
+                format!("{name}{}{REDACTED}", &rest[..sep_len])
+            }
+            None if !is_reference(arg) => {
+                self.found(location, "header_value");
+                REDACTED.to_owned()
+            }
+            None => arg.to_owned(),
+        }
+    }
+
+    /// `NAME=value` in an env position: the value goes (env values are never sent).
+    fn env_value(&mut self, location: &str, name: &str, value: &str) -> String {
+        if is_reference(value) {
+            return format!("{name}={value}");
+        }
+        self.found(location, "env_value");
+        format!("{name}={REDACTED}")
+    }
+
+    /// Words of token characters that look random: API keys of shapes not listed.
     fn high_entropy(&mut self, location: &str, text: &str) -> String {
         let mut hit = false;
         let out: String = split_keep(text)
             .into_iter()
             .map(|(word, is_word)| {
-                if is_word && looks_random(word) {
+                if is_word && looks_random(word, 32) {
                     hit = true;
                     REDACTED.to_owned()
                 } else {
@@ -180,18 +706,39 @@ impl Redactor {
     }
 }
 
-/// `${VAR}`, `${input:x}`, `$VAR`, `{env:X}`, `%VAR%`: a reference, not a secret.
-fn is_reference(value: &str) -> bool {
-    let v = value.trim_matches(|c| c == '"' || c == '\'');
-    (v.starts_with("${") && v.ends_with('}'))
-        || (v.starts_with('$')
-            && v[1..]
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && v.len() > 1)
-        || (v.starts_with("{env:") || v.starts_with("{file:"))
-        || (v.starts_with('%') && v.ends_with('%') && v.len() > 2)
-        || v.starts_with('<') && v.ends_with('>')
+/// `Bearer ${TOKEN}`: a value made only of references and scheme words.
+fn references_only(value: &str) -> bool {
+    value.split_whitespace().all(|w| {
+        is_reference(w)
+            || matches!(
+                w.to_ascii_lowercase().as_str(),
+                "bearer" | "basic" | "token"
+            )
+    })
+}
+
+/// A user name as people write them in URLs (`git`, `deploy`, `alice.b`), not a token.
+fn plain_username(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() <= 32
+        && user
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+        && user.chars().filter(char::is_ascii_digit).count() < 5
+}
+
+/// A URL path segment that is a credential: random-looking, a long hex string, or a
+/// UUID (gateways put per-user keys in the path).
+fn token_segment(seg: &str) -> bool {
+    let hexish = seg
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit() || *c == '-')
+        .count()
+        == seg.len();
+    let uuid = seg.len() == 36 && hexish && seg.matches('-').count() == 4;
+    (hexish && seg.len() >= 32 && seg.chars().any(|c| c.is_ascii_digit()))
+        || uuid
+        || looks_random(seg, 20)
 }
 
 fn token_char(c: char) -> bool {
@@ -221,8 +768,11 @@ fn split_keep(text: &str) -> Vec<(&str, bool)> {
     out
 }
 
-fn looks_random(word: &str) -> bool {
-    if word.len() < 32
+/// Whether `word` (at least `min_len` long) looks like a random key: letters and
+/// digits mixed, dense (high Shannon entropy), not a hex digest, a path, or words
+/// joined by dashes.
+fn looks_random(word: &str, min_len: usize) -> bool {
+    if word.len() < min_len
         || word.contains('/') && word.split('/').filter(|p| !p.is_empty()).count() > 1
     {
         return false;
@@ -238,12 +788,13 @@ fn looks_random(word: &str) -> bool {
         return false;
     }
     // Words joined by dashes or underscores (package names) are not random.
-    if word.split(['-', '_']).filter(|p| p.len() >= 3).count() >= 3
-        && word.split(['-', '_']).all(|p| !looks_dense(p))
+    if word.split(['-', '_', '.']).filter(|p| p.len() >= 3).count() >= 3
+        && word.split(['-', '_', '.']).all(|p| !looks_dense(p))
     {
         return false;
     }
-    shannon(word) >= 4.0
+    let needed = if word.len() >= 32 { 4.0 } else { 3.7 };
+    shannon(word) >= needed && (word.len() >= 32 || (has_upper && has_lower))
 }
 
 fn looks_dense(part: &str) -> bool {
@@ -353,7 +904,7 @@ mod tests {
         .map(|s| (*s).to_owned())
         .collect();
         let mut r = Redactor::default();
-        let out = r.args("args", &args);
+        let out = r.args("args", "npx", &args);
         assert_eq!(
             out,
             [
@@ -370,6 +921,354 @@ mod tests {
         );
         assert_eq!(r.findings.len(), 2);
         assert_eq!(r.findings[0].location, "args[3]");
+    }
+
+    fn redact_args(program: &str, args: &[&str]) -> (Vec<String>, Vec<SecretFinding>) {
+        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        let mut r = Redactor::default();
+        let out = r.args("args", program, &args);
+        (out, r.findings)
+    }
+
+    /// Every family of secret shapes the agent must catch, each with a unique value
+    /// that must not survive, in the argument lists clients really write.
+    #[test]
+    fn secrets_are_found_by_position_and_name() {
+        let cases: &[(&str, &[&str], &str)] = &[
+            (
+                "npx",
+                &[
+                    "-y",
+                    "mcp-remote",
+                    "https://x.example/mcp",
+                    "--header",
+                    "Authorization: Bearer summer2024!a",
+                ],
+                "summer2024!a",
+            ),
+            (
+                "npx",
+                &[
+                    "mcp-remote",
+                    "https://x",
+                    "--header",
+                    "Authorization:${AUTH}",
+                    "--header=X-Api-Key:winter2024!b",
+                ],
+                "winter2024!b",
+            ),
+            (
+                "npx",
+                &["mcp-remote", "https://x", "-H", "Cookie: sid=autumn2024c"],
+                "autumn2024c",
+            ),
+            (
+                "docker",
+                &[
+                    "run",
+                    "-i",
+                    "--rm",
+                    "-e",
+                    "GITHUB_TOKEN=spring2024!d",
+                    "ghcr.io/github/github-mcp-server",
+                ],
+                "spring2024!d",
+            ),
+            (
+                "docker",
+                &["run", "--env=DB_URL=plainvalue2024e", "mcp/postgres"],
+                "plainvalue2024e",
+            ),
+            (
+                "node",
+                &["server.js", "API_KEY=hunter2hunter2f"],
+                "hunter2hunter2f",
+            ),
+            (
+                "env",
+                &[
+                    "OPENAI_API_KEY=letmein2024g",
+                    "LOG=debug",
+                    "npx",
+                    "-y",
+                    "pkg",
+                ],
+                "letmein2024g",
+            ),
+            (
+                "env",
+                &["LOG_LEVEL=notsecretbutenv2024h", "npx", "pkg"],
+                "notsecretbutenv2024h",
+            ),
+            (
+                "cmd",
+                &["/c", "set API_TOKEN=cmdsecret2024i&& npx -y pkg"],
+                "cmdsecret2024i",
+            ),
+            (
+                "cmd",
+                &["/c", "set", "TOKEN=cmdsplit2024j&&", "npx", "pkg"],
+                "cmdsplit2024j",
+            ),
+            (
+                "bash",
+                &[
+                    "-c",
+                    "export SLACK_TOKEN='shellsecret 2024k' && exec npx pkg",
+                ],
+                "shellsecret 2024k",
+            ),
+            (
+                "bash",
+                &[
+                    "-c",
+                    "GH_TOKEN=inline2024l npx -y @modelcontextprotocol/server-github",
+                ],
+                "inline2024l",
+            ),
+            (
+                "mysql-mcp",
+                &["-h", "db", "-u", "root", "-pMysqlPass2024m"],
+                "MysqlPass2024m",
+            ),
+            ("mysql", &["-pmysqlpass"], "mysqlpass"),
+            ("some-mcp", &["-k", "shortflag2024n"], "shortflag2024n"),
+            (
+                "some-mcp",
+                &["--bearer", "bearerflag2024o"],
+                "bearerflag2024o",
+            ),
+            (
+                "some-mcp",
+                &["--client-secret=clientsec2024p"],
+                "clientsec2024p",
+            ),
+            (
+                "some-mcp",
+                &["--auth-token", "authtok2024q"],
+                "authtok2024q",
+            ),
+            (
+                "npx",
+                &[
+                    "-y",
+                    "pkg",
+                    "--config",
+                    r#"{"apiKey": "jsonsecret2024r", "region": "eu"}"#,
+                ],
+                "jsonsecret2024r",
+            ),
+            (
+                "npx",
+                &[
+                    "-y",
+                    "pkg",
+                    r#"{"auth":{"client_secret":"nestedjson2024s"}}"#,
+                ],
+                "nestedjson2024s",
+            ),
+            (
+                "npx",
+                &[
+                    "mcp-remote",
+                    "https://mcp.example.com/sse#access_token=fragment2024t",
+                ],
+                "fragment2024t",
+            ),
+            (
+                "npx",
+                &[
+                    "mcp-remote",
+                    "https://tokenuser2024Uabc@mcp.example.com/sse",
+                ],
+                "tokenuser2024Uabc",
+            ),
+            (
+                "npx",
+                &[
+                    "mcp-remote",
+                    "https://mcp.pipedream.net/3f2c1a9e-5b7d-4e21-9c3a-8d6f0b1e2a47/gmail",
+                ],
+                "3f2c1a9e-5b7d-4e21-9c3a-8d6f0b1e2a47",
+            ),
+            (
+                "npx",
+                &[
+                    "mcp-remote",
+                    "https://actions.example.com/mcp/Zk3mQ9pL2xV7rT4nB8wY/sse",
+                ],
+                "Zk3mQ9pL2xV7rT4nB8wY",
+            ),
+            (
+                "uvx",
+                &[
+                    "mcp-server-postgres",
+                    "postgresql://admin:p@ss/w0rd@db.internal/app",
+                ],
+                "p@ss",
+            ),
+            (
+                "uvx",
+                &[
+                    "mcp-mssql",
+                    "Server=db;User Id=sa;Password=connstr2024v;Database=app",
+                ],
+                "connstr2024v",
+            ),
+            ("npx", &["pkg", "--token", "summer2024!"], "summer2024!"),
+            ("npx", &["pkg", "--password=Tr0ub4dor&3"], "Tr0ub4dor&3"),
+            (
+                "python",
+                &["-m", "srv", "--db-password", "correcthorse"],
+                "correcthorse",
+            ),
+        ];
+        for (program, args, secret) in cases {
+            let (out, findings) = redact_args(program, args);
+            let joined = out.join(" ");
+            assert!(
+                !joined.contains(secret),
+                "{program} {args:?} leaked: {joined}"
+            );
+            assert!(!findings.is_empty(), "{program} {args:?}: no finding");
+            assert!(
+                findings.iter().all(|f| f.location.starts_with("args[")),
+                "{findings:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_secret_values_stay_readable() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "docker",
+                &[
+                    "run",
+                    "-i",
+                    "--rm",
+                    "-e",
+                    "GITHUB_TOKEN",
+                    "-v",
+                    "/home/a/data:/data",
+                    "ghcr.io/github/github-mcp-server:v0.9.0",
+                ],
+            ),
+            (
+                "npx",
+                &[
+                    "-y",
+                    "@modelcontextprotocol/server-filesystem@2025.8.21",
+                    "/home/alice/projects",
+                    "~/notes",
+                ],
+            ),
+            (
+                "npx",
+                &[
+                    "mcp-remote",
+                    "https://mcp.notion.com/mcp",
+                    "--header",
+                    "Authorization: Bearer ${NOTION_TOKEN}",
+                ],
+            ),
+            (
+                "npx",
+                &[
+                    "-y",
+                    "pkg",
+                    "--key-file",
+                    "/etc/ssl/private/key.pem",
+                    "--port",
+                    "3000",
+                ],
+            ),
+            (
+                "uvx",
+                &["mcp-server-fetch==2025.4.7", "--user-agent=MyBot/1.0"],
+            ),
+            (
+                "npx",
+                &[
+                    "-y",
+                    "@upstash/context7-mcp",
+                    "--api-key",
+                    "${CONTEXT7_API_KEY}",
+                ],
+            ),
+            (
+                "node",
+                &[
+                    "/opt/servers/weather/build/index.js",
+                    "--max-tokens",
+                    "1000",
+                    "--no-auth",
+                ],
+            ),
+            (
+                "npx",
+                &[
+                    "mcp-remote",
+                    "https://api.githubcopilot.com/mcp/",
+                    "--transport",
+                    "http-only",
+                ],
+            ),
+            (
+                "uvx",
+                &["--from", "git+https://github.com/org/repo@main", "repo-mcp"],
+            ),
+            ("npx", &["-y", "pkg", "--api-key", "YOUR_API_KEY_HERE"]),
+            (
+                "docker",
+                &[
+                    "run",
+                    "-p",
+                    "8080:80",
+                    "mcp/fetch@sha256:4a8bb9b0c2f0d1f6e7e12f3e5b0c1d2e3f4a5b6c7d8e9f00112233445566778",
+                ],
+            ),
+        ];
+        for (program, args) in cases {
+            let (out, findings) = redact_args(program, args);
+            let expected: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+            assert_eq!(out, expected, "{program}");
+            assert!(findings.is_empty(), "{program} {args:?}: {findings:?}");
+        }
+    }
+
+    #[test]
+    fn names_say_secret_or_not() {
+        for name in [
+            "API_KEY",
+            "apiKey",
+            "--api-key",
+            "X-Auth-Token",
+            "clientSecret",
+            "GITHUB_PERSONAL_ACCESS_TOKEN",
+            "db_password",
+            "Authorization",
+            "--pat",
+            "DSN",
+            "accesstoken",
+        ] {
+            assert!(is_secret_name(name), "{name}");
+        }
+        for name in [
+            "API_KEY_FILE",
+            "--key-file",
+            "TOKEN_URL",
+            "AUTH_TYPE",
+            "--no-auth",
+            "--max-tokens",
+            "CLIENT_ID",
+            "monkey",
+            "--path",
+            "LOG_LEVEL",
+            "--keyboard",
+        ] {
+            assert!(!is_secret_name(name), "{name}");
+        }
     }
 
     #[test]
