@@ -650,9 +650,7 @@ fn no_planted_secret_reaches_scan_json_or_the_table_in_any_format() {
     );
     for server in servers {
         assert!(
-            !server["secrets_found"]
-                .as_array()
-                .map_or(true, Vec::is_empty),
+            !server["secrets_found"].as_array().is_none_or(Vec::is_empty),
             "no finding for {server}"
         );
     }
