@@ -196,6 +196,9 @@ fn a_linux_machine_is_discovered_exactly() {
         ("alice", "claude_code", "sentry", p),
         ("alice", "claude_code", "context7", p),
         ("alice", "claude_code", "shell", p),
+        // VS Code also loads a workspace-root `.mcp.json`.
+        ("alice", "vscode", "context7", p),
+        ("alice", "vscode", "shell", p),
         ("alice", "cursor", "playwright", u),
         ("alice", "cursor", "supabase", u),
         ("alice", "cursor", "notion", u),
@@ -210,6 +213,7 @@ fn a_linux_machine_is_discovered_exactly() {
         ("alice", "codex", "figma desktop", u),
         ("alice", "codex", "old", u),
         ("alice", "codex", "api-tools", p),
+        ("alice", "goose", "developer", u),
         ("alice", "goose", "github", u),
         ("alice", "goose", "remote_kb", u),
         ("alice", "continue", "SQLite", u),
@@ -525,6 +529,7 @@ fn windows_and_macos_layouts_with_several_users() {
         ("ann", "goose", "g"),
         ("ann", "claude_code", "p"),
         ("ann", "claude_code", "site"),
+        ("ann", "vscode", "site"),
         ("ben", "cursor", "c"),
     ]
     .iter()
@@ -613,6 +618,16 @@ fn generated(format: Format, shape: Shape, name: &str) -> String {
             }
             root = v;
         }
+        Shape::Maps(paths) => {
+            let mut v = serde_json::json!({ name: server });
+            for key in paths[0].iter().rev() {
+                v = serde_json::json!({ *key: v });
+            }
+            root = v;
+        }
+        Shape::Goose => {
+            root["extensions"] = serde_json::json!({ name: {"type": "stdio", "cmd": "npx", "args": ["-y", format!("{name}-pkg@1.0.0")]} });
+        }
         Shape::ClaudeCode | Shape::Any => root["mcpServers"] = serde_json::json!({ name: server }),
     }
     match format {
@@ -676,18 +691,22 @@ fn every_project_file_is_found_under_a_project_root() {
     std::fs::create_dir_all(&home).unwrap();
     let project = dir.path().join("src/deep/app");
     let mut expected = BTreeSet::new();
+    let mut written = std::collections::HashMap::new();
     for (i, candidate) in mcpwatch_agent::discovery::paths::project_candidates(&project)
         .iter()
         .enumerate()
     {
         let path = candidate.path.to_string_lossy().replace('*', "x");
-        if Path::new(&path).exists() {
+        // Clients that share a file (`.mcp.json`: Claude Code and VS Code) both load it.
+        if let Some(name) = written.get(&path) {
+            expected.insert((candidate.client.id.to_owned(), String::clone(name)));
             continue;
         }
         std::fs::create_dir_all(Path::new(&path).parent().unwrap()).unwrap();
         let name = format!("p{i}");
         std::fs::write(&path, generated(candidate.format, candidate.shape, &name)).unwrap();
-        expected.insert((candidate.client.id.to_owned(), name));
+        expected.insert((candidate.client.id.to_owned(), name.clone()));
+        written.insert(path, name);
     }
     let scan_at = |depth| {
         scan(&ScanOptions {
@@ -776,4 +795,72 @@ fn hostile_files_in_a_home_do_not_stop_or_leak_the_scan() {
             .iter()
             .any(|s| s.client.as_deref() == Some("cursor"))
     );
+}
+
+#[test]
+fn plugins_are_found_at_their_real_depth() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    put(
+        &home,
+        ".claude/plugins/cache/official/github/1.2.0/.mcp.json",
+        r#"{"gh": {"command": "npx", "args": ["-y", "@x/gh@1.0.0"]}}"#,
+    );
+    put(
+        &home,
+        ".claude/plugins/cache/acme/db/2.0.0/.claude-plugin/plugin.json",
+        r#"{"name": "db", "mcpServers": {"db": {"command": "uvx", "args": ["db-mcp==1.0"]}}}"#,
+    );
+    put(
+        &home,
+        ".claude/plugins/cache/acme/db/2.0.0/node_modules/dep/.mcp.json",
+        r#"{"hidden": {"command": "x"}}"#,
+    );
+    // The marketplace catalogue is not what runs.
+    put(
+        &home,
+        ".claude/plugins/marketplaces/acme/.mcp.json",
+        r#"{"catalogue": {"command": "x"}}"#,
+    );
+    put(
+        &home,
+        ".cursor/plugins/acme/tool/mcp.json",
+        r#"{"mcpServers": {"cursor-plugin": {"command": "x"}}}"#,
+    );
+    put(
+        &home,
+        ".codex/plugins/cache/m/p/1.0.0/.mcp.json",
+        r#"{"mcp_servers": {"codex-plugin": {"command": "x"}}}"#,
+    );
+    put(
+        &home,
+        ".codex/work.config.toml",
+        "[mcp_servers.profiled]\ncommand = \"x\"\n",
+    );
+    let inv = scan(&ScanOptions {
+        os: Os::Linux,
+        target: Target::Home {
+            home: home.clone(),
+            user: "eve".into(),
+            env: None,
+        },
+        project_roots: vec![],
+        project_depth: 0,
+    });
+    let got: BTreeSet<(String, String)> = inv
+        .servers
+        .iter()
+        .map(|s| (s.client.clone().unwrap(), s.server_name.clone()))
+        .collect();
+    let expected: BTreeSet<(String, String)> = [
+        ("claude_code", "gh"),
+        ("claude_code", "db"),
+        ("cursor", "cursor-plugin"),
+        ("codex", "codex-plugin"),
+        ("codex", "profiled"),
+    ]
+    .iter()
+    .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+    .collect();
+    assert_eq!(got, expected);
 }

@@ -229,7 +229,9 @@ fn one_project_spelled_many_ways_is_read_once() {
     let from_project = inv
         .servers
         .iter()
-        .filter(|s| s.server_name.starts_with("proj-"))
+        .filter(|s| {
+            s.server_name.starts_with("proj-") && s.client.as_deref() == Some("claude_code")
+        })
         .count();
     assert_eq!(from_project, 50);
 }

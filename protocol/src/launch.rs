@@ -1,8 +1,11 @@
 //! Reading a launch line: which program really runs (`cmd /c`, `sudo`, `env A=b` are
 //! unwrapped), and which package a launcher fetches and runs — `npx`/`bunx`,
 //! `pnpm`/`yarn`/`bun dlx`, `uvx` and `uv tool run`, `pipx run`, `docker`/`podman run`,
-//! `deno run`, `python -m`, node and python scripts, plain binaries — with its pinned
-//! version, or none when the launch floats (`latest`, ranges, no tag).
+//! `deno run`, `jbang`, `dnx`, `go run`, `npm exec`, `python -m`, node and python
+//! scripts, plain binaries — with its pinned version, or none when the launch floats
+//! (`latest`, ranges, no tag). A package fetched from a git repository or a URL
+//! (`uvx --from git+https://...`, `npx github:org/repo`) is named as that source
+//! (ecosystem `git` or `url`), not as a registry package of the same name.
 //!
 //! Used by the agent to describe a server and by the risk rules to score one whose
 //! report carries only a command line, so that both read launches the same way.
@@ -55,6 +58,42 @@ pub fn effective(command: &str, args: &[String]) -> Vec<String> {
     }
 }
 
+/// `group:artifact:version` (Maven coordinates) or `alias@catalog` / a script.
+fn jbang_spec(spec: &str) -> Package {
+    let parts: Vec<&str> = spec.split(':').collect();
+    if parts.len() >= 3 && !spec.contains('/') {
+        let version = parts[2];
+        return Package {
+            ecosystem: "maven".into(),
+            name: format!("{}:{}", parts[0], parts[1]),
+            version: (!is_floating(version)
+                && !version.eq_ignore_ascii_case("release")
+                && !version.eq_ignore_ascii_case("latest"))
+            .then(|| version.to_owned()),
+        };
+    }
+    if spec.starts_with("http://") || spec.starts_with("https://") {
+        return Package {
+            ecosystem: "url".into(),
+            name: spec.to_owned(),
+            version: None,
+        };
+    }
+    let alias = spec
+        .split_once('@')
+        .is_some_and(|(name, _)| !name.is_empty() && !name.contains('/'));
+    let local = !alias
+        && (spec.ends_with(".java")
+            || spec.ends_with(".jar")
+            || spec.ends_with(".jsh")
+            || spec.contains('/'));
+    Package {
+        ecosystem: if local { "local" } else { "jbang" }.into(),
+        name: spec.to_owned(),
+        version: None,
+    }
+}
+
 pub fn is_floating(version: &str) -> bool {
     let v = version.trim();
     v.is_empty()
@@ -64,7 +103,64 @@ pub fn is_floating(version: &str) -> bool {
         || v.starts_with(['^', '~', '>', '<', '='])
 }
 
+/// A spec that names a source instead of a registry package: `git+https://host/repo@ref`,
+/// `github:org/repo#ref`, `https://host/pkg.tgz`.
+fn source_spec(spec: &str) -> Option<Package> {
+    let lower = spec.to_ascii_lowercase();
+    let git = lower.starts_with("git+")
+        || lower.starts_with("git://")
+        || lower.starts_with("github:")
+        || lower.starts_with("gitlab:")
+        || lower.starts_with("bitbucket:")
+        || lower.starts_with("ssh://git@")
+        || lower.starts_with("git@")
+        || (lower.starts_with("https://")
+            && lower
+                .split(['#', '@'])
+                .next()
+                .is_some_and(|u| u.ends_with(".git")));
+    if git {
+        // The ref after `@` (past the host part) or `#`.
+        let after_scheme = spec.find("://").map_or(0, |i| i + 3);
+        let (name, reference) = match spec.rfind('#') {
+            Some(i) => (&spec[..i], Some(&spec[i + 1..])),
+            None => match spec[after_scheme..].rfind('@') {
+                Some(i) if spec[after_scheme..after_scheme + i].contains('/') => {
+                    let at = after_scheme + i;
+                    (&spec[..at], Some(&spec[at + 1..]))
+                }
+                _ => (spec, None),
+            },
+        };
+        let name = name.strip_prefix("git+").unwrap_or(name);
+        return Some(Package {
+            ecosystem: "git".into(),
+            name: name.to_owned(),
+            // A branch floats; a tag or a commit pins. Without knowing which, only a
+            // commit-like ref (hex, 7+) or a version-like tag counts as pinned.
+            version: reference
+                .filter(|r| {
+                    (r.len() >= 7 && r.chars().all(|c| c.is_ascii_hexdigit()))
+                        || r.trim_start_matches('v')
+                            .starts_with(|c: char| c.is_ascii_digit())
+                })
+                .map(str::to_owned),
+        });
+    }
+    if lower.starts_with("https://") || lower.starts_with("http://") {
+        return Some(Package {
+            ecosystem: "url".into(),
+            name: spec.to_owned(),
+            version: None,
+        });
+    }
+    None
+}
+
 fn npm_spec(spec: &str) -> Package {
+    if let Some(source) = source_spec(spec) {
+        return source;
+    }
     let (name, version) = match spec.get(1..).and_then(|rest| rest.rfind('@')) {
         Some(at) => (&spec[..=at], Some(&spec[at + 2..])),
         None => (spec, None),
@@ -77,6 +173,15 @@ fn npm_spec(spec: &str) -> Package {
 }
 
 fn pypi_spec(spec: &str) -> Package {
+    if let Some(source) = source_spec(spec) {
+        return source;
+    }
+    // `name @ git+https://...` (a PEP 508 direct reference).
+    if let Some((_, url)) = spec.split_once(" @ ")
+        && let Some(source) = source_spec(url.trim())
+    {
+        return source;
+    }
     let (name, version) = if let Some((n, v)) = spec.split_once("==") {
         (n, Some(v))
     } else if let Some((n, v)) = spec.split_once('@') {
@@ -294,6 +399,76 @@ pub fn package(words: &[String]) -> (Option<Package>, usize) {
             }
             _ => (None, words.len()),
         },
+        "jbang" => match first_positional(
+            rest,
+            &[
+                "--java",
+                "--repos",
+                "--deps",
+                "-D",
+                "--catalog",
+                "--fresh-deps",
+            ],
+        ) {
+            Some((i, spec)) => (Some(jbang_spec(spec)), i + 2),
+            None => (None, words.len()),
+        },
+        "dnx" => match first_positional(rest, &["--source", "--version", "--add-source"]) {
+            Some((i, spec)) => {
+                let (name, version) = match spec.split_once('@') {
+                    Some((n, v)) => (n, Some(v)),
+                    None => (
+                        spec,
+                        rest.iter()
+                            .position(|w| w == "--version")
+                            .and_then(|at| rest.get(at + 1))
+                            .map(String::as_str),
+                    ),
+                };
+                (
+                    Some(Package {
+                        ecosystem: "nuget".into(),
+                        name: name.to_owned(),
+                        version: version.filter(|v| !is_floating(v)).map(str::to_owned),
+                    }),
+                    i + 2,
+                )
+            }
+            None => (None, words.len()),
+        },
+        "go" if rest.first().is_some_and(|w| w == "run") => {
+            match first_positional(&rest[1..], &["-exec", "-tags", "-ldflags"]) {
+                Some((i, spec)) => {
+                    let (name, version) = match spec.rsplit_once('@') {
+                        Some((n, v)) => (n, Some(v)),
+                        None => (spec, None),
+                    };
+                    let local = name.starts_with('.') || name.starts_with('/');
+                    (
+                        Some(Package {
+                            ecosystem: if local { "local" } else { "go" }.into(),
+                            name: name.to_owned(),
+                            version: version.filter(|v| !is_floating(v)).map(str::to_owned),
+                        }),
+                        i + 3,
+                    )
+                }
+                None => (None, words.len()),
+            }
+        }
+        "npm" if rest.first().is_some_and(|w| w == "exec" || w == "x") => {
+            if let Some(spec) = rest.iter().find_map(|w| w.strip_prefix("--package=")) {
+                return (Some(npm_spec(spec)), words.len());
+            }
+            match first_positional(&rest[1..], &["-p", "--package"]) {
+                Some((i, spec)) => (Some(npm_spec(spec)), i + 3),
+                None => (None, words.len()),
+            }
+        }
+        "pnpx" => match first_positional(rest, &[]) {
+            Some((i, spec)) => (Some(npm_spec(spec)), after(i)),
+            None => (None, words.len()),
+        },
         p if p.starts_with("python") || p == "py" => {
             if let Some(i) = rest.iter().position(|w| w == "-m")
                 && let Some(module) = rest.get(i + 1)
@@ -433,5 +608,100 @@ mod tests {
             );
         }
         assert!(is_floating("^1.2") && is_floating("latest") && !is_floating("1.2.3"));
+    }
+
+    #[test]
+    fn sources_and_other_launchers_are_named_for_what_they_fetch() {
+        for (line, eco, name, version) in [
+            (
+                "uvx --from git+https://github.com/org/repo-mcp repo-mcp",
+                "git",
+                "https://github.com/org/repo-mcp",
+                None,
+            ),
+            (
+                "uvx --from git+https://github.com/org/repo@v1.2.0 repo",
+                "git",
+                "https://github.com/org/repo",
+                Some("v1.2.0"),
+            ),
+            (
+                "uvx --from git+https://github.com/org/repo@main repo",
+                "git",
+                "https://github.com/org/repo",
+                None,
+            ),
+            (
+                "uvx git+https://github.com/org/repo.git",
+                "git",
+                "https://github.com/org/repo.git",
+                None,
+            ),
+            (
+                "npx -y github:org/mcp-thing",
+                "git",
+                "github:org/mcp-thing",
+                None,
+            ),
+            (
+                "pipx run --spec git+https://gitlab.com/a/b.git@0123abcd b",
+                "git",
+                "https://gitlab.com/a/b.git",
+                Some("0123abcd"),
+            ),
+            (
+                "jbang jdbc@quarkiverse/quarkus-mcp-servers",
+                "jbang",
+                "jdbc@quarkiverse/quarkus-mcp-servers",
+                None,
+            ),
+            ("jbang ./Server.java", "local", "./Server.java", None),
+            (
+                "jbang io.quarkiverse.mcp.servers:mcp-server-jdbc:RELEASE",
+                "maven",
+                "io.quarkiverse.mcp.servers:mcp-server-jdbc",
+                None,
+            ),
+            (
+                "jbang --quiet org.x:srv:1.0.3 --port 1",
+                "maven",
+                "org.x:srv",
+                Some("1.0.3"),
+            ),
+            (
+                "dnx Microsoft.Mcp.Server@1.2.0 --yes",
+                "nuget",
+                "Microsoft.Mcp.Server",
+                Some("1.2.0"),
+            ),
+            (
+                "go run github.com/org/mcp@v0.3.1",
+                "go",
+                "github.com/org/mcp",
+                Some("v0.3.1"),
+            ),
+            (
+                "go run github.com/org/mcp@latest",
+                "go",
+                "github.com/org/mcp",
+                None,
+            ),
+            (
+                "npm exec -y @scope/srv@2.0.0",
+                "npm",
+                "@scope/srv",
+                Some("2.0.0"),
+            ),
+            ("pnpx some-mcp@1.0.0", "npm", "some-mcp", Some("1.0.0")),
+        ] {
+            let w = words(line);
+            let (p, _) = package(&w);
+            let p = p.unwrap_or_else(|| panic!("{line}"));
+            assert_eq!(
+                (p.ecosystem.as_str(), p.name.as_str(), p.version.as_deref()),
+                (eco, name, version),
+                "{line}"
+            );
+        }
     }
 }

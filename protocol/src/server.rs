@@ -98,6 +98,8 @@ pub enum Transport {
     Http,
     /// Server-sent events (the older remote transport).
     Sse,
+    /// WebSocket (`ws://`, `wss://`).
+    Ws,
 }
 
 /// The package a launcher (`npx`, `uvx`, `docker run`, ...) runs.

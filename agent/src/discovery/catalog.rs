@@ -3,7 +3,8 @@
 //! each file's format and where in the file the servers are. Sources: `mcp-clients.md`.
 //!
 //! Paths are written with `/` and resolved by `paths.rs` against a home directory (or
-//! the filesystem root for machine-wide files) for a chosen OS layout.
+//! the filesystem root for machine-wide files) for a chosen OS layout. A component may
+//! hold one `*` (one directory level) or be `**` (any depth, bounded).
 
 /// An operating-system layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,7 +66,14 @@ pub enum Shape {
     List(&'static [&'static str], &'static str),
     /// `~/.claude.json`: `mcpServers` (user scope) and `projects.<path>.mcpServers`.
     ClaudeCode,
-    /// A file of unknown wrapper: `mcpServers`, `servers`, `mcp.servers`, or a flat map.
+    /// Maps of name → server at each of these key paths, all read (VS Code reads
+    /// `servers` and migrates `mcpServers` on load).
+    Maps(&'static [&'static [&'static str]]),
+    /// Goose's `extensions`: every entry is a server, bundled ones (`builtin`,
+    /// `platform`) included.
+    Goose,
+    /// A file of unknown wrapper: `mcpServers`, `servers`, `mcp.servers`,
+    /// `mcp_servers`, or a flat map.
     Any,
 }
 
@@ -135,8 +143,9 @@ pub struct Client {
 }
 
 const MCP: Shape = Shape::Map(&["mcpServers"]);
-const SERVERS: Shape = Shape::Map(&["servers"]);
-const VSCODE_SETTINGS: Shape = Shape::Map(&["mcp", "servers"]);
+const SERVERS: Shape = Shape::Maps(&[&["servers"], &["mcpServers"]]);
+const VSCODE_SETTINGS: Shape = Shape::Maps(&[&["mcp", "servers"], &["mcp", "mcpServers"]]);
+const CODEX: Shape = Shape::Map(&["mcp_servers"]);
 
 const fn u(os: u8, base: Base, rel: &'static str, format: Format, shape: Shape) -> UserFile {
     UserFile {
@@ -219,17 +228,26 @@ pub static CLIENTS: &[Client] = &[
                 Shape::ClaudeCode,
                 ("CLAUDE_CONFIG_DIR", ".claude.json"),
             ),
+            // Plugins: `cache/<marketplace>/<plugin>/<version>/.mcp.json` (and the
+            // legacy `repos/`), and inline `mcpServers` in their manifests.
             u(
                 ALL,
                 Home,
-                ".claude/plugins/cache/*/.mcp.json",
+                ".claude/plugins/cache/**/.mcp.json",
                 Json,
                 Shape::Any,
             ),
             u(
                 ALL,
                 Home,
-                ".claude/plugins/repos/*/.mcp.json",
+                ".claude/plugins/cache/**/.claude-plugin/plugin.json",
+                Json,
+                MCP,
+            ),
+            u(
+                ALL,
+                Home,
+                ".claude/plugins/repos/**/.mcp.json",
                 Json,
                 Shape::Any,
             ),
@@ -250,7 +268,11 @@ pub static CLIENTS: &[Client] = &[
     Client {
         id: "cursor",
         name: "Cursor",
-        user: &[u(ALL, Home, ".cursor/mcp.json", Json, MCP)],
+        user: &[
+            u(ALL, Home, ".cursor/mcp.json", Json, MCP),
+            u(ALL, Home, ".cursor/plugins/**/mcp.json", Json, Shape::Any),
+            u(ALL, Home, ".cursor/plugins/**/.mcp.json", Json, Shape::Any),
+        ],
         project: &[p(".cursor/mcp.json", Json, MCP)],
         system: &[],
     },
@@ -289,8 +311,20 @@ pub static CLIENTS: &[Client] = &[
             ),
         ],
         project: &[
-            p(".vscode/mcp.json", Json, Shape::Any),
+            p(".vscode/mcp.json", Json, SERVERS),
             p(".vscode/settings.json", Json, VSCODE_SETTINGS),
+            // A workspace-root `.mcp.json` in Claude's format (`workspaceDotMcpDiscovery.ts`).
+            p(".mcp.json", Json, MCP),
+            p(
+                "*.code-workspace",
+                Json,
+                Shape::Maps(&[&["settings", "mcp", "servers"]]),
+            ),
+            p(
+                ".devcontainer/devcontainer.json",
+                Json,
+                Shape::Maps(&[&["customizations", "vscode", "mcp", "servers"]]),
+            ),
         ],
         system: &[],
     },
@@ -525,15 +559,34 @@ pub static CLIENTS: &[Client] = &[
     Client {
         id: "codex",
         name: "OpenAI Codex",
-        user: &[ue(
-            ALL,
-            Home,
-            ".codex/config.toml",
-            Toml,
-            Shape::Map(&["mcp_servers"]),
-            ("CODEX_HOME", "config.toml"),
-        )],
-        project: &[p(".codex/config.toml", Toml, Shape::Map(&["mcp_servers"]))],
+        user: &[
+            ue(
+                ALL,
+                Home,
+                ".codex/config.toml",
+                Toml,
+                CODEX,
+                ("CODEX_HOME", "config.toml"),
+            ),
+            // Profile overlays (`--profile <name>`).
+            ue(
+                ALL,
+                Home,
+                ".codex/*.config.toml",
+                Toml,
+                CODEX,
+                ("CODEX_HOME", "*.config.toml"),
+            ),
+            ue(
+                ALL,
+                Home,
+                ".codex/plugins/**/.mcp.json",
+                Json,
+                Shape::Any,
+                ("CODEX_HOME", "plugins/**/.mcp.json"),
+            ),
+        ],
+        project: &[p(".codex/config.toml", Toml, CODEX)],
         system: &[
             s(
                 L | M,
@@ -591,19 +644,13 @@ pub static CLIENTS: &[Client] = &[
         id: "goose",
         name: "Goose",
         user: &[
-            u(
-                L | M,
-                XdgConfig,
-                "goose/config.yaml",
-                Yaml,
-                Shape::Map(&["extensions"]),
-            ),
+            u(L | M, XdgConfig, "goose/config.yaml", Yaml, Shape::Goose),
             u(
                 W,
                 AppData,
                 "Block/goose/config/config.yaml",
                 Yaml,
-                Shape::Map(&["extensions"]),
+                Shape::Goose,
             ),
         ],
         project: &[],

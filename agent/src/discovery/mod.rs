@@ -386,14 +386,52 @@ impl Scanner<'_> {
     }
 }
 
-/// The existing paths matching `pattern`, whose components may contain one `*`.
+/// How deep a `**` component reaches.
+pub const MAX_GLOB_DEPTH: usize = 6;
+/// The most directories a `**` component visits.
+pub const MAX_GLOB_DIRS: usize = 5000;
+
+/// `dir` and the directories below it, `depth` levels down at most; symbolic links
+/// and [`SKIP_DIRS`] are not entered.
+fn descendants(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    if out.len() >= MAX_GLOB_DIRS {
+        return;
+    }
+    out.push(dir.to_path_buf());
+    if depth == 0 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut dirs: Vec<_> = entries
+        .flatten()
+        .take(MAX_DIR_ENTRIES)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| !SKIP_DIRS.contains(&e.file_name().to_string_lossy().as_ref()))
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    for d in dirs {
+        descendants(&d, depth - 1, out);
+    }
+}
+
+/// The existing paths matching `pattern`, whose components may contain one `*` or be
+/// `**` (zero or more directories, [`MAX_GLOB_DEPTH`] at most).
 pub fn expand(pattern: &Path) -> Vec<PathBuf> {
     let mut current = vec![PathBuf::new()];
     let components: Vec<_> = pattern.components().collect();
     for (i, component) in components.iter().enumerate() {
         let text = component.as_os_str().to_string_lossy();
         let last = i + 1 == components.len();
-        if let Some((prefix, suffix)) = text.split_once('*') {
+        if text == "**" {
+            let mut next = Vec::new();
+            for dir in &current {
+                descendants(dir, MAX_GLOB_DEPTH, &mut next);
+            }
+            current = next;
+        } else if let Some((prefix, suffix)) = text.split_once('*') {
             let mut next = Vec::new();
             for dir in &current {
                 let Ok(entries) = std::fs::read_dir(dir) else {

@@ -4,7 +4,7 @@
 //! auto-approved tools — with every secret redacted.
 
 use mcpwatch_protocol::launch::{effective, package};
-use mcpwatch_protocol::server::{ConfigScope, ServerRecord, Transport};
+use mcpwatch_protocol::server::{ConfigScope, Package, ServerRecord, Transport};
 use serde_json::{Map, Value};
 
 use super::catalog::Shape;
@@ -12,6 +12,10 @@ use super::redact::Redactor;
 
 /// Keys that make an object a server entry (others, like `_comment`, are not).
 const DISCRIMINATORS: &[&str] = &["command", "cmd", "url", "serverUrl", "httpUrl", "uri"];
+
+/// Goose extension types that are MCP servers bundled with goose itself (no command
+/// of their own in the config).
+const GOOSE_BUNDLED: &[&str] = &["builtin", "platform", "frontend", "inline_python"];
 
 /// A server entry found in a file.
 #[derive(Debug)]
@@ -88,11 +92,41 @@ pub fn entries<'a>(root: &'a Value, shape: Shape) -> Vec<Entry<'a>> {
                 }
             }
         }
+        Shape::Maps(paths) => {
+            for path in paths {
+                if let Some(map) = at(root, path).and_then(Value::as_object) {
+                    map_entries(map, None, &mut out);
+                }
+            }
+        }
+        Shape::Goose => {
+            if let Some(map) = root.get("extensions").and_then(Value::as_object) {
+                for (name, value) in map {
+                    let bundled = value
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| GOOSE_BUNDLED.contains(&t));
+                    let body = if bundled {
+                        value.as_object()
+                    } else {
+                        is_server(value)
+                    };
+                    if let Some(body) = body {
+                        out.push(Entry {
+                            name: name.clone(),
+                            body,
+                            project: None,
+                        });
+                    }
+                }
+            }
+        }
         Shape::Any => {
             for path in [
                 &["mcpServers"][..],
                 &["servers"],
                 &["mcp", "servers"],
+                &["mcp_servers"],
                 &["context_servers"],
             ] {
                 if let Some(map) = at(root, path).and_then(Value::as_object) {
@@ -190,7 +224,10 @@ fn looks_like_path(s: &str) -> bool {
         || s.starts_with("\\\\")
 }
 
-fn transport_of(body: &Map<String, Value>, url: Option<&str>) -> Transport {
+/// How the client talks to the server: its `type` when given, else what the URL
+/// and the key it was given under say. Gemini CLI and its derivatives take `url` as
+/// SSE and `httpUrl` as streamable HTTP.
+fn transport_of(body: &Map<String, Value>, url: Option<(&str, &str)>, client: &str) -> Transport {
     let kind = body
         .get("type")
         .or_else(|| body.get("transport"))
@@ -198,19 +235,32 @@ fn transport_of(body: &Map<String, Value>, url: Option<&str>) -> Transport {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_lowercase();
+    let scheme_ws = url.is_some_and(|(_, u)| {
+        let u = u.trim_start().to_ascii_lowercase();
+        u.starts_with("ws://") || u.starts_with("wss://")
+    });
     match kind.as_str() {
         "stdio" | "local" => Transport::Stdio,
         "sse" => Transport::Sse,
-        "http" | "streamable-http" | "streamablehttp" | "streamable_http" | "remote" | "ws" => {
+        "ws" | "websocket" => Transport::Ws,
+        "http" | "streamable-http" | "streamablehttp" | "streamable_http" | "remote"
+            if !scheme_ws =>
+        {
             Transport::Http
         }
         _ => match url {
-            Some(u) if u.trim_end_matches('/').ends_with("/sse") => Transport::Sse,
-            Some(_) => Transport::Http,
             None => Transport::Stdio,
+            Some(_) if scheme_ws => Transport::Ws,
+            Some(("httpUrl", _)) => Transport::Http,
+            Some(("url", _)) if GEMINI_FAMILY.contains(&client) => Transport::Sse,
+            Some((_, u)) if u.trim_end_matches('/').ends_with("/sse") => Transport::Sse,
+            Some(_) => Transport::Http,
         },
     }
 }
+
+/// Clients that read `url` as SSE and `httpUrl` as streamable HTTP.
+const GEMINI_FAMILY: &[&str] = &["gemini_cli", "qwen_code", "tabnine"];
 
 fn host_of(url: &str) -> Option<String> {
     let after = url.split_once("://")?.1;
@@ -224,9 +274,12 @@ pub fn record(entry: &Entry<'_>, origin: &Origin) -> ServerRecord {
     let body = entry.body;
     let mut redactor = Redactor::default();
 
-    let raw_url = ["url", "serverUrl", "httpUrl", "uri"]
-        .iter()
-        .find_map(|k| body.get(*k).and_then(Value::as_str))
+    let url_key = ["httpUrl", "url", "serverUrl", "uri"]
+        .into_iter()
+        .find(|k| body.get(*k).and_then(Value::as_str).is_some());
+    let raw_url = url_key
+        .and_then(|k| body.get(k))
+        .and_then(Value::as_str)
         .map(str::to_owned);
     // Witsy keeps a stdio server's arguments in `url`.
     let witsy_stdio =
@@ -250,9 +303,34 @@ pub fn record(entry: &Entry<'_>, origin: &Origin) -> ServerRecord {
         ..ServerRecord::default()
     };
 
+    let goose_type = body
+        .get("type")
+        .and_then(Value::as_str)
+        .filter(|t| GOOSE_BUNDLED.contains(t));
     match (&url, launch(body)) {
+        (None, None) if goose_type.is_some() => {
+            // Goose runs its bundled servers itself (`goose mcp <name>`): report the
+            // bundled server by name so it scores like the real thing.
+            let bundled = body
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or(&entry.name)
+                .to_owned();
+            record.transport = Some(Transport::Stdio);
+            record.server_type = Some(format!("goose {bundled}"));
+            record.command = Some(format!("goose mcp {}", quote(&bundled)));
+            record.package = Some(Package {
+                ecosystem: "goose".to_owned(),
+                name: bundled,
+                version: None,
+            });
+        }
         (Some(url), _) => {
-            record.transport = Some(transport_of(body, Some(url)));
+            record.transport = Some(transport_of(
+                body,
+                Some((url_key.unwrap_or("url"), url)),
+                origin.client,
+            ));
             let clean = redactor.text("url", url);
             record.server_type = host_of(&clean);
             record.command = Some(clean.clone());
@@ -264,7 +342,7 @@ pub fn record(entry: &Entry<'_>, origin: &Origin) -> ServerRecord {
             {
                 args.extend(line);
             }
-            record.transport = Some(transport_of(body, None));
+            record.transport = Some(transport_of(body, None, origin.client));
             let command = redactor.text("command", &command);
             let args = redactor.args("args", &command, &args);
             let words = effective(&command, &args);
@@ -543,5 +621,87 @@ mod tests {
         assert_eq!(entries(&flat, Shape::Any).len(), 2);
         let dotted = json!({"amp.mcpServers": {"a": {"command": "x"}}});
         assert_eq!(entries(&dotted, Shape::Map(&["amp.mcpServers"])).len(), 1);
+    }
+
+    fn with_client(client: &'static str, body: Value) -> ServerRecord {
+        let root = json!({ "mcpServers": { "s": body } });
+        let found = entries(&root, Shape::Map(&["mcpServers"]));
+        record(&found[0], &Origin { client, ..origin() })
+    }
+
+    #[test]
+    fn transports_follow_what_the_client_reads() {
+        let gemini_sse = with_client("gemini_cli", json!({"url": "https://x.example/mcp"}));
+        assert_eq!(gemini_sse.transport, Some(Transport::Sse));
+        let gemini_http = with_client("gemini_cli", json!({"httpUrl": "https://x.example/mcp"}));
+        assert_eq!(gemini_http.transport, Some(Transport::Http));
+        let qwen = with_client("qwen_code", json!({"url": "https://x.example/mcp"}));
+        assert_eq!(qwen.transport, Some(Transport::Sse));
+        let cursor = with_client("cursor", json!({"url": "https://x.example/mcp"}));
+        assert_eq!(cursor.transport, Some(Transport::Http));
+        let ws = with_client(
+            "claude_code",
+            json!({"type": "ws", "url": "wss://x.example/ws"}),
+        );
+        assert_eq!(ws.transport, Some(Transport::Ws));
+        let ws_untyped = with_client("cursor", json!({"url": "ws://x.example/ws"}));
+        assert_eq!(ws_untyped.transport, Some(Transport::Ws));
+        let typed_http_ws = with_client("cursor", json!({"type": "http", "url": "ws://x/"}));
+        assert_eq!(typed_http_ws.transport, Some(Transport::Ws));
+    }
+
+    #[test]
+    fn every_goose_extension_is_a_server_bundled_ones_named_for_what_they_are() {
+        let root = json!({"extensions": {
+            "developer": {"type": "builtin", "name": "developer", "enabled": true, "bundled": true},
+            "todo": {"type": "platform", "name": "todo", "enabled": false},
+            "github": {"type": "stdio", "cmd": "npx", "args": ["-y", "gh@1.0.0"], "enabled": true},
+            "not-a-server": {"description": "x"}
+        }});
+        let found = entries(&root, Shape::Goose);
+        let records: Vec<ServerRecord> = found
+            .iter()
+            .map(|e| {
+                record(
+                    e,
+                    &Origin {
+                        client: "goose",
+                        ..origin()
+                    },
+                )
+            })
+            .collect();
+        let names: Vec<&str> = records.iter().map(|r| r.server_name.as_str()).collect();
+        assert_eq!(names, ["developer", "github", "todo"]);
+        let dev = &records[0];
+        assert_eq!(
+            dev.package
+                .as_ref()
+                .map(|p| (p.ecosystem.as_str(), p.name.as_str())),
+            Some(("goose", "developer"))
+        );
+        assert_eq!(dev.command.as_deref(), Some("goose mcp developer"));
+        assert!(records[2].disabled);
+        // It scores like the shell it is.
+        let assessment = mcpwatch_protocol::risk::assess(dev);
+        assert!(
+            assessment
+                .findings
+                .iter()
+                .any(|f| f.rule_id == "MCP-CAP-001"),
+            "{:?}",
+            assessment.findings
+        );
+    }
+
+    #[test]
+    fn vscode_reads_servers_and_mcp_servers() {
+        let root =
+            json!({"servers": {"a": {"command": "x"}}, "mcpServers": {"b": {"command": "y"}}});
+        let names: Vec<String> = entries(&root, Shape::Maps(&[&["servers"], &["mcpServers"]]))
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["a", "b"]);
     }
 }

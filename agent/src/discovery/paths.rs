@@ -292,7 +292,14 @@ mod tests {
         .collect());
         let linux = user_candidates(Os::Linux, Path::new("/home/alice"), Some(&env));
         assert!(find(&linux, "claude_code").contains(&"/opt/claude/.claude.json".to_owned()));
-        assert_eq!(find(&linux, "codex"), ["/srv/codex/config.toml"]);
+        assert_eq!(
+            find(&linux, "codex"),
+            [
+                "/srv/codex/config.toml",
+                "/srv/codex/*.config.toml",
+                "/srv/codex/plugins/**/.mcp.json"
+            ]
+        );
         assert!(find(&linux, "zed").contains(&"/home/alice/xdg/zed/settings.json".to_owned()));
         let windows = user_candidates(Os::Windows, Path::new("/C/Users/alice"), Some(&env));
         assert!(
@@ -300,7 +307,10 @@ mod tests {
                 .contains(&"D:/Roaming/Claude/claude_desktop_config.json".to_owned())
         );
         let defaults = user_candidates(Os::Linux, Path::new("/home/alice"), None);
-        assert_eq!(find(&defaults, "codex"), ["/home/alice/.codex/config.toml"]);
+        assert_eq!(
+            find(&defaults, "codex")[0],
+            "/home/alice/.codex/config.toml"
+        );
     }
 
     #[test]

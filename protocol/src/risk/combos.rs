@@ -51,7 +51,10 @@ fn has(a: &Assessment, ids: &[&str]) -> bool {
 }
 
 fn remote(s: &ServerRecord) -> bool {
-    matches!(s.transport, Some(Transport::Http | Transport::Sse)) || s.url.is_some()
+    matches!(
+        s.transport,
+        Some(Transport::Http | Transport::Sse | Transport::Ws)
+    ) || s.url.is_some()
 }
 
 /// Pairs of distinct servers `(a, b)` with `a` in `left` and `b` in `right`: the

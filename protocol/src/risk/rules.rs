@@ -812,8 +812,14 @@ fn network(server: &ServerRecord, launch: &Launch, out: &mut Vec<Finding>) {
         .or(server.command.as_deref().filter(|c| c.starts_with("http")));
     if let Some(url) = url {
         let host = url_host(url).unwrap_or("").to_lowercase();
-        if url.to_ascii_lowercase().starts_with("http://") && !is_loopback_host(&host) {
-            out.extend(finding("MCP-NET-001", format!("http:// to {host}")));
+        let lower = url.to_ascii_lowercase();
+        let plain = ["http://", "ws://"]
+            .into_iter()
+            .find(|s| lower.starts_with(s));
+        if let Some(scheme) = plain
+            && !is_loopback_host(&host)
+        {
+            out.extend(finding("MCP-NET-001", format!("{scheme} to {host}")));
         }
         if host
             .parse::<std::net::IpAddr>()
