@@ -264,13 +264,25 @@ fn host_facts(settings: &Settings, public_key: Option<String>) -> HeartbeatReque
     HeartbeatRequest {
         hostname: gethostname::gethostname().into_string().ok(),
         os_type: Some(settings.os.as_str().to_owned()),
-        os_version: None,
+        os_version: crate::host::os_version(),
         username: std::env::var("USER")
             .or_else(|_| std::env::var("USERNAME"))
             .ok(),
         agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
         public_key,
+        ..HeartbeatRequest::default()
     }
+}
+
+/// The filesystem root the daemon scans (whose users it counts).
+fn scan_root(settings: &Settings) -> PathBuf {
+    settings.root.clone().unwrap_or_else(|| {
+        PathBuf::from(if settings.os == Os::Windows {
+            "C:\\"
+        } else {
+            "/"
+        })
+    })
 }
 
 struct Daemon {
@@ -325,13 +337,21 @@ impl Daemon {
 
     async fn heartbeat(&mut self) -> Result<Option<Duration>, Error> {
         let public_key = (!self.state.key_bound).then(|| self.client.public_key());
-        match self
-            .client
-            .heartbeat(&host_facts(&self.settings, public_key))
-            .await
-        {
+        let mut request = host_facts(&self.settings, public_key);
+        // The machine's facts only when they changed since the collector last took them.
+        let machine = crate::host::machine_facts(self.settings.os, &scan_root(&self.settings));
+        let facts_hash = crate::host::facts_hash(&machine);
+        let send_facts = self.state.facts_hash.as_deref() != Some(facts_hash.as_str());
+        if send_facts {
+            request.machine = machine;
+        }
+        request.report_error = self.state.refused_report.as_ref().map(|r| r.error.clone());
+        match self.client.heartbeat(&request).await {
             Ok(answer) => {
                 self.refusals = 0;
+                if send_facts {
+                    self.state.facts_hash = Some(facts_hash);
+                }
                 self.state.last_heartbeat_at = Some(Utc::now());
                 if answer.signing_required && !self.state.key_bound {
                     self.state.key_bound = true;

@@ -78,11 +78,15 @@ pub async fn enroll(
                 name: hostname(),
                 hostname: hostname(),
                 os_type: Some(os),
-                os_version: None,
+                os_version: crate::host::os_version(),
                 username: std::env::var("USER")
                     .or_else(|_| std::env::var("USERNAME"))
                     .ok(),
                 agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+                machine: crate::host::machine_facts(
+                    crate::discovery::catalog::Os::current(),
+                    std::path::Path::new(if cfg!(windows) { "C:\\" } else { "/" }),
+                ),
             };
             let answer = upload::enroll(&http, server, &request)
                 .await

@@ -7,7 +7,7 @@
 //!   and how `scan` shows it; [`printable`]: user-written text made safe to print;
 //! - [`daemon`]: `run`, the service: watch, heartbeat, report; [`upload`]: the
 //!   collector's API over HTTPS; [`state`], [`paths`]: what the agent keeps on disk;
-//! - [`enroll`]: joining a collector;
+//! - [`enroll`]: joining a collector; [`host`]: the machine's facts it reports;
 //! - [`cli`]: the command line; `winservice`: running under the Windows service
 //!   control manager.
 
@@ -15,6 +15,7 @@ pub mod cli;
 pub mod daemon;
 pub mod discovery;
 pub mod enroll;
+pub mod host;
 pub mod inventory;
 pub mod paths;
 pub mod printable;

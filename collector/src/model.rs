@@ -90,6 +90,12 @@ pub struct HostFacts {
     pub os_version: Option<String>,
     pub username: Option<String>,
     pub agent_version: Option<String>,
+    /// Kernel, hardware, boot time and users, as the agent last sent them.
+    #[serde(default)]
+    pub machine: mcpwatch_protocol::wire::MachineFacts,
+    /// Why the collector refused the agent's last report, as the agent says.
+    #[serde(default)]
+    pub report_error: Option<String>,
 }
 
 /// One installed agent.

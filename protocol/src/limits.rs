@@ -358,6 +358,33 @@ pub fn fit_server(s: &mut ServerRecord) -> Vec<String> {
     notes
 }
 
+/// The most users listed in a machine's facts.
+pub const MAX_MACHINE_USERS: usize = 200;
+
+/// Make a machine's facts respect the label limit (cut, never refused: a heartbeat is
+/// not refused for a host fact).
+pub fn fit_machine_facts(m: &mut crate::wire::MachineFacts) {
+    let mut ignored = Vec::new();
+    for field in [
+        &mut m.os_name,
+        &mut m.kernel_version,
+        &mut m.arch,
+        &mut m.hardware_vendor,
+        &mut m.hardware_model,
+        &mut m.hardware_serial,
+        &mut m.machine_id,
+        &mut m.boot_time,
+    ] {
+        fit_opt(field, MAX_LABEL_CHARS, "", &mut ignored);
+    }
+    if let Some(users) = &mut m.users {
+        users.truncate(MAX_MACHINE_USERS);
+        for u in users.iter_mut() {
+            fit(u, MAX_LABEL_CHARS, "", &mut ignored);
+        }
+    }
+}
+
 /// Make a config error respect its limits.
 pub fn fit_config_error(e: &mut ConfigError) {
     let mut ignored = Vec::new();

@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::AgentId;
+use mcpwatch_protocol::limits;
 use mcpwatch_protocol::signing;
 use mcpwatch_protocol::wire::{ConfigError, HeartbeatRequest, HeartbeatResponse};
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,11 @@ pub struct AgentView {
     pub os_version: Option<String>,
     pub username: Option<String>,
     pub agent_version: Option<String>,
+    /// Kernel, architecture, hardware, boot time and users, when the agent sent them.
+    #[serde(flatten)]
+    pub machine: mcpwatch_protocol::wire::MachineFacts,
+    /// Why the collector refused the agent's last report, while the agent says so.
+    pub report_error: Option<String>,
     /// `online` when heard from within the offline threshold, else `offline`.
     pub status: &'static str,
     pub is_online: bool,
@@ -68,6 +74,8 @@ impl AgentView {
             os_version: agent.facts.os_version.clone(),
             username: agent.facts.username.clone(),
             agent_version: agent.facts.agent_version.clone(),
+            machine: agent.facts.machine.clone(),
+            report_error: agent.facts.report_error.clone(),
             status: if online { "online" } else { "offline" },
             is_online: online,
             last_seen_at: last_seen(state, agent),
@@ -194,26 +202,27 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn facts_of(body: &HeartbeatRequest) -> HostFacts {
+/// The facts a heartbeat gives, over the stored ones: a fact left out keeps its stored
+/// value, except the report error, which the agent sends for as long as it holds.
+fn facts_of(stored: &HostFacts, body: &HeartbeatRequest) -> HostFacts {
+    let cut = |v: &Option<String>| {
+        v.as_ref()
+            .map(|v| limits::shorten(v, limits::MAX_LABEL_CHARS).unwrap_or_else(|| v.clone()))
+    };
+    let mut machine = body.machine.clone();
+    limits::fit_machine_facts(&mut machine);
     HostFacts {
-        hostname: body.hostname.clone(),
-        os_type: body.os_type.clone(),
-        os_version: body.os_version.clone(),
-        username: body.username.clone(),
-        agent_version: body.agent_version.clone(),
+        hostname: cut(&body.hostname).or_else(|| stored.hostname.clone()),
+        os_type: cut(&body.os_type).or_else(|| stored.os_type.clone()),
+        os_version: cut(&body.os_version).or_else(|| stored.os_version.clone()),
+        username: cut(&body.username).or_else(|| stored.username.clone()),
+        agent_version: cut(&body.agent_version).or_else(|| stored.agent_version.clone()),
+        machine: stored.machine.merged(&machine),
+        report_error: body
+            .report_error
+            .as_ref()
+            .map(|e| limits::shorten(e, limits::MAX_ERROR_CHARS).unwrap_or_else(|| e.clone())),
     }
-}
-
-/// Whether `new` would change any stored fact.
-fn facts_change(stored: &HostFacts, new: &HostFacts) -> bool {
-    let pairs = [
-        (&stored.hostname, &new.hostname),
-        (&stored.os_type, &new.os_type),
-        (&stored.os_version, &new.os_version),
-        (&stored.username, &new.username),
-        (&stored.agent_version, &new.agent_version),
-    ];
-    pairs.iter().any(|(old, new)| new.is_some() && old != new)
 }
 
 /// `POST /agents/heartbeat` (agent key). Presence is kept in memory and flushed in
@@ -242,12 +251,8 @@ pub async fn heartbeat(
         }
         (None, _) => None,
     };
-    let facts = facts_of(&req.body);
-    if bind.is_some()
-        || agent.stale
-        || agent.last_seen_at.is_none()
-        || facts_change(&agent.facts, &facts)
-    {
+    let facts = facts_of(&agent.facts, &req.body);
+    if bind.is_some() || agent.stale || agent.last_seen_at.is_none() || agent.facts != facts {
         let update = HeartbeatUpdate {
             facts,
             seen_at: now,

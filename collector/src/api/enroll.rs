@@ -158,6 +158,12 @@ pub async fn enroll(
         os_version: body.os_version,
         username: body.username,
         agent_version: body.agent_version,
+        machine: {
+            let mut machine = body.machine;
+            mcpwatch_protocol::limits::fit_machine_facts(&mut machine);
+            machine
+        },
+        report_error: None,
     };
     let now = Utc::now();
     agent.last_seen_at = Some(now);

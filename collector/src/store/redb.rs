@@ -1834,6 +1834,9 @@ impl RedbStore {
     }
 }
 
+/// Facts the agent sent over the stored ones: a fact left out keeps its value; the
+/// report error is replaced (the agent sends it while it holds, and an accepted
+/// report ends it).
 fn merge_facts(facts: &mut HostFacts, new: HostFacts) {
     let HostFacts {
         hostname,
@@ -1841,7 +1844,11 @@ fn merge_facts(facts: &mut HostFacts, new: HostFacts) {
         os_version,
         username,
         agent_version,
+        machine,
+        report_error,
     } = new;
+    facts.machine = facts.machine.merged(&machine);
+    facts.report_error = report_error;
     for (slot, value) in [
         (&mut facts.hostname, hostname),
         (&mut facts.os_type, os_type),

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::MachineFacts;
 use crate::ids::AgentId;
 
 /// The enrollment body.
@@ -30,6 +31,9 @@ pub struct EnrollRequest {
     /// The agent's version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
+    /// More about the machine.
+    #[serde(flatten)]
+    pub machine: MachineFacts,
 }
 
 /// The collector's answer to an enrollment. `api_key` is shown this once.

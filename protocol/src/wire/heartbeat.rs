@@ -29,6 +29,71 @@ pub struct HeartbeatRequest {
     /// heartbeat; from then on every request of that agent must be signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
+    /// More about the machine; sent when it changed since the last heartbeat the
+    /// collector accepted (a field left out keeps its stored value).
+    #[serde(flatten)]
+    pub machine: MachineFacts,
+    /// Why the collector refused the agent's last report for good, if it did (the agent
+    /// does not send that report again until its inventory changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_error: Option<String>,
+}
+
+/// What an agent can tell about its machine beyond its name and OS (all optional).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MachineFacts {
+    /// The OS name and version as people say it (`"Ubuntu 24.04.1 LTS"`, `"macOS 15.2"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_name: Option<String>,
+    /// The kernel version (`"6.8.0-45-generic"`, `"24.2.0"`, `"26100"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_version: Option<String>,
+    /// The CPU architecture (`"x86_64"`, `"arm64"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    /// The hardware maker (`"LENOVO"`, `"Apple Inc."`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware_vendor: Option<String>,
+    /// The hardware model (`"20AN"`, `"MacBookPro18,3"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware_model: Option<String>,
+    /// The hardware serial number, where the OS shows it to the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware_serial: Option<String>,
+    /// The machine's hardware UUID, where the OS shows it to the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_id: Option<String>,
+    /// When the machine booted, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_time: Option<String>,
+    /// The machine's human users (the ones whose configs the agent scans).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<String>>,
+}
+
+impl MachineFacts {
+    /// Whether no fact is known.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// `self` with every fact `newer` knows replaced by it.
+    pub fn merged(&self, newer: &Self) -> Self {
+        fn pick<T: Clone>(old: &Option<T>, new: &Option<T>) -> Option<T> {
+            new.clone().or_else(|| old.clone())
+        }
+        Self {
+            os_name: pick(&self.os_name, &newer.os_name),
+            kernel_version: pick(&self.kernel_version, &newer.kernel_version),
+            arch: pick(&self.arch, &newer.arch),
+            hardware_vendor: pick(&self.hardware_vendor, &newer.hardware_vendor),
+            hardware_model: pick(&self.hardware_model, &newer.hardware_model),
+            hardware_serial: pick(&self.hardware_serial, &newer.hardware_serial),
+            machine_id: pick(&self.machine_id, &newer.machine_id),
+            boot_time: pick(&self.boot_time, &newer.boot_time),
+            users: pick(&self.users, &newer.users),
+        }
+    }
 }
 
 /// The collector's answer to a heartbeat.

@@ -11,7 +11,7 @@ mod report;
 
 pub use enroll::{EnrollRequest, EnrollResponse};
 pub use error::{ErrorBody, ErrorDetail};
-pub use heartbeat::{HeartbeatRequest, HeartbeatResponse};
+pub use heartbeat::{HeartbeatRequest, HeartbeatResponse, MachineFacts};
 pub use report::{ConfigError, ReportRequest, ReportResponse};
 
 /// The header that carries an agent's API key (seed contract).
