@@ -483,32 +483,41 @@ impl Daemon {
                 self.retry_report_at = Some(Instant::now() + self.report_backoff.next(None));
                 Ok(())
             }
-            Err(upload::Error::Rejected { status, message }) => {
-                // The collector will refuse this same body every time: never resend
-                // it (a retry loop would stop the whole machine from being reported).
-                // Say so in `status` and in the next heartbeat; the next change of the
-                // inventory is reported again.
-                let problem = format!(
-                    "the collector refused the report for good (HTTP {status}): {}",
-                    crate::inventory::safe(&message)
-                );
-                tracing::error!(status, reason = %crate::inventory::safe(&message), "The collector refused the report; it is not sent again until the inventory changes.");
-                self.state.refused_report = Some(crate::state::RefusedReport {
-                    inventory_hash: report.inventory_hash.clone().unwrap_or_default(),
-                    at: Utc::now(),
-                    error: problem.clone(),
-                });
-                self.state.last_error = Some(problem);
-                if status == 413 {
-                    // The collector takes less than we thought: halve what we send.
-                    let budget = self
-                        .state
-                        .report_budget_bytes
-                        .unwrap_or(inventory::REPORT_BUDGET_BYTES);
-                    self.state.report_budget_bytes =
-                        Some((budget / 2).max(inventory::MIN_REPORT_BUDGET_BYTES));
-                    self.state.refused_report = None;
+            Err(upload::Error::Rejected { status, message }) if status != 408 => {
+                let budget = self
+                    .state
+                    .report_budget_bytes
+                    .unwrap_or(inventory::REPORT_BUDGET_BYTES);
+                let reason = crate::printable::cell(&message, 300);
+                if status == 413 && budget > inventory::MIN_REPORT_BUDGET_BYTES {
+                    // The collector takes less than we thought: halve what we send and
+                    // build the report again (the users with the most are cut first).
+                    let smaller = (budget / 2).max(inventory::MIN_REPORT_BUDGET_BYTES);
+                    tracing::warn!(
+                        status,
+                        bytes = smaller,
+                        "The collector refused the report as too large; sending less."
+                    );
+                    self.state.report_budget_bytes = Some(smaller);
+                    self.state.last_error = Some(format!(
+                        "the collector refused a report as too large (HTTP 413); reports are now cut to {smaller} bytes"
+                    ));
                     self.start_scan(true, Vec::new());
+                } else {
+                    // The collector will refuse this same body every time: never resend
+                    // it (a retry loop would stop the whole machine from being
+                    // reported). Say so in `status` and in the heartbeats; the next
+                    // change of the inventory is reported again.
+                    let problem = format!(
+                        "the collector refused the report for good (HTTP {status}): {reason}"
+                    );
+                    tracing::error!(status, reason = %reason, "The collector refused the report; it is not sent again until the inventory changes.");
+                    self.state.refused_report = Some(crate::state::RefusedReport {
+                        inventory_hash: report.inventory_hash.clone().unwrap_or_default(),
+                        at: Utc::now(),
+                        error: problem.clone(),
+                    });
+                    self.state.last_error = Some(problem);
                 }
                 if self.dir.pending().and_then(|p| p.inventory_hash) == report.inventory_hash {
                     self.dir.clear_pending()?;

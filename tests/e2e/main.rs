@@ -9,6 +9,7 @@ mod auth;
 mod authz;
 mod daemon;
 mod durability;
+mod hostile_machine;
 mod install;
 mod inventory;
 mod policy;

@@ -1,0 +1,154 @@
+//! One user's hostile files never stop the machine's report: the daemon on a machine
+//! where mallory's configs hold blank and overlong names, deep nesting and more
+//! servers than the collector takes, against a collector whose body limit is small.
+//! Carol's new server still reaches the collector in seconds, heartbeats go on, and
+//! what was cut is said in config errors.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mcpwatch_tests::{TestAgent, TestCollector, eventually};
+use serde_json::{Value, json};
+
+fn put(root: &Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn many(n: usize, prefix: &str) -> String {
+    let body: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#""{prefix}{i}": {{"command": "npx", "args": ["-y", "{prefix}-pkg-{i}@1.0.0"]}}"#
+            )
+        })
+        .collect();
+    body.join(",")
+}
+
+fn servers_of(c: &TestCollector, admin: &str, user: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for page in 1..=30 {
+        let (_, body) = c.get(
+            &format!("/mcp/servers?status=active&page_size=100&page={page}"),
+            admin,
+        );
+        let items = body["items"].as_array().cloned().unwrap_or_default();
+        out.extend(items.into_iter().filter(|s| s["os_user"] == user));
+        if body["has_more"] != true {
+            break;
+        }
+    }
+    out
+}
+
+#[test]
+fn one_users_hostile_files_never_stop_the_machines_report() {
+    // A collector that takes 256 KiB bodies: the agent must fit what it sends.
+    let c = TestCollector::start(&["--heartbeat-interval", "5", "--max-body-bytes", "262144"]);
+    c.register("admin@acme.example", "AdminPass123!", "Acme");
+    let admin = c.token("admin@acme.example", "AdminPass123!");
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    put(
+        r,
+        "etc/passwd",
+        "carol:x:1000:1000::/home/carol:/bin/bash\nmallory:x:1001:1001::/home/mallory:/bin/bash\n",
+    );
+    put(
+        r,
+        "home/carol/.cursor/mcp.json",
+        r#"{"mcpServers": {"carol-docs": {"command": "npx", "args": ["-y", "docs-mcp@1.0.0"]}}}"#,
+    );
+    let long = "M".repeat(100_000);
+    put(
+        r,
+        "home/mallory/.cursor/mcp.json",
+        &format!(
+            r#"{{"mcpServers": {{"   ": {{"command": "a"}}, "": {{"command": "b"}}, "{long}": {{"command": "c"}}, {}}}}}"#,
+            many(12_000, "m")
+        ),
+    );
+    put(
+        r,
+        "home/mallory/.config/goose/config.yaml",
+        &"[".repeat(200_000),
+    );
+    put(
+        r,
+        "home/mallory/.gemini/settings.json",
+        &format!(r#"{{"mcpServers": {{{}}}}}"#, many(1500, "g")),
+    );
+
+    let state = tempfile::tempdir().unwrap();
+    let (_, secret) = c.post("/enroll-secrets", &admin, &json!({ "name": "laptops" }));
+    let (code, out) = TestAgent::enroll(&c.base, secret["secret"].as_str().unwrap(), state.path());
+    assert_eq!(code, Some(0), "{out}");
+    let mut run = TestAgent::start(state.path(), r);
+
+    // The machine is reported: carol whole, mallory cut to what fits, and said so.
+    eventually(Duration::from_secs(60), "carol's server reported", || {
+        (!servers_of(&c, &admin, "carol").is_empty()).then_some(())
+    });
+    let (_, agents) = c.get("/agents/", &admin);
+    let agent = agents[0].clone();
+    let id = agent["id"].as_str().unwrap().to_owned();
+    let errors = agent["config_errors"].to_string();
+    assert!(
+        errors.contains("holds 12003 servers; only 1000 reported"),
+        "{errors}"
+    );
+    assert!(errors.contains("nested more than 64 levels"), "{errors}");
+    assert!(errors.contains("left out"), "{errors}");
+    assert!(errors.contains("blank name"), "{errors}");
+    let mallory = servers_of(&c, &admin, "mallory");
+    assert!(!mallory.is_empty());
+    assert!(
+        mallory
+            .iter()
+            .all(|s| s["server_name"].as_str().unwrap().chars().count() <= 512)
+    );
+    assert!(
+        run.log().contains("refused the report as too large"),
+        "the 413 was met and handled"
+    );
+
+    // Carol adds a server: it reaches the collector in seconds.
+    let started = Instant::now();
+    put(
+        r,
+        "home/carol/.cursor/mcp.json",
+        r#"{"mcpServers": {"carol-docs": {"command": "npx", "args": ["-y", "docs-mcp@1.0.0"]}, "carol-new": {"command": "uvx", "args": ["mcp-server-time==1.0.0"]}}}"#,
+    );
+    eventually(
+        Duration::from_secs(20),
+        "carol's new server reported",
+        || {
+            servers_of(&c, &admin, "carol")
+                .iter()
+                .any(|s| s["server_name"] == "carol-new")
+                .then_some(())
+        },
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+
+    // Heartbeats go on, and the host facts came with them.
+    let seen = |c: &TestCollector| {
+        let (_, a) = c.get(&format!("/agents/{id}"), &admin);
+        a["last_seen_at"].as_str().unwrap_or_default().to_owned()
+    };
+    let first = seen(&c);
+    eventually(Duration::from_secs(20), "another heartbeat", || {
+        (seen(&c) != first).then_some(())
+    });
+    let (_, a) = c.get(&format!("/agents/{id}"), &admin);
+    assert_eq!(a["status"], "online");
+    assert!(
+        a["kernel_version"].is_string() && a["arch"].is_string(),
+        "{a}"
+    );
+    assert_eq!(a["users"], json!(["carol", "mallory"]));
+    assert!(run.exit_code().is_none(), "still running");
+}
