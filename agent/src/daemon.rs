@@ -320,7 +320,7 @@ impl Daemon {
         tracing::warn!(
             request = what,
             refusals = self.refusals,
-            reason = message,
+            reason = %crate::printable::cell(message, 300),
             "The collector refused this agent's key."
         );
         if self.refusals >= REFUSALS_BEFORE_REVOKED {
@@ -560,7 +560,7 @@ fn rewatch(
     for dir in &dirs {
         // Re-adding also covers a directory deleted and created again.
         if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-            tracing::debug!(dir = %dir.display(), error = %e, "Directory could not be watched.");
+            tracing::debug!(dir = %crate::printable::escape(&dir.to_string_lossy()), error = %e, "Directory could not be watched.");
         }
     }
     for gone in watched.difference(&dirs) {

@@ -33,7 +33,7 @@ pub use rules::{RULES, Rule, RuleKind};
 use crate::server::ServerRecord;
 
 /// The version of the rule set and formula. Bump it when either changes.
-pub const RULES_VERSION: u32 = 2;
+pub const RULES_VERSION: u32 = 3;
 
 /// A known malicious release scores 100 whatever else is true.
 const MALICIOUS_RULE: &str = "MCP-VULN-005";

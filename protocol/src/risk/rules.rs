@@ -152,8 +152,8 @@ pub static RULES: &[Rule] = &[
         Modifier,
         High,
         25,
-        "Remote server is reached over plain HTTP",
-        "Use https:// so that traffic and credentials cannot be read or changed in transit."
+        "Remote server is reached over plain HTTP (or plain WebSocket, `ws://`)",
+        "Use https:// (wss://) so that traffic and credentials cannot be read or changed in transit."
     ),
     rule!(
         "MCP-SUPPLY-001",
