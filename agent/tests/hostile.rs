@@ -661,3 +661,49 @@ fn no_planted_secret_reaches_scan_json_or_the_table_in_any_format() {
         assert!(!table.contains(secret), "the table leaked {secret}");
     }
 }
+
+#[test]
+fn launch_text_per_user_is_bounded_and_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    passwd(r, &[("alice", 1000), ("bob", 1001)]);
+    // Three files of about 3 MB of arguments each: more than one user may cost.
+    let arg = "x".repeat(3000);
+    let servers: Vec<String> = (0..1000)
+        .map(|i| format!(r#""s{i}": {{"command": "node", "args": ["{arg}"]}}"#))
+        .collect();
+    let file = format!(r#"{{"mcpServers": {{{}}}}}"#, servers.join(","));
+    for rel in [
+        ".cursor/mcp.json",
+        ".gemini/settings.json",
+        ".kiro/settings/mcp.json",
+    ] {
+        put(r, &format!("home/alice/{rel}"), &file);
+    }
+    put(r, "home/bob/.cursor/mcp.json", &servers_json(2, "bob-"));
+    let inv = root_scan(r);
+    assert_eq!(
+        inv.servers
+            .iter()
+            .filter(|s| s.os_user.as_deref() == Some("bob"))
+            .count(),
+        2
+    );
+    let alice_bytes: usize = inv
+        .servers
+        .iter()
+        .filter(|s| s.os_user.as_deref() == Some("alice"))
+        .map(|s| s.args.iter().map(String::len).sum::<usize>())
+        .sum();
+    assert!(
+        alice_bytes <= mcpwatch_agent::discovery::MAX_LAUNCH_BYTES_PER_USER,
+        "{alice_bytes}"
+    );
+    assert!(
+        inv.config_errors
+            .iter()
+            .any(|e| e.error.contains("launch lines exceed")),
+        "{:?}",
+        inv.config_errors
+    );
+}

@@ -65,6 +65,52 @@ fn a_damaged_database_file_stops_the_collector_with_a_clear_error() {
     );
 }
 
+/// A zero-byte database file (truncated by a bad restore, a full disk, an operator)
+/// is never taken as a new database: that would silently drop every organisation and
+/// let the next `POST /auth/register` become admin.
+#[test]
+fn a_zero_byte_database_file_is_refused_not_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("mcpwatch.redb");
+    std::fs::write(&db, b"").unwrap();
+    let bin = mcpwatch_tests::binary("mcpwatch-collector", "MCPWATCH_COLLECTOR_BIN");
+    let out = std::process::Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is empty (0 bytes)"), "{stderr}");
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0, "left as it was");
+}
+
+/// The data dir holds password, key and secret hashes and sessions: owner-only.
+#[cfg(unix)]
+#[test]
+fn the_data_dir_and_database_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut c = TestCollector::start(&[]);
+    c.register("admin@acme.example", "AdminPass123!", "Acme");
+    let data = c.data_dir.clone();
+    let db = data.join("mcpwatch.redb");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&db), 0o600, "created owner-only");
+    // Opened up behind its back: restricted again at the next start, and said so.
+    c.kill_hard();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    c.restart();
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&db), 0o600);
+    assert!(c.log().contains("restricted to its owner"), "{}", c.log());
+    assert_eq!(
+        c.login("admin@acme.example", "AdminPass123!").0,
+        200,
+        "nothing lost"
+    );
+}
+
 #[test]
 fn plain_http_on_a_public_address_is_refused_without_the_flag() {
     let dir = tempfile::tempdir().unwrap();

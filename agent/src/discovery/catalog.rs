@@ -617,7 +617,14 @@ pub static CLIENTS: &[Client] = &[
         id: "kiro",
         name: "Kiro",
         user: &[
-            u(ALL, Home, ".kiro/settings/mcp.json", Json, MCP),
+            // Installed Powers are namespaced into a `powers.mcpServers` block.
+            u(
+                ALL,
+                Home,
+                ".kiro/settings/mcp.json",
+                Json,
+                Shape::Maps(&[&["mcpServers"], &["powers", "mcpServers"]]),
+            ),
             u(ALL, Home, ".kiro/agents/*.json", Json, MCP),
             u(
                 ALL,
@@ -627,7 +634,10 @@ pub static CLIENTS: &[Client] = &[
                 Shape::Any,
             ),
         ],
-        project: &[p(".kiro/settings/mcp.json", Json, MCP)],
+        project: &[
+            p(".kiro/settings/mcp.json", Json, MCP),
+            p(".kiro/agents/*.json", Json, MCP),
+        ],
         system: &[],
     },
     Client {

@@ -71,6 +71,9 @@ pub const MAX_SERVERS_PER_USER: usize = 2000;
 /// The most servers one scan holds (the report is fitted to the collector's limits
 /// after that).
 pub const MAX_SERVERS_PER_SCAN: usize = 20_000;
+/// The most bytes of launch text (commands, arguments, URLs) taken from one user's
+/// files: what is redacted and reported is bounded, however the files are written.
+pub const MAX_LAUNCH_BYTES_PER_USER: usize = 4 * 1024 * 1024;
 /// The most project directories read per user.
 pub const MAX_PROJECTS_PER_USER: usize = 500;
 /// The most entries read from one directory listing (a `*` in a catalog path).
@@ -114,6 +117,8 @@ struct Scanner<'a> {
     seen_projects: HashSet<PathBuf>,
     /// Servers taken from the user being scanned so far.
     user_servers: usize,
+    /// Bytes of launch text taken from the user being scanned so far.
+    user_bytes: usize,
     out: Inventory,
 }
 
@@ -130,6 +135,7 @@ pub fn scan(opts: &ScanOptions) -> Inventory {
         seen_files: HashSet::new(),
         seen_projects: HashSet::new(),
         user_servers: 0,
+        user_bytes: 0,
         out: Inventory::default(),
     };
     match &opts.target {
@@ -176,6 +182,7 @@ impl Scanner<'_> {
     fn user(&mut self, name: &str, home: &Path, env: Option<&Env>) {
         let ground = read::Ground::of(home);
         self.user_servers = 0;
+        self.user_bytes = 0;
         // Project folders the user's files record, as written (resolved below).
         let mut recorded: Vec<PathBuf> = Vec::new();
         for candidate in paths::user_candidates(self.opts.os, home, env) {
@@ -374,11 +381,22 @@ impl Scanner<'_> {
                     entries.len()
                 )));
             }
+            let mut taken = 0;
             for entry in entries.iter().take(room) {
+                let bytes = launch_bytes(entry.body);
+                if user.is_some() && self.user_bytes + bytes > MAX_LAUNCH_BYTES_PER_USER {
+                    self.out.config_errors.push(error(format!(
+                        "{} server(s) not reported: the user's launch lines exceed {MAX_LAUNCH_BYTES_PER_USER} bytes",
+                        room.min(entries.len()) - taken
+                    )));
+                    break;
+                }
+                self.user_bytes += bytes;
                 self.out.servers.push(normalize::record(entry, &origin));
+                taken += 1;
             }
             if user.is_some() {
-                self.user_servers += entries.len().min(room);
+                self.user_servers += taken;
             }
             last = Some(value);
         }
@@ -459,6 +477,31 @@ pub fn expand(pattern: &Path) -> Vec<PathBuf> {
         }
     }
     current
+}
+
+/// The bytes of text a server entry's launch holds (what redaction reads).
+fn launch_bytes(body: &serde_json::Map<String, Value>) -> usize {
+    fn strings(v: &Value) -> usize {
+        match v {
+            Value::String(s) => s.len(),
+            Value::Array(items) => items.iter().map(strings).sum(),
+            Value::Object(map) => map.values().map(strings).sum(),
+            _ => 0,
+        }
+    }
+    [
+        "command",
+        "cmd",
+        "args",
+        "url",
+        "serverUrl",
+        "httpUrl",
+        "uri",
+    ]
+    .iter()
+    .filter_map(|k| body.get(*k))
+    .map(strings)
+    .sum()
 }
 
 /// `file:///home/a/My%20Project` → `/home/a/My Project`; `file:///c%3A/x` → `c:/x`.

@@ -26,89 +26,186 @@ use std::sync::LazyLock;
 
 use mcpwatch_protocol::launch::basename;
 use mcpwatch_protocol::server::{REDACTED, SecretFinding};
-use regex::{Captures, Regex};
+use regex_lite::{Captures, Regex};
 
-struct Shape {
-    kind: &'static str,
-    re: Regex,
+/// Token shapes of known services.
+struct Shapes {
+    list: Vec<(&'static str, &'static [&'static str], Regex)>,
 }
 
+/// The patterns run on short texts (one argument, one URL): `regex-lite`, whose
+/// compiled patterns take a fraction of the memory of `regex`'s, is fast enough and
+/// keeps the idle agent small. Its classes (`\\b`, `\\s`, `\\w`) are ASCII.
 fn re(pattern: &str) -> Regex {
     // The patterns are constants checked by the tests below.
     #[allow(clippy::expect_used)]
     Regex::new(pattern).expect("secret pattern compiles")
 }
 
-fn shape(kind: &'static str, pattern: &str) -> Shape {
-    Shape {
-        kind,
-        re: re(pattern),
-    }
+/// A token shape: its kind, literals one of which its matches contain (the regex runs
+/// only on texts that hold one), and the pattern.
+fn shape(
+    kind: &'static str,
+    hints: &'static [&'static str],
+    pattern: &'static str,
+) -> (&'static str, &'static [&'static str], &'static str) {
+    (kind, hints, pattern)
 }
 
-static SHAPES: LazyLock<Vec<Shape>> = LazyLock::new(|| {
-    vec![
+static SHAPES: LazyLock<Shapes> = LazyLock::new(|| {
+    let list = [
         shape(
             "private_key",
+            &["-----BEGIN"],
             r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?s:.*?)(?:-----END [A-Z ]*PRIVATE KEY-----|$)",
         ),
         shape(
             "github_token",
+            &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
             r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})",
         ),
         shape(
             "gitlab_token",
+            &["glpat-", "gldt-", "glptt-", "glrt-", "glsoat-"],
             r"\bgl(?:pat|dt|ptt|rt|soat)-[A-Za-z0-9_\-]{20,}",
         ),
         shape(
             "slack_token",
+            &["xox", "xapp-"],
             r"\bxox[abposre]-[A-Za-z0-9\-]{10,}|\bxapp-[A-Za-z0-9\-]{10,}",
         ),
-        shape("anthropic_key", r"\bsk-ant-[A-Za-z0-9_\-]{20,}"),
+        shape(
+            "anthropic_key",
+            &["sk-ant-"],
+            r"\bsk-ant-[A-Za-z0-9_\-]{20,}",
+        ),
         shape(
             "openai_key",
+            &["sk-"],
             r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",
         ),
         shape(
             "stripe_key",
+            &["_live_", "_test_"],
             r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}",
         ),
-        shape("google_api_key", r"\bAIza[0-9A-Za-z_\-]{30,}"),
-        shape("google_oauth_token", r"\bya29\.[0-9A-Za-z_\-]{20,}"),
-        shape("aws_access_key", r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),
-        shape("npm_token", r"\bnpm_[A-Za-z0-9]{36}"),
-        shape("pypi_token", r"\bpypi-AgE[A-Za-z0-9_\-]{50,}"),
-        shape("huggingface_token", r"\bhf_[A-Za-z0-9]{30,}"),
-        shape("docker_token", r"\bdckr_pat_[A-Za-z0-9_\-]{20,}"),
-        shape("shopify_token", r"\bshp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}"),
+        shape("google_api_key", &["AIza"], r"\bAIza[0-9A-Za-z_\-]{30,}"),
+        shape(
+            "google_oauth_token",
+            &["ya29."],
+            r"\bya29\.[0-9A-Za-z_\-]{20,}",
+        ),
+        shape(
+            "aws_access_key",
+            &["AKIA", "ASIA", "ABIA", "ACCA"],
+            r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b",
+        ),
+        shape("npm_token", &["npm_"], r"\bnpm_[A-Za-z0-9]{36}"),
+        shape(
+            "pypi_token",
+            &["pypi-AgE"],
+            r"\bpypi-AgE[A-Za-z0-9_\-]{50,}",
+        ),
+        shape("huggingface_token", &["hf_"], r"\bhf_[A-Za-z0-9]{30,}"),
+        shape(
+            "docker_token",
+            &["dckr_pat_"],
+            r"\bdckr_pat_[A-Za-z0-9_\-]{20,}",
+        ),
+        shape(
+            "shopify_token",
+            &["shpat_", "shpss_", "shpca_", "shppa_"],
+            r"\bshp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}",
+        ),
         shape(
             "sendgrid_key",
+            &["SG."],
             r"\bSG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}",
         ),
-        shape("digitalocean_token", r"\bdo[opr]_v1_[a-f0-9]{64}"),
-        shape("linear_key", r"\blin_(?:api|oauth)_[A-Za-z0-9]{20,}"),
-        shape("notion_token", r"\b(?:ntn_|secret_)[A-Za-z0-9]{30,}"),
-        shape("airtable_token", r"\bpat[A-Za-z0-9]{14}\.[a-f0-9]{64}"),
-        shape("figma_token", r"\bfig[dhu]_[A-Za-z0-9_\-]{30,}"),
-        shape("sentry_token", r"\bsntr[ysu]_[A-Za-z0-9_=+/\-]{20,}"),
-        shape("grafana_token", r"\bgl(?:sa|c)_[A-Za-z0-9_=+/\-]{20,}"),
-        shape("supabase_token", r"\bsbp_[A-Za-z0-9]{20,}"),
-        shape("atlassian_token", r"\bATATT[A-Za-z0-9_=\-]{20,}"),
-        shape("databricks_token", r"\bdapi[a-f0-9]{32}"),
-        shape("postman_key", r"\bPMAK-[A-Za-z0-9]{20,}-[A-Za-z0-9]{20,}"),
+        shape(
+            "digitalocean_token",
+            &["_v1_"],
+            r"\bdo[opr]_v1_[a-f0-9]{64}",
+        ),
+        shape(
+            "linear_key",
+            &["lin_"],
+            r"\blin_(?:api|oauth)_[A-Za-z0-9]{20,}",
+        ),
+        shape(
+            "notion_token",
+            &["ntn_", "secret_"],
+            r"\b(?:ntn_|secret_)[A-Za-z0-9]{30,}",
+        ),
+        shape(
+            "airtable_token",
+            &["pat"],
+            r"\bpat[A-Za-z0-9]{14}\.[a-f0-9]{64}",
+        ),
+        shape(
+            "figma_token",
+            &["figd_", "figh_", "figu_"],
+            r"\bfig[dhu]_[A-Za-z0-9_\-]{30,}",
+        ),
+        shape(
+            "sentry_token",
+            &["sntr"],
+            r"\bsntr[ysu]_[A-Za-z0-9_=+/\-]{20,}",
+        ),
+        shape(
+            "grafana_token",
+            &["glsa_", "glc_"],
+            r"\bgl(?:sa|c)_[A-Za-z0-9_=+/\-]{20,}",
+        ),
+        shape("supabase_token", &["sbp_"], r"\bsbp_[A-Za-z0-9]{20,}"),
+        shape(
+            "atlassian_token",
+            &["ATATT"],
+            r"\bATATT[A-Za-z0-9_=\-]{20,}",
+        ),
+        shape("databricks_token", &["dapi"], r"\bdapi[a-f0-9]{32}"),
+        shape(
+            "postman_key",
+            &["PMAK-"],
+            r"\bPMAK-[A-Za-z0-9]{20,}-[A-Za-z0-9]{20,}",
+        ),
         shape(
             "ai_service_key",
+            &[
+                "gsk_",
+                "xai-",
+                "pplx-",
+                "r8_",
+                "tvly-",
+                "fc-",
+                "ctx7sk-",
+                "BSA",
+                "sk-or-v1-",
+                "csk-",
+                "nvapi-",
+            ],
             r"\b(?:gsk_|xai-|pplx-|r8_|tvly-|fc-|ctx7sk-|BSA|sk-or-v1-|csk-|nvapi-)[A-Za-z0-9_\-]{16,}",
         ),
         shape(
             "jwt",
+            &["eyJ"],
             r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
         ),
         shape(
             "webhook_url_token",
-            r"(?i)hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_\-]+|discord(?:app)?\.com/api/webhooks/[0-9]+/[A-Za-z0-9_\-]+",
+            &[
+                "hooks.slack",
+                "HOOKS.SLACK",
+                "discord",
+                "Discord",
+                "DISCORD",
+            ],
+            r"(?i:hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_\-]+|discord(?:app)?\.com/api/webhooks/[0-9]+/[A-Za-z0-9_\-]+)",
         ),
-    ]
+    ];
+    Shapes {
+        list: list.iter().map(|(k, h, p)| (*k, *h, re(p))).collect(),
+    }
 });
 
 /// `scheme://userinfo@`: the userinfo runs to the last `@` before the first `/`.
@@ -146,7 +243,7 @@ static LINE_FLAG: LazyLock<Regex> =
 
 /// `"name": "value"` (a JSON or JSON-like document in an argument).
 static JSON_PAIR: LazyLock<Regex> =
-    LazyLock::new(|| re(r#"(["'])([^"'\\]{1,80})(["']\s*:\s*)(["'])((?:[^"'\\]|\\.)*)(["'])"#));
+    LazyLock::new(|| re(r#"(["'])([^"'\\]+)(["']\s*:\s*)(["'])((?:[^"'\\]|\\.)*)(["'])"#));
 
 /// `Password=X;` in a semicolon-separated connection string.
 static CONN_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
@@ -435,55 +532,97 @@ impl Redactor {
 
     /// Redact every secret in free text: a URL, a command line, one argument.
     pub fn text(&mut self, location: &str, text: &str) -> String {
-        let mut out = self.urls(location, text);
-        out = self.replace(
-            location,
-            &out,
-            &AUTH_SCHEME,
-            3,
-            "authorization_value",
-            |_| true,
-        );
-        out = self.replace(location, &out, &LINE_FLAG, 4, "flag_value", |c| {
-            let flag = &c[2];
-            let value = &c[4];
-            if HEADER_FLAGS.contains(&flag.to_ascii_lowercase().as_str()) {
-                // The header's value, not its name: handled by the pair rule below
-                // when the value is `Name: X`; a bare value is all secret.
-                return !value.contains(':');
+        let text = self.bounded(location, text);
+        // Each pattern runs only on texts holding the characters its matches must
+        // contain: most arguments hold none, and the cost stays linear and small.
+        let has = |t: &str, any: &[&str]| any.iter().any(|n| t.contains(n));
+        let mut out = self.urls(location, &text);
+        if has(&out, &["earer", "EARER", "asic", "ASIC", "Token", "Bot"]) {
+            out = self.replace(
+                location,
+                &out,
+                &AUTH_SCHEME,
+                3,
+                "authorization_value",
+                |_| true,
+            );
+        }
+        if out.contains('-') {
+            out = self.replace(location, &out, &LINE_FLAG, 4, "flag_value", |c| {
+                let flag = &c[2];
+                let value = &c[4];
+                if HEADER_FLAGS.contains(&flag.to_ascii_lowercase().as_str()) {
+                    // The header's value, not its name: handled by the pair rule
+                    // below when the value is `Name: X`; a bare value is all secret.
+                    return !value.contains(':');
+                }
+                is_secret_name(flag) && !looks_like_path(value) && !value.starts_with('-')
+            });
+            if has(&out, &["-H", "-h"]) {
+                out = self.header_values_in_line(location, &out);
             }
-            is_secret_name(flag) && !looks_like_path(value) && !value.starts_with('-')
-        });
-        out = self.header_values_in_line(location, &out);
-        out = self.replace(location, &out, &COLON_PAIR, 4, "header_value", |c| {
-            is_secret_name(&c[2])
-                && !c[4].starts_with("//")
-                && !matches!(
-                    c[4].to_ascii_lowercase().as_str(),
-                    "bearer" | "basic" | "token"
-                )
-        });
-        out = self.replace(location, &out, &ASSIGNMENT, 4, "assignment_value", |c| {
-            c.get(1).is_some() || is_secret_name(&c[2])
-        });
-        out = self.replace(location, &out, &JSON_PAIR, 5, "json_value", |c| {
-            is_secret_name(&c[2])
-        });
-        out = self.replace(
-            location,
-            &out,
-            &CONN_PASSWORD,
-            2,
-            "connection_string_password",
-            |_| true,
-        );
-        for shape in SHAPES.iter() {
-            if shape.re.is_match(&out) {
-                out = shape.re.replace_all(&out, REDACTED).into_owned();
-                self.found(location, shape.kind);
+        }
+        if out.contains(':') {
+            out = self.replace(location, &out, &COLON_PAIR, 4, "header_value", |c| {
+                is_secret_name(&c[2])
+                    && !c[4].starts_with("//")
+                    && !matches!(
+                        c[4].to_ascii_lowercase().as_str(),
+                        "bearer" | "basic" | "token"
+                    )
+            });
+            if has(&out, &["\"", "'"]) {
+                out = self.replace(location, &out, &JSON_PAIR, 5, "json_value", |c| {
+                    is_secret_name(&c[2])
+                });
+            }
+        }
+        if out.contains('=') {
+            out = self.replace(location, &out, &ASSIGNMENT, 4, "assignment_value", |c| {
+                c.get(1).is_some() || is_secret_name(&c[2])
+            });
+            out = self.replace(
+                location,
+                &out,
+                &CONN_PASSWORD,
+                2,
+                "connection_string_password",
+                |_| true,
+            );
+        }
+        for (kind, hints, shape) in &SHAPES.list {
+            if hints.iter().any(|h| out.contains(h)) && shape.is_match(&out) {
+                out = shape.replace_all(&out, REDACTED).into_owned();
+                self.found(location, kind);
             }
         }
         self.high_entropy(location, &out)
+    }
+
+    /// `text` cut to whole words within what the collector takes (with a little
+    /// room, so that the report still says it was shortened): no secret is ever cut
+    /// in two and left half visible, and no pattern runs on megabytes. One word longer
+    /// than that is an opaque value: it goes.
+    fn bounded<'t>(&mut self, location: &str, text: &'t str) -> std::borrow::Cow<'t, str> {
+        const MAX: usize = mcpwatch_protocol::limits::MAX_LINE_CHARS + 64;
+        let Some((cut, _)) = text.char_indices().nth(MAX) else {
+            return std::borrow::Cow::Borrowed(text);
+        };
+        let head = &text[..cut];
+        let boundary = head.rfind(|c: char| {
+            c.is_whitespace()
+                || matches!(
+                    c,
+                    ',' | ';' | '&' | '|' | '/' | '?' | '#' | '=' | ':' | '"' | '\''
+                )
+        });
+        match boundary {
+            Some(at) if at > 0 => std::borrow::Cow::Owned(format!("{} {REDACTED}", &head[..at])),
+            _ => {
+                self.found(location, "opaque_value");
+                std::borrow::Cow::Borrowed(REDACTED)
+            }
+        }
     }
 
     /// `-H "Name: X"` / `--header=Name:X` inside a line: every header value goes.
@@ -499,6 +638,9 @@ impl Redactor {
     /// Credentials in URLs: the userinfo, secret-named parameters, token-like path
     /// segments.
     fn urls(&mut self, location: &str, text: &str) -> String {
+        if !text.contains("://") && !text.contains('?') && !text.contains('#') {
+            return text.to_owned();
+        }
         let mut kind = None;
         let out = URL_AUTHORITY.replace_all(text, |c: &Captures<'_>| {
             let userinfo = &c[2];

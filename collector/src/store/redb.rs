@@ -133,6 +133,12 @@ pub enum OpenError {
     TooNew { path: PathBuf, found: u32 },
     #[error("cannot initialise database {path}: {message}")]
     Init { path: PathBuf, message: String },
+    #[error(
+        "database {path} is empty (0 bytes): it is not a database, and a new one is made only where no file exists; restore it from a backup, or move it away to start with an empty database"
+    )]
+    Empty { path: PathBuf },
+    #[error("data dir {path}: {message}")]
+    Permissions { path: PathBuf, message: String },
 }
 
 /// The redb-backed [`Store`].
@@ -541,13 +547,42 @@ impl RedbStore {
     /// the writer thread.
     pub fn open(data_dir: &Path) -> std::result::Result<Self, OpenError> {
         let path = data_dir.join(DB_FILE);
-        let db = Database::create(&path).map_err(|source| match source {
+        owner_only(data_dir, &path)?;
+        let map = |source| match source {
             redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse { path: path.clone() },
             source => OpenError::Open {
                 path: path.clone(),
                 source,
             },
-        })?;
+        };
+        // A database is created only where no file exists: an existing file that does
+        // not open (empty, truncated, damaged) is an error, never a fresh start.
+        let db = match std::fs::metadata(&path) {
+            Ok(meta) if meta.len() == 0 => return Err(OpenError::Empty { path }),
+            Ok(_) => Database::open(&path).map_err(map)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Made under a temporary name and renamed once it is a database, so a
+                // crash here never leaves an empty file where the database belongs.
+                let creating = path.with_extension("redb.creating");
+                let made = (|| -> std::io::Result<()> {
+                    let _ = std::fs::remove_file(&creating);
+                    create_private_file(&creating)?;
+                    drop(Database::create(&creating).map_err(std::io::Error::other)?);
+                    std::fs::rename(&creating, &path)
+                })();
+                made.map_err(|e| OpenError::Permissions {
+                    path: path.clone(),
+                    message: format!("cannot create the database file: {e}"),
+                })?;
+                Database::open(&path).map_err(map)?
+            }
+            Err(e) => {
+                return Err(OpenError::Permissions {
+                    path: path.clone(),
+                    message: format!("cannot read the database file: {e}"),
+                });
+            }
+        };
         let init = |db: &Database| -> Result<Option<u32>> {
             let txn = db.begin_write()?;
             let found = {
@@ -1837,6 +1872,57 @@ impl RedbStore {
 /// Facts the agent sent over the stored ones: a fact left out keeps its value; the
 /// report error is replaced (the agent sends it while it holds, and an accepted
 /// report ends it).
+/// The data dir and database file are the collector's alone: a data dir open to its
+/// group or others is tightened to 0700 (and said so), the database file to 0600.
+fn owner_only(data_dir: &Path, db: &Path) -> std::result::Result<(), OpenError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tighten = |path: &Path, mode: u32| -> std::result::Result<(), OpenError> {
+            let meta = match std::fs::metadata(path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => {
+                    return Err(OpenError::Permissions {
+                        path: path.to_path_buf(),
+                        message: e.to_string(),
+                    });
+                }
+            };
+            let current = meta.permissions().mode() & 0o777;
+            if current & 0o077 != 0 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(
+                    |e| OpenError::Permissions {
+                        path: path.to_path_buf(),
+                        message: format!(
+                            "it is open to other users (mode {current:o}) and cannot be restricted to its owner: {e}"
+                        ),
+                    },
+                )?;
+                tracing::warn!(path = %path.display(), from = format!("{current:o}"), to = format!("{mode:o}"), "Access to the collector's data was open to other users; restricted to its owner.");
+            }
+            Ok(())
+        };
+        tighten(data_dir, 0o700)?;
+        tighten(db, 0o600)?;
+    }
+    #[cfg(not(unix))]
+    let _ = (data_dir, db);
+    Ok(())
+}
+
+/// Create an empty file readable and writable by its owner only.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options.open(path).map(drop)
+}
+
 fn merge_facts(facts: &mut HostFacts, new: HostFacts) {
     let HostFacts {
         hostname,
