@@ -41,6 +41,19 @@ fn report_survives_sigkill_after_ack() {
     );
 }
 
+/// `serve` on `data_dir` must stop with the configuration exit code (78); answers what
+/// it said.
+fn refused_to_start(data_dir: &std::path::Path) -> String {
+    let bin = mcpwatch_tests::binary("mcpwatch-collector", "MCPWATCH_COLLECTOR_BIN");
+    let out = std::process::Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn a_damaged_database_file_stops_the_collector_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -49,14 +62,7 @@ fn a_damaged_database_file_stops_the_collector_with_a_clear_error() {
         b"definitely not a database",
     )
     .unwrap();
-    let bin = mcpwatch_tests::binary("mcpwatch-collector", "MCPWATCH_COLLECTOR_BIN");
-    let out = std::process::Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused_to_start(dir.path());
     assert!(stderr.contains("mcpwatch.redb"), "{stderr}");
     // The file is left as it was, for the operator to inspect or restore.
     assert_eq!(
@@ -73,14 +79,7 @@ fn a_zero_byte_database_file_is_refused_not_reset() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("mcpwatch.redb");
     std::fs::write(&db, b"").unwrap();
-    let bin = mcpwatch_tests::binary("mcpwatch-collector", "MCPWATCH_COLLECTOR_BIN");
-    let out = std::process::Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused_to_start(dir.path());
     assert!(stderr.contains("is empty (0 bytes)"), "{stderr}");
     assert_eq!(std::fs::metadata(&db).unwrap().len(), 0, "left as it was");
 }
