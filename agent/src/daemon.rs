@@ -345,7 +345,23 @@ impl Daemon {
         if send_facts {
             request.machine = machine;
         }
-        request.report_error = self.state.refused_report.as_ref().map(|r| r.error.clone());
+        request.report_error = self.state.refused_report.as_ref().map(|r| {
+            mcpwatch_protocol::limits::shorten(&r.error, mcpwatch_protocol::limits::MAX_ERROR_CHARS)
+                .unwrap_or_else(|| r.error.clone())
+        });
+        let HeartbeatRequest {
+            hostname,
+            os_type,
+            os_version,
+            username,
+            agent_version,
+            machine,
+            ..
+        } = &mut request;
+        mcpwatch_protocol::limits::fit_host(
+            [hostname, os_type, os_version, username, agent_version],
+            machine,
+        );
         match self.client.heartbeat(&request).await {
             Ok(answer) => {
                 self.refusals = 0;

@@ -72,7 +72,7 @@ pub async fn enroll(
     let os = Os::current().as_str().to_owned();
     let (agent_id, api_key, key_bound) = match credential {
         Credential::EnrollSecret(secret) => {
-            let request = EnrollRequest {
+            let mut request = EnrollRequest {
                 enroll_secret: secret.to_owned(),
                 public_key,
                 name: hostname(),
@@ -88,6 +88,23 @@ pub async fn enroll(
                     std::path::Path::new(if cfg!(windows) { "C:\\" } else { "/" }),
                 ),
             };
+            let EnrollRequest {
+                hostname,
+                os_type,
+                os_version,
+                username,
+                agent_version,
+                machine,
+                ..
+            } = &mut request;
+            mcpwatch_protocol::limits::fit_host(
+                [hostname, os_type, os_version, username, agent_version],
+                machine,
+            );
+            if let Some(name) = &mut request.name {
+                *name =
+                    mcpwatch_protocol::limits::shorten(name, 200).unwrap_or_else(|| name.clone());
+            }
             let answer = upload::enroll(&http, server, &request)
                 .await
                 .map_err(|e| match e {

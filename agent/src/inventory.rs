@@ -194,7 +194,10 @@ pub fn report(inventory: Inventory) -> ReportRequest {
     ReportRequest {
         servers: inventory.servers,
         agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
-        hostname: gethostname::gethostname().into_string().ok(),
+        hostname: gethostname::gethostname()
+            .into_string()
+            .ok()
+            .map(|h| limits::shorten(&h, limits::MAX_LABEL_CHARS).unwrap_or(h)),
         scanned_at: Some(Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)),
         sequence: None,
         inventory_hash: Some(inventory_hash),

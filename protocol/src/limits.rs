@@ -361,8 +361,86 @@ pub fn fit_server(s: &mut ServerRecord) -> Vec<String> {
 /// The most users listed in a machine's facts.
 pub const MAX_MACHINE_USERS: usize = 200;
 
-/// Make a machine's facts respect the label limit (cut, never refused: a heartbeat is
-/// not refused for a host fact).
+fn machine_fields(m: &crate::wire::MachineFacts) -> [(&'static str, Option<&str>); 8] {
+    [
+        ("os_name", m.os_name.as_deref()),
+        ("kernel_version", m.kernel_version.as_deref()),
+        ("arch", m.arch.as_deref()),
+        ("hardware_vendor", m.hardware_vendor.as_deref()),
+        ("hardware_model", m.hardware_model.as_deref()),
+        ("hardware_serial", m.hardware_serial.as_deref()),
+        ("machine_id", m.machine_id.as_deref()),
+        ("boot_time", m.boot_time.as_deref()),
+    ]
+}
+
+/// Check the host facts an agent sends (heartbeat or enrollment): every text a label,
+/// at most [`MAX_MACHINE_USERS`] users, the report error a config error's length.
+pub fn check_host(
+    facts: [(&'static str, Option<&str>); 5],
+    machine: &crate::wire::MachineFacts,
+    report_error: Option<&str>,
+) -> Result<(), Violation> {
+    for (field, value) in facts.into_iter().chain(machine_fields(machine)) {
+        opt(|| field.to_owned(), value, MAX_LABEL_CHARS)?;
+    }
+    if let Some(users) = &machine.users {
+        if users.len() > MAX_MACHINE_USERS {
+            return Err(Violation {
+                field: "users".into(),
+                message: format!(
+                    "at most {MAX_MACHINE_USERS} users are accepted, got {}",
+                    users.len()
+                ),
+            });
+        }
+        for (i, u) in users.iter().enumerate() {
+            text(|| format!("users[{i}]"), u, MAX_LABEL_CHARS)?;
+        }
+    }
+    opt(|| "report_error".into(), report_error, MAX_ERROR_CHARS)
+}
+
+/// Check a heartbeat's host facts.
+pub fn check_heartbeat(h: &crate::wire::HeartbeatRequest) -> Result<(), Violation> {
+    check_host(
+        [
+            ("hostname", h.hostname.as_deref()),
+            ("os_type", h.os_type.as_deref()),
+            ("os_version", h.os_version.as_deref()),
+            ("username", h.username.as_deref()),
+            ("agent_version", h.agent_version.as_deref()),
+        ],
+        &h.machine,
+        h.report_error.as_deref(),
+    )
+}
+
+/// Check an enrollment's host facts.
+pub fn check_enroll(e: &crate::wire::EnrollRequest) -> Result<(), Violation> {
+    check_host(
+        [
+            ("hostname", e.hostname.as_deref()),
+            ("os_type", e.os_type.as_deref()),
+            ("os_version", e.os_version.as_deref()),
+            ("username", e.username.as_deref()),
+            ("agent_version", e.agent_version.as_deref()),
+        ],
+        &e.machine,
+        None,
+    )
+}
+
+/// Make host facts respect the limits (the agent does this before it sends).
+pub fn fit_host(texts: [&mut Option<String>; 5], machine: &mut crate::wire::MachineFacts) {
+    let mut ignored = Vec::new();
+    for field in texts {
+        fit_opt(field, MAX_LABEL_CHARS, "", &mut ignored);
+    }
+    fit_machine_facts(machine);
+}
+
+/// Make a machine's facts respect the label limit.
 pub fn fit_machine_facts(m: &mut crate::wire::MachineFacts) {
     let mut ignored = Vec::new();
     for field in [
@@ -472,6 +550,31 @@ mod tests {
         let cut = shorten(&"é".repeat(10), 5).unwrap();
         assert_eq!(cut.chars().count(), 5);
         assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn host_facts_over_the_limits_are_named_and_fitted_ones_pass() {
+        let mut h = crate::wire::HeartbeatRequest {
+            hostname: Some("h".repeat(1 << 20)),
+            ..Default::default()
+        };
+        assert_eq!(check_heartbeat(&h).unwrap_err().field, "hostname");
+        h.machine.users = Some(vec!["u".into(); 500]);
+        h.machine.kernel_version = Some("k".repeat(300));
+        let crate::wire::HeartbeatRequest {
+            hostname,
+            os_type,
+            os_version,
+            username,
+            agent_version,
+            machine,
+            ..
+        } = &mut h;
+        fit_host(
+            [hostname, os_type, os_version, username, agent_version],
+            machine,
+        );
+        check_heartbeat(&h).unwrap();
     }
 
     #[test]

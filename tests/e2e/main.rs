@@ -12,6 +12,7 @@ mod durability;
 mod hostile_machine;
 mod install;
 mod inventory;
+mod limits;
 mod policy;
 mod secrets;
 mod signing;

@@ -205,23 +205,15 @@ pub async fn delete(
 /// The facts a heartbeat gives, over the stored ones: a fact left out keeps its stored
 /// value, except the report error, which the agent sends for as long as it holds.
 fn facts_of(stored: &HostFacts, body: &HeartbeatRequest) -> HostFacts {
-    let cut = |v: &Option<String>| {
-        v.as_ref()
-            .map(|v| limits::shorten(v, limits::MAX_LABEL_CHARS).unwrap_or_else(|| v.clone()))
-    };
-    let mut machine = body.machine.clone();
-    limits::fit_machine_facts(&mut machine);
+    let pick = |new: &Option<String>, old: &Option<String>| new.clone().or_else(|| old.clone());
     HostFacts {
-        hostname: cut(&body.hostname).or_else(|| stored.hostname.clone()),
-        os_type: cut(&body.os_type).or_else(|| stored.os_type.clone()),
-        os_version: cut(&body.os_version).or_else(|| stored.os_version.clone()),
-        username: cut(&body.username).or_else(|| stored.username.clone()),
-        agent_version: cut(&body.agent_version).or_else(|| stored.agent_version.clone()),
-        machine: stored.machine.merged(&machine),
-        report_error: body
-            .report_error
-            .as_ref()
-            .map(|e| limits::shorten(e, limits::MAX_ERROR_CHARS).unwrap_or_else(|| e.clone())),
+        hostname: pick(&body.hostname, &stored.hostname),
+        os_type: pick(&body.os_type, &stored.os_type),
+        os_version: pick(&body.os_version, &stored.os_version),
+        username: pick(&body.username, &stored.username),
+        agent_version: pick(&body.agent_version, &stored.agent_version),
+        machine: stored.machine.merged(&body.machine),
+        report_error: body.report_error.clone(),
     }
 }
 
@@ -251,6 +243,8 @@ pub async fn heartbeat(
         }
         (None, _) => None,
     };
+    limits::check_heartbeat(&req.body)
+        .map_err(|v| ApiError::validation(&v.field, v.to_string()))?;
     let facts = facts_of(&agent.facts, &req.body);
     if bind.is_some() || agent.stale || agent.last_seen_at.is_none() || agent.facts != facts {
         let update = HeartbeatUpdate {

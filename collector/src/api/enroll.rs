@@ -139,6 +139,8 @@ pub async fn enroll(
             "too many failed attempts; try again later",
         ));
     }
+    mcpwatch_protocol::limits::check_enroll(&body)
+        .map_err(|v| ApiError::validation(&v.field, v.to_string()))?;
     let public_key = signing::parse_public_key(&body.public_key)
         .map_err(|e| ApiError::validation("public_key", e.to_string()))?;
     let name = match body.name.as_deref().or(body.hostname.as_deref()) {
@@ -158,11 +160,7 @@ pub async fn enroll(
         os_version: body.os_version,
         username: body.username,
         agent_version: body.agent_version,
-        machine: {
-            let mut machine = body.machine;
-            mcpwatch_protocol::limits::fit_machine_facts(&mut machine);
-            machine
-        },
+        machine: body.machine,
         report_error: None,
     };
     let now = Utc::now();
