@@ -235,7 +235,8 @@ mod tests {
         assert_eq!(combos[0].rule_id, "MCP-COMBO-001");
         assert_eq!(combos[0].servers, ["fetch", "fs"]);
         let alone = assess_with(&fs, &Policy::default());
-        assert_eq!(assessed[0].score, alone.score + 10);
+        // +10 for the combination, and its severity (high) sets the floor.
+        assert_eq!(assessed[0].score, (alone.score + 10).max(60));
         assert!(
             assessed[1]
                 .findings

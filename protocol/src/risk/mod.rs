@@ -9,10 +9,11 @@
 //!    both "database" and "cloud".
 //! 2. Every other finding adds its weight to the base.
 //! 3. The sum is capped at 100.
-//! 4. A finding of severity `critical` lifts the score to at least 80, so that no
-//!    number of quiet rules can hide it.
-//! 5. A known malicious release (`MCP-VULN-005`) scores 100.
-//! 6. A server the client marks as disabled keeps its findings, and its score is halved.
+//! 4. A server the client marks as disabled keeps its findings, and that sum is halved.
+//! 5. The score is at least the floor of the most severe finding — critical 80, high
+//!    60, medium 30 — so a server's level is never below its most severe finding: no
+//!    number of quiet rules, and no disabled flag, hides one.
+//! 6. A known malicious release (`MCP-VULN-005`) scores 100.
 //!
 //! The level follows from the score: critical ≥ 80, high ≥ 60, medium ≥ 30, else low.
 //! [`RULES_VERSION`] changes whenever a rule or the formula changes, so stored scores
@@ -39,7 +40,16 @@ pub const RULES_VERSION: u32 = 3;
 const MALICIOUS_RULE: &str = "MCP-VULN-005";
 
 /// The score a critical finding lifts a server to, at least.
-const CRITICAL_FLOOR: u8 = 80;
+/// The lowest score a finding of `severity` leaves a server with: the lowest score of
+/// the level of the same name.
+fn severity_floor(severity: Severity) -> u8 {
+    match severity {
+        Severity::Critical => 80,
+        Severity::High => 60,
+        Severity::Medium => 30,
+        Severity::Low | Severity::Info => 0,
+    }
+}
 
 /// One rule that a server triggered, with what triggered it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,14 +166,17 @@ pub fn score_findings(mut findings: Vec<Finding>, disabled: bool) -> Assessment 
         .map(|f| u32::from(f.weight))
         .sum();
     let mut score = u8::try_from((base + modifiers).min(100)).unwrap_or(100);
-    if findings.iter().any(|f| f.severity == Severity::Critical) {
-        score = score.max(CRITICAL_FLOOR);
-    }
-    if findings.iter().any(|f| f.rule_id == MALICIOUS_RULE) {
-        score = 100;
-    }
     if disabled {
         score /= 2;
+    }
+    let floor = findings
+        .iter()
+        .map(|f| severity_floor(f.severity))
+        .max()
+        .unwrap_or(0);
+    score = score.max(floor);
+    if findings.iter().any(|f| f.rule_id == MALICIOUS_RULE) {
+        score = 100;
     }
     Assessment {
         score,
@@ -350,8 +363,44 @@ mod tests {
             ..server
         };
         let b = assess(&disabled);
-        assert_eq!(b.score, a.score / 2);
         assert_eq!(b.findings.len(), a.findings.len() + 1);
+        // Halved, but never below the floor of its most severe finding.
+        assert_eq!(b.score, (a.score / 2).max(80));
+        assert_eq!(b.level, RiskLevel::Critical);
+    }
+
+    #[test]
+    fn a_level_is_never_below_the_most_severe_finding() {
+        for severity in [Severity::Medium, Severity::High, Severity::Critical] {
+            for disabled in [false, true] {
+                let finding = Finding {
+                    rule_id: "MCP-NET-001".into(),
+                    severity,
+                    weight: 5,
+                    message: String::new(),
+                    evidence: String::new(),
+                };
+                let a = score_findings(vec![finding], disabled);
+                let level = match severity {
+                    Severity::Critical => RiskLevel::Critical,
+                    Severity::High => RiskLevel::High,
+                    _ => RiskLevel::Medium,
+                };
+                assert!(a.level >= level, "{severity:?} disabled={disabled}: {a:?}");
+            }
+        }
+        // A known shell server, pinned and otherwise quiet: high, not medium.
+        let shell = stdio(
+            "dc",
+            "npx",
+            &["-y", "@wonderwhy-er/desktop-commander@0.2.3"],
+        );
+        let a = assess(&shell);
+        assert!(
+            a.findings.iter().any(|f| f.rule_id == "MCP-CAP-001"),
+            "{a:?}"
+        );
+        assert!(a.level >= RiskLevel::High, "{a:?}");
     }
 
     #[test]
