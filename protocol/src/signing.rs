@@ -174,7 +174,7 @@ pub fn verify(
     now: i64,
 ) -> Result<(), Error> {
     let message = signed_message(header, method, path_and_query, body, now)?;
-    key.verify(&message, &header.signature)
+    key.verify_strict(&message, &header.signature)
         .map_err(|_| Error::BadSignature)
 }
 
@@ -209,7 +209,16 @@ pub fn parse_public_key(base64_key: &str) -> Result<VerifyingKey, Error> {
     let array: [u8; 32] = bytes
         .try_into()
         .map_err(|_| Error::InvalidKey("must be 32 bytes"))?;
-    VerifyingKey::from_bytes(&array).map_err(|_| Error::InvalidKey("not a valid Ed25519 point"))
+    let key = VerifyingKey::from_bytes(&array)
+        .map_err(|_| Error::InvalidKey("not a valid Ed25519 point"))?;
+    // A small-order point (the identity, and the seven others of small order) makes
+    // one fixed signature verify for every message: never accept one as an identity.
+    if key.is_weak() {
+        return Err(Error::InvalidKey(
+            "a weak (small-order) Ed25519 point, which cannot identify an agent",
+        ));
+    }
+    Ok(key)
 }
 
 /// Encode a public key the way [`parse_public_key`] reads it.
@@ -432,5 +441,25 @@ mod tests {
         assert_eq!(parse_public_key(&encode_public_key(&vk)).unwrap(), vk);
         assert!(parse_public_key("not base64!").is_err());
         assert!(parse_public_key("AAAA").is_err());
+    }
+
+    #[test]
+    fn small_order_keys_are_refused() {
+        // The identity point (y = 1) and the other small-order points.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut order_two = [0u8; 32];
+        order_two[0] = 0xec;
+        order_two[1..31].fill(0xff);
+        order_two[31] = 0x7f;
+        for weak in [identity, order_two, [0u8; 32]] {
+            let encoded = STANDARD.encode(weak);
+            assert!(
+                matches!(parse_public_key(&encoded), Err(Error::InvalidKey(m)) if m.contains("weak") || m.contains("valid")),
+                "{weak:?}"
+            );
+        }
+        let good = SigningKey::from_bytes(&[9u8; 32]).verifying_key();
+        assert!(parse_public_key(&encode_public_key(&good)).is_ok());
     }
 }

@@ -297,3 +297,38 @@ fn users_are_managed_by_admins_and_the_last_admin_stays() {
     assert_eq!(c.get(&format!("/users/{ann_id}"), &admin).0, 404);
     assert_eq!(c.login("ann@example.com", "UserPass123!").0, 401);
 }
+
+/// Many clients refreshing one token at once: one may win; every loser is told its
+/// token is refused (401), never that something is missing (404) or broken (500).
+#[test]
+fn concurrent_refreshes_of_one_token_lose_with_401() {
+    let c = TestCollector::start(&[]);
+    c.register("admin@acme.example", "AdminPass123!", "Acme");
+    for _round in 0..5 {
+        let (_, tokens) = c.login("admin@acme.example", "AdminPass123!");
+        let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+        let statuses: Vec<u16> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..12)
+                .map(|_| {
+                    let c = &c;
+                    let refresh = refresh.clone();
+                    scope.spawn(move || {
+                        c.call(
+                            Method::POST,
+                            "/auth/refresh",
+                            None,
+                            Some(&json!({ "refresh_token": refresh })),
+                        )
+                        .0
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(
+            statuses.iter().all(|s| *s == 200 || *s == 401),
+            "{statuses:?}"
+        );
+        assert!(statuses.iter().filter(|s| **s == 200).count() <= 1, "{statuses:?}");
+    }
+}

@@ -197,3 +197,52 @@ fn failed_enrollments_are_rate_limited_per_address() {
     assert_eq!(statuses[0], 401);
     assert_eq!(*statuses.last().unwrap(), 429, "{statuses:?}");
 }
+
+/// Small-order Ed25519 points (the identity among them) let one fixed signature
+/// verify for every message: they never become an agent's key, by enrollment or by
+/// binding, and a forged request under one is refused.
+#[test]
+fn small_order_public_keys_are_refused_everywhere() {
+    use base64::Engine as _;
+    let (c, admin) = setup();
+    let (_, secret) = c.post("/enroll-secrets", &admin, &json!({ "name": "fleet" }));
+    let enroll_secret = secret["secret"].as_str().unwrap().to_owned();
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut order_four = [0u8; 32];
+    order_four[31] = 0x80; // (0, -1) encodes as y = 0 with the sign bit
+    let weak_keys: Vec<String> = [identity, [0u8; 32], order_four]
+        .iter()
+        .map(|k| base64::engine::general_purpose::STANDARD.encode(k))
+        .collect();
+    for weak in &weak_keys {
+        let (status, body) = c.call(
+            reqwest::Method::POST,
+            "/agents/enroll",
+            None,
+            Some(&json!({ "enroll_secret": enroll_secret, "public_key": weak, "hostname": "h" })),
+        );
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["error"]["details"]["field"], "public_key", "{body}");
+        let (_, key) = c.create_agent(&admin, "laptop");
+        let (status, body) = c.agent_call(
+            "/agents/heartbeat",
+            &key,
+            None,
+            &json!({ "public_key": weak }),
+        );
+        assert_eq!(status, 422, "{body}");
+        // Still unbound: a forged "signed" request cannot ride on it.
+        let (status, answer) = c.agent_call("/agents/heartbeat", &key, None, &json!({}));
+        assert_eq!((status, answer["signing_required"].clone()), (200, json!(false)));
+    }
+    let (_, agents) = c.get("/agents/", &admin);
+    assert!(
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["signing_enabled"] == false),
+        "no weak key was bound"
+    );
+}

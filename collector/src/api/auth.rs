@@ -277,9 +277,20 @@ pub async fn refresh(
         }
         Err(e) => return Err(e.into()),
     };
-    let (_, user) = state.store.get_session(session.id).await?;
+    // A concurrent refresh of the same token may have ended the session meanwhile
+    // (reuse of a rotated refresh token ends it): that is a refused token, not a
+    // missing resource.
+    let gone = || ApiError::unauthorized("refresh token is no longer valid; log in again");
+    let (_, user) = match state.store.get_session(session.id).await {
+        Ok(found) => found,
+        Err(store::Error::NotFound) => return Err(gone()),
+        Err(e) => return Err(e.into()),
+    };
     if !user.is_active {
-        state.store.delete_session(session.id).await?;
+        match state.store.delete_session(session.id).await {
+            Ok(()) | Err(store::Error::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
         return Err(ApiError::unauthorized("account is disabled"));
     }
     Ok(Json(issue_pair(&state, &session, next.token)?))
