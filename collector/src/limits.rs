@@ -139,6 +139,19 @@ impl<K: Eq + Hash + Clone> FailureLimiter<K> {
         entry.1 = entry.1.saturating_add(1);
     }
 
+    /// How many failures `key` has in its current window.
+    pub fn failures(&self, key: &K) -> u32 {
+        let now = Instant::now();
+        let Ok(failures) = self.failures.lock() else {
+            return 0;
+        };
+        failures
+            .map
+            .get(key)
+            .filter(|(start, _)| now.duration_since(*start) < self.window)
+            .map_or(0, |(_, count)| *count)
+    }
+
     /// Forget `key`'s failures (after a success).
     pub fn reset(&self, key: &K) {
         if let Ok(mut failures) = self.failures.lock() {

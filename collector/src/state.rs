@@ -27,9 +27,12 @@ pub struct AppState {
     pub presence: Presence,
     /// Nonces of signed agent requests seen within the replay window.
     pub replay: Mutex<ReplayGuard<(AgentId, u128)>>,
-    /// Failed logins per account.
+    /// Failed logins per account from one address: locks that pair out.
+    pub login_by_pair: FailureLimiter<(String, std::net::IpAddr)>,
+    /// Failed logins per account from any address: slows further attempts down (never
+    /// locks, so that an attacker's failures cannot lock the owner out).
     pub login_by_account: FailureLimiter<String>,
-    /// Failed logins and enrollments per client address.
+    /// Failed logins and enrollments per client address, any account: locks it out.
     pub login_by_address: FailureLimiter<std::net::IpAddr>,
     /// Requests per agent API key.
     pub agent_requests: WindowLimiter<[u8; 32]>,
@@ -50,10 +53,11 @@ impl AppState {
             replay: Mutex::new(ReplayGuard::default()),
             verifying_keys: quick_cache::sync::Cache::new(VERIFYING_KEYS_CACHED),
             signatures: SignatureChecker::start(),
-            login_by_account: FailureLimiter::new(
+            login_by_pair: FailureLimiter::new(
                 settings.login_failures_per_account,
                 settings.login_lockout,
             ),
+            login_by_account: FailureLimiter::new(u32::MAX, settings.login_lockout),
             login_by_address: FailureLimiter::new(
                 settings.login_failures_per_address,
                 settings.login_lockout,

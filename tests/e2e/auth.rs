@@ -78,6 +78,42 @@ fn login_accepts_form_and_json_and_refuses_wrong_passwords() {
     assert_eq!(status, 401);
 }
 
+/// An attacker burning wrong passwords for an account from another address locks only
+/// themselves out: the owner's right password from their own address still logs in
+/// (slowed down a little, never refused).
+#[test]
+fn an_attackers_failures_never_lock_the_owner_out() {
+    let c = TestCollector::start(&[]);
+    c.register("jane@example.com", "SecurePass123!", "Acme");
+    let attacker = reqwest::blocking::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let attempt = |client: &reqwest::blocking::Client, password: &str| {
+        client
+            .post(c.url("/auth/login"))
+            .form(&[("username", "jane@example.com"), ("password", password)])
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let statuses: Vec<u16> = (0..30).map(|_| attempt(&attacker, "guess-guess")).collect();
+    assert!(statuses[..10].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[10..].iter().all(|s| *s == 429), "{statuses:?}");
+    // Even the right password is refused to the attacker's address now.
+    assert_eq!(attempt(&attacker, "SecurePass123!"), 429);
+    // The owner, from their own address, logs in.
+    let started = std::time::Instant::now();
+    assert_eq!(c.login("jane@example.com", "SecurePass123!").0, 200);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    // A few wrong passwords of the owner's own do not lock them out either.
+    for _ in 0..3 {
+        assert_eq!(c.login("jane@example.com", "typo-typo").0, 401);
+    }
+    assert_eq!(c.login("jane@example.com", "SecurePass123!").0, 200);
+}
+
 #[test]
 fn repeated_failed_logins_are_locked_out_with_retry_after() {
     let c = TestCollector::start(&[]);
@@ -329,6 +365,9 @@ fn concurrent_refreshes_of_one_token_lose_with_401() {
             statuses.iter().all(|s| *s == 200 || *s == 401),
             "{statuses:?}"
         );
-        assert!(statuses.iter().filter(|s| **s == 200).count() <= 1, "{statuses:?}");
+        assert!(
+            statuses.iter().filter(|s| **s == 200).count() <= 1,
+            "{statuses:?}"
+        );
     }
 }

@@ -234,7 +234,10 @@ fn small_order_public_keys_are_refused_everywhere() {
         assert_eq!(status, 422, "{body}");
         // Still unbound: a forged "signed" request cannot ride on it.
         let (status, answer) = c.agent_call("/agents/heartbeat", &key, None, &json!({}));
-        assert_eq!((status, answer["signing_required"].clone()), (200, json!(false)));
+        assert_eq!(
+            (status, answer["signing_required"].clone()),
+            (200, json!(false))
+        );
     }
     let (_, agents) = c.get("/agents/", &admin);
     assert!(

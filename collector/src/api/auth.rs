@@ -176,6 +176,13 @@ fn issue_pair(
     })
 }
 
+/// How long a login for an account waits, once it has `failures` recent failures from
+/// anywhere: nothing up to `free`, then 100 ms more per failure, at most a second.
+fn login_delay(failures: u32, free: u32) -> std::time::Duration {
+    let over = failures.saturating_sub(free);
+    std::time::Duration::from_millis(u64::from(over.min(10)) * 100)
+}
+
 /// `POST /auth/login`: form (`username`, `password`, as in the seed) or JSON
 /// (`email`, `password`). Failures count per account and per address.
 pub async fn login(
@@ -196,15 +203,25 @@ pub async fn login(
         (body.username, body.password)
     };
     let email = email.trim().to_lowercase();
+    let pair = (email.clone(), addr);
     let locked = state
-        .login_by_account
-        .locked_for(&email)
+        .login_by_pair
+        .locked_for(&pair)
         .or(state.login_by_address.locked_for(&addr));
     if let Some(secs) = locked {
         return Err(ApiError::rate_limited(
             secs,
             "too many failed logins; try again later",
         ));
+    }
+    // Failures against this account from anywhere slow every attempt down (a second
+    // at most), which costs a guesser far more than the owner.
+    let delay = login_delay(
+        state.login_by_account.failures(&email),
+        state.settings.login_failures_per_account,
+    );
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     let user = state.store.find_user_by_email(&email).await?;
     let matched = match &user {
@@ -218,6 +235,7 @@ pub async fn login(
         }
     };
     let Some(user) = user.filter(|_| matched) else {
+        state.login_by_pair.record_failure(&pair);
         state.login_by_account.record_failure(&email);
         state.login_by_address.record_failure(&addr);
         tracing::info!(client = %addr, "Login failed.");
@@ -230,7 +248,7 @@ pub async fn login(
     if !user.is_active {
         return Err(ApiError::forbidden("account is disabled"));
     }
-    state.login_by_account.reset(&email);
+    state.login_by_pair.reset(&pair);
     let session_id = SessionId::new();
     let refresh = state
         .tokens
@@ -354,12 +372,13 @@ pub struct ChangePasswordRequest {
 /// `PUT /auth/me/password`: needs the current password; ends the user's other sessions.
 pub async fn change_password(
     State(state): State<SharedState>,
+    ClientAddr(addr): ClientAddr,
     auth: AuthUser,
     ApiJson(body): ApiJson<ChangePasswordRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     check_password("new_password", &body.new_password)?;
-    let account = auth.user.email.clone();
-    if let Some(secs) = state.login_by_account.locked_for(&account) {
+    let account = (auth.user.email.clone(), addr);
+    if let Some(secs) = state.login_by_pair.locked_for(&account) {
         return Err(ApiError::rate_limited(
             secs,
             "too many wrong passwords; try again later",
@@ -367,7 +386,7 @@ pub async fn change_password(
     }
     let (current, hash) = (body.current_password, auth.user.password_hash.clone());
     if !blocking(move || password::verify(&current, &hash)).await? {
-        state.login_by_account.record_failure(&account);
+        state.login_by_pair.record_failure(&account);
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "wrong_password",

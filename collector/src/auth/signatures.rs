@@ -61,7 +61,11 @@ impl SignatureChecker {
             Ok(()) => answer.await.unwrap_or(false),
             // The thread has ended (it panicked): check here.
             Err(mpsc::SendError(check)) => {
-                !check.key.is_weak() && check.key.verify_strict(&check.message, &check.signature).is_ok()
+                !check.key.is_weak()
+                    && check
+                        .key
+                        .verify_strict(&check.message, &check.signature)
+                        .is_ok()
             }
         }
     }
@@ -87,7 +91,10 @@ fn verify_loop(rx: &mpsc::Receiver<Check>) {
         for check in batch {
             let valid = all_valid
                 || (!check.key.is_weak()
-                    && check.key.verify_strict(&check.message, &check.signature).is_ok());
+                    && check
+                        .key
+                        .verify_strict(&check.message, &check.signature)
+                        .is_ok());
             // The caller may have gone away (request cancelled).
             let _ = check.valid.send(valid);
         }
