@@ -59,6 +59,7 @@ pub fn machine_facts(os: Os, root: &Path) -> MachineFacts {
         machine_id: real(Product::uuid()),
         boot_time,
         users: Some(human),
+        ip_address: None,
     }
 }
 

@@ -147,6 +147,9 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// The application: routes, limits, CORS, timeouts, tracing.
+/// The prefix every route is also served under (the seed API's).
+pub const API_PREFIX: &str = "/api/v1";
+
 pub fn build(state: SharedState) -> Router {
     let mut router: Router<SharedState> = Router::new();
     let mut merged: Vec<(&'static str, MethodRouter<SharedState>)> = Vec::new();
@@ -164,10 +167,14 @@ pub fn build(state: SharedState) -> Router {
             None => merged.push((route.path, handler)),
         }
     }
+    // One route table, mounted twice: at the root and under `/api/v1` (the prefix the
+    // seed platform's own agent calls), each path with and without a trailing slash.
     for (path, handler) in merged {
-        router = router
-            .route(&format!("{path}/"), handler.clone())
-            .route(path, handler);
+        for prefix in ["", API_PREFIX] {
+            router = router
+                .route(&format!("{prefix}{path}/"), handler.clone())
+                .route(&format!("{prefix}{path}"), handler.clone());
+        }
     }
     let settings = &state.settings;
     router

@@ -361,7 +361,7 @@ pub fn fit_server(s: &mut ServerRecord) -> Vec<String> {
 /// The most users listed in a machine's facts.
 pub const MAX_MACHINE_USERS: usize = 200;
 
-fn machine_fields(m: &crate::wire::MachineFacts) -> [(&'static str, Option<&str>); 8] {
+fn machine_fields(m: &crate::wire::MachineFacts) -> [(&'static str, Option<&str>); 9] {
     [
         ("os_name", m.os_name.as_deref()),
         ("kernel_version", m.kernel_version.as_deref()),
@@ -371,6 +371,7 @@ fn machine_fields(m: &crate::wire::MachineFacts) -> [(&'static str, Option<&str>
         ("hardware_serial", m.hardware_serial.as_deref()),
         ("machine_id", m.machine_id.as_deref()),
         ("boot_time", m.boot_time.as_deref()),
+        ("ip_address", m.ip_address.as_deref()),
     ]
 }
 
@@ -452,6 +453,7 @@ pub fn fit_machine_facts(m: &mut crate::wire::MachineFacts) {
         &mut m.hardware_serial,
         &mut m.machine_id,
         &mut m.boot_time,
+        &mut m.ip_address,
     ] {
         fit_opt(field, MAX_LABEL_CHARS, "", &mut ignored);
     }

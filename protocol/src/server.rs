@@ -76,6 +76,10 @@ pub struct ServerRecord {
     /// Stable hash of what identifies the launch; see [`ServerRecord::compute_fingerprint`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// The seed agent's name for the client application (`"Claude Desktop"`); read as
+    /// `client` when that is absent (see [`ServerRecord::normalise`]), never stored.
+    #[serde(default, skip_serializing)]
+    pub source: Option<String>,
 }
 
 /// Where a config file lives.
@@ -124,6 +128,27 @@ pub struct SecretFinding {
 }
 
 impl ServerRecord {
+    /// Fold what other agents send into this record's meaning: the seed agent's
+    /// `source` is the client when no `client` is given, and an empty or blank `scope`
+    /// (or scope path) is no scope at all, not the whole disk.
+    pub fn normalise(&mut self) {
+        if let Some(source) = self.source.take()
+            && self.client.is_none()
+            && !source.trim().is_empty()
+        {
+            self.client = Some(source.trim().to_owned());
+        }
+        if self.scope.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            self.scope = None;
+        }
+        self.scope_paths.retain(|p| !p.trim().is_empty());
+        for field in [&mut self.server_type, &mut self.command, &mut self.url] {
+            if field.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                *field = None;
+            }
+        }
+    }
+
     /// The stable hash of what identifies the launch: transport, command, arguments, URL
     /// and package. It changes when what the client would run changes, and not when
     /// only the metadata around it (disabled flag, env var names) does.

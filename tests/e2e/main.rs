@@ -2,7 +2,7 @@
 //! temporary data dir and talks to it over HTTP only.
 
 // This binary is test code throughout; its helpers panic on unexpected answers.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod agent_scan;
 mod auth;
@@ -15,5 +15,6 @@ mod inventory;
 mod limits;
 mod policy;
 mod secrets;
+mod seed_agent;
 mod signing;
 mod tenancy;

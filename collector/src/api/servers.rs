@@ -24,7 +24,10 @@ pub async fn report(
     State(state): State<SharedState>,
     req: AgentRequest<ReportRequest>,
 ) -> Result<Json<ReportResponse>, ApiError> {
-    let body = req.body;
+    let mut body = req.body;
+    for server in &mut body.servers {
+        server.normalise();
+    }
     limits::check_report(&body).map_err(|v| ApiError::validation(&v.field, v.to_string()))?;
     let now = Utc::now();
     let agent = req.agent;

@@ -11,7 +11,7 @@
 
 use std::sync::mpsc;
 
-use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use tokio::sync::oneshot;
 
 /// The most signatures verified together.

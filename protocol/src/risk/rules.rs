@@ -671,6 +671,8 @@ fn scope_paths(server: &ServerRecord, launch: &Launch, is_filesystem: bool) -> V
     if is_filesystem {
         paths.extend(launch.rest().iter().filter(|w| looks_like_path(w)).cloned());
     }
+    // An empty scope is no scope (the seed agent sends `""`), not the whole disk.
+    paths.retain(|p| !p.trim().is_empty());
     paths.sort();
     paths.dedup();
     paths

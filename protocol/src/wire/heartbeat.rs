@@ -69,6 +69,9 @@ pub struct MachineFacts {
     /// The machine's human users (the ones whose configs the agent scans).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users: Option<Vec<String>>,
+    /// The machine's address as the agent sees it (the seed agent sends it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
 }
 
 impl MachineFacts {
@@ -92,6 +95,7 @@ impl MachineFacts {
             machine_id: pick(&self.machine_id, &newer.machine_id),
             boot_time: pick(&self.boot_time, &newer.boot_time),
             users: pick(&self.users, &newer.users),
+            ip_address: pick(&self.ip_address, &newer.ip_address),
         }
     }
 }
