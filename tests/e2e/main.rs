@@ -8,6 +8,7 @@ mod agent_scan;
 mod auth;
 mod authz;
 mod daemon;
+mod disk_full;
 mod durability;
 mod hostile_machine;
 mod install;

@@ -102,19 +102,27 @@ impl TestCollector {
         Self::start_with_env(extra_args, &[])
     }
 
-    /// Start a collector with a fresh data dir and extra environment variables.
+    /// Start a collector with a fresh data dir (or the one `--data-dir DIR` in
+    /// `extra_args` names) and extra environment variables.
     pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
-        let data_dir = temp.path().to_path_buf();
+        let mut args: Vec<String> = Vec::new();
+        let mut data_dir = temp.path().to_path_buf();
+        let mut given = extra_args.iter();
+        while let Some(a) = given.next() {
+            if *a == "--data-dir" {
+                if let Some(dir) = given.next() {
+                    data_dir = PathBuf::from(dir);
+                }
+            } else {
+                args.push((*a).to_owned());
+            }
+        }
         let env = env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        let mut c = Self::spawn(
-            &data_dir,
-            extra_args.iter().map(|s| (*s).to_owned()).collect(),
-            env,
-        );
+        let mut c = Self::spawn(&data_dir, args, env);
         c._temp = Some(temp);
         c
     }

@@ -176,6 +176,18 @@ impl From<store::Error> for ApiError {
                 "registration is closed; ask an admin of your organisation to create your account",
             ),
             store::Error::InvalidEnrollSecret => Self::unauthorized("enroll secret is not valid"),
+            store::Error::StorageFull => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                "the collector's disk is full: nothing can be stored until space is freed; reads still work",
+            ),
+            store::Error::Unavailable(why) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                format!(
+                    "the collector's store is recovering from a storage failure; retry shortly ({why})"
+                ),
+            ),
             store::Error::Internal(cause) => Self::internal(cause),
         }
     }

@@ -1,5 +1,7 @@
-//! Health probes: `/health` (seed shape), `/health/live` (the process answers) and
-//! `/health/ready` (the store can be read and written; 503 otherwise). Public.
+//! Health probes: `/health` (seed shape), `/health/live` (the process answers and its
+//! store has not failed beyond recovery; 503 then, so that the service manager
+//! restarts it) and `/health/ready` (the store can be read and written; 503 otherwise,
+//! e.g. while the disk is full). Public.
 
 use axum::Json;
 use axum::extract::State;
@@ -30,8 +32,17 @@ pub async fn health(State(state): State<SharedState>) -> (StatusCode, Json<Value
 }
 
 /// `GET /health/live`.
-pub async fn live() -> Json<Value> {
-    Json(json!({ "status": "alive" }))
+pub async fn live(State(state): State<SharedState>) -> (StatusCode, Json<Value>) {
+    match state.store.alive() {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "alive" }))),
+        Err(why) => {
+            tracing::error!(reason = %why, "Liveness check: the store cannot recover; restart the collector.");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "failed", "reason": why })),
+            )
+        }
+    }
 }
 
 /// `GET /health/ready`.
@@ -40,9 +51,16 @@ pub async fn ready(State(state): State<SharedState>) -> (StatusCode, Json<Value>
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Err(e) => {
             tracing::warn!(error = %e, "Readiness check: store is not usable.");
+            let reason = match e {
+                crate::store::Error::StorageFull => "the disk holding the database is full",
+                crate::store::Error::Unavailable(_) => {
+                    "the store is recovering from a storage failure"
+                }
+                _ => "store is not usable",
+            };
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "reason": "store is not usable" })),
+                Json(json!({ "status": "unavailable", "reason": reason })),
             )
         }
     }

@@ -42,6 +42,13 @@ pub enum Error {
     /// The enroll secret is unknown or expired.
     #[error("enroll secret is not valid")]
     InvalidEnrollSecret,
+    /// The disk holding the database is (nearly) full: writes are refused until
+    /// space returns; reads go on.
+    #[error("the disk holding the database is full")]
+    StorageFull,
+    /// The store is recovering from a storage failure (reopening the database).
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
     /// Anything else: the storage itself failed.
     #[error("storage failure: {0}")]
     Internal(String),
@@ -119,6 +126,12 @@ pub struct ReportInput {
 pub trait Store: Send + Sync + 'static {
     /// Check that the store can be read and written.
     async fn ping(&self) -> Result<()>;
+
+    /// `Err(why)` once the store has failed in a way it cannot recover from by itself
+    /// (the process should be restarted); `Ok` while it works or is still recovering.
+    fn alive(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
 
     // Organisations and users.
     /// Create an organisation with its first admin. With `only_if_first`, refuse with

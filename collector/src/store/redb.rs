@@ -50,6 +50,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -143,8 +144,150 @@ pub enum OpenError {
 
 /// The redb-backed [`Store`].
 pub struct RedbStore {
-    db: Arc<Database>,
+    db: Arc<Slot>,
     jobs: mpsc::Sender<Job>,
+}
+
+/// Free space the disk must keep for a write batch to start: a commit that finds no
+/// room fails with an I/O error that takes the database down until it is reopened,
+/// so writes stop short of that and reads go on.
+pub const DISK_RESERVE_BYTES: u64 = 32 * 1024 * 1024;
+/// How long the store keeps trying to reopen the database after a storage failure
+/// before `/health/live` says it cannot recover (and the service manager restarts it).
+const RECOVERY_GIVE_UP: Duration = Duration::from_secs(10 * 60);
+
+/// The open database, swappable: after an I/O error redb fails every later
+/// operation, so the writer closes it and opens it again once the storage works.
+struct Slot {
+    path: PathBuf,
+    current: std::sync::RwLock<Option<Arc<Database>>>,
+    state: std::sync::Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    /// Writes are refused for lack of disk space.
+    full: bool,
+    /// The database is closed after a storage failure, since then, and why.
+    failed: Option<(std::time::Instant, String)>,
+}
+
+impl Slot {
+    fn db(&self) -> Result<Arc<Database>> {
+        let current = self
+            .current
+            .read()
+            .map_err(|_| Error::Internal("store handle lock poisoned".into()))?;
+        current.clone().ok_or_else(|| self.failure())
+    }
+
+    /// The error for a write the writer could not make.
+    fn failure(&self) -> Error {
+        match self.state.lock() {
+            Ok(state) if state.full => Error::StorageFull,
+            Ok(state) => match &state.failed {
+                Some((_, why)) => Error::Unavailable(why.clone()),
+                None => Error::Internal("store writer dropped the write".into()),
+            },
+            Err(_) => Error::Internal("store state lock poisoned".into()),
+        }
+    }
+
+    fn set_full(&self, full: bool) {
+        if let Ok(mut state) = self.state.lock()
+            && state.full != full
+        {
+            state.full = full;
+            if full {
+                tracing::error!(path = %self.path.display(), reserve_bytes = DISK_RESERVE_BYTES, "The disk holding the database is full: writes are refused until space is freed; reads go on.");
+            } else {
+                tracing::info!("Disk space is back: writes resume.");
+            }
+        }
+    }
+
+    /// Whether free space on the database's disk is below the reserve (never, where
+    /// it cannot be measured).
+    fn disk_full(&self) -> bool {
+        #[cfg(unix)]
+        {
+            let dir = self.path.parent().unwrap_or(&self.path);
+            if let Ok(stat) = rustix::fs::statvfs(dir) {
+                let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+                return free < DISK_RESERVE_BYTES;
+            }
+        }
+        false
+    }
+
+    /// Close the database after a storage failure: take it out of the slot (new
+    /// requests get [`Error::Unavailable`]), wait briefly for reads in flight, drop it.
+    fn close_after_failure(&self, why: &str) {
+        let taken = match self.current.write() {
+            Ok(mut current) => current.take(),
+            Err(_) => return,
+        };
+        if let Ok(mut state) = self.state.lock() {
+            state.failed = Some((std::time::Instant::now(), why.to_owned()));
+        }
+        tracing::error!(
+            error = why,
+            "Storage failure: the database is closed and will be reopened once the storage works."
+        );
+        if let Some(db) = taken {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while Arc::strong_count(&db) > 1 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            drop(db);
+        }
+    }
+
+    /// Try to open the database again; answers whether it is open.
+    fn reopen(&self) -> bool {
+        if self.current.read().is_ok_and(|c| c.is_some()) {
+            return true;
+        }
+        if self.disk_full() {
+            self.set_full(true);
+        }
+        match Database::open(&self.path) {
+            Ok(db) => {
+                if let Ok(mut current) = self.current.write() {
+                    *current = Some(Arc::new(db));
+                }
+                if let Ok(mut state) = self.state.lock() {
+                    state.failed = None;
+                }
+                tracing::info!(path = %self.path.display(), "The database is open again: the store has recovered.");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "The database cannot be reopened yet; retrying.");
+                false
+            }
+        }
+    }
+
+    /// `Err` once reopening has failed for longer than [`RECOVERY_GIVE_UP`].
+    fn alive(&self) -> std::result::Result<(), String> {
+        match self.state.lock() {
+            Ok(state) => match &state.failed {
+                Some((since, why)) if since.elapsed() > RECOVERY_GIVE_UP => Err(format!(
+                    "the database could not be reopened for {} s after a storage failure: {why}",
+                    since.elapsed().as_secs()
+                )),
+                _ => Ok(()),
+            },
+            Err(_) => Err("store state lock poisoned".into()),
+        }
+    }
+}
+
+/// Whether a redb error says the storage failed (and the database must be reopened).
+fn storage_failed(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("i/o") || m.contains("io error") || m.contains("previous") || m.contains("no space")
 }
 
 macro_rules! internal_from {
@@ -648,7 +791,11 @@ impl RedbStore {
                 });
             }
         }
-        let db = Arc::new(db);
+        let db = Arc::new(Slot {
+            path: path.clone(),
+            current: std::sync::RwLock::new(Some(Arc::new(db))),
+            state: std::sync::Mutex::new(SlotState::default()),
+        });
         let (jobs, rx) = mpsc::channel::<Job>();
         let writer_db = Arc::clone(&db);
         std::thread::Builder::new()
@@ -661,11 +808,19 @@ impl RedbStore {
         Ok(Self { db, jobs })
     }
 
+    /// Close the database as after a storage failure (tests of the recovery), and
+    /// wake the writer, which would have seen the failure itself.
+    #[cfg(test)]
+    pub(crate) async fn simulate_storage_failure(&self) {
+        self.db.close_after_failure("simulated storage failure");
+        let _ = self.write(|_| Ok(())).await;
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&ReadTransaction) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let db = Arc::clone(&self.db);
+        let db = self.db.db()?;
         tokio::task::spawn_blocking(move || {
             let txn = db.begin_read()?;
             f(&txn)
@@ -678,7 +833,7 @@ impl RedbStore {
     /// file, cheaper than the hop to the blocking pool that [`Self::read`] makes (which
     /// scans and pages keep).
     fn read_now<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         f(&txn)
     }
 
@@ -813,8 +968,7 @@ impl RedbStore {
         self.jobs
             .send(job)
             .map_err(|_| Error::Internal("store writer has stopped".into()))?;
-        rx.await
-            .map_err(|_| Error::Internal("store writer dropped the write".into()))?
+        rx.await.map_err(|_| self.db.failure())?
     }
 }
 
@@ -882,8 +1036,35 @@ fn migrate_histories(db: &Database) -> Result<u64> {
     }
 }
 
-fn writer_loop(db: &Database, rx: &mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
+/// The store's one writer: batches waiting writes into one transaction and commits
+/// once. Before a batch it checks the disk has room (refusing the batch with
+/// [`Error::StorageFull`] while it has not, so the database never meets a full disk);
+/// after a storage failure it closes the database and reopens it with backoff,
+/// refusing writes with [`Error::Unavailable`] meanwhile.
+fn writer_loop(slot: &Slot, rx: &mpsc::Receiver<Job>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let recovering = slot.current.read().is_ok_and(|c| c.is_none());
+        let first = if recovering {
+            match rx.recv_timeout(backoff) {
+                Ok(job) => Some(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match rx.recv() {
+                Ok(job) => Some(job),
+                Err(_) => return,
+            }
+        };
+        if recovering {
+            if slot.reopen() {
+                backoff = Duration::from_millis(100);
+            } else {
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+        let Some(first) = first else { continue };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -891,11 +1072,22 @@ fn writer_loop(db: &Database, rx: &mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        // Dropping a batch's jobs drops their senders: each caller gets the slot's
+        // failure (full, or recovering).
+        let full = slot.disk_full();
+        slot.set_full(full);
+        if full {
+            continue;
+        }
+        let Ok(db) = slot.db() else { continue };
         let txn = match db.begin_write() {
             Ok(txn) => txn,
             Err(e) => {
                 tracing::error!(error = %e, "Store write transaction could not start.");
-                // Dropping the jobs drops their senders: each caller gets an error.
+                if storage_failed(&e.to_string()) {
+                    drop(db);
+                    slot.close_after_failure(&e.to_string());
+                }
                 continue;
             }
         };
@@ -924,9 +1116,25 @@ fn writer_loop(db: &Database, rx: &mpsc::Receiver<Job>) {
                 Error::from(e)
             })
         };
+        let failed_storage = match &outcome {
+            Err(Error::Internal(m)) => storage_failed(m),
+            _ => false,
+        };
+        if failed_storage {
+            drop(db);
+            let why = match &outcome {
+                Err(e) => e.to_string(),
+                Ok(()) => String::new(),
+            };
+            slot.close_after_failure(&why);
+            if slot.disk_full() {
+                slot.set_full(true);
+            }
+        }
         for completion in completions {
             completion(match &outcome {
                 Ok(()) => Ok(()),
+                Err(_) if failed_storage => Err(slot.failure()),
                 Err(e) => Err(Error::Internal(e.to_string())),
             });
         }
@@ -935,6 +1143,10 @@ fn writer_loop(db: &Database, rx: &mpsc::Receiver<Job>) {
 
 #[async_trait]
 impl Store for RedbStore {
+    fn alive(&self) -> std::result::Result<(), String> {
+        self.db.alive()
+    }
+
     async fn ping(&self) -> Result<()> {
         self.read(|txn| {
             txn.open_table(META)?.get("schema_version")?;

@@ -428,6 +428,47 @@ async fn story(store: &dyn Store) {
     );
 }
 
+/// After a storage failure the writer closes the database: reads and writes answer
+/// `Unavailable` (503) instead of redb's "previous I/O error" forever, the store
+/// reopens the file by itself within seconds, and nothing committed before is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_closed_by_a_storage_failure_reopens_by_itself() {
+    let (_dir, store, o, a) = one_agent().await;
+    store
+        .apply_report(o.id, a.id, report(vec![server("kept", &["x"])]))
+        .await
+        .unwrap();
+    store.simulate_storage_failure().await;
+    assert!(matches!(
+        store.get_agent(o.id, a.id).await,
+        Err(Error::Unavailable(_))
+    ));
+    assert!(store.alive().is_ok(), "recovering is not dead");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        // Writes keep the writer turning; it reopens between them.
+        match store.ping().await {
+            Ok(()) => break,
+            Err(Error::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => panic!("the store did not recover: {other:?}"),
+        }
+    }
+    let page = store
+        .list_servers(
+            o.id,
+            ServerQuery {
+                page: 1,
+                page_size: 10,
+                ..ServerQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items[0].record.server_name, "kept");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redb_store_passes_the_story() {
     let dir = tempfile::tempdir().unwrap();
