@@ -243,6 +243,10 @@ pub struct ScanArgs {
     /// Print the report exactly as it would be sent to the collector (JSON).
     #[arg(long)]
     pub json: bool,
+    /// With --json: add each server's risk assessment (score, level, findings with rule
+    /// id, severity and evidence) and the dangerous combinations, under `"risk"`.
+    #[arg(long, requires = "json")]
+    pub risk: bool,
     /// Scan DIR as one user's home (relocations such as CODEX_HOME do not apply).
     #[arg(long, value_name = "DIR", conflicts_with = "root")]
     pub home: Option<PathBuf>,
@@ -265,7 +269,7 @@ pub struct ScanArgs {
 
 impl ScanArgs {
     /// Without --home or --root: as root, the whole machine; as a user, one's own home.
-    fn options(self) -> anyhow::Result<(ScanOptions, bool)> {
+    fn options(self) -> anyhow::Result<(ScanOptions, bool, bool)> {
         let os = self.os.map_or_else(Os::current, Os::from);
         let target = match (self.home, self.root) {
             (Some(home), _) => {
@@ -317,6 +321,7 @@ impl ScanArgs {
                 project_depth: self.project_depth,
             },
             self.json,
+            self.risk,
         ))
     }
 }
@@ -357,10 +362,12 @@ impl Cli {
                 Ok(())
             }
             Command::Scan(args) => {
-                let (options, json) = args.options()?;
+                let (options, json, risk) = args.options()?;
                 let report =
                     inventory::report(inventory::fit(discovery::scan(&options), None).fitted);
-                let text = if json {
+                let text = if risk {
+                    serde_json::to_string_pretty(&inventory::with_risk(&report)?)?
+                } else if json {
                     serde_json::to_string_pretty(&report)?
                 } else {
                     inventory::table(&report)

@@ -224,6 +224,36 @@ pub fn inventory_hash(inventory: &Inventory) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// The report with each server's assessment and the dangerous combinations added
+/// under `"risk"` (`scan --json --risk`): what the table shows, for scripts.
+pub fn with_risk(report: &ReportRequest) -> Result<serde_json::Value, serde_json::Error> {
+    let (assessments, combinations) =
+        risk::assess_inventory(&report.servers, &risk::Policy::default());
+    let servers: Vec<serde_json::Value> = report
+        .servers
+        .iter()
+        .zip(&assessments)
+        .map(|(s, a)| {
+            serde_json::json!({
+                "server_name": s.server_name,
+                "client": s.client,
+                "config_path": s.config_path,
+                "os_user": s.os_user,
+                "score": a.score,
+                "level": a.level,
+                "findings": a.findings,
+            })
+        })
+        .collect();
+    let mut value = serde_json::to_value(report)?;
+    value["risk"] = serde_json::json!({
+        "rules_version": risk::RULES_VERSION,
+        "servers": servers,
+        "combinations": combinations,
+    });
+    Ok(value)
+}
+
 /// The table `scan` prints: one row per server, then the config errors.
 pub fn table(report: &ReportRequest) -> String {
     let mut rows: Vec<[String; 7]> = vec![[

@@ -26,36 +26,91 @@ pub fn basename(word: &str) -> String {
     name
 }
 
-/// The words that actually launch the server: `cmd /c X...`, `env A=b X...` and
-/// `sudo X...` are unwrapped.
+/// The words that actually launch the server: `cmd /c X...`, `env A=b X...`,
+/// `sudo X...` and `sh -c "X ..."` are unwrapped.
 pub fn effective(command: &str, args: &[String]) -> Vec<String> {
+    unwrap(command, args).0
+}
+
+/// [`effective`], and the wrappers it took off, outermost first (`"sudo"`,
+/// `"cmd /c"`, `"env"`, `"bash -c"`).
+pub fn unwrap(command: &str, args: &[String]) -> (Vec<String>, Vec<String>) {
     let mut words: Vec<String> = std::iter::once(command.to_owned())
         .chain(args.iter().cloned())
         .collect();
-    loop {
+    let mut wrappers = Vec::new();
+    // Each pass removes one wrapper; a line cannot hold more wrappers than words.
+    for _ in 0..16 {
         let Some(first) = words.first().map(|w| basename(w)) else {
-            return words;
+            break;
         };
         let skip = match first.as_str() {
             "cmd" => words
                 .iter()
                 .position(|w| w.eq_ignore_ascii_case("/c") || w.eq_ignore_ascii_case("/k"))
-                .map(|i| i + 1),
-            "sudo" | "doas" | "nohup" => Some(1),
+                .map(|i| (i + 1, format!("{first} /c"))),
+            "sudo" | "doas" | "nohup" => Some((1, first.clone())),
             "env" => words
                 .iter()
                 .skip(1)
                 .position(|w| !w.contains('=') && !w.starts_with('-'))
-                .map(|i| i + 1),
+                .map(|i| (i + 1, first.clone())),
+            "sh" | "bash" | "zsh" | "dash" | "ksh" => {
+                // `bash -c "npx -y pkg"`: the string is the command line that runs.
+                let at = words
+                    .iter()
+                    .position(|w| matches!(w.as_str(), "-c" | "-lc" | "-ic" | "-ec"));
+                match at.and_then(|i| words.get(i + 1).map(|line| (i, line.clone()))) {
+                    Some((_, line)) => {
+                        let inner: Vec<String> = line
+                            .split_whitespace()
+                            .filter(|w| !matches!(*w, "exec" | "&&" | ";"))
+                            .map(str::to_owned)
+                            .collect();
+                        if inner.is_empty() {
+                            break;
+                        }
+                        wrappers.push(format!("{first} -c"));
+                        words = inner;
+                        continue;
+                    }
+                    None => None,
+                }
+            }
             _ => None,
         };
         match skip {
-            Some(n) if n < words.len() => {
+            Some((n, wrapper)) if n < words.len() => {
                 words.drain(..n);
+                wrappers.push(wrapper);
             }
-            _ => return words,
+            _ => break,
         }
     }
+    (words, wrappers)
+}
+
+/// How the agent writes one word of a command line: as is, or in double quotes when
+/// it is empty or holds a space or a quote.
+pub fn quote(word: &str) -> String {
+    if word.is_empty() || word.contains([' ', '"', '\'']) {
+        format!("\"{}\"", word.replace('"', "\\\""))
+    } else {
+        word.to_owned()
+    }
+}
+
+/// The program of a command line the agent wrote as [`quote`]d `program` + `args`:
+/// `Some(program)` when `line` is exactly that.
+pub fn program_of_line(line: &str, args: &[String]) -> Option<String> {
+    let joined: Vec<String> = args.iter().map(|a| quote(a)).collect();
+    let tail = format!(" {}", joined.join(" "));
+    let head = line.strip_suffix(&tail)?;
+    let program = match head.strip_prefix('"').and_then(|h| h.strip_suffix('"')) {
+        Some(inner) => inner.replace("\\\"", "\""),
+        None => head.to_owned(),
+    };
+    (!program.is_empty()).then_some(program)
 }
 
 /// `group:artifact:version` (Maven coordinates) or `alias@catalog` / a script.

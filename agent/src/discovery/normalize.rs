@@ -3,7 +3,7 @@
 //! pinned version, filesystem scope, env var and header *names*, disabled flag,
 //! auto-approved tools — with every secret redacted.
 
-use mcpwatch_protocol::launch::{effective, package};
+use mcpwatch_protocol::launch::{effective, package, quote};
 use mcpwatch_protocol::server::{ConfigScope, Package, ServerRecord, Transport};
 use serde_json::{Map, Value};
 
@@ -413,14 +413,6 @@ pub fn record(entry: &Entry<'_>, origin: &Origin) -> ServerRecord {
     record.secrets_found = redactor.findings;
     record.fingerprint = Some(record.compute_fingerprint());
     record
-}
-
-fn quote(word: &str) -> String {
-    if word.is_empty() || word.contains([' ', '"', '\'']) {
-        format!("\"{}\"", word.replace('"', "\\\""))
-    } else {
-        word.to_owned()
-    }
 }
 
 #[cfg(test)]

@@ -144,7 +144,7 @@ fn cases() -> Vec<Case> {
                 ],
             ),
             High,
-            &["MCP-FS-002", "MCP-SUPPLY-001", "MCP-VULN-004"],
+            &["MCP-FS-002", "MCP-VULN-004", "MCP-VULN-004"],
             &["MCP-FS-001"],
         ),
         case(
@@ -223,7 +223,7 @@ fn cases() -> Vec<Case> {
             "fetch unpinned",
             stdio("uvx", &["mcp-server-fetch"]),
             Medium,
-            &["MCP-CAP-009", "MCP-SUPPLY-001", "MCP-VULN-004"],
+            &["MCP-CAP-009", "MCP-VULN-004", "MCP-VULN-004"],
             &["MCP-VULN-003"],
         ),
         case(
@@ -350,7 +350,7 @@ fn cases() -> Vec<Case> {
             "playwright latest",
             stdio("npx", &["@playwright/mcp@latest"]),
             Medium,
-            &["MCP-CAP-003", "MCP-SUPPLY-001"],
+            &["MCP-CAP-003", "MCP-VULN-004"],
             &[],
         ),
         case(
@@ -419,7 +419,7 @@ fn cases() -> Vec<Case> {
                 &["-y", "mcp-remote", "https://remote.example.com/sse"],
             ),
             Medium,
-            &["MCP-VULN-004", "MCP-SUPPLY-001"],
+            &["MCP-VULN-004", "MCP-VULN-004"],
             &["MCP-VULN-001"],
         ),
         case(
@@ -776,7 +776,7 @@ fn cases() -> Vec<Case> {
         case(
             "inferred shell from the name",
             named(stdio("/opt/tools/run-shell-commands", &[]), "shell"),
-            High,
+            Medium,
             &["MCP-CAP-001"],
             &[],
         ),

@@ -184,11 +184,18 @@ pub fn apply_combinations(
             if a.findings.iter().any(|f| f.rule_id == combo.rule_id) {
                 continue;
             }
+            // The member is told it is part of a combination, and its own level stays
+            // its own: the combination's severity is the agent's finding and alert.
             let mut findings = std::mem::take(&mut a.findings);
-            findings.extend(rules::finding(
-                &combo.rule_id,
-                format!("with {}", others.join(", ")),
-            ));
+            findings.extend(
+                rules::finding(&combo.rule_id, format!("with {}", others.join(", "))).map(
+                    |mut f| {
+                        f.weight = 0;
+                        f.severity = Severity::Info;
+                        f
+                    },
+                ),
+            );
             *a = score_findings(findings, servers[m].disabled);
         }
     }
@@ -235,8 +242,9 @@ mod tests {
         assert_eq!(combos[0].rule_id, "MCP-COMBO-001");
         assert_eq!(combos[0].servers, ["fetch", "fs"]);
         let alone = assess_with(&fs, &Policy::default());
-        // +10 for the combination, and its severity (high) sets the floor.
-        assert_eq!(assessed[0].score, (alone.score + 10).max(60));
+        // Told of the combination, its own level stays its own.
+        assert_eq!(assessed[0].score, alone.score);
+        assert_eq!(assessed[0].level, alone.level);
         assert!(
             assessed[1]
                 .findings

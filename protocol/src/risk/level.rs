@@ -110,6 +110,16 @@ impl Severity {
             Self::Critical => "critical",
         }
     }
+
+    /// One step less serious (`info` stays `info`).
+    pub fn lower(self) -> Self {
+        match self {
+            Self::Critical => Self::High,
+            Self::High => Self::Medium,
+            Self::Medium => Self::Low,
+            Self::Low | Self::Info => Self::Info,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub use rules::{RULES, Rule, RuleKind};
 use crate::server::ServerRecord;
 
 /// The version of the rule set and formula. Bump it when either changes.
-pub const RULES_VERSION: u32 = 3;
+pub const RULES_VERSION: u32 = 4;
 
 /// A known malicious release scores 100 whatever else is true.
 const MALICIOUS_RULE: &str = "MCP-VULN-005";
@@ -246,7 +246,11 @@ mod tests {
         let ids = rule_ids(&a);
         assert!(ids.contains(&"MCP-CAP-002"), "{ids:?}");
         assert!(ids.contains(&"MCP-FS-002"), "{ids:?}");
-        assert!(ids.contains(&"MCP-SUPPLY-001"), "{ids:?}");
+        // Unpinned, said once (with the advisory that may apply).
+        assert!(
+            ids.contains(&"MCP-SUPPLY-001") ^ ids.contains(&"MCP-VULN-004"),
+            "{ids:?}"
+        );
         assert!(a.level >= RiskLevel::Medium, "{a:?}");
     }
 
@@ -319,8 +323,18 @@ mod tests {
             ("/usr/local/bin/my-server", vec![], false),
         ] {
             let a = assess(&stdio("s", command, &args));
+            let ids = rule_ids(&a);
+            // Unpinned is said once: by itself, or with an advisory that may apply.
+            assert!(
+                !(ids.contains(&"MCP-SUPPLY-001") && ids.contains(&"MCP-VULN-004")),
+                "{ids:?}"
+            );
             assert_eq!(
-                rule_ids(&a).contains(&"MCP-SUPPLY-001"),
+                ids.contains(&"MCP-SUPPLY-001")
+                    || ids.contains(&"MCP-VULN-004")
+                        && a.findings
+                            .iter()
+                            .any(|f| f.evidence.contains("no pinned version")),
                 unpinned,
                 "{command} {args:?}: {a:?}"
             );

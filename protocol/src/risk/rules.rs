@@ -412,73 +412,124 @@ pub(super) fn evaluate(server: &ServerRecord) -> Vec<Finding> {
     if server.disabled {
         out.extend(finding("MCP-STATE-001", "disabled: true"));
     }
+    // One weakness, one finding: "unpinned, and an advisory may apply" already says
+    // unpinned.
+    if out.iter().any(|f| f.rule_id == "MCP-VULN-004") {
+        out.retain(|f| f.rule_id != "MCP-SUPPLY-001");
+    }
     out
 }
 
-/// The command line split into words: the agent's `command` + `args`, or the seed's
-/// single `command` string split on whitespace.
+/// One launch, parsed once, for every rule: the words as configured, and the words
+/// that really run once the wrappers (`cmd /c`, `sudo`, `env K=V`, `sh -c "..."`) are
+/// off. The agent's `command` holds the whole line and `args` repeats the arguments;
+/// the seed's `command` holds the whole line alone; both are read here.
 struct Launch {
+    /// Program first, as configured.
     words: Vec<String>,
+    /// What really runs: program first.
+    inner: Vec<String>,
+    /// The wrappers taken off, outermost first.
+    wrappers: Vec<String>,
 }
 
 impl Launch {
     fn of(server: &ServerRecord) -> Self {
         let mut words: Vec<String> = Vec::new();
-        if let Some(command) = &server.command {
+        if let Some(command) = server
+            .command
+            .as_deref()
+            .filter(|c| server.url.as_deref() != Some(*c))
+        {
             if server.args.is_empty() {
                 words.extend(command.split_whitespace().map(str::to_owned));
             } else {
-                words.push(command.clone());
+                // The agent's line is the quoted program and arguments: take the
+                // program from it; anything else in `command` is the program itself.
+                let program = launch::program_of_line(command, &server.args)
+                    .unwrap_or_else(|| command.to_owned());
+                words.push(program);
+                words.extend(server.args.iter().cloned());
             }
         }
-        words.extend(server.args.iter().cloned());
-        // `sudo` and `env` in front do not change what runs.
-        Self { words }
+        let (inner, wrappers) = match words.split_first() {
+            Some((program, args)) => launch::unwrap(program, args),
+            None => (Vec::new(), Vec::new()),
+        };
+        Self {
+            words,
+            inner,
+            wrappers,
+        }
     }
 
     fn line(&self) -> String {
         self.words.join(" ")
     }
 
-    /// The program, without its directory and `.exe`/`.cmd`, lowercased.
+    /// The program that really runs, without its directory and `.exe`/`.cmd`,
+    /// lowercased.
     fn program(&self) -> Option<String> {
-        self.words
-            .iter()
-            .find(|w| !matches!(w.as_str(), "sudo" | "env" | "doas"))
-            .map(|w| launch::basename(w))
+        self.inner.first().map(|w| launch::basename(w))
     }
 
-    /// The words after the program.
+    /// The words after the program that really runs.
     fn rest(&self) -> &[String] {
-        let skip = self
-            .words
-            .iter()
-            .position(|w| !matches!(w.as_str(), "sudo" | "env" | "doas"))
-            .map_or(self.words.len(), |i| i + 1);
-        &self.words[skip.min(self.words.len())..]
+        self.inner.get(1..).unwrap_or_default()
+    }
+
+    /// Whether a wrapper of this name was taken off (`"sudo"`, `"bash -c"`).
+    fn wrapped_by(&self, names: &[&str]) -> bool {
+        self.wrappers.iter().any(|w| {
+            names
+                .iter()
+                .any(|n| w == n || w.starts_with(&format!("{n} ")))
+        })
     }
 
     /// The package the launch runs (see [`crate::launch`]).
     fn package(&self) -> Option<Package> {
-        let (command, args) = self.words.split_first()?;
-        launch::package(&launch::effective(command, args)).0
+        launch::package(&self.inner).0
     }
 }
 
-/// Words that name what a server does: its name, type, package, program and the
-/// package its launcher runs, split into lowercase tokens.
+/// Words that name what a server is: its name and its package or image name (the
+/// record's, else the one its launcher runs), and for a plain program or script the
+/// file's own name — never directories, user or host names, URL hosts, or the
+/// launchers around it. Split into lowercase tokens.
 fn name_tokens(server: &ServerRecord, launch: &Launch) -> Vec<String> {
     let mut sources: Vec<String> = vec![server.server_name.clone()];
-    sources.extend(server.server_type.clone());
-    if let Some(package) = &server.package {
-        sources.push(package.name.clone());
+    let package = server.package.clone().or_else(|| launch.package());
+    match &package {
+        Some(p) if matches!(p.ecosystem.as_str(), "binary" | "local") => {
+            // A path: its file name only.
+            let file = p.name.rsplit(['/', '\\']).next().unwrap_or(&p.name);
+            let stem = file.split('.').next().unwrap_or(file);
+            if !matches!(stem, "index" | "main" | "server" | "app" | "dist" | "build") {
+                sources.push(stem.to_owned());
+            }
+        }
+        Some(p) if matches!(p.ecosystem.as_str(), "git" | "url") => {
+            // A repository or download: its last path segment.
+            let last = p
+                .name
+                .trim_end_matches('/')
+                .trim_end_matches(".git")
+                .rsplit('/')
+                .next()
+                .unwrap_or_default();
+            sources.push(last.to_owned());
+        }
+        Some(p) => sources.push(p.name.clone()),
+        None => {}
     }
-    sources.extend(launch.program());
-    if let Some(package) = launch.package() {
-        sources.push(package.name);
-    }
-    if let Some(host) = server.url.as_deref().and_then(url_host) {
-        sources.push(host.to_owned());
+    if package.is_none()
+        && let Some(kind) = server.server_type.as_deref()
+        && !kind.contains(['/', '\\', ':'])
+        && kind.contains('-')
+    {
+        // The seed's `server_type` when nothing better is known (not a host or path).
+        sources.push(kind.to_owned());
     }
     sources
         .iter()
@@ -502,7 +553,6 @@ const CAPABILITY_WORDS: &[(&str, &[&str])] = &[
             "zsh",
             "powershell",
             "pwsh",
-            "cmd",
             "exec",
             "command",
             "commands",
@@ -658,7 +708,15 @@ fn capabilities(server: &ServerRecord, launch: &Launch, out: &mut Vec<Finding>) 
     let tokens = name_tokens(server, launch);
     for (id, words) in CAPABILITY_WORDS {
         if let Some(token) = tokens.iter().find(|t| words.contains(&t.as_str())) {
-            out.extend(finding(id, format!("name mentions \"{token}\" (inferred)")));
+            // A guess from a name is weaker evidence than a known server: a severity
+            // lower and two thirds of the weight.
+            out.extend(
+                finding(id, format!("name mentions \"{token}\" (inferred)")).map(|mut f| {
+                    f.severity = f.severity.lower();
+                    f.weight = f.weight * 2 / 3;
+                    f
+                }),
+            );
         }
     }
 }
@@ -961,7 +1019,11 @@ fn unpinned(server: &ServerRecord, launch: &Launch, out: &mut Vec<Finding>) {
     let Some((ecosystem, name, version)) = package_of(server, launch) else {
         return;
     };
-    if matches!(ecosystem.as_str(), "npm" | "pypi" | "docker") && version.is_none() {
+    if matches!(
+        ecosystem.as_str(),
+        "npm" | "pypi" | "docker" | "git" | "go" | "nuget" | "maven"
+    ) && version.is_none()
+    {
         out.extend(finding(
             "MCP-SUPPLY-001",
             format!("{ecosystem} package {name} without a pinned version"),
@@ -1014,15 +1076,22 @@ fn auto_approve(server: &ServerRecord, so_far: &[Finding], out: &mut Vec<Finding
 
 fn execution(launch: &Launch, out: &mut Vec<Finding>) {
     let line = launch.line().to_lowercase();
-    let program = launch.program().unwrap_or_default();
-    let shells = ["sh", "bash", "zsh", "dash", "cmd", "powershell", "pwsh"];
-    let rest = launch.rest();
-    if shells.contains(&program.as_str())
-        && rest
-            .iter()
-            .any(|w| matches!(w.to_lowercase().as_str(), "-c" | "/c" | "-command" | "-lc"))
-    {
-        out.extend(finding("MCP-EXEC-001", format!("{program} -c ...")));
+    // A POSIX shell or PowerShell running a command string (not `cmd /c`, the usual
+    // way Windows runs `npx`).
+    if launch.wrapped_by(&["sh", "bash", "zsh", "dash", "ksh"]) {
+        out.extend(finding("MCP-EXEC-001", "sh -c \"...\""));
+    } else {
+        let program = launch.program().unwrap_or_default();
+        if matches!(program.as_str(), "powershell" | "pwsh")
+            && launch.rest().iter().any(|w| {
+                matches!(
+                    w.to_lowercase().as_str(),
+                    "-c" | "-command" | "-encodedcommand" | "-e"
+                )
+            })
+        {
+            out.extend(finding("MCP-EXEC-001", format!("{program} -Command ...")));
+        }
     }
     let fetches = [
         "curl",
@@ -1041,15 +1110,11 @@ fn execution(launch: &Launch, out: &mut Vec<Finding>) {
             "download piped into an interpreter",
         ));
     }
-    if launch.words.iter().any(|w| w == "sudo" || w == "doas") {
+    if launch.wrapped_by(&["sudo", "doas"]) {
         out.extend(finding("MCP-EXEC-003", "launched with sudo"));
     }
-    if let Some(first) = launch
-        .words
-        .iter()
-        .find(|w| !matches!(w.as_str(), "sudo" | "env"))
-    {
-        let path = first.replace('\\', "/").to_lowercase();
+    for program in launch.inner.first().into_iter().chain(launch.words.first()) {
+        let path = program.replace('\\', "/").to_lowercase();
         if [
             "/tmp/",
             "/var/tmp/",
@@ -1060,7 +1125,8 @@ fn execution(launch: &Launch, out: &mut Vec<Finding>) {
         .iter()
         .any(|d| path.contains(d))
         {
-            out.extend(finding("MCP-EXEC-004", format!("program {first}")));
+            out.extend(finding("MCP-EXEC-004", format!("program {program}")));
+            break;
         }
     }
 }
