@@ -134,6 +134,11 @@ pub fn check_server(at: usize, s: &ServerRecord) -> Result<(), Violation> {
         MAX_LABEL_CHARS,
         |x| &x.kind,
     )?;
+    if let Some(l) = &s.launch {
+        text(|| f("launch.program"), &l.program, MAX_TEXT_CHARS)?;
+        text(|| f("launch.runs"), &l.runs, MAX_TEXT_CHARS)?;
+        list(&f("launch.wrappers"), &l.wrappers, MAX_LABEL_CHARS, |w| w)?;
+    }
     if let Some(p) = &s.package {
         text(|| f("package.ecosystem"), &p.ecosystem, MAX_LABEL_CHARS)?;
         text(|| f("package.name"), &p.name, MAX_TEXT_CHARS)?;
@@ -286,6 +291,16 @@ pub fn fit_server(s: &mut ServerRecord) -> Vec<String> {
             &mut p.version,
             MAX_LABEL_CHARS,
             "a package version",
+            &mut notes,
+        );
+    }
+    if let Some(l) = &mut s.launch {
+        fit(&mut l.program, MAX_TEXT_CHARS, "a program", &mut notes);
+        fit(&mut l.runs, MAX_TEXT_CHARS, "a program", &mut notes);
+        fit_list(
+            &mut l.wrappers,
+            MAX_LABEL_CHARS,
+            "launch wrappers",
             &mut notes,
         );
     }

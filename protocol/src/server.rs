@@ -76,10 +76,25 @@ pub struct ServerRecord {
     /// Stable hash of what identifies the launch; see [`ServerRecord::compute_fingerprint`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// The launch as the agent parsed it (absent for remote servers and for agents
+    /// that do not parse); the rules read it before the command line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch: Option<LaunchInfo>,
     /// The seed agent's name for the client application (`"Claude Desktop"`); read as
     /// `client` when that is absent (see [`ServerRecord::normalise`]), never stored.
     #[serde(default, skip_serializing)]
     pub source: Option<String>,
+}
+
+/// A stdio launch, parsed: the program as configured (its arguments are the record's
+/// `args`), the wrappers taken off it in order (`"cmd /c"`, `"sudo"`, `"env"`,
+/// `"bash -c"`), and the program that really runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchInfo {
+    pub program: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wrappers: Vec<String>,
+    pub runs: String,
 }
 
 /// Where a config file lives.

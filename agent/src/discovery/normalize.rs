@@ -3,8 +3,8 @@
 //! pinned version, filesystem scope, env var and header *names*, disabled flag,
 //! auto-approved tools — with every secret redacted.
 
-use mcpwatch_protocol::launch::{effective, package, quote};
-use mcpwatch_protocol::server::{ConfigScope, Package, ServerRecord, Transport};
+use mcpwatch_protocol::launch::{package, quote, unwrap};
+use mcpwatch_protocol::server::{ConfigScope, LaunchInfo, Package, ServerRecord, Transport};
 use serde_json::{Map, Value};
 
 use super::catalog::Shape;
@@ -345,7 +345,12 @@ pub fn record(entry: &Entry<'_>, origin: &Origin) -> ServerRecord {
             record.transport = Some(transport_of(body, None, origin.client));
             let command = redactor.text("command", &command);
             let args = redactor.args("args", &command, &args);
-            let words = effective(&command, &args);
+            let (words, wrappers) = unwrap(&command, &args);
+            record.launch = Some(LaunchInfo {
+                program: command.clone(),
+                wrappers,
+                runs: words.first().cloned().unwrap_or_default(),
+            });
             let (package, server_args_at) = package(&words);
             let mut paths: Vec<String> = words
                 .get(server_args_at..)

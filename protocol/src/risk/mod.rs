@@ -383,6 +383,55 @@ mod tests {
         assert_eq!(b.level, RiskLevel::Critical);
     }
 
+    /// The agent's report holds the whole line in `command` and the arguments again in
+    /// `args`, with or without its parsed `launch`; the seed's holds the line alone.
+    /// Every shape is read as the same launch.
+    #[test]
+    fn every_shape_of_a_launch_is_read_as_the_same_launch() {
+        let args = ["run", "-i", "--privileged", "-v", "/:/host", "img:1.0"];
+        let owned: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let line = std::iter::once("sudo".to_owned())
+            .chain(std::iter::once("docker".to_owned()))
+            .chain(owned.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let agent_line = ServerRecord {
+            server_name: "d".into(),
+            command: Some(line.clone()),
+            args: std::iter::once("docker".to_owned())
+                .chain(owned.iter().cloned())
+                .collect(),
+            ..ServerRecord::default()
+        };
+        let parsed = ServerRecord {
+            launch: Some(crate::server::LaunchInfo {
+                program: "sudo".into(),
+                wrappers: vec!["sudo".into()],
+                runs: "docker".into(),
+            }),
+            ..agent_line.clone()
+        };
+        let seed = ServerRecord {
+            server_name: "d".into(),
+            command: Some(line),
+            ..ServerRecord::default()
+        };
+        for record in [agent_line, parsed, seed] {
+            let ids = rule_ids(&assess(&record))
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>();
+            assert!(
+                ids.contains(&"MCP-DOCKER-001".to_owned()),
+                "{record:?}: {ids:?}"
+            );
+            assert!(
+                ids.contains(&"MCP-EXEC-003".to_owned()),
+                "{record:?}: {ids:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_level_is_never_below_the_most_severe_finding() {
         for severity in [Severity::Medium, Severity::High, Severity::Critical] {

@@ -441,7 +441,11 @@ impl Launch {
             .as_deref()
             .filter(|c| server.url.as_deref() != Some(*c))
         {
-            if server.args.is_empty() {
+            if let Some(launch) = &server.launch {
+                // The agent's own parse of the launch.
+                words.push(launch.program.clone());
+                words.extend(server.args.iter().cloned());
+            } else if server.args.is_empty() {
                 words.extend(command.split_whitespace().map(str::to_owned));
             } else {
                 // The agent's line is the quoted program and arguments: take the
