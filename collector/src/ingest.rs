@@ -202,23 +202,35 @@ pub fn plan(
         ..Plan::default()
     };
 
-    // Last entry wins when a snapshot names the same server twice.
+    // Last entry wins when a snapshot names the same server twice (found by hash:
+    // a 10,000-server report must not cost 50 million comparisons).
     let mut incoming: Vec<([u8; 32], ServerRecord)> = Vec::with_capacity(snapshot.len());
+    let mut at: std::collections::HashMap<[u8; 32], usize> =
+        std::collections::HashMap::with_capacity(snapshot.len());
     for record in snapshot {
         let key = identity_key(&record);
-        if let Some(slot) = incoming.iter_mut().find(|(k, _)| *k == key) {
-            slot.1 = record;
-        } else {
-            incoming.push((key, record));
+        match at.get(&key) {
+            Some(&i) => incoming[i].1 = record,
+            None => {
+                at.insert(key, incoming.len());
+                incoming.push((key, record));
+            }
         }
     }
     plan.active_count = incoming.len() as u64;
 
     let mut stored: Vec<Option<(Server, [u8; 32])>> = existing.into_iter().map(Some).collect();
+    let mut stored_at: std::collections::HashMap<[u8; 32], usize> =
+        std::collections::HashMap::with_capacity(stored.len());
+    for (i, slot) in stored.iter().enumerate() {
+        if let Some((_, k)) = slot {
+            stored_at.entry(*k).or_insert(i);
+        }
+    }
     for (key, record) in incoming {
-        let found = stored
-            .iter_mut()
-            .find(|slot| slot.as_ref().is_some_and(|(_, k)| *k == key))
+        let found = stored_at
+            .get(&key)
+            .and_then(|&i| stored.get_mut(i))
             .and_then(Option::take);
         match found {
             None => {
