@@ -390,8 +390,10 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn init_logging(level: &str) {
+    // Colours only on a terminal: a journal or a file gets plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(log_filter(level))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -1,5 +1,6 @@
 //! The one place the collector's log subscriber is built: `RUST_LOG` if set, else
-//! `--log-level`; text or JSON lines on stderr.
+//! `--log-level`; text or JSON lines on stderr, with colours only when stderr is a
+//! terminal (a journal or a file gets plain text).
 
 use tracing_subscriber::EnvFilter;
 
@@ -16,6 +17,7 @@ pub fn init(level: &str, format: LogFormat) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

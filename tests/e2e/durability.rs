@@ -122,3 +122,15 @@ fn plain_http_on_a_public_address_is_refused_without_the_flag() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-insecure-http"));
 }
+
+/// Logs that go to a journal or a file carry no terminal escapes.
+#[test]
+fn logs_off_a_terminal_have_no_ansi_escapes() {
+    let mut c = TestCollector::start(&[]);
+    c.register("admin@acme.example", "AdminPass123!", "Acme");
+    assert!(c.login("admin@acme.example", "wrong-password").0 == 401);
+    c.kill_hard();
+    let log = c.log();
+    assert!(!log.is_empty());
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+}

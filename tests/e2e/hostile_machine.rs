@@ -151,4 +151,6 @@ fn one_users_hostile_files_never_stop_the_machines_report() {
     );
     assert_eq!(a["users"], json!(["carol", "mallory"]));
     assert!(run.exit_code().is_none(), "still running");
+    // Its log (not a terminal) holds no escape sequence, its own or a user's.
+    assert!(!run.log().contains('\u{1b}'), "{}", run.log());
 }
