@@ -187,6 +187,18 @@ static SHAPES: LazyLock<Shapes> = LazyLock::new(|| {
             r"\b(?:gsk_|xai-|pplx-|r8_|tvly-|fc-|ctx7sk-|BSA|sk-or-v1-|csk-|nvapi-)[A-Za-z0-9_\-]{16,}",
         ),
         shape(
+            "telegram_bot_token",
+            &[":AA"],
+            r"\b[0-9]{8,10}:AA[A-Za-z0-9_\-]{30,}",
+        ),
+        shape("twilio_api_key", &["SK"], r"\bSK[0-9a-f]{32}\b"),
+        shape("mailgun_key", &["key-"], r"\bkey-[0-9a-z]{32}\b"),
+        shape(
+            "discord_bot_token",
+            &["."],
+            r"\b[MN][A-Za-z0-9]{23,25}\.[A-Za-z0-9_\-]{6}\.[A-Za-z0-9_\-]{27,}",
+        ),
+        shape(
             "jwt",
             &["eyJ"],
             r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
@@ -982,6 +994,16 @@ mod tests {
         ("stripe_key", "sk_live_4eC39HqLyjWDarjtT1zdp7dc"),
         ("google_api_key", "AIzaSyA1234567890abcdefghijklmnopqrstu"),
         ("aws_access_key", "AKIAIOSFODNN7EXAMPLE"),
+        (
+            "telegram_bot_token",
+            "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
+        ),
+        ("twilio_api_key", "SK0123456789abcdef0123456789abcdef"),
+        ("mailgun_key", "key-0123456789abcdefghijklmnopqrstuv"),
+        (
+            "discord_bot_token",
+            "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GhIjKl.AbCdEfGhIjKlMnOpQrStUvWxYz0123456",
+        ),
         (
             "jwt",
             "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",

@@ -160,11 +160,13 @@ impl Scan<'_> {
                 }
                 b'\n' => {
                     self.line += 1;
-                    at_line_start = true;
+                    // Inside a multi-line array, a line holds values, not a key.
+                    at_line_start = self.brackets == 0;
                     dots = 0;
                 }
                 b'=' => at_line_start = false,
-                b'.' if at_line_start || self.brackets > 0 => {
+                // Dots of a key or a table header nest tables; dots in values do not.
+                b'.' if at_line_start => {
                     dots += 1;
                     if dots + self.brackets > MAX_DEPTH {
                         return Err(self.too_deep());
