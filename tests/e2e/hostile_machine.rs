@@ -154,3 +154,77 @@ fn one_users_hostile_files_never_stop_the_machines_report() {
     // Its log (not a terminal) holds no escape sequence, its own or a user's.
     assert!(!run.log().contains('\u{1b}'), "{}", run.log());
 }
+
+/// A collector that refuses every report for good (here: a body limit no report
+/// fits): the agent shrinks its report to its floor, then stops resending the same
+/// body, says why in `status` and in its heartbeats, and keeps heartbeating.
+#[test]
+fn a_report_refused_for_good_is_not_resent_and_is_said() {
+    let c = TestCollector::start(&["--heartbeat-interval", "5", "--max-body-bytes", "1024"]);
+    c.register("admin@acme.example", "AdminPass123!", "Acme");
+    let admin = c.token("admin@acme.example", "AdminPass123!");
+    let proxy = mcpwatch_tests::RecordingProxy::start(&c.base);
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    put(
+        r,
+        "etc/passwd",
+        "carol:x:1000:1000::/home/carol:/bin/bash\n",
+    );
+    put(
+        r,
+        "home/carol/.cursor/mcp.json",
+        &format!(r#"{{"mcpServers": {{{}}}}}"#, many(20, "c")),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let (_, secret) = c.post("/enroll-secrets", &admin, &json!({ "name": "laptops" }));
+    let (code, out) = TestAgent::enroll(
+        &proxy.base,
+        secret["secret"].as_str().unwrap(),
+        state.path(),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let mut run = TestAgent::start(state.path(), r);
+    let (_, agents) = c.get("/agents/", &admin);
+    let id = agents[0]["id"].as_str().unwrap().to_owned();
+    eventually(
+        Duration::from_secs(60),
+        "the refusal in a heartbeat",
+        || {
+            let (_, a) = c.get(&format!("/agents/{id}"), &admin);
+            a["report_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("HTTP 413"))
+                .then_some(())
+        },
+    );
+    let reports = || {
+        proxy
+            .bodies()
+            .iter()
+            .filter(|b| b.contains("\"servers\""))
+            .count()
+    };
+    let sent = reports();
+    // Heartbeats go on (5 s); the refused report is not sent again.
+    let (_, before) = c.get(&format!("/agents/{id}"), &admin);
+    eventually(Duration::from_secs(20), "another heartbeat", || {
+        let (_, now) = c.get(&format!("/agents/{id}"), &admin);
+        (now["last_seen_at"] != before["last_seen_at"]).then_some(())
+    });
+    assert_eq!(reports(), sent, "the same refused body was sent again");
+    let status = std::process::Command::new(mcpwatch_tests::binary(
+        "mcpwatch-agent",
+        "MCPWATCH_AGENT_BIN",
+    ))
+    .args(["status", "--state-dir"])
+    .arg(state.path())
+    .output()
+    .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("refused the report for good (HTTP 413)"),
+        "{status}"
+    );
+    assert!(run.exit_code().is_none(), "still running");
+}
