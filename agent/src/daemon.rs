@@ -349,19 +349,7 @@ impl Daemon {
             mcpwatch_protocol::limits::shorten(&r.error, mcpwatch_protocol::limits::MAX_ERROR_CHARS)
                 .unwrap_or_else(|| r.error.clone())
         });
-        let HeartbeatRequest {
-            hostname,
-            os_type,
-            os_version,
-            username,
-            agent_version,
-            machine,
-            ..
-        } = &mut request;
-        mcpwatch_protocol::limits::fit_host(
-            [hostname, os_type, os_version, username, agent_version],
-            machine,
-        );
+        mcpwatch_protocol::limits::fit_host(request.host_mut());
         match self.client.heartbeat(&request).await {
             Ok(answer) => {
                 self.refusals = 0;

@@ -88,19 +88,7 @@ pub async fn enroll(
                     std::path::Path::new(if cfg!(windows) { "C:\\" } else { "/" }),
                 ),
             };
-            let EnrollRequest {
-                hostname,
-                os_type,
-                os_version,
-                username,
-                agent_version,
-                machine,
-                ..
-            } = &mut request;
-            mcpwatch_protocol::limits::fit_host(
-                [hostname, os_type, os_version, username, agent_version],
-                machine,
-            );
+            mcpwatch_protocol::limits::fit_host(request.host_mut());
             if let Some(name) = &mut request.name {
                 *name =
                     mcpwatch_protocol::limits::shorten(name, 200).unwrap_or_else(|| name.clone());

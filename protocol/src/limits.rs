@@ -447,8 +447,9 @@ pub fn check_enroll(e: &crate::wire::EnrollRequest) -> Result<(), Violation> {
     )
 }
 
-/// Make host facts respect the limits (the agent does this before it sends).
-pub fn fit_host(texts: [&mut Option<String>; 5], machine: &mut crate::wire::MachineFacts) {
+/// Make host facts respect the limits (the agent does this before it sends), given
+/// as `HeartbeatRequest::host_mut` or `EnrollRequest::host_mut` answers them.
+pub fn fit_host((texts, machine): ([&mut Option<String>; 5], &mut crate::wire::MachineFacts)) {
     let mut ignored = Vec::new();
     for field in texts {
         fit_opt(field, MAX_LABEL_CHARS, "", &mut ignored);

@@ -36,6 +36,22 @@ pub struct EnrollRequest {
     pub machine: MachineFacts,
 }
 
+impl EnrollRequest {
+    /// The host facts, to check or fit them against the limits in one place.
+    pub fn host_mut(&mut self) -> ([&mut Option<String>; 5], &mut MachineFacts) {
+        (
+            [
+                &mut self.hostname,
+                &mut self.os_type,
+                &mut self.os_version,
+                &mut self.username,
+                &mut self.agent_version,
+            ],
+            &mut self.machine,
+        )
+    }
+}
+
 /// The collector's answer to an enrollment. `api_key` is shown this once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrollResponse {

@@ -39,6 +39,22 @@ pub struct HeartbeatRequest {
     pub report_error: Option<String>,
 }
 
+impl HeartbeatRequest {
+    /// The host facts, to check or fit them against the limits in one place.
+    pub fn host_mut(&mut self) -> ([&mut Option<String>; 5], &mut MachineFacts) {
+        (
+            [
+                &mut self.hostname,
+                &mut self.os_type,
+                &mut self.os_version,
+                &mut self.username,
+                &mut self.agent_version,
+            ],
+            &mut self.machine,
+        )
+    }
+}
+
 /// What an agent can tell about its machine beyond its name and OS (all optional).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MachineFacts {
