@@ -579,19 +579,7 @@ mod tests {
         assert_eq!(check_heartbeat(&h).unwrap_err().field, "hostname");
         h.machine.users = Some(vec!["u".into(); 500]);
         h.machine.kernel_version = Some("k".repeat(300));
-        let crate::wire::HeartbeatRequest {
-            hostname,
-            os_type,
-            os_version,
-            username,
-            agent_version,
-            machine,
-            ..
-        } = &mut h;
-        fit_host(
-            [hostname, os_type, os_version, username, agent_version],
-            machine,
-        );
+        fit_host(h.host_mut());
         check_heartbeat(&h).unwrap();
     }
 
