@@ -96,7 +96,7 @@ fn scan_options(settings: &Settings) -> ScanOptions {
 
 /// The directories to watch: the parent of every place a config may be, or its
 /// nearest existing ancestor when the directory does not exist yet.
-fn watch_dirs(options: &ScanOptions, found: &ReportRequest) -> BTreeSet<PathBuf> {
+fn watch_dirs(options: &ScanOptions, found: &discovery::Inventory) -> BTreeSet<PathBuf> {
     let (root, files): (PathBuf, Vec<PathBuf>) = match &options.target {
         Target::Root { root, .. } => {
             let mut files: Vec<PathBuf> = paths::system_candidates(options.os, root)
@@ -559,7 +559,9 @@ fn rewatch(
     watched: &mut BTreeSet<PathBuf>,
 ) {
     let options = scan_options(&daemon.settings);
-    let found = daemon.dir.pending().unwrap_or_default();
+    // What the last scan found (the spooled report is gone once accepted: watching
+    // from it left project directories unwatched until the next full rescan).
+    let found = daemon.cache.clone().unwrap_or_default();
     let dirs = watch_dirs(&options, &found);
     for dir in &dirs {
         // Re-adding also covers a directory deleted and created again.
@@ -874,5 +876,39 @@ mod tests {
             &[r.join("etc/claude-code/managed-mcp.json")],
         );
         assert!(everything.servers.iter().any(|s| s.server_name == "b-new"));
+    }
+
+    #[test]
+    fn project_config_directories_are_watched_from_the_last_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        put(r, "etc/passwd", "alice:x:1000:1000::/home/alice:/bin/sh\n");
+        put(
+            r,
+            "home/alice/.claude.json",
+            r#"{"projects": {"/home/alice/work/app": {}}}"#,
+        );
+        put(
+            r,
+            "home/alice/work/app/.mcp.json",
+            r#"{"mcpServers": {"p": {"command": "p"}}}"#,
+        );
+        let options = ScanOptions {
+            os: Os::Linux,
+            target: Target::Root {
+                root: r.to_path_buf(),
+                user: None,
+            },
+            project_roots: vec![],
+            project_depth: 1,
+        };
+        let found = discovery::scan(&options);
+        let dirs = watch_dirs(&options, &found);
+        let project = dunce::canonicalize(r.join("home/alice/work/app")).unwrap();
+        assert!(
+            dirs.iter()
+                .any(|d| dunce::canonicalize(d).is_ok_and(|d| d == project)),
+            "{dirs:?}"
+        );
     }
 }
