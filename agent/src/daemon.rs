@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::Utc;
-use mcpwatch_protocol::wire::{HeartbeatRequest, ReportRequest};
+use mcpwatch_protocol::wire::HeartbeatRequest;
 use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
