@@ -438,12 +438,18 @@ async fn a_store_closed_by_a_storage_failure_reopens_by_itself() {
         .apply_report(o.id, a.id, report(vec![server("kept", &["x"])]))
         .await
         .unwrap();
-    store.simulate_storage_failure().await;
+    store.simulate_storage_failure();
     assert!(matches!(
         store.get_agent(o.id, a.id).await,
         Err(Error::Unavailable(_))
     ));
     assert!(store.alive().is_ok(), "recovering is not dead");
+    // A write wakes the writer (which would have seen the failure itself), and it
+    // reopens the database between writes.
+    assert!(matches!(
+        store.create_agent(agent(&o, 2)).await,
+        Err(Error::Unavailable(_))
+    ));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         // Writes keep the writer turning; it reopens between them.
