@@ -597,6 +597,9 @@ pub async fn run_with_ready(
     tokio::pin!(shutdown);
     let dir = StateDir::open(&settings.state_dir)?;
     let mut state = dir.load()?;
+    // A report budget cut after a 413 is tried afresh at each start: the collector's
+    // limit may have been raised meanwhile.
+    state.report_budget_bytes = None;
     if state.revoked {
         return Err(Error::Revoked);
     }
