@@ -890,9 +890,15 @@ fn token_segment(seg: &str) -> bool {
         .count()
         == seg.len();
     let uuid = seg.len() == 36 && hexish && seg.matches('-').count() == 4;
-    (hexish && seg.len() >= 32 && seg.chars().any(|c| c.is_ascii_digit()))
-        || uuid
-        || looks_random(seg, 20)
+    // One opaque word of letters and many digits (`a1b2c3d4e5f6a7b8c9d0`): a key in
+    // a path, whatever its case. Words joined by dashes (`server-filesystem`) are not.
+    let digits = seg.chars().filter(char::is_ascii_digit).count();
+    let opaque = seg.len() >= 16
+        && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && digits >= 5
+        && seg.chars().any(|c| c.is_ascii_alphabetic())
+        && shannon(seg) >= 3.3;
+    (hexish && seg.len() >= 32 && digits > 0) || uuid || opaque || looks_random(seg, 20)
 }
 
 fn token_char(c: char) -> bool {
@@ -1264,6 +1270,22 @@ mod tests {
                 "Zk3mQ9pL2xV7rT4nB8wY",
             ),
             (
+                "npx",
+                &[
+                    "mcp-remote",
+                    "https://mcp.example.com/sse/9f2c4e1a7b3d8c6e5f0a1b",
+                ],
+                "9f2c4e1a7b3d8c6e5f0a1b",
+            ),
+            (
+                "npx",
+                &[
+                    "mcp-remote",
+                    "https://mcp.example.com/u/k3j4h5g6f7d8s9a0qwer/mcp",
+                ],
+                "k3j4h5g6f7d8s9a0qwer",
+            ),
+            (
                 "uvx",
                 &[
                     "mcp-server-postgres",
@@ -1376,6 +1398,20 @@ mod tests {
                     "https://api.githubcopilot.com/mcp/",
                     "--transport",
                     "http-only",
+                ],
+            ),
+            (
+                "npx",
+                &[
+                    "mcp-remote",
+                    "https://mcp.example.com/v2024/servers/github-mcp-server/sse",
+                ],
+            ),
+            (
+                "npx",
+                &[
+                    "mcp-remote",
+                    "https://registry.example.com/packages/server_filesystem2/latest",
                 ],
             ),
             (
