@@ -258,6 +258,10 @@ static JSON_PAIR: LazyLock<Regex> =
     LazyLock::new(|| re(r#"(["'])([^"'\\]+)(["']\s*:\s*)(["'])((?:[^"'\\]|\\.)*)(["'])"#));
 
 /// `Password=X;` in a semicolon-separated connection string.
+/// `user:password@tcp(host)/db`: a Go / MySQL driver DSN, which has no scheme.
+static DSN_PASSWORD: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(^|[\s=\x22'])([A-Za-z0-9_.\-]*:)([^@\s/:]+)(@(?:tcp|unix|udp)\()"));
+
 static CONN_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"(?i)((?:^|;)\s*(?:password|pwd|passwd|user\s+password|account\s*key|shared\s*access\s*key|accesskey|sharedaccesskey)\s*=\s*)([^;]*)",
@@ -589,6 +593,16 @@ impl Redactor {
                 });
             }
         }
+        if out.contains("@tcp(") || out.contains("@unix(") || out.contains("@udp(") {
+            out = self.replace(
+                location,
+                &out,
+                &DSN_PASSWORD,
+                3,
+                "connection_string_password",
+                |_| true,
+            );
+        }
         if out.contains('=') {
             out = self.replace(location, &out, &ASSIGNMENT, 4, "assignment_value", |c| {
                 c.get(1).is_some() || is_secret_name(&c[2])
@@ -747,7 +761,14 @@ impl Redactor {
                     continue;
                 }
                 Next::Header if !arg.starts_with('-') => {
-                    out.push(self.header_arg(&location, arg));
+                    if arg.contains([':', '=']) {
+                        out.push(self.header_arg(&location, arg));
+                    } else {
+                        // `--header NAME VALUE` (Crush, some proxies): the name stays,
+                        // the next word is the value.
+                        out.push(arg.clone());
+                        next = Next::Secret;
+                    }
                     continue;
                 }
                 Next::Env if !arg.starts_with('-') => {
@@ -1276,6 +1297,16 @@ mod tests {
                     "https://mcp.example.com/sse/9f2c4e1a7b3d8c6e5f0a1b",
                 ],
                 "9f2c4e1a7b3d8c6e5f0a1b",
+            ),
+            (
+                "crush-proxy",
+                &["--header", "X-Api-Key", "shortkey42"],
+                "shortkey42",
+            ),
+            (
+                "mcp-mysql",
+                &["serve", "root:goDsnPass1@tcp(localhost:3306)/app"],
+                "goDsnPass1",
             ),
             (
                 "npx",
