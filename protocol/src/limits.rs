@@ -29,6 +29,9 @@ pub const MAX_LABEL_CHARS: usize = 256;
 pub const MAX_LIST_ITEMS: usize = 256;
 /// A config error's message.
 pub const MAX_ERROR_CHARS: usize = 512;
+/// One server record, as JSON: every list of servers a person pages through stays
+/// small, however an agent fills its fields.
+pub const MAX_SERVER_BYTES: usize = 64 * 1024;
 
 /// The name a server with a blank name is reported under.
 pub const UNNAMED: &str = "(unnamed)";
@@ -147,6 +150,15 @@ pub fn check_server(at: usize, s: &ServerRecord) -> Result<(), Violation> {
             p.version.as_deref(),
             MAX_LABEL_CHARS,
         )?;
+    }
+    let bytes = serde_json::to_vec(s).map_or(usize::MAX, |b| b.len());
+    if bytes > MAX_SERVER_BYTES {
+        return Err(Violation {
+            field: format!("servers[{at}]"),
+            message: format!(
+                "a server record may be at most {MAX_SERVER_BYTES} bytes as JSON, got {bytes}"
+            ),
+        });
     }
     Ok(())
 }
@@ -366,7 +378,75 @@ pub fn fit_server(s: &mut ServerRecord) -> Vec<String> {
         );
         fit(&mut f.kind, MAX_LABEL_CHARS, "a secret kind", &mut notes);
     }
-    if launch_changed || s.fingerprint.is_some() {
+    // Whole lists go, longest first, until the record fits its byte limit.
+    let size = |s: &ServerRecord| serde_json::to_vec(s).map_or(usize::MAX, |b| b.len());
+    let mut cut_launch = false;
+    while size(s) > MAX_SERVER_BYTES {
+        let lists: [(&mut Vec<String>, &str); 5] = [
+            (&mut s.args, "arguments"),
+            (&mut s.scope_paths, "scope paths"),
+            (&mut s.env_vars, "env var names"),
+            (&mut s.header_names, "header names"),
+            (&mut s.auto_approve, "auto-approved tools"),
+        ];
+        let secrets: usize = s
+            .secrets_found
+            .iter()
+            .map(|f| f.location.len() + f.kind.len())
+            .sum();
+        let largest = lists
+            .into_iter()
+            .filter(|(l, _)| !l.is_empty())
+            .max_by_key(|(l, _)| l.iter().map(String::len).sum::<usize>());
+        let Some((list, what)) =
+            largest.filter(|(l, _)| l.iter().map(String::len).sum::<usize>() >= secrets)
+        else {
+            if s.secrets_found.is_empty() {
+                break;
+            }
+            let keep = s.secrets_found.len() / 2;
+            notes.push(format!(
+                "secret findings: {} left out to fit {MAX_SERVER_BYTES} bytes",
+                s.secrets_found.len() - keep
+            ));
+            s.secrets_found.truncate(keep);
+            continue;
+        };
+        let keep = list.len() / 2;
+        notes.push(format!(
+            "{what}: {} left out to fit {MAX_SERVER_BYTES} bytes",
+            list.len() - keep
+        ));
+        cut_launch |= what == "arguments";
+        list.truncate(keep);
+    }
+    // Still too big (long texts of multi-byte characters): halve the longest text.
+    while size(s) > MAX_SERVER_BYTES {
+        let texts: [(Option<&mut String>, &str); 7] = [
+            (s.command.as_mut(), "a command"),
+            (s.url.as_mut(), "a URL"),
+            (s.server_type.as_mut(), "a server type"),
+            (s.scope.as_mut(), "a scope"),
+            (s.config_path.as_mut(), "a config path"),
+            (s.project_path.as_mut(), "a project path"),
+            (s.package.as_mut().map(|p| &mut p.name), "a package name"),
+        ];
+        let Some((text, what)) = texts
+            .into_iter()
+            .filter_map(|(t, w)| t.map(|t| (t, w)))
+            .filter(|(t, _)| t.chars().count() > 16)
+            .max_by_key(|(t, _)| t.len())
+        else {
+            break;
+        };
+        let half = text.chars().count() / 2;
+        notes.push(format!("{what} shortened to fit {MAX_SERVER_BYTES} bytes"));
+        cut_launch |= matches!(what, "a command" | "a URL" | "a package name");
+        if let Some(short) = shorten(text, half) {
+            *text = short;
+        }
+    }
+    if launch_changed || cut_launch || s.fingerprint.is_some() {
         s.fingerprint = Some(s.compute_fingerprint());
     }
     notes.dedup();
@@ -495,7 +575,11 @@ mod tests {
     use crate::server::{Package, SecretFinding};
 
     fn huge() -> ServerRecord {
-        let long = "x".repeat(100_000);
+        huge_of("x")
+    }
+
+    fn huge_of(unit: &str) -> ServerRecord {
+        let long = unit.repeat(100_000);
         ServerRecord {
             server_name: format!("  {long}  "),
             server_type: Some(long.clone()),
@@ -531,6 +615,7 @@ mod tests {
     fn a_fitted_server_always_passes_the_check() {
         for mut s in [
             huge(),
+            huge_of("𝄞"),
             ServerRecord::default(),
             ServerRecord {
                 server_name: " \t\n ".into(),

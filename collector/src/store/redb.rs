@@ -2298,3 +2298,30 @@ fn list_servers(txn: &ReadTransaction, org: OrgId, query: &ServerQuery) -> Resul
         total: counted_total.unwrap_or(total),
     })
 }
+
+#[cfg(test)]
+mod slot_tests {
+    use super::*;
+
+    /// The slot alone, without the writer: closed after a failure it answers
+    /// `Unavailable`, is alive while recovering, and opens the same file again.
+    #[test]
+    fn a_closed_slot_is_unavailable_until_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        let db = Database::create(&path).unwrap();
+        let slot = Slot {
+            path,
+            current: std::sync::RwLock::new(Some(Arc::new(db))),
+            state: std::sync::Mutex::new(SlotState::default()),
+        };
+        assert!(slot.db().is_ok());
+        slot.close_after_failure("simulated");
+        assert!(matches!(slot.db(), Err(Error::Unavailable(_))));
+        assert!(matches!(slot.failure(), Error::Unavailable(_)));
+        assert!(slot.alive().is_ok());
+        assert!(slot.reopen());
+        assert!(slot.db().is_ok());
+        assert!(matches!(slot.failure(), Error::Internal(_)));
+    }
+}
