@@ -228,20 +228,25 @@ impl Scanner<'_> {
         for dir in self.opts.project_roots.clone() {
             self.walk(&dir, self.opts.project_depth, &mut walked);
         }
-        recorded.extend(walked);
         // One project however it is spelled (`..`, `.`, `//`, links): resolved, and
         // followed only when it and every directory above it are the user's or root's.
+        // A folder under an admin's project root that is another user's is simply not
+        // this user's project; one this user's files record is worth saying.
         let mut projects: BTreeSet<PathBuf> = BTreeSet::new();
         let mut refused = 0usize;
         let mut over = 0usize;
-        for path in recorded {
+        let listed = recorded
+            .into_iter()
+            .map(|p| (p, true))
+            .chain(walked.into_iter().map(|p| (p, false)));
+        for (path, recorded) in listed {
             match read::own_dir(&path, ground.owner) {
                 Some(real) if projects.contains(&real) => {}
                 Some(_) if projects.len() >= MAX_PROJECTS_PER_USER => over += 1,
                 Some(real) => {
                     projects.insert(real);
                 }
-                None if path.is_dir() => refused += 1,
+                None if recorded && path.is_dir() => refused += 1,
                 None => {}
             }
         }
