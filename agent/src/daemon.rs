@@ -395,7 +395,8 @@ impl Daemon {
             return;
         }
         let options = scan_options(&self.settings);
-        let cached = self.cache.take();
+        // A copy: the watch set keeps coming from the last scan while this one runs.
+        let cached = self.cache.clone();
         let budget = self.state.report_budget_bytes;
         let task = tokio::task::spawn_blocking(move || {
             inventory::fit(partial_scan(&options, cached, &changed), budget)
@@ -418,14 +419,22 @@ impl Daemon {
         let Some(done) = self.scan.take() else {
             return Ok(());
         };
+        let fitted = match result {
+            Ok(fitted) => Some(fitted),
+            Err(_) => {
+                tracing::error!("The scan stopped unexpectedly; will retry at the next rescan.");
+                None
+            }
+        };
+        if let Some(fitted) = &fitted {
+            self.cache = Some(fitted.scanned.clone());
+        }
         if let Some((force, changed)) = done.again {
             self.start_scan(force, changed);
         }
-        let Ok(fitted) = result else {
-            tracing::error!("The scan stopped unexpectedly; will retry at the next rescan.");
+        let Some(fitted) = fitted else {
             return Ok(());
         };
-        self.cache = Some(fitted.scanned);
         let mut report = inventory::report(fitted.fitted);
         let pending_hash = self.dir.pending().and_then(|p| p.inventory_hash);
         if !done.force
