@@ -151,7 +151,7 @@ pub fn check_server(at: usize, s: &ServerRecord) -> Result<(), Violation> {
             MAX_LABEL_CHARS,
         )?;
     }
-    let bytes = serde_json::to_vec(s).map_or(usize::MAX, |b| b.len());
+    let bytes = server_bytes(s);
     if bytes > MAX_SERVER_BYTES {
         return Err(Violation {
             field: format!("servers[{at}]"),
@@ -161,6 +161,56 @@ pub fn check_server(at: usize, s: &ServerRecord) -> Result<(), Violation> {
         });
     }
     Ok(())
+}
+
+/// The record's size as JSON: exact when it could be near the limit, else a bound
+/// from its texts' lengths (a report's usual servers are checked without serialising).
+fn server_bytes(s: &ServerRecord) -> usize {
+    let texts = [
+        &s.server_name,
+        s.server_type.as_deref().unwrap_or_default(),
+        s.command.as_deref().unwrap_or_default(),
+        s.scope.as_deref().unwrap_or_default(),
+        s.client.as_deref().unwrap_or_default(),
+        s.config_path.as_deref().unwrap_or_default(),
+        s.project_path.as_deref().unwrap_or_default(),
+        s.os_user.as_deref().unwrap_or_default(),
+        s.url.as_deref().unwrap_or_default(),
+        s.fingerprint.as_deref().unwrap_or_default(),
+    ];
+    let lists = [
+        &s.env_vars,
+        &s.scope_paths,
+        &s.args,
+        &s.header_names,
+        &s.auto_approve,
+    ];
+    let mut text: usize = texts.iter().map(|t| t.len() + 16).sum();
+    text += lists
+        .iter()
+        .flat_map(|l| l.iter())
+        .map(|t| t.len() + 4)
+        .sum::<usize>();
+    text += s
+        .secrets_found
+        .iter()
+        .map(|f| f.location.len() + f.kind.len() + 32)
+        .sum::<usize>();
+    if let Some(p) = &s.package {
+        text += p.ecosystem.len() + p.name.len() + p.version.as_deref().map_or(0, str::len) + 64;
+    }
+    if let Some(l) = &s.launch {
+        text += l.program.len()
+            + l.runs.len()
+            + l.wrappers.iter().map(|w| w.len() + 4).sum::<usize>()
+            + 64;
+    }
+    // Field names and punctuation stay under 1 KiB; escaping can make a text six
+    // times longer (`\u0000`).
+    if (text * 6 + 1024) < MAX_SERVER_BYTES {
+        return text;
+    }
+    serde_json::to_vec(s).map_or(usize::MAX, |b| b.len())
 }
 
 /// Check a whole report against every limit but the body size (which the collector
