@@ -817,6 +817,19 @@ pub fn status(state_dir: &Path) -> Result<String, Error> {
 mod tests {
     use super::*;
 
+    /// Scan options for the machine tree at `r`.
+    fn machine(r: &Path) -> ScanOptions {
+        ScanOptions {
+            os: Os::Linux,
+            target: Target::Root {
+                root: r.to_path_buf(),
+                user: None,
+            },
+            project_roots: vec![],
+            project_depth: 1,
+        }
+    }
+
     fn put(root: &Path, rel: &str, text: &str) {
         let path = root.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -848,15 +861,7 @@ mod tests {
             "etc/claude-code/managed-mcp.json",
             r#"{"mcpServers": {"corp": {"command": "corp"}}}"#,
         );
-        let options = ScanOptions {
-            os: Os::Linux,
-            target: Target::Root {
-                root: r.to_path_buf(),
-                user: None,
-            },
-            project_roots: vec![],
-            project_depth: 1,
-        };
+        let options = machine(r);
         let first = discovery::scan(&options);
         put(
             r,
@@ -905,15 +910,7 @@ mod tests {
             "home/alice/work/app/.mcp.json",
             r#"{"mcpServers": {"p": {"command": "p"}}}"#,
         );
-        let options = ScanOptions {
-            os: Os::Linux,
-            target: Target::Root {
-                root: r.to_path_buf(),
-                user: None,
-            },
-            project_roots: vec![],
-            project_depth: 1,
-        };
+        let options = machine(r);
         let found = discovery::scan(&options);
         let dirs = watch_dirs(&options, &found);
         let project = dunce::canonicalize(r.join("home/alice/work/app")).unwrap();

@@ -29,6 +29,25 @@ struct Case {
     why: &'static str,
 }
 
+const fn case(
+    dangerous: bool,
+    name: &'static str,
+    entry: &'static str,
+    min: RiskLevel,
+    max: RiskLevel,
+    why: &'static str,
+) -> Case {
+    Case {
+        name,
+        entry,
+        min,
+        max,
+        dangerous,
+        why,
+    }
+}
+
+/// A dangerous config.
 const fn d(
     name: &'static str,
     entry: &'static str,
@@ -36,16 +55,10 @@ const fn d(
     max: RiskLevel,
     why: &'static str,
 ) -> Case {
-    Case {
-        name,
-        entry,
-        min,
-        max,
-        dangerous: true,
-        why,
-    }
+    case(true, name, entry, min, max, why)
 }
 
+/// A benign look-alike.
 const fn b(
     name: &'static str,
     entry: &'static str,
@@ -53,14 +66,7 @@ const fn b(
     max: RiskLevel,
     why: &'static str,
 ) -> Case {
-    Case {
-        name,
-        entry,
-        min,
-        max,
-        dangerous: false,
-        why,
-    }
+    case(false, name, entry, min, max, why)
 }
 
 const CASES: &[Case] = &[
