@@ -171,10 +171,29 @@ fn a_report_refused_for_good_is_not_resent_and_is_said() {
         "etc/passwd",
         "carol:x:1000:1000::/home/carol:/bin/bash\n",
     );
+    // Secrets in the shapes configs really hold them: none may reach a request body,
+    // `status` or the log.
+    let planted = [
+        "PlantedBearer1summer!",
+        "PlantedEnv2value",
+        "PlantedDsn3pass",
+        "PlantedUser4TOKEN9x",
+        "PlantedJson5key",
+        "PlantedFlag6pw!",
+    ];
+    let secrets = format!(
+        r#""hdr": {{"command": "npx", "args": ["mcp-remote", "https://x.example/mcp", "--header", "Authorization: Bearer {}"]}},
+           "env": {{"command": "docker", "args": ["run", "-e", "API_TOKEN={}", "mcp/x:1.0"]}},
+           "dsn": {{"command": "mysql-mcp", "args": ["root:{}@tcp(db:3306)/app"]}},
+           "usr": {{"url": "https://{}@mcp.example.com/sse"}},
+           "jsn": {{"command": "npx", "args": ["-y", "x@1.0.0", "{{\"apiKey\": \"{}\"}}"]}},
+           "flg": {{"command": "npx", "args": ["-y", "y@1.0.0", "--password", "{}"]}}"#,
+        planted[0], planted[1], planted[2], planted[3], planted[4], planted[5]
+    );
     put(
         r,
         "home/carol/.cursor/mcp.json",
-        &format!(r#"{{"mcpServers": {{{}}}}}"#, many(20, "c")),
+        &format!(r#"{{"mcpServers": {{{}, {secrets}}}}}"#, many(20, "c")),
     );
     let state = tempfile::tempdir().unwrap();
     let (_, secret) = c.post("/enroll-secrets", &admin, &json!({ "name": "laptops" }));
