@@ -202,19 +202,43 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The facts a heartbeat gives, over the stored ones: a fact left out keeps its stored
-/// value, except the report error, which the agent sends for as long as it holds.
-fn facts_of(stored: &HostFacts, body: &HeartbeatRequest) -> HostFacts {
-    let pick = |new: &Option<String>, old: &Option<String>| new.clone().or_else(|| old.clone());
+/// The facts a heartbeat gives (the store keeps a stored fact the heartbeat leaves out,
+/// and replaces the report error, which the agent sends for as long as it holds).
+fn facts_of(body: &HeartbeatRequest) -> HostFacts {
     HostFacts {
-        hostname: pick(&body.hostname, &stored.hostname),
-        os_type: pick(&body.os_type, &stored.os_type),
-        os_version: pick(&body.os_version, &stored.os_version),
-        username: pick(&body.username, &stored.username),
-        agent_version: pick(&body.agent_version, &stored.agent_version),
-        machine: stored.machine.merged(&body.machine),
+        hostname: body.hostname.clone(),
+        os_type: body.os_type.clone(),
+        os_version: body.os_version.clone(),
+        username: body.username.clone(),
+        agent_version: body.agent_version.clone(),
+        machine: body.machine.clone(),
         report_error: body.report_error.clone(),
     }
+}
+
+/// Whether a heartbeat would change any stored fact (checked on every heartbeat, so
+/// without building anything).
+fn facts_change(stored: &HostFacts, body: &HeartbeatRequest) -> bool {
+    let (s, m) = (&stored.machine, &body.machine);
+    let pairs = [
+        (&stored.hostname, &body.hostname),
+        (&stored.os_type, &body.os_type),
+        (&stored.os_version, &body.os_version),
+        (&stored.username, &body.username),
+        (&stored.agent_version, &body.agent_version),
+        (&s.os_name, &m.os_name),
+        (&s.kernel_version, &m.kernel_version),
+        (&s.arch, &m.arch),
+        (&s.hardware_vendor, &m.hardware_vendor),
+        (&s.hardware_model, &m.hardware_model),
+        (&s.hardware_serial, &m.hardware_serial),
+        (&s.machine_id, &m.machine_id),
+        (&s.boot_time, &m.boot_time),
+        (&s.ip_address, &m.ip_address),
+    ];
+    pairs.iter().any(|(old, new)| new.is_some() && old != new)
+        || (m.users.is_some() && s.users != m.users)
+        || stored.report_error != body.report_error
 }
 
 /// `POST /agents/heartbeat` (agent key). Presence is kept in memory and flushed in
@@ -245,10 +269,13 @@ pub async fn heartbeat(
     };
     limits::check_heartbeat(&req.body)
         .map_err(|v| ApiError::validation(&v.field, v.to_string()))?;
-    let facts = facts_of(&agent.facts, &req.body);
-    if bind.is_some() || agent.stale || agent.last_seen_at.is_none() || agent.facts != facts {
+    if bind.is_some()
+        || agent.stale
+        || agent.last_seen_at.is_none()
+        || facts_change(&agent.facts, &req.body)
+    {
         let update = HeartbeatUpdate {
-            facts,
+            facts: facts_of(&req.body),
             seen_at: now,
             bind_public_key: bind,
         };

@@ -188,8 +188,13 @@ async fn verify_signature(
     let key = match state.verifying_keys.get(public_key) {
         Some(key) => key,
         None => {
+            // Checked once here, when the stored key is decompressed (small-order keys
+            // are refused at enrollment and binding; one stored before that never
+            // verifies anything).
             let key = VerifyingKey::from_bytes(public_key)
-                .map_err(|_| refuse(signing::Error::InvalidKey("stored key")))?;
+                .ok()
+                .filter(|k| !k.is_weak())
+                .ok_or_else(|| refuse(signing::Error::InvalidKey("stored key")))?;
             state.verifying_keys.insert(*public_key, key);
             key
         }

@@ -48,7 +48,7 @@ impl SignatureChecker {
     /// Whether `signature` is `key`'s signature of `message`.
     pub async fn verify(&self, key: VerifyingKey, message: Vec<u8>, signature: Signature) -> bool {
         let Some(checks) = &self.checks else {
-            return !key.is_weak() && key.verify_strict(&message, &signature).is_ok();
+            return key.verify_strict(&message, &signature).is_ok();
         };
         let (valid, answer) = oneshot::channel();
         let check = Check {
@@ -60,13 +60,10 @@ impl SignatureChecker {
         match checks.send(check) {
             Ok(()) => answer.await.unwrap_or(false),
             // The thread has ended (it panicked): check here.
-            Err(mpsc::SendError(check)) => {
-                !check.key.is_weak()
-                    && check
-                        .key
-                        .verify_strict(&check.message, &check.signature)
-                        .is_ok()
-            }
+            Err(mpsc::SendError(check)) => check
+                .key
+                .verify_strict(&check.message, &check.signature)
+                .is_ok(),
         }
     }
 }
@@ -80,9 +77,9 @@ fn verify_loop(rx: &mpsc::Receiver<Check>) {
                 Err(_) => break,
             }
         }
-        // Weak keys never reach here (refused at enrollment and binding); should one,
-        // it fails alone.
-        let all_valid = batch.len() > 1 && batch.iter().all(|c| !c.key.is_weak()) && {
+        // Weak keys never reach here: refused at enrollment and binding, and when a
+        // stored key is decompressed (`api::extract`).
+        let all_valid = batch.len() > 1 && {
             let messages: Vec<&[u8]> = batch.iter().map(|c| c.message.as_slice()).collect();
             let signatures: Vec<Signature> = batch.iter().map(|c| c.signature).collect();
             let keys: Vec<VerifyingKey> = batch.iter().map(|c| c.key).collect();
@@ -90,11 +87,10 @@ fn verify_loop(rx: &mpsc::Receiver<Check>) {
         };
         for check in batch {
             let valid = all_valid
-                || (!check.key.is_weak()
-                    && check
-                        .key
-                        .verify_strict(&check.message, &check.signature)
-                        .is_ok());
+                || check
+                    .key
+                    .verify_strict(&check.message, &check.signature)
+                    .is_ok();
             // The caller may have gone away (request cancelled).
             let _ = check.valid.send(valid);
         }
