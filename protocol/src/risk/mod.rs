@@ -383,6 +383,35 @@ mod tests {
         assert_eq!(b.level, RiskLevel::Critical);
     }
 
+    /// Host names, paths and user names are not what a server is: no capability is
+    /// inferred from them.
+    #[test]
+    fn hosts_paths_and_users_suggest_no_capability() {
+        let remote = ServerRecord {
+            server_name: "docs".into(),
+            server_type: Some("mcp-github-shell.example.com".into()),
+            url: Some("https://mcp-github-shell.example.com/mcp".into()),
+            command: Some("https://mcp-github-shell.example.com/mcp".into()),
+            os_user: Some("db".into()),
+            ..ServerRecord::default()
+        };
+        let local = ServerRecord {
+            server_name: "notes".into(),
+            command: Some("node".into()),
+            args: vec!["/home/db/shell-tools/github/build/index.js".into()],
+            os_user: Some("db".into()),
+            ..ServerRecord::default()
+        };
+        for record in [remote, local] {
+            let assessment = assess(&record);
+            let ids = rule_ids(&assessment);
+            assert!(
+                !ids.iter().any(|id| id.starts_with("MCP-CAP-")),
+                "{record:?}: {ids:?}"
+            );
+        }
+    }
+
     /// The agent's report holds the whole line in `command` and the arguments again in
     /// `args`, with or without its parsed `launch`; the seed's holds the line alone.
     /// Every shape is read as the same launch.

@@ -529,7 +529,7 @@ fn name_tokens(server: &ServerRecord, launch: &Launch) -> Vec<String> {
     }
     if package.is_none()
         && let Some(kind) = server.server_type.as_deref()
-        && !kind.contains(['/', '\\', ':'])
+        && !kind.contains(['/', '\\', ':', '.'])
         && kind.contains('-')
     {
         // The seed's `server_type` when nothing better is known (not a host or path).
