@@ -106,6 +106,21 @@ fn fleet() -> Vec<ServerRecord> {
     ]
 }
 
+/// The first ten servers of `org`, riskiest first.
+async fn first_page(store: &RedbStore, org: OrgId) -> Page<Server> {
+    store
+        .list_servers(
+            org,
+            ServerQuery {
+                page: 1,
+                page_size: 10,
+                ..ServerQuery::default()
+            },
+        )
+        .await
+        .unwrap()
+}
+
 /// A fresh store with organisation "A", its admin and one agent (keep the dir alive).
 async fn one_agent() -> (tempfile::TempDir, RedbStore, Org, Agent) {
     let dir = tempfile::tempdir().unwrap();
@@ -463,17 +478,7 @@ async fn a_store_closed_by_a_storage_failure_reopens_by_itself() {
             other => panic!("the store did not recover: {other:?}"),
         }
     }
-    let page = store
-        .list_servers(
-            o.id,
-            ServerQuery {
-                page: 1,
-                page_size: 10,
-                ..ServerQuery::default()
-            },
-        )
-        .await
-        .unwrap();
+    let page = first_page(&store, o.id).await;
     assert_eq!(page.items[0].record.server_name, "kept");
 }
 
@@ -607,17 +612,7 @@ async fn a_report_planned_before_another_write_is_planned_again() {
         })
         .await
         .unwrap();
-    let after = store
-        .list_servers(
-            o.id,
-            ServerQuery {
-                page: 1,
-                page_size: 10,
-                ..ServerQuery::default()
-            },
-        )
-        .await
-        .unwrap();
+    let after = first_page(&store, o.id).await;
     let memory = find(&after, "memory");
     assert_eq!(
         memory.risk_level,
@@ -724,17 +719,7 @@ async fn a_layout_1_database_keeps_its_histories() {
                 .await
                 .unwrap();
         }
-        let page = store
-            .list_servers(
-                o.id,
-                ServerQuery {
-                    page: 1,
-                    page_size: 10,
-                    ..ServerQuery::default()
-                },
-            )
-            .await
-            .unwrap();
+        let page = first_page(&store, o.id).await;
         let id = page.items[0].id;
         store.make_layout_1_for_test(o.id, id).await.unwrap();
         assert!(store.server_changes(o.id, id).await.unwrap().is_empty());
@@ -1216,19 +1201,7 @@ async fn combinations_follow_the_snapshot() {
         .apply_report(o.id, a.id, report(vec![fs.clone()]))
         .await
         .unwrap();
-    let alone = store
-        .list_servers(
-            o.id,
-            ServerQuery {
-                page: 1,
-                page_size: 10,
-                ..ServerQuery::default()
-            },
-        )
-        .await
-        .unwrap()
-        .items[0]
-        .risk_score;
+    let alone = first_page(&store, o.id).await.items[0].risk_score;
 
     store
         .apply_report(o.id, a.id, report(vec![fs.clone(), fetch]))
@@ -1284,17 +1257,7 @@ async fn combinations_follow_the_snapshot() {
             .combinations
             .is_empty()
     );
-    let page = store
-        .list_servers(
-            o.id,
-            ServerQuery {
-                page: 1,
-                page_size: 10,
-                ..ServerQuery::default()
-            },
-        )
-        .await
-        .unwrap();
+    let page = first_page(&store, o.id).await;
     for s in &page.items {
         assert!(
             !s.findings
