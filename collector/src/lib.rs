@@ -11,11 +11,13 @@
 //! - [`ingest`]: what a report does to stored servers and which alerts it raises;
 //! - [`model`]: the stored records; [`presence`], [`limits`]: in-memory state.
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod ingest;
+pub mod jobs;
 pub mod limits;
 pub mod logging;
 pub mod model;

@@ -98,6 +98,36 @@ pub struct HostFacts {
     pub report_error: Option<String>,
 }
 
+impl HostFacts {
+    /// Facts an agent sent, over the stored ones: a fact left out keeps its value;
+    /// the report error is replaced (the agent sends it while it holds, and an
+    /// accepted report ends it).
+    pub fn merge(&mut self, new: HostFacts) {
+        let HostFacts {
+            hostname,
+            os_type,
+            os_version,
+            username,
+            agent_version,
+            machine,
+            report_error,
+        } = new;
+        self.machine = self.machine.merged(&machine);
+        self.report_error = report_error;
+        for (slot, value) in [
+            (&mut self.hostname, hostname),
+            (&mut self.os_type, os_type),
+            (&mut self.os_version, os_version),
+            (&mut self.username, username),
+            (&mut self.agent_version, agent_version),
+        ] {
+            if value.is_some() {
+                *slot = value;
+            }
+        }
+    }
+}
+
 /// One installed agent.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Agent {
@@ -179,12 +209,51 @@ impl ServerStatus {
     }
 }
 
+/// What happened to a server, in its history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// First reported.
+    Created,
+    /// Reported with other values.
+    Updated,
+    /// Missing from its agent's snapshot.
+    Dormant,
+    /// Reported again after being dormant.
+    Reactivated,
+    /// Marked as verified by a person.
+    Verified,
+    /// Its verification was taken back by a person.
+    Unverified,
+    /// Scored again under newer rules or policy.
+    Rescored,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Dormant => "dormant",
+            Self::Reactivated => "reactivated",
+            Self::Verified => "verified",
+            Self::Unverified => "unverified",
+            Self::Rescored => "rescored",
+        }
+    }
+}
+
+impl PartialEq<&str> for ChangeKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One recorded change of a server.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ServerChange {
     pub at: DateTime<Utc>,
-    /// `created`, `updated`, `dormant`, `reactivated`, `verified`, `unverified`.
-    pub kind: String,
+    pub kind: ChangeKind,
     /// The fields whose values changed.
     pub fields: Vec<String>,
     pub previous_fingerprint: Option<String>,
@@ -197,10 +266,10 @@ pub struct ServerChange {
 
 impl ServerChange {
     /// A change that is an event, with no before/after launch or level.
-    pub fn event(at: DateTime<Utc>, kind: &str, fields: &[&str]) -> Self {
+    pub fn event(at: DateTime<Utc>, kind: ChangeKind, fields: &[&str]) -> Self {
         Self {
             at,
-            kind: kind.to_owned(),
+            kind,
             fields: fields.iter().map(|f| (*f).to_owned()).collect(),
             previous_fingerprint: None,
             fingerprint: None,
@@ -309,38 +378,6 @@ pub struct Alert {
 }
 
 impl Alert {
-    /// A new open alert.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        org_id: OrgId,
-        kind: AlertKind,
-        severity: RiskLevel,
-        title: String,
-        message: String,
-        server_id: Option<ServerId>,
-        agent_id: Option<AgentId>,
-        details: serde_json::Value,
-        now: DateTime<Utc>,
-    ) -> Self {
-        Self {
-            id: AlertId::new(),
-            org_id,
-            kind,
-            severity,
-            title,
-            message,
-            server_id,
-            agent_id,
-            created_at: now,
-            updated_at: None,
-            occurrences: 1,
-            details,
-            dismissed: false,
-            dismissed_at: None,
-            dismissed_by: None,
-        }
-    }
-
     /// What the alert is about: its server, else its agent. One open alert per
     /// (subject, kind).
     pub fn subject(&self) -> [u8; 16] {

@@ -1,11 +1,10 @@
 //! Agent presence: when each agent was last heard from. Heartbeats update memory only;
-//! [`flush_loop`] writes the new times to the store every few seconds in one batch, so
+//! a background job (`jobs`) writes the new times to the store every few seconds in one batch, so
 //! frequent heartbeats cost no fsync each, and a restart loses at most one interval
 //! (an agent is then shown with a slightly older last-seen time, never offline forever).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::{AgentId, OrgId};
@@ -139,76 +138,6 @@ impl Presence {
             tracing::warn!(error = %e, agents = n, "Agent last-seen times could not be saved; will retry.");
             // They stay in memory; the next heartbeat marks them dirty again.
         }
-    }
-}
-
-/// Every so often, save presence and mark agents silent longer than the dormancy
-/// threshold, so that their servers show as dormant. Runs until the task is dropped.
-pub async fn sweep_loop(state: Arc<crate::state::AppState>) {
-    let threshold = state.settings.dormant_after;
-    let every = (threshold / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        // Save in-memory last-seen times first, so an agent heard from a moment ago is
-        // not taken for silent.
-        state.presence.flush(state.store.as_ref()).await;
-        let Ok(threshold) = chrono::Duration::from_std(threshold) else {
-            return;
-        };
-        match state
-            .store
-            .sweep_silent_agents(Utc::now() - threshold)
-            .await
-        {
-            Ok(marked) => {
-                for (org, agent) in marked {
-                    tracing::info!(%org, %agent, "Agent silent beyond the dormancy threshold; its servers are now dormant.");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "Sweeping silent agents failed; will retry."),
-        }
-    }
-}
-
-/// Rescore, in batches, every stored server scored by an older rule set. Runs once at
-/// start, beside the API; a failure is logged and the rest is rescored at next start.
-pub async fn rescore_outdated(state: Arc<crate::state::AppState>) {
-    let mut cursor = None;
-    let mut total = 0usize;
-    loop {
-        match state.store.rescore_outdated(cursor, 500).await {
-            Ok((n, next)) => {
-                total += n;
-                match next {
-                    Some(next) => cursor = Some(next),
-                    None => break,
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "Rescoring servers under updated rules failed; will retry at next start.");
-                return;
-            }
-        }
-        tokio::task::yield_now().await;
-    }
-    if total > 0 {
-        tracing::info!(
-            servers = total,
-            rules_version = mcpwatch_protocol::risk::RULES_VERSION,
-            "Rescored servers under updated rules."
-        );
-    }
-}
-
-/// Flush presence to the store every `interval` until the task is dropped.
-pub async fn flush_loop(presence: Arc<crate::state::AppState>, interval: Duration) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        presence.presence.flush(presence.store.as_ref()).await;
     }
 }
 

@@ -14,7 +14,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
-use crate::presence;
+use crate::jobs;
 use crate::router;
 use crate::state::SharedState;
 
@@ -22,8 +22,6 @@ use crate::state::SharedState;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How often in-memory presence is written to the store.
-const PRESENCE_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Serve the API on `listener` until `shutdown` completes, then finish in-flight
 /// requests (up to a grace period) and flush agent presence.
@@ -44,12 +42,7 @@ pub async fn serve(
         Ok(known) => state.presence.load(known),
         Err(e) => tracing::warn!(error = %e, "Cannot read when agents were last seen."),
     }
-    let flusher = tokio::spawn(presence::flush_loop(
-        Arc::clone(&state),
-        PRESENCE_FLUSH_INTERVAL,
-    ));
-    let sweeper = tokio::spawn(presence::sweep_loop(Arc::clone(&state)));
-    let rescorer = tokio::spawn(presence::rescore_outdated(Arc::clone(&state)));
+    let jobs = tokio::spawn(jobs::run(Arc::clone(&state)));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -92,9 +85,7 @@ pub async fn serve(
     {
         tracing::warn!("Some connections did not finish within the grace period.");
     }
-    flusher.abort();
-    sweeper.abort();
-    rescorer.abort();
+    jobs.abort();
     state.presence.flush(state.store.as_ref()).await;
     Ok(())
 }

@@ -42,6 +42,9 @@ pub struct AppState {
     pub verifying_keys: quick_cache::sync::Cache<[u8; 32], ed25519_dalek::VerifyingKey>,
     /// Checks agent request signatures, in batches.
     pub signatures: SignatureChecker,
+    /// Notified when stored servers should be rescored (a policy change); the
+    /// background jobs (`jobs`) wait on it.
+    pub rescore_wanted: tokio::sync::Notify,
 }
 
 impl AppState {
@@ -53,6 +56,7 @@ impl AppState {
             replay: Mutex::new(ReplayGuard::default()),
             verifying_keys: quick_cache::sync::Cache::new(VERIFYING_KEYS_CACHED),
             signatures: SignatureChecker::start(),
+            rescore_wanted: tokio::sync::Notify::new(),
             login_by_pair: FailureLimiter::new(
                 settings.login_failures_per_account,
                 settings.login_lockout,

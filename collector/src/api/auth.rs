@@ -358,7 +358,7 @@ pub async fn update_me(
     };
     let user = state
         .store
-        .update_user(auth.user.org_id, auth.user.id, patch)
+        .update_user(auth.user.org_id, auth.user.id, patch, Utc::now())
         .await?;
     Ok(Json(UserView::from(&user)))
 }
@@ -402,7 +402,7 @@ pub async fn change_password(
     };
     state
         .store
-        .update_user(auth.user.org_id, auth.user.id, patch)
+        .update_user(auth.user.org_id, auth.user.id, patch, Utc::now())
         .await?;
     state
         .store
@@ -451,6 +451,9 @@ pub async fn update_organization(
             Some(Some(e)) => Some(Some(normalise_email("alert_email", &e)?)),
         },
     };
-    let org = state.store.update_org(auth.user.org_id, patch).await?;
+    let org = state
+        .store
+        .update_org(auth.user.org_id, patch, Utc::now())
+        .await?;
     Ok(Json(OrgView::from(&org)))
 }

@@ -2,7 +2,6 @@
 //! A change rescores the organisation's servers in the background.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
@@ -90,6 +89,6 @@ pub async fn put(
     };
     let saved = state.store.put_policy(auth.user.org_id, policy).await?;
     tracing::info!(org = %auth.user.org_id, user = %auth.user.id, version = saved.version, "Policy changed; rescoring servers.");
-    tokio::spawn(crate::presence::rescore_outdated(Arc::clone(&state)));
+    state.rescore_wanted.notify_one();
     Ok(Json(saved))
 }

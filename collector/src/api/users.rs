@@ -136,7 +136,7 @@ pub async fn update(
     };
     let user = state
         .store
-        .update_user(auth.user.org_id, id, patch)
+        .update_user(auth.user.org_id, id, patch, Utc::now())
         .await
         .map_err(or_not_found("user"))?;
     if end_sessions {

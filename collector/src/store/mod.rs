@@ -22,6 +22,7 @@ use mcpwatch_protocol::risk::RiskLevel;
 use mcpwatch_protocol::server::ServerRecord;
 use mcpwatch_protocol::wire::{ConfigError, ReportResponse};
 
+pub use crate::ingest::agent::{AgentReport, HeartbeatUpdate};
 use crate::model::{
     Agent, Alert, EnrollSecret, HostFacts, LevelCounts, Org, OrgPolicy, Role, Server, ServerChange,
     ServerStatus, Session, User,
@@ -51,7 +52,16 @@ pub enum Error {
     Unavailable(String),
     /// Anything else: the storage itself failed.
     #[error("storage failure: {0}")]
-    Internal(String),
+    Internal(#[source] std::sync::Arc<dyn std::error::Error + Send + Sync>),
+}
+
+impl Error {
+    /// A storage failure described in words (no underlying error to keep).
+    pub fn internal(what: impl Into<String>) -> Self {
+        Self::Internal(std::sync::Arc::from(Box::<
+            dyn std::error::Error + Send + Sync,
+        >::from(what.into())))
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -102,15 +112,6 @@ pub struct OrgPatch {
     pub alert_email: Option<Option<String>>,
 }
 
-/// A heartbeat's effect on the stored agent.
-#[derive(Debug, Clone)]
-pub struct HeartbeatUpdate {
-    pub facts: HostFacts,
-    pub seen_at: DateTime<Utc>,
-    /// Bind this signing key if the agent has none yet.
-    pub bind_public_key: Option<[u8; 32]>,
-}
-
 /// A report to apply.
 #[derive(Debug, Clone)]
 pub struct ReportInput {
@@ -119,6 +120,26 @@ pub struct ReportInput {
     pub facts: HostFacts,
     pub sequence: Option<u64>,
     pub received_at: DateTime<Utc>,
+}
+
+impl ReportInput {
+    /// The servers, and what the report says of its agent.
+    pub fn split(self) -> (Vec<ServerRecord>, AgentReport) {
+        let Self {
+            servers,
+            config_errors,
+            facts,
+            sequence,
+            received_at,
+        } = self;
+        let agent = AgentReport {
+            config_errors,
+            facts,
+            sequence,
+            received_at,
+        };
+        (servers, agent)
+    }
 }
 
 /// The storage the collector runs on.
@@ -139,14 +160,20 @@ pub trait Store: Send + Sync + 'static {
     async fn create_org_with_admin(&self, org: Org, admin: User, only_if_first: bool)
     -> Result<()>;
     async fn get_org(&self, org: OrgId) -> Result<Org>;
-    async fn update_org(&self, org: OrgId, patch: OrgPatch) -> Result<Org>;
+    async fn update_org(&self, org: OrgId, patch: OrgPatch, now: DateTime<Utc>) -> Result<Org>;
     /// Find a user by (lowercased) email, for login.
     async fn find_user_by_email(&self, email: &str) -> Result<Option<User>>;
     async fn get_user(&self, org: OrgId, user: UserId) -> Result<User>;
     async fn list_users(&self, org: OrgId) -> Result<Vec<User>>;
     async fn create_user(&self, org: OrgId, user: User) -> Result<()>;
     /// Refuses with a conflict to leave the organisation without an active admin.
-    async fn update_user(&self, org: OrgId, user: UserId, patch: UserPatch) -> Result<User>;
+    async fn update_user(
+        &self,
+        org: OrgId,
+        user: UserId,
+        patch: UserPatch,
+        now: DateTime<Utc>,
+    ) -> Result<User>;
     /// Also ends the user's sessions. Refuses to remove the last active admin.
     async fn delete_user(&self, org: OrgId, user: UserId) -> Result<()>;
 
@@ -196,7 +223,11 @@ pub trait Store: Send + Sync + 'static {
     /// Mark agents last seen before `cutoff` as stale: their snapshot servers show as
     /// dormant until the agent is heard from again (heartbeat or report). Answers the
     /// agents marked.
-    async fn sweep_silent_agents(&self, cutoff: DateTime<Utc>) -> Result<Vec<(OrgId, AgentId)>>;
+    async fn sweep_silent_agents(
+        &self,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(OrgId, AgentId)>>;
     /// Persist last-seen times kept in memory. Unknown agents are skipped.
     async fn touch_agents(&self, seen: Vec<(OrgId, AgentId, DateTime<Utc>)>) -> Result<()>;
     /// Every agent heard from at or after `since`, with when (read once at start).
@@ -237,6 +268,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         cursor: Option<(OrgId, ServerId)>,
         limit: usize,
+        now: DateTime<Utc>,
     ) -> Result<(usize, Option<(OrgId, ServerId)>)>;
     /// The organisation's policy (the default, empty one if none was set).
     async fn get_policy(&self, org: OrgId) -> Result<OrgPolicy>;

@@ -163,7 +163,9 @@ async fn story(store: &dyn Store) {
         ..UserPatch::default()
     };
     assert!(matches!(
-        store.update_user(a.id, admin_a.id, demote).await,
+        store
+            .update_user(a.id, admin_a.id, demote, Utc::now())
+            .await,
         Err(Error::Conflict(_))
     ));
     assert!(matches!(
@@ -332,7 +334,7 @@ async fn story(store: &dyn Store) {
     ));
     assert!(matches!(
         store
-            .update_user(b.id, admin_a.id, UserPatch::default())
+            .update_user(b.id, admin_a.id, UserPatch::default(), Utc::now())
             .await,
         Err(Error::NotFound)
     ));
@@ -824,13 +826,13 @@ async fn silent_agents_make_their_servers_dormant_until_heard_from() {
     // Not silent yet.
     assert!(
         store
-            .sweep_silent_agents(Utc::now() - chrono::Duration::hours(1))
+            .sweep_silent_agents(Utc::now() - chrono::Duration::hours(1), Utc::now())
             .await
             .unwrap()
             .is_empty()
     );
     let marked = store
-        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1))
+        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1), Utc::now())
         .await
         .unwrap();
     assert_eq!(marked, vec![(o.id, quiet.id)]);
@@ -853,7 +855,7 @@ async fn silent_agents_make_their_servers_dormant_until_heard_from() {
     );
     assert!(
         store
-            .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1))
+            .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1), Utc::now())
             .await
             .unwrap()
             .is_empty(),
@@ -881,7 +883,7 @@ async fn silent_agents_make_their_servers_dormant_until_heard_from() {
 
     // Silent again, then a report that drops two servers: three active, two dormant.
     store
-        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1))
+        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1), Utc::now())
         .await
         .unwrap();
     let mut fewer = fleet();
@@ -898,7 +900,7 @@ async fn silent_agents_make_their_servers_dormant_until_heard_from() {
     assert_eq!((active.total, active.items.len()), (3, 3));
     // The two dropped servers stay dormant when the agent is next marked and woken.
     store
-        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1))
+        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1), Utc::now())
         .await
         .unwrap();
     let update = HeartbeatUpdate {
@@ -1066,11 +1068,11 @@ async fn alerts_fire_once_repeat_as_updates_and_dismissal_sticks() {
 
     // Agent silent: once per transition.
     store
-        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1))
+        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1), Utc::now())
         .await
         .unwrap();
     store
-        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(2))
+        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(2), Utc::now())
         .await
         .unwrap();
     let page = store.list_alerts(o.id, all()).await.unwrap();
@@ -1126,7 +1128,7 @@ async fn servers_scored_by_older_rules_are_rescored_in_batches() {
     let mut total = 0;
     let mut calls = 0;
     loop {
-        let (n, next) = store.rescore_outdated(cursor, 2).await.unwrap();
+        let (n, next) = store.rescore_outdated(cursor, 2, Utc::now()).await.unwrap();
         total += n;
         calls += 1;
         match next {
@@ -1181,7 +1183,10 @@ async fn servers_scored_by_older_rules_are_rescored_in_batches() {
             .any(|x| x.kind == AlertKind::RiskIncreased && x.server_id == Some(critical.id))
     );
     // Nothing left to do.
-    assert_eq!(store.rescore_outdated(None, 100).await.unwrap(), (0, None));
+    assert_eq!(
+        store.rescore_outdated(None, 100, Utc::now()).await.unwrap(),
+        (0, None)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,114 @@
+//! What an agent's heartbeats, reports and silence do to its own record, and to the
+//! presence of its servers.
+
+use chrono::{DateTime, Utc};
+use mcpwatch_protocol::risk;
+use mcpwatch_protocol::wire::ConfigError;
+
+use super::ServerWrite;
+use crate::alerts;
+use crate::model::{Agent, Alert, HostFacts, Server, ServerStatus};
+
+/// A heartbeat's effect on the stored agent.
+#[derive(Debug, Clone)]
+pub struct HeartbeatUpdate {
+    pub facts: HostFacts,
+    pub seen_at: DateTime<Utc>,
+    /// Bind this signing key if the agent has none yet.
+    pub bind_public_key: Option<[u8; 32]>,
+}
+
+/// What a report says of its agent, besides its servers.
+#[derive(Debug, Clone)]
+pub struct AgentReport {
+    pub config_errors: Vec<ConfigError>,
+    pub facts: HostFacts,
+    pub sequence: Option<u64>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// The agent was heard from at `at`: its last-seen time moves forward (never back).
+fn seen(record: &mut Agent, at: DateTime<Utc>) {
+    record.last_seen_at = Some(record.last_seen_at.map_or(at, |prev| prev.max(at)));
+}
+
+/// The agent is heard from again: answers whether it was silent, in which case its
+/// snapshot servers must be shown active again (see [`presence`]).
+pub fn heard_from(record: &mut Agent) -> bool {
+    std::mem::take(&mut record.stale)
+}
+
+/// Apply a heartbeat to the agent's record.
+pub fn heartbeat(record: &mut Agent, update: HeartbeatUpdate) {
+    record.facts.merge(update.facts);
+    seen(record, update.seen_at);
+    if record.public_key.is_none() {
+        record.public_key = update.bind_public_key;
+    }
+}
+
+/// Apply an accepted report to the agent's record: facts, errors, combinations and
+/// counts. Answers the alerts it raises: config files it could not read that it had
+/// not reported before, and combinations it did not have.
+pub fn reported(
+    record: &mut Agent,
+    report: AgentReport,
+    combinations: Vec<risk::Combination>,
+    active_count: u64,
+) -> Vec<Alert> {
+    let AgentReport {
+        config_errors,
+        facts,
+        sequence,
+        received_at,
+    } = report;
+    let mut raised = Vec::new();
+    let new_errors: Vec<&ConfigError> = config_errors
+        .iter()
+        .filter(|e| !record.config_errors.iter().any(|k| k.path == e.path))
+        .collect();
+    if !new_errors.is_empty() {
+        raised.push(alerts::config_errors(record, &new_errors, received_at));
+    }
+    raised.extend(super::combination_alert(record, &combinations, received_at));
+    record.combinations = combinations;
+    record.facts.merge(facts);
+    record.last_report_at = Some(received_at);
+    seen(record, received_at);
+    record.server_count = active_count;
+    record.config_errors = config_errors;
+    record.last_sequence = sequence.or(record.last_sequence);
+    raised
+}
+
+/// Whether an agent with servers has not been heard from since `cutoff` (and is not
+/// already marked silent).
+pub fn is_silent(agent: &Agent, cutoff: DateTime<Utc>) -> bool {
+    !agent.stale
+        && agent.server_count > 0
+        && agent.last_seen_at.unwrap_or(agent.created_at) < cutoff
+}
+
+/// Mark a silent agent: its servers are to be shown dormant (see [`presence`]).
+/// Answers the alert.
+pub fn silenced(agent: &mut Agent, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Alert {
+    agent.stale = true;
+    alerts::agent_silent(agent, cutoff, now)
+}
+
+/// Show one of an agent's servers as active (agent heard from) or dormant (agent
+/// silent); servers missing from its snapshot stay dormant either way. `None`: no
+/// change.
+pub fn presence(server: &Server, active: bool) -> Option<ServerWrite> {
+    let target = if active {
+        ServerStatus::Active
+    } else {
+        ServerStatus::Dormant
+    };
+    if !server.in_snapshot || server.status == target {
+        return None;
+    }
+    let mut after = server.clone();
+    after.status = target;
+    Some(ServerWrite::silent(Some(server.clone()), after))
+}

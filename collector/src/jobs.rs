@@ -1,0 +1,110 @@
+//! Background jobs and their one scheduler: saving agent presence, marking silent
+//! agents, and rescoring servers under newer rules or policy.
+//!
+//! [`run`] is one task that takes turns: a rescoring pass runs a batch per turn, so
+//! that presence is still saved and silent agents still swept while a large database
+//! is rescored.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use mcpwatch_protocol::ids::{OrgId, ServerId};
+use tokio::time::{Interval, MissedTickBehavior};
+
+use crate::state::SharedState;
+
+/// How often in-memory presence is written to the store.
+pub const PRESENCE_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+/// Servers rescored per turn.
+const RESCORE_BATCH: usize = 500;
+
+fn ticker(every: Duration) -> Interval {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticker
+}
+
+/// A rescoring pass in progress.
+#[derive(Default)]
+struct Pass {
+    cursor: Option<(OrgId, ServerId)>,
+    rescored: usize,
+}
+
+/// Run every background job until the task is dropped. Rescoring runs once at start
+/// and again whenever [`crate::state::AppState::rescore_wanted`] is notified (a
+/// policy change).
+pub async fn run(state: SharedState) {
+    let threshold = state.settings.dormant_after;
+    let mut flush = ticker(PRESENCE_FLUSH_INTERVAL);
+    let mut sweep = ticker((threshold / 2).clamp(Duration::from_secs(1), Duration::from_secs(60)));
+    state.rescore_wanted.notify_one();
+    let mut pass: Option<Pass> = None;
+    loop {
+        let rescoring = pass.is_some();
+        tokio::select! {
+            biased;
+            _ = flush.tick() => state.presence.flush(state.store.as_ref()).await,
+            _ = sweep.tick() => sweep_silent(&state).await,
+            () = state.rescore_wanted.notified() => {
+                // A pass in progress starts over: the new policy applies to all.
+                pass = Some(Pass::default());
+            }
+            () = std::future::ready(()), if rescoring => {
+                if let Some(current) = pass.take() {
+                    pass = rescore_batch(&state, current).await;
+                }
+            }
+        }
+    }
+}
+
+/// Save presence, then mark agents silent longer than the dormancy threshold, so
+/// that their servers show as dormant.
+async fn sweep_silent(state: &SharedState) {
+    // Save in-memory last-seen times first, so an agent heard from a moment ago is
+    // not taken for silent.
+    state.presence.flush(state.store.as_ref()).await;
+    let Ok(threshold) = chrono::Duration::from_std(state.settings.dormant_after) else {
+        return;
+    };
+    let now = Utc::now();
+    match state.store.sweep_silent_agents(now - threshold, now).await {
+        Ok(marked) => {
+            for (org, agent) in marked {
+                tracing::info!(%org, %agent, "Agent silent beyond the dormancy threshold; its servers are now dormant.");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "Sweeping silent agents failed; will retry."),
+    }
+}
+
+/// One batch of a rescoring pass; answers the pass if it is not done. A failure ends
+/// the pass (the rest is rescored at the next start or policy change).
+async fn rescore_batch(state: &SharedState, mut pass: Pass) -> Option<Pass> {
+    match state
+        .store
+        .rescore_outdated(pass.cursor, RESCORE_BATCH, Utc::now())
+        .await
+    {
+        Ok((n, next)) => {
+            pass.rescored += n;
+            if next.is_some() {
+                pass.cursor = next;
+                return Some(pass);
+            }
+            if pass.rescored > 0 {
+                tracing::info!(
+                    servers = pass.rescored,
+                    rules_version = mcpwatch_protocol::risk::RULES_VERSION,
+                    "Rescored servers under updated rules."
+                );
+            }
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Rescoring servers under updated rules failed; will retry at next start or policy change.");
+            None
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Agents, their keys and presence, and enroll secrets.
+
+use chrono::{DateTime, Utc};
+use mcpwatch_protocol::ids::{AgentId, EnrollSecretId, OrgId};
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+
+use super::schema::{
+    AGENT_KEYS, AGENTS, ENROLL_HASHES, ENROLL_SECRETS, INVENTORY_REV, SERVER_CHANGES,
+    SERVER_IDENTITY, SERVERS, THIRD_PART, agent_key, cat, decode, get_json, get_via, list_json,
+    org_key, put_json, scan_prefix, server_key,
+};
+use super::{alerts, servers};
+use crate::ingest::agent::{self as rules, HeartbeatUpdate};
+use crate::model::{Agent, EnrollSecret, Server};
+use crate::store::{Error, Result};
+
+const KEY_COLLISION: Error = Error::Conflict("api key collision");
+
+fn insert_agent(txn: &WriteTransaction, agent: &Agent) -> Result<()> {
+    if txn
+        .open_table(AGENT_KEYS)?
+        .get(agent.key_hash.as_slice())?
+        .is_some()
+    {
+        return Err(KEY_COLLISION);
+    }
+    let key = agent_key(agent.org_id, agent.id);
+    put_json(txn, AGENTS, &key, agent)?;
+    txn.open_table(AGENT_KEYS)?
+        .insert(agent.key_hash.as_slice(), key.as_slice())?;
+    Ok(())
+}
+
+pub(super) fn create_agent(txn: &WriteTransaction, agent: &Agent) -> Result<()> {
+    insert_agent(txn, agent)
+}
+
+pub(super) fn enroll_agent(
+    txn: &WriteTransaction,
+    secret_hash: [u8; 32],
+    mut agent: Agent,
+    now: DateTime<Utc>,
+) -> Result<Agent> {
+    let Some(secret_key) = txn
+        .open_table(ENROLL_HASHES)?
+        .get(secret_hash.as_slice())?
+        .map(|v| v.value().to_vec())
+    else {
+        return Err(Error::InvalidEnrollSecret);
+    };
+    let mut secret: EnrollSecret = get_json(&txn.open_table(ENROLL_SECRETS)?, &secret_key)?
+        .ok_or(Error::InvalidEnrollSecret)?;
+    if secret.expires_at.is_some_and(|at| at <= now) {
+        return Err(Error::InvalidEnrollSecret);
+    }
+    agent.org_id = secret.org_id;
+    insert_agent(txn, &agent)?;
+    secret.enrolled_count += 1;
+    put_json(txn, ENROLL_SECRETS, &secret_key, &secret)?;
+    Ok(agent)
+}
+
+pub(super) fn find_agent_by_key(
+    txn: &ReadTransaction,
+    key_hash: [u8; 32],
+) -> Result<Option<Agent>> {
+    get_via(txn, AGENT_KEYS, key_hash.as_slice(), AGENTS)
+}
+
+pub(super) fn get_agent(txn: &ReadTransaction, org: OrgId, agent: AgentId) -> Result<Agent> {
+    get_json(&txn.open_table(AGENTS)?, &agent_key(org, agent))?.ok_or(Error::NotFound)
+}
+
+/// The stored agent, for a write.
+pub(super) fn agent_for_write(txn: &WriteTransaction, org: OrgId, agent: AgentId) -> Result<Agent> {
+    get_json(&txn.open_table(AGENTS)?, &agent_key(org, agent))?.ok_or(Error::NotFound)
+}
+
+pub(super) fn put_agent(txn: &WriteTransaction, agent: &Agent) -> Result<()> {
+    put_json(txn, AGENTS, &agent_key(agent.org_id, agent.id), agent)
+}
+
+pub(super) fn list_agents(txn: &ReadTransaction, org: OrgId) -> Result<Vec<Agent>> {
+    list_json(&txn.open_table(AGENTS)?, &org.to_bytes())
+}
+
+/// The agent's servers, each with its identity hash.
+pub(super) fn agent_servers<T, U>(
+    identity: &T,
+    servers: &U,
+    org: OrgId,
+    agent: AgentId,
+) -> Result<Vec<(Server, [u8; 32])>>
+where
+    T: ReadableTable<super::schema::Bytes, super::schema::Bytes>,
+    U: ReadableTable<super::schema::Bytes, super::schema::Bytes>,
+{
+    let mut out = Vec::new();
+    for (key, value) in scan_prefix(identity, &agent_key(org, agent))? {
+        let ident: [u8; 32] = key
+            .get(THIRD_PART..)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| Error::internal("identity key has the wrong length"))?;
+        if let Some(server) = get_json::<Server, _>(servers, &cat(&[&org.to_bytes(), &value]))? {
+            out.push((server, ident));
+        }
+    }
+    Ok(out)
+}
+
+/// Show the agent's snapshot servers as active (heard from) or dormant (silent).
+pub(super) fn set_presence(
+    txn: &WriteTransaction,
+    org: OrgId,
+    agent: AgentId,
+    active: bool,
+) -> Result<()> {
+    let servers = agent_servers(
+        &txn.open_table(SERVER_IDENTITY)?,
+        &txn.open_table(SERVERS)?,
+        org,
+        agent,
+    )?;
+    for (server, _) in servers {
+        if let Some(write) = rules::presence(&server, active) {
+            servers::put_server(txn, &write)?;
+        }
+    }
+    Ok(())
+}
+
+/// The agent is heard from: if it was silent, its servers are active again.
+pub(super) fn heard_from(txn: &WriteTransaction, record: &mut Agent) -> Result<()> {
+    if rules::heard_from(record) {
+        set_presence(txn, record.org_id, record.id, true)?;
+    }
+    Ok(())
+}
+
+pub(super) fn delete_agent(txn: &WriteTransaction, org: OrgId, agent: AgentId) -> Result<()> {
+    let key = agent_key(org, agent);
+    let record = agent_for_write(txn, org, agent)?;
+    let servers = agent_servers(
+        &txn.open_table(SERVER_IDENTITY)?,
+        &txn.open_table(SERVERS)?,
+        org,
+        agent,
+    )?;
+    for (server, ident) in servers {
+        servers::index_server(txn, &server, false)?;
+        let server_key = server_key(org, server.id);
+        txn.open_table(SERVERS)?.remove(server_key.as_slice())?;
+        let mut history = txn.open_table(SERVER_CHANGES)?;
+        for (change_key, _) in scan_prefix(&history, &server_key)? {
+            history.remove(change_key.as_slice())?;
+        }
+        drop(history);
+        txn.open_table(SERVER_IDENTITY)?
+            .remove(cat(&[&key, &ident]).as_slice())?;
+    }
+    txn.open_table(AGENT_KEYS)?
+        .remove(record.key_hash.as_slice())?;
+    txn.open_table(INVENTORY_REV)?.remove(key.as_slice())?;
+    txn.open_table(AGENTS)?.remove(key.as_slice())?;
+    Ok(())
+}
+
+pub(super) fn record_heartbeat(
+    txn: &WriteTransaction,
+    org: OrgId,
+    agent: AgentId,
+    update: HeartbeatUpdate,
+) -> Result<Agent> {
+    let mut record = agent_for_write(txn, org, agent)?;
+    rules::heartbeat(&mut record, update);
+    heard_from(txn, &mut record)?;
+    put_agent(txn, &record)?;
+    Ok(record)
+}
+
+/// Every agent record, for scans that visit them all.
+fn each_agent(txn: &ReadTransaction, mut f: impl FnMut(Vec<u8>, Agent)) -> Result<()> {
+    for entry in txn.open_table(AGENTS)?.iter()? {
+        let (k, v) = entry?;
+        f(k.value().to_vec(), decode(v.value())?);
+    }
+    Ok(())
+}
+
+pub(super) fn agents_seen_since(
+    txn: &ReadTransaction,
+    since: DateTime<Utc>,
+) -> Result<Vec<(OrgId, AgentId, DateTime<Utc>)>> {
+    let mut out = Vec::new();
+    each_agent(txn, |_, agent| {
+        if let Some(at) = agent.last_seen_at.filter(|at| *at >= since) {
+            out.push((agent.org_id, agent.id, at));
+        }
+    })?;
+    Ok(out)
+}
+
+/// The keys of agents silent since before `cutoff` (found with a read, so that the
+/// writer is held only for the agents that change).
+pub(super) fn silent_agents(txn: &ReadTransaction, cutoff: DateTime<Utc>) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    each_agent(txn, |key, agent| {
+        if rules::is_silent(&agent, cutoff) {
+            out.push(key);
+        }
+    })?;
+    Ok(out)
+}
+
+/// Mark the agents at `keys` silent if they still are: their servers become dormant
+/// and an alert is raised for each.
+pub(super) fn mark_silent(
+    txn: &WriteTransaction,
+    keys: Vec<Vec<u8>>,
+    cutoff: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Vec<(OrgId, AgentId)>> {
+    let mut marked = Vec::new();
+    for key in keys {
+        let Some(mut agent) = get_json::<Agent, _>(&txn.open_table(AGENTS)?, &key)? else {
+            continue;
+        };
+        if !rules::is_silent(&agent, cutoff) {
+            continue;
+        }
+        let alert = rules::silenced(&mut agent, cutoff, now);
+        set_presence(txn, agent.org_id, agent.id, false)?;
+        alerts::raise(txn, &alert)?;
+        put_agent(txn, &agent)?;
+        marked.push((agent.org_id, agent.id));
+    }
+    Ok(marked)
+}
+
+pub(super) fn touch_agents(
+    txn: &WriteTransaction,
+    seen: Vec<(OrgId, AgentId, DateTime<Utc>)>,
+) -> Result<()> {
+    let mut agents = txn.open_table(AGENTS)?;
+    for (org, agent, at) in seen {
+        let key = agent_key(org, agent);
+        let Some(mut record) = get_json::<Agent, _>(&agents, &key)? else {
+            continue;
+        };
+        if record.last_seen_at.is_none_or(|prev| prev < at) {
+            record.last_seen_at = Some(at);
+            agents.insert(key.as_slice(), super::schema::encode(&record)?.as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn create_enroll_secret(txn: &WriteTransaction, secret: &EnrollSecret) -> Result<()> {
+    if txn
+        .open_table(ENROLL_HASHES)?
+        .get(secret.secret_hash.as_slice())?
+        .is_some()
+    {
+        return Err(Error::Conflict("enroll secret collision"));
+    }
+    let key = org_key(secret.org_id, secret.id.to_bytes());
+    put_json(txn, ENROLL_SECRETS, &key, secret)?;
+    txn.open_table(ENROLL_HASHES)?
+        .insert(secret.secret_hash.as_slice(), key.as_slice())?;
+    Ok(())
+}
+
+pub(super) fn list_enroll_secrets(txn: &ReadTransaction, org: OrgId) -> Result<Vec<EnrollSecret>> {
+    list_json(&txn.open_table(ENROLL_SECRETS)?, &org.to_bytes())
+}
+
+pub(super) fn delete_enroll_secret(
+    txn: &WriteTransaction,
+    org: OrgId,
+    id: EnrollSecretId,
+) -> Result<()> {
+    let key = org_key(org, id.to_bytes());
+    let secret: EnrollSecret =
+        get_json(&txn.open_table(ENROLL_SECRETS)?, &key)?.ok_or(Error::NotFound)?;
+    txn.open_table(ENROLL_SECRETS)?.remove(key.as_slice())?;
+    txn.open_table(ENROLL_HASHES)?
+        .remove(secret.secret_hash.as_slice())?;
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! Alerts: records, the open-alert index and count, one open alert per subject and
+//! kind.
+
+use chrono::{DateTime, Utc};
+use mcpwatch_protocol::ids::{AlertId, OrgId, UserId};
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+
+use super::schema::{
+    ALERT_SUBJECTS, ALERTS, ALERTS_OPEN, COUNTS, add_count, cat, count, count_key_alerts, decode,
+    get_json, keys_with_prefix, org_key, put_json, scan_prefix,
+};
+use crate::alerts as rules;
+use crate::model::Alert;
+use crate::store::{AlertQuery, Error, Page, Result};
+
+fn alert_key(alert: &Alert) -> Vec<u8> {
+    org_key(alert.org_id, alert.id.to_bytes())
+}
+
+/// The alert's entry in `alert_subjects`: org·subject·kind.
+fn subject_key(alert: &Alert) -> Vec<u8> {
+    cat(&[
+        &alert.org_id.to_bytes(),
+        &alert.subject(),
+        &[alert.kind.code()],
+    ])
+}
+
+/// Raise an alert, unless one of the same kind is open for the same server or agent:
+/// then that one is updated as [`rules::repeat`] says. Answers whether a new alert
+/// was created.
+pub(super) fn raise(txn: &WriteTransaction, alert: &Alert) -> Result<bool> {
+    let subject = subject_key(alert);
+    let open_key = txn
+        .open_table(ALERT_SUBJECTS)?
+        .get(subject.as_slice())?
+        .map(|v| v.value().to_vec());
+    if let Some(key) = open_key {
+        let previous = get_json::<Alert, _>(&txn.open_table(ALERTS)?, &key)?;
+        if let Some(mut previous) = previous.filter(|p| !p.dismissed) {
+            rules::repeat(&mut previous, alert);
+            put_json(txn, ALERTS, &key, &previous)?;
+            return Ok(false);
+        }
+    }
+    put_alert(txn, alert, None)?;
+    txn.open_table(ALERT_SUBJECTS)?
+        .insert(subject.as_slice(), alert_key(alert).as_slice())?;
+    Ok(true)
+}
+
+/// Store an alert and keep the open index and count with it; `was_open` is whether
+/// the stored version was open (`None`: a new alert).
+fn put_alert(txn: &WriteTransaction, alert: &Alert, was_open: Option<bool>) -> Result<()> {
+    let key = alert_key(alert);
+    if alert.dismissed && was_open == Some(true) {
+        // Dismissed: the next occurrence of the situation raises a new alert.
+        let subject = subject_key(alert);
+        let mut subjects = txn.open_table(ALERT_SUBJECTS)?;
+        if subjects
+            .get(subject.as_slice())?
+            .is_some_and(|v| v.value() == key.as_slice())
+        {
+            subjects.remove(subject.as_slice())?;
+        }
+    }
+    put_json(txn, ALERTS, &key, alert)?;
+    let open_now = !alert.dismissed;
+    if was_open != Some(open_now) {
+        let mut open = txn.open_table(ALERTS_OPEN)?;
+        if open_now {
+            open.insert(key.as_slice(), ())?;
+        } else {
+            open.remove(key.as_slice())?;
+        }
+        drop(open);
+        let delta = match (was_open, open_now) {
+            (Some(true), false) => -1,
+            (None | Some(false), true) => 1,
+            _ => 0,
+        };
+        add_count(txn, &count_key_alerts(alert.org_id), delta)?;
+    }
+    Ok(())
+}
+
+/// A page of an organisation's alerts, newest first.
+pub(super) fn list_alerts(
+    txn: &ReadTransaction,
+    org: OrgId,
+    query: &AlertQuery,
+) -> Result<Page<Alert>> {
+    let org_b = org.to_bytes();
+    let alerts = txn.open_table(ALERTS)?;
+    let offset = query.page.saturating_sub(1).saturating_mul(query.page_size);
+    let mut items = Vec::new();
+    let mut total = 0u64;
+    let mut consider = |alert: Alert| {
+        if query.severity.is_some_and(|s| s != alert.severity)
+            || query.dismissed.is_some_and(|d| d != alert.dismissed)
+        {
+            return;
+        }
+        if total >= offset && (items.len() as u64) < query.page_size {
+            items.push(alert);
+        }
+        total += 1;
+    };
+    if query.dismissed == Some(false) {
+        let keys = keys_with_prefix(&txn.open_table(ALERTS_OPEN)?, &org_b)?;
+        for key in keys.iter().rev() {
+            if let Some(alert) = get_json::<Alert, _>(&alerts, key)? {
+                consider(alert);
+            }
+        }
+    } else {
+        for (_, v) in scan_prefix(&alerts, &org_b)?.iter().rev() {
+            consider(decode(v)?);
+        }
+    }
+    Ok(Page { items, total })
+}
+
+pub(super) fn dismiss_alert(
+    txn: &WriteTransaction,
+    org: OrgId,
+    alert: AlertId,
+    (by, at): (UserId, DateTime<Utc>),
+) -> Result<Alert> {
+    let key = org_key(org, alert.to_bytes());
+    let mut record: Alert = get_json(&txn.open_table(ALERTS)?, &key)?.ok_or(Error::NotFound)?;
+    if !record.dismissed {
+        rules::dismiss(&mut record, by, at);
+        put_alert(txn, &record, Some(true))?;
+    }
+    Ok(record)
+}
+
+pub(super) fn dismiss_all_alerts(
+    txn: &WriteTransaction,
+    org: OrgId,
+    by: UserId,
+    at: DateTime<Utc>,
+) -> Result<u64> {
+    let keys = keys_with_prefix(&txn.open_table(ALERTS_OPEN)?, &org.to_bytes())?;
+    let mut dismissed = 0;
+    for key in keys {
+        let Some(mut record) = get_json::<Alert, _>(&txn.open_table(ALERTS)?, &key)? else {
+            continue;
+        };
+        rules::dismiss(&mut record, by, at);
+        put_alert(txn, &record, Some(true))?;
+        dismissed += 1;
+    }
+    Ok(dismissed)
+}
+
+pub(super) fn open_alert_count(txn: &ReadTransaction, org: OrgId) -> Result<u64> {
+    count(&txn.open_table(COUNTS)?, &count_key_alerts(org))
+}

@@ -1,0 +1,508 @@
+//! The embedded store: one redb file in the data dir.
+//!
+//! # Layout
+//!
+//! | table | key | value |
+//! | --- | --- | --- |
+//! | `orgs` | org | [`Org`] |
+//! | `users` | org·user | [`User`] |
+//! | `user_emails` | email | org·user |
+//! | `sessions` | session | [`Session`] |
+//! | `user_sessions` | org·user·session | – |
+//! | `agents` | org·agent | [`Agent`] |
+//! | `agent_keys` | sha256(key) | org·agent |
+//! | `enroll_secrets` | org·secret | [`EnrollSecret`] |
+//! | `enroll_hashes` | sha256(secret) | org·secret |
+//! | `servers` | org·server | [`Server`] |
+//! | `server_identity` | org·agent·sha256(client, path, name) | server |
+//! | `srv_rank` | org·rank·(255−score)·server | status·agent·name |
+//! | `srv_agent` | org·agent·rank·(255−score)·server | status·name |
+//! | `counts` | org·`S`·rank·status, org·`A` | u64 |
+//! | `alerts` | org·alert | [`Alert`] |
+//! | `alerts_open` | org·alert | – |
+//! | `policies` | org | [`OrgPolicy`] |
+//! | `alert_subjects` | org·subject·kind | org·alert (the one open alert of that kind) |
+//! | `server_changes` | org·server·seq | [`ServerChange`] (the newest [`MAX_SERVER_CHANGES`] per server) |
+//! | `inventory_rev` | org·agent | u64, bumped by every write of one of the agent's servers |
+//!
+//! The rank indexes order servers by risk (critical first, then score, then age) and
+//! carry what the list filters need, so a filtered page reads only the index and the
+//! page's rows; the counts are kept in the same transaction as the rows.
+//!
+//! # Modules
+//!
+//! [`schema`] holds the tables and key builders; `writer` the group-commit writer;
+//! `migrate` the layout version and upgrades; `files` the data dir; and one module per
+//! resource (`accounts`, `agents`, `servers`, `reports`, `alerts`) its reads and
+//! writes. The [`Store`] implementation below only dispatches. What a write means
+//! (scores, alert wording, presence) is decided by [`crate::ingest`] and
+//! [`crate::alerts`], never here.
+//!
+//! [`Org`]: crate::model::Org
+//! [`User`]: crate::model::User
+//! [`Session`]: crate::model::Session
+//! [`Agent`]: crate::model::Agent
+//! [`EnrollSecret`]: crate::model::EnrollSecret
+//! [`Server`]: crate::model::Server
+//! [`Alert`]: crate::model::Alert
+//! [`OrgPolicy`]: crate::model::OrgPolicy
+//! [`ServerChange`]: crate::model::ServerChange
+//! [`MAX_SERVER_CHANGES`]: crate::model::MAX_SERVER_CHANGES
+
+mod accounts;
+mod agents;
+mod alerts;
+mod files;
+mod migrate;
+mod reports;
+mod schema;
+mod servers;
+#[cfg(test)]
+mod test_support;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, mpsc};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mcpwatch_protocol::ids::{
+    AgentId, AlertId, EnrollSecretId, OrgId, ServerId, SessionId, UserId,
+};
+use mcpwatch_protocol::wire::ReportResponse;
+use redb::{ReadTransaction, ReadableDatabase, WriteTransaction};
+use tokio::sync::oneshot;
+
+pub use writer::DISK_RESERVE_BYTES;
+
+use super::{
+    AlertQuery, Error, HeartbeatUpdate, OrgPatch, Page, ReportInput, Result, ServerQuery, Store,
+    UserPatch,
+};
+use crate::model::{
+    Agent, Alert, EnrollSecret, LevelCounts, Org, OrgPolicy, Server, ServerChange, ServerStatus,
+    Session, User,
+};
+use migrate::SCHEMA_VERSION;
+use writer::{Completion, Job, Slot};
+
+/// The database file inside the data dir.
+pub const DB_FILE: &str = "mcpwatch.redb";
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("another mcpwatch-collector already uses {path}")]
+    InUse { path: PathBuf },
+    #[error("cannot open database {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    #[error(
+        "database {path} was written by a newer mcpwatch (layout {found}, this version reads up to {SCHEMA_VERSION})"
+    )]
+    TooNew { path: PathBuf, found: u32 },
+    #[error("cannot initialise database {path}")]
+    Init {
+        path: PathBuf,
+        #[source]
+        source: Error,
+    },
+    #[error(
+        "database {path} is empty (0 bytes): it is not a database, and a new one is made only where no file exists; restore it from a backup, or move it away to start with an empty database"
+    )]
+    Empty { path: PathBuf },
+    #[error("data dir {path}: {message}")]
+    Permissions { path: PathBuf, message: String },
+}
+
+/// The redb-backed [`Store`].
+pub struct RedbStore {
+    db: Arc<Slot>,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl RedbStore {
+    /// Open (or create) the database in `data_dir`, check its layout version, upgrade
+    /// it if it is older, and start the writer thread.
+    pub fn open(data_dir: &Path) -> std::result::Result<Self, OpenError> {
+        let path = data_dir.join(DB_FILE);
+        files::owner_only(data_dir, &path)?;
+        let db = files::open_or_create(&path)?;
+        let init_failed = |source| OpenError::Init {
+            path: path.clone(),
+            source,
+        };
+        let found = migrate::init(&db).map_err(init_failed)?;
+        if let Some(found) = found.filter(|v| *v > SCHEMA_VERSION) {
+            return Err(OpenError::TooNew { path, found });
+        }
+        if let Some(done) = migrate::upgrade(&db, found).map_err(init_failed)? {
+            tracing::info!("{done}");
+        }
+        let db = Arc::new(Slot::new(path.clone(), db));
+        let jobs = writer::start(Arc::clone(&db)).map_err(|e| {
+            init_failed(Error::internal(format!("cannot start writer thread: {e}")))
+        })?;
+        Ok(Self { db, jobs })
+    }
+
+    /// Close the database as after a storage failure (tests of the recovery). The
+    /// writer, which would have seen the failure itself, notices at its next write.
+    #[cfg(test)]
+    pub(crate) fn simulate_storage_failure(&self) {
+        self.db.close_after_failure("simulated storage failure");
+    }
+
+    /// A read on the blocking pool (scans and pages).
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ReadTransaction) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = self.db.db()?;
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read()?;
+            f(&txn)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("read task failed: {e}")))?
+    }
+
+    /// A point read on the calling thread: a few B-tree lookups in the memory-mapped
+    /// file, cheaper than the hop to the blocking pool that [`Self::read`] makes.
+    fn read_now<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
+        let txn = self.db.db()?.begin_read()?;
+        f(&txn)
+    }
+
+    /// A write, committed with whatever else is waiting (see `writer`).
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |txn| {
+            let result = f(txn);
+            let poisoned = matches!(result, Err(Error::Internal(_)));
+            let completion: Completion = Box::new(move |commit: Result<()>| {
+                // The caller may have gone away (request cancelled); the write stands.
+                // A job's own error is the one its caller needs to see.
+                let _ = tx.send(result.and_then(|value| commit.map(|()| value)));
+            });
+            (completion, poisoned)
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| Error::internal("store writer has stopped"))?;
+        rx.await.map_err(|_| self.db.failure())?
+    }
+}
+
+#[async_trait]
+impl Store for RedbStore {
+    fn alive(&self) -> std::result::Result<(), String> {
+        self.db.alive()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read(|txn| {
+            txn.open_table(schema::META)?.get("schema_version")?;
+            Ok(())
+        })
+        .await?;
+        self.write(|txn| {
+            txn.open_table(schema::META)?
+                .insert("ping", [1u8].as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_org_with_admin(
+        &self,
+        org: Org,
+        admin: User,
+        only_if_first: bool,
+    ) -> Result<()> {
+        self.write(move |txn| accounts::create_org_with_admin(txn, &org, &admin, only_if_first))
+            .await
+    }
+
+    async fn get_org(&self, org: OrgId) -> Result<Org> {
+        self.read(move |txn| accounts::get_org(txn, org)).await
+    }
+
+    async fn update_org(&self, org: OrgId, patch: OrgPatch, now: DateTime<Utc>) -> Result<Org> {
+        self.write(move |txn| accounts::update_org(txn, org, patch, now))
+            .await
+    }
+
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let email = email.to_owned();
+        self.read(move |txn| accounts::find_user_by_email(txn, &email))
+            .await
+    }
+
+    async fn get_user(&self, org: OrgId, user: UserId) -> Result<User> {
+        self.read(move |txn| accounts::get_user(txn, org, user))
+            .await
+    }
+
+    async fn list_users(&self, org: OrgId) -> Result<Vec<User>> {
+        self.read(move |txn| accounts::list_users(txn, org)).await
+    }
+
+    async fn create_user(&self, org: OrgId, user: User) -> Result<()> {
+        self.write(move |txn| accounts::create_user(txn, org, &user))
+            .await
+    }
+
+    async fn update_user(
+        &self,
+        org: OrgId,
+        user: UserId,
+        patch: UserPatch,
+        now: DateTime<Utc>,
+    ) -> Result<User> {
+        self.write(move |txn| accounts::update_user(txn, org, user, patch, now))
+            .await
+    }
+
+    async fn delete_user(&self, org: OrgId, user: UserId) -> Result<()> {
+        self.write(move |txn| accounts::delete_user(txn, org, user))
+            .await
+    }
+
+    async fn create_session(&self, session: Session) -> Result<()> {
+        self.write(move |txn| accounts::create_session(txn, &session))
+            .await
+    }
+
+    async fn get_session(&self, session: SessionId) -> Result<(Session, User)> {
+        self.read_now(move |txn| accounts::get_session(txn, session))
+    }
+
+    async fn rotate_session(
+        &self,
+        session: SessionId,
+        expected_jti: &str,
+        new_jti: String,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Session> {
+        let expected = expected_jti.to_owned();
+        self.write(move |txn| {
+            accounts::rotate_session(txn, session, &expected, new_jti, expires_at)
+        })
+        .await?
+        .ok_or(Error::NotFound)
+    }
+
+    async fn delete_session(&self, session: SessionId) -> Result<()> {
+        self.write(move |txn| accounts::delete_session(txn, session))
+            .await
+    }
+
+    async fn delete_user_sessions(
+        &self,
+        org: OrgId,
+        user: UserId,
+        keep: Option<SessionId>,
+    ) -> Result<()> {
+        self.write(move |txn| accounts::end_sessions(txn, org, user, keep))
+            .await
+    }
+
+    async fn create_agent(&self, agent: Agent) -> Result<()> {
+        self.write(move |txn| agents::create_agent(txn, &agent))
+            .await
+    }
+
+    async fn enroll_agent(
+        &self,
+        secret_hash: [u8; 32],
+        agent: Agent,
+        now: DateTime<Utc>,
+    ) -> Result<Agent> {
+        self.write(move |txn| agents::enroll_agent(txn, secret_hash, agent, now))
+            .await
+    }
+
+    async fn find_agent_by_key(&self, key_hash: [u8; 32]) -> Result<Option<Agent>> {
+        self.read_now(move |txn| agents::find_agent_by_key(txn, key_hash))
+    }
+
+    async fn get_agent(&self, org: OrgId, agent: AgentId) -> Result<Agent> {
+        self.read(move |txn| agents::get_agent(txn, org, agent))
+            .await
+    }
+
+    async fn list_agents(&self, org: OrgId) -> Result<Vec<Agent>> {
+        self.read(move |txn| agents::list_agents(txn, org)).await
+    }
+
+    async fn delete_agent(&self, org: OrgId, agent: AgentId) -> Result<()> {
+        self.write(move |txn| agents::delete_agent(txn, org, agent))
+            .await
+    }
+
+    async fn record_heartbeat(
+        &self,
+        org: OrgId,
+        agent: AgentId,
+        update: HeartbeatUpdate,
+    ) -> Result<Agent> {
+        self.write(move |txn| agents::record_heartbeat(txn, org, agent, update))
+            .await
+    }
+
+    async fn sweep_silent_agents(
+        &self,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(OrgId, AgentId)>> {
+        let candidates = self
+            .read(move |txn| agents::silent_agents(txn, cutoff))
+            .await?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(move |txn| agents::mark_silent(txn, candidates, cutoff, now))
+            .await
+    }
+
+    async fn touch_agents(&self, seen: Vec<(OrgId, AgentId, DateTime<Utc>)>) -> Result<()> {
+        self.write(move |txn| agents::touch_agents(txn, seen)).await
+    }
+
+    async fn agents_seen_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(OrgId, AgentId, DateTime<Utc>)>> {
+        self.read(move |txn| agents::agents_seen_since(txn, since))
+            .await
+    }
+
+    async fn create_enroll_secret(&self, secret: EnrollSecret) -> Result<()> {
+        self.write(move |txn| agents::create_enroll_secret(txn, &secret))
+            .await
+    }
+
+    async fn list_enroll_secrets(&self, org: OrgId) -> Result<Vec<EnrollSecret>> {
+        self.read(move |txn| agents::list_enroll_secrets(txn, org))
+            .await
+    }
+
+    async fn delete_enroll_secret(&self, org: OrgId, id: EnrollSecretId) -> Result<()> {
+        self.write(move |txn| agents::delete_enroll_secret(txn, org, id))
+            .await
+    }
+
+    async fn apply_report(
+        &self,
+        org: OrgId,
+        agent: AgentId,
+        report: ReportInput,
+    ) -> Result<ReportResponse> {
+        let prepared = self.prepare_report(org, agent, &report).await?;
+        self.commit_report(org, agent, report, prepared).await
+    }
+
+    async fn list_servers(&self, org: OrgId, query: ServerQuery) -> Result<Page<Server>> {
+        self.read(move |txn| servers::list_servers(txn, org, &query))
+            .await
+    }
+
+    async fn get_server(&self, org: OrgId, server: ServerId) -> Result<Server> {
+        self.read(move |txn| servers::get_server(txn, org, server))
+            .await
+    }
+
+    async fn server_changes(&self, org: OrgId, server: ServerId) -> Result<Vec<ServerChange>> {
+        self.read(move |txn| servers::server_changes(txn, org, server))
+            .await
+    }
+
+    async fn set_server_verified(
+        &self,
+        org: OrgId,
+        server: ServerId,
+        verified: bool,
+        by: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<Server> {
+        self.write(move |txn| servers::set_server_verified(txn, org, server, (verified, by, at)))
+            .await
+    }
+
+    async fn top_risks(&self, org: OrgId, limit: u64) -> Result<Vec<Server>> {
+        let query = ServerQuery {
+            status: Some(ServerStatus::Active),
+            page: 1,
+            page_size: limit,
+            ..ServerQuery::default()
+        };
+        Ok(self.list_servers(org, query).await?.items)
+    }
+
+    async fn rescore_outdated(
+        &self,
+        cursor: Option<(OrgId, ServerId)>,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<(usize, Option<(OrgId, ServerId)>)> {
+        // Read at most this many rows per call, so that one call stays short.
+        let scan_budget = limit.saturating_mul(20).max(1);
+        let (keys, next) = self
+            .read(move |txn| servers::outdated_servers(txn, cursor, limit, scan_budget))
+            .await?;
+        if keys.is_empty() {
+            return Ok((0, next));
+        }
+        let rescored = self
+            .write(move |txn| servers::rescore_servers(txn, keys, now))
+            .await?;
+        Ok((rescored, next))
+    }
+
+    async fn get_policy(&self, org: OrgId) -> Result<OrgPolicy> {
+        self.read(move |txn| servers::policy_of(&txn.open_table(schema::POLICIES)?, org))
+            .await
+    }
+
+    async fn put_policy(&self, org: OrgId, policy: OrgPolicy) -> Result<OrgPolicy> {
+        self.write(move |txn| servers::put_policy(txn, org, policy))
+            .await
+    }
+
+    async fn server_counts(&self, org: OrgId) -> Result<LevelCounts> {
+        self.read(move |txn| servers::server_counts(txn, org)).await
+    }
+
+    async fn list_alerts(&self, org: OrgId, query: AlertQuery) -> Result<Page<Alert>> {
+        self.read(move |txn| alerts::list_alerts(txn, org, &query))
+            .await
+    }
+
+    async fn dismiss_alert(
+        &self,
+        org: OrgId,
+        alert: AlertId,
+        by: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<Alert> {
+        self.write(move |txn| alerts::dismiss_alert(txn, org, alert, (by, at)))
+            .await
+    }
+
+    async fn dismiss_all_alerts(&self, org: OrgId, by: UserId, at: DateTime<Utc>) -> Result<u64> {
+        self.write(move |txn| alerts::dismiss_all_alerts(txn, org, by, at))
+            .await
+    }
+
+    async fn open_alert_count(&self, org: OrgId) -> Result<u64> {
+        self.read(move |txn| alerts::open_alert_count(txn, org))
+            .await
+    }
+}

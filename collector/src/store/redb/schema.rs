@@ -1,0 +1,297 @@
+//! The layout: table definitions, the layout version, key builders and the helpers
+//! every resource module reads and writes records with.
+//!
+//! Keys are byte strings built from fixed-width parts (16-byte UUIDs, one-byte level
+//! ranks), so that every organisation's rows form one contiguous key range and a
+//! prefix scan never crosses into another organisation. Values are JSON. The offsets
+//! of the parts inside a key are named here, next to the builders that make them.
+
+use mcpwatch_protocol::ids::{AgentId, OrgId, ServerId, UserId};
+use mcpwatch_protocol::risk::RiskLevel;
+use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::model::{Server, ServerStatus};
+use crate::store::{Error, Result};
+
+pub(super) type Bytes = &'static [u8];
+
+pub(super) const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+pub(super) const ORGS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("orgs");
+pub(super) const USERS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("users");
+pub(super) const USER_EMAILS: TableDefinition<'_, &str, Bytes> =
+    TableDefinition::new("user_emails");
+pub(super) const SESSIONS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("sessions");
+pub(super) const USER_SESSIONS: TableDefinition<'_, Bytes, ()> =
+    TableDefinition::new("user_sessions");
+pub(super) const AGENTS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("agents");
+pub(super) const AGENT_KEYS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("agent_keys");
+pub(super) const ENROLL_SECRETS: TableDefinition<'_, Bytes, Bytes> =
+    TableDefinition::new("enroll_secrets");
+pub(super) const ENROLL_HASHES: TableDefinition<'_, Bytes, Bytes> =
+    TableDefinition::new("enroll_hashes");
+pub(super) const SERVERS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("servers");
+pub(super) const SERVER_IDENTITY: TableDefinition<'_, Bytes, Bytes> =
+    TableDefinition::new("server_identity");
+pub(super) const SRV_RANK: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("srv_rank");
+pub(super) const SRV_AGENT: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("srv_agent");
+pub(super) const COUNTS: TableDefinition<'_, Bytes, u64> = TableDefinition::new("counts");
+pub(super) const ALERTS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("alerts");
+pub(super) const ALERTS_OPEN: TableDefinition<'_, Bytes, ()> = TableDefinition::new("alerts_open");
+pub(super) const ALERT_SUBJECTS: TableDefinition<'_, Bytes, Bytes> =
+    TableDefinition::new("alert_subjects");
+pub(super) const POLICIES: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("policies");
+pub(super) const SERVER_CHANGES: TableDefinition<'_, Bytes, Bytes> =
+    TableDefinition::new("server_changes");
+pub(super) const INVENTORY_REV: TableDefinition<'_, Bytes, u64> =
+    TableDefinition::new("inventory_rev");
+
+/// Every table of records and links (byte keys to byte values).
+const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 15] = [
+    ORGS,
+    USERS,
+    SESSIONS,
+    AGENTS,
+    AGENT_KEYS,
+    ENROLL_SECRETS,
+    ENROLL_HASHES,
+    SERVERS,
+    SERVER_IDENTITY,
+    SRV_RANK,
+    SRV_AGENT,
+    ALERTS,
+    ALERT_SUBJECTS,
+    POLICIES,
+    SERVER_CHANGES,
+];
+
+/// The length of an id (a UUID) in a key.
+pub(super) const ID: usize = 16;
+/// Where the third part starts in an org·id·… key (the identity hash of
+/// `server_identity`, the session of `user_sessions`).
+pub(super) const THIRD_PART: usize = 2 * ID;
+/// Where the server id starts in a `srv_rank` key (org·rank·inverse score·server).
+pub(super) const RANK_KEY_SERVER: usize = ID + 2;
+/// Where the server id starts in a `srv_agent` key (org·agent·rank·inverse score·server).
+pub(super) const AGENT_RANK_KEY_SERVER: usize = 2 * ID + 2;
+/// Where the lowercased name starts in a `srv_rank` value (status·agent·name).
+pub(super) const RANK_VALUE_NAME: usize = 1 + ID;
+/// Where the lowercased name starts in a `srv_agent` value (status·name).
+pub(super) const AGENT_RANK_VALUE_NAME: usize = 1;
+/// Where the status byte is in both rank values.
+pub(super) const RANK_VALUE_STATUS: usize = 0;
+
+pub(super) fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+/// org·id: the key of every per-organisation record.
+pub(super) fn org_key(org: OrgId, id: [u8; ID]) -> Vec<u8> {
+    cat(&[&org.to_bytes(), &id])
+}
+
+pub(super) fn agent_key(org: OrgId, agent: AgentId) -> Vec<u8> {
+    org_key(org, agent.to_bytes())
+}
+
+pub(super) fn server_key(org: OrgId, server: ServerId) -> Vec<u8> {
+    org_key(org, server.to_bytes())
+}
+
+pub(super) fn user_key(org: OrgId, user: UserId) -> Vec<u8> {
+    org_key(org, user.to_bytes())
+}
+
+/// A server's change number `seq`, in `server_changes`.
+pub(super) fn change_key(server_key: &[u8], seq: u64) -> Vec<u8> {
+    cat(&[server_key, &seq.to_be_bytes()])
+}
+
+/// The counts row of one organisation's servers at one level and status.
+pub(super) fn count_key_servers(org: OrgId, level: RiskLevel, status: ServerStatus) -> Vec<u8> {
+    cat(&[&org.to_bytes(), b"S", &[level.rank(), status.code()]])
+}
+
+/// The counts row of one organisation's open alerts.
+pub(super) fn count_key_alerts(org: OrgId) -> Vec<u8> {
+    cat(&[&org.to_bytes(), b"A"])
+}
+
+/// Where a server sorts among its organisation's (and agent's): level, then score
+/// (highest first).
+fn rank_order(s: &Server) -> [u8; 2] {
+    [s.risk_level.rank(), u8::MAX - s.risk_score]
+}
+
+/// A server's entries in the rank indexes and the counts.
+#[derive(PartialEq)]
+pub(super) struct IndexEntries {
+    pub rank: (Vec<u8>, Vec<u8>),
+    pub by_agent: (Vec<u8>, Vec<u8>),
+    pub count: Vec<u8>,
+}
+
+impl IndexEntries {
+    pub fn of(s: &Server) -> Self {
+        let org = s.org_id.to_bytes();
+        let agent = s.agent_id.to_bytes();
+        let id = s.id.to_bytes();
+        let order = rank_order(s);
+        let name = s.record.server_name.to_lowercase();
+        Self {
+            rank: (
+                cat(&[&org, &order, &id]),
+                cat(&[&[s.status.code()], &agent, name.as_bytes()]),
+            ),
+            by_agent: (
+                cat(&[&org, &agent, &order, &id]),
+                cat(&[&[s.status.code()], name.as_bytes()]),
+            ),
+            count: count_key_servers(s.org_id, s.risk_level, s.status),
+        }
+    }
+}
+
+pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::internal(format!("encoding record: {e}")))
+}
+
+pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::internal(format!("stored record is unreadable: {e}")))
+}
+
+/// The 16-byte id at `at` in a key.
+pub(super) fn id_at(key: &[u8], at: usize) -> Result<[u8; ID]> {
+    key.get(at..at + ID)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Error::internal("stored key has the wrong length"))
+}
+
+/// Every key in `table` that starts with `prefix`, with its value.
+pub(super) fn scan_prefix<T>(table: &T, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>
+where
+    T: ReadableTable<Bytes, Bytes>,
+{
+    let mut out = Vec::new();
+    for entry in table.range::<&[u8]>(prefix..)? {
+        let (k, v) = entry?;
+        if !k.value().starts_with(prefix) {
+            break;
+        }
+        out.push((k.value().to_vec(), v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+/// Every key in `table` that starts with `prefix` (for index tables, whose values
+/// say nothing).
+pub(super) fn keys_with_prefix<V, T>(table: &T, prefix: &[u8]) -> Result<Vec<Vec<u8>>>
+where
+    V: redb::Value + 'static,
+    T: ReadableTable<Bytes, V>,
+{
+    let mut out = Vec::new();
+    for entry in table.range::<&[u8]>(prefix..)? {
+        let key = entry?.0.value().to_vec();
+        if !key.starts_with(prefix) {
+            break;
+        }
+        out.push(key);
+    }
+    Ok(out)
+}
+
+pub(super) fn get_json<T: DeserializeOwned, Tb: ReadableTable<Bytes, Bytes>>(
+    table: &Tb,
+    key: &[u8],
+) -> Result<Option<T>> {
+    match table.get(key)? {
+        Some(v) => decode(v.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Every record stored under `prefix`.
+pub(super) fn list_json<T: DeserializeOwned, Tb: ReadableTable<Bytes, Bytes>>(
+    table: &Tb,
+    prefix: &[u8],
+) -> Result<Vec<T>> {
+    scan_prefix(table, prefix)?
+        .iter()
+        .map(|(_, v)| decode(v))
+        .collect()
+}
+
+/// The record an index entry points at.
+pub(super) fn get_via<T: DeserializeOwned>(
+    txn: &ReadTransaction,
+    index: TableDefinition<'_, Bytes, Bytes>,
+    key: &[u8],
+    data: TableDefinition<'_, Bytes, Bytes>,
+) -> Result<Option<T>> {
+    let Some(target) = txn.open_table(index)?.get(key)?.map(|v| v.value().to_vec()) else {
+        return Ok(None);
+    };
+    get_json(&txn.open_table(data)?, &target)
+}
+
+/// Store a record.
+pub(super) fn put_json<T: Serialize>(
+    txn: &WriteTransaction,
+    table: TableDefinition<'_, Bytes, Bytes>,
+    key: &[u8],
+    value: &T,
+) -> Result<()> {
+    txn.open_table(table)?
+        .insert(key, encode(value)?.as_slice())?;
+    Ok(())
+}
+
+/// Add `delta` to a counts row (a row that reaches 0 is removed).
+pub(super) fn add_count(txn: &WriteTransaction, key: &[u8], delta: i64) -> Result<()> {
+    let mut counts = txn.open_table(COUNTS)?;
+    let current = counts.get(key)?.map_or(0, |v| v.value());
+    let next = current.saturating_add_signed(delta);
+    if next == 0 {
+        counts.remove(key)?;
+    } else {
+        counts.insert(key, next)?;
+    }
+    Ok(())
+}
+
+/// Read a counts row.
+pub(super) fn count<T: ReadableTable<Bytes, u64>>(counts: &T, key: &[u8]) -> Result<u64> {
+    Ok(counts.get(key)?.map_or(0, |v| v.value()))
+}
+
+/// Make every table, so that reads of an empty database find them.
+pub(super) fn create_tables(txn: &WriteTransaction) -> Result<()> {
+    for table in ROW_TABLES {
+        txn.open_table(table)?;
+    }
+    txn.open_table(USER_EMAILS)?;
+    txn.open_table(USER_SESSIONS)?;
+    txn.open_table(COUNTS)?;
+    txn.open_table(ALERTS_OPEN)?;
+    txn.open_table(INVENTORY_REV)?;
+    Ok(())
+}
+
+macro_rules! internal_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(err: $t) -> Self {
+                Error::Internal(std::sync::Arc::new(err))
+            }
+        }
+    )*};
+}
+internal_from!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
