@@ -4,17 +4,22 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
+use axum::handler::Handler;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, patch, post, put};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use tower::ServiceBuilder;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::api::extract::{AuthUser, Authenticated};
 use crate::api::{self, error::ApiError};
 use crate::auth::keys;
+use crate::model::Role;
 use crate::state::SharedState;
 
 /// Who may call a route.
@@ -22,127 +27,94 @@ use crate::state::SharedState;
 pub enum Access {
     /// Anyone (health probes, register, login, refresh, enroll with a secret).
     Public,
-    /// A logged-in person (`Authorization: Bearer`); the handler checks the role.
-    User,
+    /// A logged-in person (`Authorization: Bearer`) whose role is at least this one;
+    /// checked before the handler runs.
+    Person(Role),
     /// An agent (`X-API-Key`, signed once a public key is bound).
     Agent,
 }
 
+const VIEWER: Access = Access::Person(Role::Viewer);
+const ANALYST: Access = Access::Person(Role::Analyst);
+const ADMIN: Access = Access::Person(Role::Admin);
+
 /// One row of the route table.
 pub struct Route {
-    pub path: &'static str,
     pub method: Method,
+    pub path: &'static str,
     pub access: Access,
     pub handler: MethodRouter<SharedState>,
 }
 
-fn r(
-    path: &'static str,
-    method: Method,
-    access: Access,
-    handler: MethodRouter<SharedState>,
-) -> Route {
+/// A row: the method is stated once, and the handler is routed for it alone.
+fn r<H, T>(method: Method, path: &'static str, access: Access, handler: H) -> Route
+where
+    H: Handler<T, SharedState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
     Route {
-        path,
         method,
+        path,
         access,
-        handler,
+        handler: on(filter, handler),
     }
 }
 
 /// Every route of the API.
 pub fn routes() -> Vec<Route> {
-    use Access::{Agent, Public, User};
+    use Access::{Agent, Public};
+    use Method as M;
     use api::{agents, alerts, auth, dashboard, enroll, health, policy, servers, users};
     vec![
-        r("/health", Method::GET, Public, get(health::health)),
-        r("/health/live", Method::GET, Public, get(health::live)),
-        r("/health/ready", Method::GET, Public, get(health::ready)),
-        r("/auth/register", Method::POST, Public, post(auth::register)),
-        r("/auth/login", Method::POST, Public, post(auth::login)),
-        r("/auth/refresh", Method::POST, Public, post(auth::refresh)),
-        r("/auth/logout", Method::POST, User, post(auth::logout)),
-        r("/auth/me", Method::GET, User, get(auth::me)),
-        r("/auth/me", Method::PATCH, User, patch(auth::update_me)),
+        r(M::GET, "/health", Public, health::health),
+        r(M::GET, "/health/live", Public, health::live),
+        r(M::GET, "/health/ready", Public, health::ready),
+        r(M::POST, "/auth/register", Public, auth::register),
+        r(M::POST, "/auth/login", Public, auth::login),
+        r(M::POST, "/auth/refresh", Public, auth::refresh),
+        r(M::POST, "/auth/logout", VIEWER, auth::logout),
+        r(M::GET, "/auth/me", VIEWER, auth::me),
+        r(M::PATCH, "/auth/me", VIEWER, auth::update_me),
+        r(M::PUT, "/auth/me/password", VIEWER, auth::change_password),
+        r(M::GET, "/auth/organization", VIEWER, auth::get_organization),
         r(
-            "/auth/me/password",
-            Method::PUT,
-            User,
-            put(auth::change_password),
-        ),
-        r(
+            M::PATCH,
             "/auth/organization",
-            Method::GET,
-            User,
-            get(auth::get_organization),
+            ADMIN,
+            auth::update_organization,
         ),
+        r(M::GET, "/users", ADMIN, users::list),
+        r(M::POST, "/users", ADMIN, users::create),
+        r(M::GET, "/users/{id}", ADMIN, users::get),
+        r(M::PATCH, "/users/{id}", ADMIN, users::update),
+        r(M::DELETE, "/users/{id}", ADMIN, users::delete),
+        r(M::GET, "/agents", VIEWER, agents::list),
+        r(M::POST, "/agents", ADMIN, agents::create),
+        r(M::POST, "/agents/enroll", Public, enroll::enroll),
+        r(M::POST, "/agents/heartbeat", Agent, agents::heartbeat),
+        r(M::GET, "/agents/{id}", VIEWER, agents::get),
+        r(M::DELETE, "/agents/{id}", ADMIN, agents::delete),
+        r(M::GET, "/enroll-secrets", ADMIN, enroll::list),
+        r(M::POST, "/enroll-secrets", ADMIN, enroll::create),
+        r(M::DELETE, "/enroll-secrets/{id}", ADMIN, enroll::delete),
+        r(M::POST, "/mcp/report", Agent, servers::report),
+        r(M::GET, "/mcp/servers", VIEWER, servers::list),
+        r(M::GET, "/mcp/servers/{id}", VIEWER, servers::get),
+        r(M::PATCH, "/mcp/servers/{id}", ANALYST, servers::update),
+        r(M::GET, "/dashboard/stats", VIEWER, dashboard::stats),
         r(
-            "/auth/organization",
-            Method::PATCH,
-            User,
-            patch(auth::update_organization),
-        ),
-        r("/users", Method::GET, User, get(users::list)),
-        r("/users", Method::POST, User, post(users::create)),
-        r("/users/{id}", Method::GET, User, get(users::get)),
-        r("/users/{id}", Method::PATCH, User, patch(users::update)),
-        r("/users/{id}", Method::DELETE, User, delete(users::delete)),
-        r("/agents", Method::GET, User, get(agents::list)),
-        r("/agents", Method::POST, User, post(agents::create)),
-        r("/agents/enroll", Method::POST, Public, post(enroll::enroll)),
-        r(
-            "/agents/heartbeat",
-            Method::POST,
-            Agent,
-            post(agents::heartbeat),
-        ),
-        r("/agents/{id}", Method::GET, User, get(agents::get)),
-        r("/agents/{id}", Method::DELETE, User, delete(agents::delete)),
-        r("/enroll-secrets", Method::GET, User, get(enroll::list)),
-        r("/enroll-secrets", Method::POST, User, post(enroll::create)),
-        r(
-            "/enroll-secrets/{id}",
-            Method::DELETE,
-            User,
-            delete(enroll::delete),
-        ),
-        r("/mcp/report", Method::POST, Agent, post(servers::report)),
-        r("/mcp/servers", Method::GET, User, get(servers::list)),
-        r("/mcp/servers/{id}", Method::GET, User, get(servers::get)),
-        r(
-            "/mcp/servers/{id}",
-            Method::PATCH,
-            User,
-            patch(servers::update),
-        ),
-        r("/dashboard/stats", Method::GET, User, get(dashboard::stats)),
-        r(
+            M::GET,
             "/dashboard/risk-distribution",
-            Method::GET,
-            User,
-            get(dashboard::risk_distribution),
+            VIEWER,
+            dashboard::risk_distribution,
         ),
-        r(
-            "/dashboard/top-risks",
-            Method::GET,
-            User,
-            get(dashboard::top_risks),
-        ),
-        r("/policy", Method::GET, User, get(policy::get)),
-        r("/policy", Method::PUT, User, put(policy::put)),
-        r("/alerts", Method::GET, User, get(alerts::list)),
-        r(
-            "/alerts/dismiss-all",
-            Method::POST,
-            User,
-            post(alerts::dismiss_all),
-        ),
-        r(
-            "/alerts/{id}/dismiss",
-            Method::POST,
-            User,
-            post(alerts::dismiss),
-        ),
+        r(M::GET, "/dashboard/top-risks", VIEWER, dashboard::top_risks),
+        r(M::GET, "/policy", VIEWER, policy::get),
+        r(M::PUT, "/policy", ADMIN, policy::put),
+        r(M::GET, "/alerts", VIEWER, alerts::list),
+        r(M::POST, "/alerts/dismiss-all", ANALYST, alerts::dismiss_all),
+        r(M::POST, "/alerts/{id}/dismiss", ANALYST, alerts::dismiss),
     ]
 }
 
@@ -154,13 +126,18 @@ pub fn build(state: SharedState) -> Router {
     let mut router: Router<SharedState> = Router::new();
     let mut merged: Vec<(&'static str, MethodRouter<SharedState>)> = Vec::new();
     for route in routes() {
-        let handler = if route.access == Access::Agent {
-            route.handler.route_layer(middleware::from_fn_with_state(
+        let handler = match route.access {
+            Access::Public => route.handler,
+            Access::Agent => route.handler.route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 agent_rate_limit,
-            ))
-        } else {
-            route.handler
+            )),
+            Access::Person(role) => route.handler.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                move |state: State<SharedState>, req: Request, next: Next| {
+                    authorize(state, role, req, next)
+                },
+            )),
         };
         match merged.iter_mut().find(|(p, _)| *p == route.path) {
             Some((_, existing)) => *existing = std::mem::take(existing).merge(handler),
@@ -186,8 +163,67 @@ pub fn build(state: SharedState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             settings.request_timeout,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            ServiceBuilder::new()
+                .layer(middleware::from_fn(drop_unusable_request_id))
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(TraceLayer::new_for_http().make_span_with(request_span)),
+        )
         .with_state(state)
+}
+
+/// The span every request runs in: method, matched route (not the raw path, which
+/// holds ids) and request id.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(unmatched)", MatchedPath::as_str);
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!("request", method = %req.method(), route, request_id = id)
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A caller's own `X-Request-Id` is kept when it is a plain token (up to 64 letters,
+/// digits, `-`, `_`, `.`); any other is replaced by a new one, so that logs never
+/// carry what a caller wrote beyond that.
+async fn drop_unusable_request_id(mut req: Request, next: Next) -> Response {
+    let usable = req.headers().get(REQUEST_ID).is_some_and(|v| {
+        let b = v.as_bytes();
+        (1..=64).contains(&b.len())
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
+    });
+    if !usable {
+        req.headers_mut().remove(REQUEST_ID);
+    }
+    next.run(req).await
+}
+
+/// Authenticate a person and check their role before the handler runs; the handler's
+/// [`AuthUser`] is the one found here.
+async fn authorize(
+    State(state): State<SharedState>,
+    role: Role,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let user = match AuthUser::from_request_parts(&mut parts, &state).await {
+        Ok(user) => user,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = user.require(role) {
+        return e.into_response();
+    }
+    parts.extensions.insert(Authenticated(user));
+    next.run(Request::from_parts(parts, body)).await
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

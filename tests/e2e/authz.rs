@@ -71,7 +71,7 @@ fn an_agent_key_is_not_a_user_credential_and_a_token_is_not_an_agent_key() {
 fn role_writes() -> Vec<(Method, &'static str)> {
     routes()
         .into_iter()
-        .filter(|r| r.access == Access::User && r.method != Method::GET)
+        .filter(|r| matches!(r.access, Access::Person(_)) && r.method != Method::GET)
         .filter(|r| !matches!(r.path, "/auth/logout" | "/auth/me" | "/auth/me/password"))
         .map(|r| (r.method, r.path))
         .collect()
@@ -177,4 +177,78 @@ fn a_viewer_is_refused_every_write_and_an_analyst_all_but_verify_and_dismiss() {
     assert_eq!(status, 422);
     let (_, me) = c.get("/auth/me", &viewer);
     assert_eq!(me["role"], "viewer");
+}
+
+/// The role each route states in the route table is what the collector enforces,
+/// reads included: a caller below it is refused before the handler runs.
+#[test]
+fn every_route_refuses_a_person_below_the_role_the_route_table_states() {
+    use mcpwatch_collector::model::Role;
+    let c = TestCollector::start(&[]);
+    c.register("admin@acme.example", "AdminPass123!", "Acme");
+    let admin = c.token("admin@acme.example", "AdminPass123!");
+    let viewer = c.user_with_role(&admin, "viewer@acme.example", "viewer");
+    let analyst = c.user_with_role(&admin, "analyst@acme.example", "analyst");
+    let table = routes();
+    let admin_only: Vec<_> = table
+        .iter()
+        .filter(|r| r.access == Access::Person(Role::Admin))
+        .collect();
+    assert!(
+        admin_only.iter().any(|r| r.method == Method::GET),
+        "some reads are admin-only (users, enroll secrets)"
+    );
+    for route in &table {
+        let Access::Person(needed) = route.access else {
+            continue;
+        };
+        for (token, role) in [(&viewer, Role::Viewer), (&analyst, Role::Analyst)] {
+            if role >= needed {
+                continue;
+            }
+            let (status, body) = c.call(
+                route.method.clone(),
+                &concrete(route.path),
+                Some(token),
+                Some(&json!({})),
+            );
+            assert_eq!(
+                status, 403,
+                "{role:?} {} {}: {body}",
+                route.method, route.path
+            );
+            assert_eq!(body["error"]["details"]["required_role"], needed.as_str());
+        }
+    }
+}
+
+/// Every answer carries an `X-Request-Id`: the caller's own when it is a plain
+/// token, a new one otherwise.
+#[test]
+fn every_answer_carries_a_request_id() {
+    let c = TestCollector::start(&[]);
+    let id_of = |req: reqwest::blocking::RequestBuilder| {
+        let resp = req.send().expect("request");
+        resp.headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let fresh = id_of(c.request(Method::GET, "/health", None)).expect("a request id");
+    assert!(uuid::Uuid::parse_str(&fresh).is_ok(), "{fresh}");
+    let other = id_of(c.request(Method::GET, "/no/such/route", None)).expect("unmatched too");
+    assert_ne!(fresh, other);
+    let kept = id_of(
+        c.request(Method::GET, "/health", None)
+            .header("x-request-id", "trace-42.a_b"),
+    );
+    assert_eq!(kept.as_deref(), Some("trace-42.a_b"));
+    for unusable in ["has space", "<script>", "tab\there", &"x".repeat(65)] {
+        let replaced = id_of(
+            c.request(Method::GET, "/health", None)
+                .header("x-request-id", unusable),
+        )
+        .expect("a request id");
+        assert_ne!(replaced, unusable);
+        assert!(uuid::Uuid::parse_str(&replaced).is_ok(), "{replaced}");
+    }
 }

@@ -11,12 +11,13 @@ use mcpwatch_protocol::wire::{ConfigError, HeartbeatRequest, HeartbeatResponse};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, or_not_found};
+use super::extract::agent_store_error;
 use super::extract::{AgentRequest, ApiJson, AuthUser};
 use super::{check_name, path_id};
 use crate::auth::keys;
-use crate::model::{Agent, Enrollment, HostFacts, Role};
+use crate::model::{Agent, Enrollment, HostFacts};
 use crate::state::{AppState, SharedState};
-use crate::store::{self, HeartbeatUpdate};
+use crate::store::HeartbeatUpdate;
 
 /// How an agent is shown. Never includes its key or key hash.
 #[derive(Serialize)]
@@ -139,8 +140,7 @@ pub async fn create(
     auth: AuthUser,
     ApiJson(body): ApiJson<CreateAgentRequest>,
 ) -> Result<(StatusCode, Json<CreatedAgent>), ApiError> {
-    auth.require(Role::Admin)?;
-    let name = check_name("name", &body.name, 200)?;
+    let name = check_name("name", &body.name)?;
     let (agent, api_key) = new_agent(name, auth.user.org_id, Enrollment::Manual)?;
     state.store.create_agent(agent.clone()).await?;
     tracing::info!(org = %agent.org_id, agent = %agent.id, key_id = %agent.key_prefix, "Agent created.");
@@ -190,7 +190,6 @@ pub async fn delete(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    auth.require(Role::Admin)?;
     let id: AgentId = path_id(&id, "agent")?;
     state
         .store
@@ -283,12 +282,7 @@ pub async fn heartbeat(
             .store
             .record_heartbeat(agent.org_id, agent.id, update)
             .await
-            .map_err(|e| match e {
-                store::Error::NotFound => {
-                    ApiError::unauthorized("API key is not valid (revoked or never issued)")
-                }
-                other => other.into(),
-            })?;
+            .map_err(agent_store_error)?;
         if bind.is_some() {
             tracing::info!(org = %agent.org_id, agent = %agent.id, "Agent bound its signing key; its requests must now be signed.");
         }

@@ -31,6 +31,7 @@ use crate::state::SharedState;
 pub struct ApiJson<T>(pub T);
 
 /// An authenticated person.
+#[derive(Clone)]
 pub struct AuthUser {
     pub user: User,
     pub session: Session,
@@ -55,6 +56,26 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The person the router authenticated and authorised for this request (see
+/// `router::authorize`), for the handler's [`AuthUser`].
+#[derive(Clone)]
+pub struct Authenticated(pub AuthUser);
+
+/// The answer to an agent whose key was revoked (or never issued), or whose record
+/// went away while its request was handled.
+pub fn agent_key_invalid() -> ApiError {
+    ApiError::unauthorized("API key is not valid (revoked or never issued)")
+}
+
+/// A store error while handling an agent's request: `NotFound` means the agent
+/// itself is gone.
+pub fn agent_store_error(err: crate::store::Error) -> ApiError {
+    match err {
+        crate::store::Error::NotFound => agent_key_invalid(),
+        other => other.into(),
+    }
+}
+
 impl FromRequestParts<SharedState> for AuthUser {
     type Rejection = ApiError;
 
@@ -62,6 +83,9 @@ impl FromRequestParts<SharedState> for AuthUser {
         parts: &mut Parts,
         state: &SharedState,
     ) -> Result<Self, Self::Rejection> {
+        if let Some(Authenticated(user)) = parts.extensions.remove::<Authenticated>() {
+            return Ok(user);
+        }
         let token = bearer(&parts.headers).ok_or_else(|| {
             ApiError::unauthorized("missing Authorization: Bearer <access token>")
         })?;
@@ -142,9 +166,7 @@ impl<T: DeserializeOwned + Send> FromRequest<SharedState> for AgentRequest<T> {
             .store
             .find_agent_by_key(key_hash)
             .await?
-            .ok_or_else(|| {
-                ApiError::unauthorized("API key is not valid (revoked or never issued)")
-            })?;
+            .ok_or_else(agent_key_invalid)?;
 
         let signature = parts.headers.get(signing::SIGNATURE_HEADER);
         let signed = match (agent.public_key, signature) {

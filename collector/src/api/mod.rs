@@ -129,13 +129,17 @@ pub fn check_password(field: &str, password: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Trim a display name and check it is 1 to `max` characters.
-pub fn check_name(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+/// The longest name a person gives something (a user, an organisation, an agent, an
+/// enroll secret, a policy entry) and the longest search, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// Trim a display name and check it is 1 to [`MAX_NAME_CHARS`] characters.
+pub fn check_name(field: &str, value: &str) -> Result<String, ApiError> {
     let trimmed = value.trim();
-    if trimmed.is_empty() || trimmed.chars().count() > max {
+    if trimmed.is_empty() || trimmed.chars().count() > MAX_NAME_CHARS {
         Err(ApiError::validation(
             field,
-            format!("{field} must be 1 to {max} characters long"),
+            format!("{field} must be 1 to {MAX_NAME_CHARS} characters long"),
         ))
     } else {
         Ok(trimmed.to_owned())

@@ -13,9 +13,10 @@ use mcpwatch_protocol::wire::{ReportRequest, ReportResponse};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, or_not_found};
+use super::extract::agent_store_error;
 use super::extract::{AgentRequest, ApiJson, AuthUser};
 use super::{PageResponse, paging, param, path_id};
-use crate::model::{Agent, HostFacts, Role, Server, ServerChange, ServerStatus};
+use crate::model::{Agent, HostFacts, Server, ServerChange, ServerStatus};
 use crate::state::SharedState;
 use crate::store::{self, ReportInput, ServerQuery};
 
@@ -46,12 +47,7 @@ pub async fn report(
         .store
         .apply_report(agent.org_id, agent.id, input)
         .await
-        .map_err(|e| match e {
-            store::Error::NotFound => {
-                ApiError::unauthorized("API key is not valid (revoked or never issued)")
-            }
-            other => other.into(),
-        })?;
+        .map_err(agent_store_error)?;
     state.presence.record(agent.org_id, agent.id, now);
     tracing::debug!(org = %agent.org_id, agent = %agent.id, received = outcome.received, created = outcome.created,
         updated = outcome.updated, dormant = outcome.dormant, "Report stored.");
@@ -207,10 +203,16 @@ pub async fn list(
         })
         .transpose()?;
     let search = param(&params.search).map(str::to_owned);
-    if search.as_ref().is_some_and(|s| s.chars().count() > 200) {
+    if search
+        .as_ref()
+        .is_some_and(|s| s.chars().count() > super::MAX_NAME_CHARS)
+    {
         return Err(ApiError::invalid_field(
             "search",
-            "search must be at most 200 characters long",
+            format!(
+                "search must be at most {} characters long",
+                super::MAX_NAME_CHARS
+            ),
         ));
     }
     let query = ServerQuery {
@@ -266,7 +268,6 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateServerRequest>,
 ) -> Result<Json<ServerDetail>, ApiError> {
-    auth.require(Role::Analyst)?;
     let id: ServerId = path_id(&id, "server")?;
     let server = state
         .store
