@@ -201,7 +201,11 @@ servers() { curl -fsS "$base/mcp/servers" -H "authorization: Bearer $token" | js
 for _ in $(seq 150); do [ "$(servers)" = 2 ] && break; sleep 0.2; done
 [ "$(servers)" = 2 ] || fail "the Windows service sent no report; service log: $(cat "$c/ProgramData/mcpwatch/state/agent.log" 2>/dev/null)"
 wine sc query mcpwatch-agent | grep RUNNING >/dev/null || fail "service not running"
-ok "MSI install: program, config, service registered and running, enrolled ($agent_id), report received"
+# The service sets its own crash restarts at start (wixl cannot write failure actions);
+# Wine stores no failure actions, so the check is that the service made the call.
+grep -q "Crash restarts configured" "$c/ProgramData/mcpwatch/state/agent.log" \
+  || fail "the service did not configure its crash restarts: $(cat "$c/ProgramData/mcpwatch/state/agent.log")"
+ok "MSI install: program, config, service registered and running, enrolled ($agent_id), report received, crash restarts configured"
 
 echo "== the service stops when asked"
 wine sc stop mcpwatch-agent >/dev/null

@@ -35,6 +35,9 @@ pub enum Command {
     Run(RunArgs),
     /// Show the agent's identity, last heartbeat and report, and pending work.
     Status(StateArgs),
+    /// Check the settings `run` would use (config file, environment, command line) and
+    /// print them with nothing secret; exit status 78 when they cannot be used.
+    CheckConfig(RunArgs),
     /// Install this program as the machine's agent service (systemd unit, launchd
     /// daemon or Windows service): copy it into place, write the config file, enroll if
     /// given a collector and an enroll secret, and start the service. Run it again to
@@ -69,8 +72,13 @@ impl StateArgs {
 #[derive(Args, Debug)]
 pub struct EnrollArgs {
     /// The collector's URL (https://...).
-    #[arg(long, env = "MCPWATCH_COLLECTOR_URL", value_name = "URL")]
-    pub server: String,
+    #[arg(
+        long,
+        visible_alias = "server",
+        env = "MCPWATCH_COLLECTOR_URL",
+        value_name = "URL"
+    )]
+    pub collector_url: String,
     /// An enroll secret made by an admin with `POST /enroll-secrets`.
     #[arg(
         long,
@@ -93,8 +101,13 @@ pub struct EnrollArgs {
 #[derive(Args, Debug)]
 pub struct InstallArgs {
     /// The collector's URL (https://...), written to the config file.
-    #[arg(long, env = "MCPWATCH_COLLECTOR_URL", value_name = "URL")]
-    pub server: Option<String>,
+    #[arg(
+        long,
+        visible_alias = "server",
+        env = "MCPWATCH_COLLECTOR_URL",
+        value_name = "URL"
+    )]
+    pub collector_url: Option<String>,
     /// An enroll secret made by an admin with `POST /enroll-secrets`: the agent enrolls
     /// now, or when the collector can first be reached.
     #[arg(long, env = "MCPWATCH_ENROLL_SECRET", hide_env_values = true)]
@@ -122,24 +135,15 @@ pub struct UninstallArgs {
     pub root: Option<PathBuf>,
 }
 
-/// The agent's config file (TOML); every key is optional.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    collector_url: Option<String>,
-    enroll_secret: Option<String>,
-    ca_file: Option<PathBuf>,
-    heartbeat_interval_secs: Option<u64>,
-    rescan_interval_secs: Option<u64>,
-    project_roots: Option<Vec<PathBuf>>,
-    project_depth: Option<usize>,
-    log_level: Option<String>,
-}
-
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// The collector's URL, if it moved since enrollment [default: the enrolled one].
-    #[arg(long, env = "MCPWATCH_COLLECTOR_URL", value_name = "URL")]
+    #[arg(
+        long,
+        visible_alias = "server",
+        env = "MCPWATCH_COLLECTOR_URL",
+        value_name = "URL"
+    )]
     pub collector_url: Option<String>,
     /// The config file [default: /etc/mcpwatch/agent.toml, /Library/Application Support/mcpwatch/agent.toml, %ProgramData%\\mcpwatch\\agent.toml; optional].
     #[arg(long, env = "MCPWATCH_CONFIG", value_name = "FILE")]
@@ -151,15 +155,29 @@ pub struct RunArgs {
     /// while the collector cannot be reached).
     #[arg(long, env = "MCPWATCH_ENROLL_SECRET", hide_env_values = true)]
     pub enroll_secret: Option<String>,
-    /// Seconds between heartbeats until the collector says otherwise [default: 60].
-    #[arg(long, env = "MCPWATCH_HEARTBEAT_INTERVAL")]
+    /// Seconds between heartbeats, 5 to 86400. Set here or in the config file, it is
+    /// kept even when the collector suggests another [default: the collector's, 60
+    /// until it says].
+    #[arg(long, env = "MCPWATCH_HEARTBEAT_INTERVAL", value_name = "SECS")]
     pub heartbeat_interval: Option<u64>,
-    /// Seconds between full rescans, which catch missed file events [default: 900].
-    #[arg(long, env = "MCPWATCH_RESCAN_INTERVAL")]
+    /// Seconds between full rescans, which catch missed file events, 10 to 86400
+    /// [default: 900].
+    #[arg(long, env = "MCPWATCH_RESCAN_INTERVAL", value_name = "SECS")]
     pub rescan_interval: Option<u64>,
-    /// Also look for project-level configs under DIR (repeatable).
-    #[arg(long = "project-root", value_name = "DIR")]
+    /// Also look for project-level configs under DIR (repeatable; replaces the config
+    /// file's `project_roots`; the variable holds a path list).
+    #[arg(
+        long = "project-root",
+        value_name = "DIR",
+        env = "MCPWATCH_PROJECT_ROOTS"
+    )]
+    #[cfg_attr(unix, arg(value_delimiter = ':'))]
+    #[cfg_attr(windows, arg(value_delimiter = ';'))]
     pub project_roots: Vec<PathBuf>,
+    /// How many directory levels below each project root to search, 0 to 16
+    /// [default: 3].
+    #[arg(long, env = "MCPWATCH_PROJECT_DEPTH", value_name = "N")]
+    pub project_depth: Option<u64>,
     /// Scan DIR as the filesystem root instead of this machine's (tests, mounted images).
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
@@ -174,50 +192,31 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// Built-in defaults < config file < environment and command line.
-    pub(crate) fn settings(self) -> anyhow::Result<(crate::daemon::Settings, String)> {
-        let (path, explicit) = match &self.config {
-            Some(p) => (p.clone(), true),
-            None => (crate::paths::default_config_file(), false),
+    /// Built-in defaults < config file < environment and command line (see `config`).
+    pub(crate) fn settings(self) -> Result<crate::config::Resolved, crate::config::Error> {
+        let given = crate::config::Given {
+            collector_url: self.collector_url,
+            enroll_secret: self.enroll_secret,
+            ca_file: self.ca_file,
+            heartbeat_interval_secs: self.heartbeat_interval,
+            rescan_interval_secs: self.rescan_interval,
+            project_roots: self.project_roots,
+            project_depth: self.project_depth,
+            log_level: self.log_level,
+            state_dir: self.state.state_dir,
+            root: self.root,
+            os: self.os.map(Os::from),
         };
-        let file: FileConfig = match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
-                FileConfig::default()
-            }
-            Err(e) => return Err(anyhow::anyhow!("config file {}: {e}", path.display())),
-        };
-        let mut project_roots = file.project_roots.unwrap_or_default();
-        project_roots.extend(self.project_roots.iter().cloned());
-        let settings = crate::daemon::Settings {
-            collector_url: self.collector_url.clone().or(file.collector_url),
-            state_dir: self.state.dir(),
-            ca_file: self.ca_file.clone().or(file.ca_file),
-            enroll_secret: self.enroll_secret.clone().or(file.enroll_secret),
-            heartbeat_interval: std::time::Duration::from_secs(
-                self.heartbeat_interval
-                    .or(file.heartbeat_interval_secs)
-                    .unwrap_or(60)
-                    .clamp(5, 86_400),
-            ),
-            rescan_interval: std::time::Duration::from_secs(
-                self.rescan_interval
-                    .or(file.rescan_interval_secs)
-                    .unwrap_or(900)
-                    .clamp(10, 86_400),
-            ),
-            project_roots,
-            project_depth: file.project_depth.unwrap_or(3),
-            root: self.root.clone(),
-            os: self.os.map_or_else(Os::current, Os::from),
-        };
-        let log_level = self
-            .log_level
+        crate::config::load(self.config.as_deref(), given)
+    }
+
+    /// The config file `settings` reads, if it exists.
+    fn config_file(&self) -> Option<PathBuf> {
+        let path = self
+            .config
             .clone()
-            .or(file.log_level)
-            .unwrap_or_else(|| "info".into());
-        Ok((settings, log_level))
+            .unwrap_or_else(crate::paths::default_config_file);
+        path.exists().then_some(path)
     }
 }
 
@@ -329,13 +328,26 @@ impl ScanArgs {
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Enroll(args) => runtime()?.block_on(enroll(args)),
+            Command::Enroll(args) => {
+                crate::logging::to_stderr("warn");
+                runtime()?.block_on(enroll(args))
+            }
             Command::Run(args) => {
-                let (settings, log_level) = args.settings()?;
-                init_logging(&log_level);
+                let resolved = args.settings()?;
+                crate::logging::to_stderr(&resolved.log_level);
                 runtime()?
-                    .block_on(crate::daemon::run(settings, shutdown_signal()))
+                    .block_on(crate::daemon::run(resolved.settings, shutdown_signal()))
                     .map_err(anyhow::Error::from)
+            }
+            Command::CheckConfig(args) => {
+                let file = args.config_file();
+                let resolved = args.settings()?;
+                #[allow(clippy::print_stdout)]
+                {
+                    print!("{}", crate::config::describe(file.as_deref(), &resolved));
+                    println!("The settings are valid.");
+                }
+                Ok(())
             }
             Command::Status(args) => {
                 let text = crate::daemon::status(&args.dir())?;
@@ -345,7 +357,10 @@ impl Cli {
                 }
                 Ok(())
             }
-            Command::Install(args) => runtime()?.block_on(install(args)),
+            Command::Install(args) => {
+                crate::logging::to_stderr("warn");
+                runtime()?.block_on(install(args))
+            }
             Command::Uninstall(args) => {
                 let installer = installer(args.root.as_deref());
                 let done = installer.uninstall(args.purge)?;
@@ -387,22 +402,6 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
-}
-
-fn init_logging(level: &str) {
-    // Colours only on a terminal: a journal or a file gets plain text.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(log_filter(level))
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-/// RUST_LOG if set, else `level`, else info.
-pub(crate) fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
-    tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
 }
 
 async fn shutdown_signal() {
@@ -447,21 +446,21 @@ fn say(lines: &[String]) {
 async fn install(mut args: InstallArgs) -> anyhow::Result<()> {
     // An MSI passes every property, set or not: an empty value means not given.
     let given = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
-    args.server = given(args.server);
+    args.collector_url = given(args.collector_url);
     args.enroll_secret = given(args.enroll_secret);
     args.ca_file = given(args.ca_file);
     let installer = installer(args.root.as_deref());
     let layout = installer.layout().clone();
     let program = std::env::current_exe()?;
     let settings = mcpwatch_installer::Settings {
-        collector_url: args.server.clone(),
+        collector_url: args.collector_url.clone(),
         enroll_secret: args.enroll_secret.clone(),
         ca_file: args.ca_file.as_ref().map(PathBuf::from),
     };
     say(&installer.prepare(&program, &settings)?);
 
     let state_dir = crate::state::StateDir::open(&layout.on_disk(&layout.state_dir))?;
-    if let (Some(server), Some(secret)) = (&args.server, &args.enroll_secret) {
+    if let (Some(server), Some(secret)) = (&args.collector_url, &args.enroll_secret) {
         let state = state_dir.load()?;
         let server = server.trim_end_matches('/');
         match (&state.agent_id, &state.collector_url) {
@@ -509,7 +508,7 @@ async fn install(mut args: InstallArgs) -> anyhow::Result<()> {
         format!("service: {service}"),
         match (&state.agent_id, &state.collector_url) {
             (Some(id), Some(url)) => format!("agent {id}, collector {url}"),
-            _ => "not enrolled: give --server and --enroll-secret, or set them in the config file"
+            _ => "not enrolled: give --collector-url and --enroll-secret, or set them in the config file"
                 .into(),
         },
     ]);
@@ -524,10 +523,10 @@ async fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
         (None, Some(key)) => Credential::ApiKey(key),
         (None, None) => anyhow::bail!("give --enroll-secret or --api-key"),
     };
-    let agent_id = crate::enroll::enroll(&dir, http, &args.server, credential).await?;
+    let agent_id = crate::enroll::enroll(&dir, http, &args.collector_url, credential).await?;
     #[allow(clippy::print_stdout)]
     {
-        println!("Enrolled as agent {agent_id} with {}.", args.server);
+        println!("Enrolled as agent {agent_id} with {}.", args.collector_url);
     }
     Ok(())
 }
@@ -535,18 +534,52 @@ async fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory as _;
 
-    fn run_args(args: &[&str]) -> RunArgs {
-        let mut argv = vec!["mcpwatch-agent", "run"];
-        argv.extend_from_slice(args);
-        match Cli::try_parse_from(argv).unwrap().command {
-            Command::Run(a) => a,
-            _ => unreachable!("run parses as run"),
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_collector_url_has_one_name_and_an_alias_everywhere() {
+        for argv in [
+            ["mcpwatch-agent", "run", "--server", "https://a.example"],
+            [
+                "mcpwatch-agent",
+                "run",
+                "--collector-url",
+                "https://a.example",
+            ],
+        ] {
+            let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command else {
+                unreachable!("run parses as run");
+            };
+            assert_eq!(args.collector_url.as_deref(), Some("https://a.example"));
+        }
+        for flag in ["--server", "--collector-url"] {
+            let argv = [
+                "mcpwatch-agent",
+                "enroll",
+                flag,
+                "https://a.example",
+                "--enroll-secret",
+                "s",
+            ];
+            let Command::Enroll(args) = Cli::try_parse_from(argv).unwrap().command else {
+                unreachable!("enroll parses as enroll");
+            };
+            assert_eq!(args.collector_url, "https://a.example");
+            let argv = ["mcpwatch-agent", "install", flag, "https://a.example"];
+            let Command::Install(args) = Cli::try_parse_from(argv).unwrap().command else {
+                unreachable!("install parses as install");
+            };
+            assert_eq!(args.collector_url.as_deref(), Some("https://a.example"));
         }
     }
 
     #[test]
-    fn command_line_beats_the_config_file_which_beats_defaults() {
+    fn flags_replace_the_config_file_for_every_key() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("agent.toml");
         std::fs::write(
@@ -555,60 +588,29 @@ mod tests {
         )
         .unwrap();
         let f = file.to_str().unwrap();
-        let (s, level) = run_args(&[
+        let argv = [
+            "mcpwatch-agent",
+            "run",
             "--config",
             f,
             "--heartbeat-interval",
             "10",
             "--project-root",
             "/srv/b",
-        ])
-        .settings()
-        .unwrap();
-        assert_eq!(s.collector_url.as_deref(), Some("https://c.example"));
-        assert_eq!(s.heartbeat_interval.as_secs(), 10);
-        assert_eq!(s.rescan_interval.as_secs(), 900);
+        ];
+        let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command else {
+            unreachable!("run parses as run");
+        };
+        let r = args.settings().unwrap();
         assert_eq!(
-            s.project_roots,
-            [PathBuf::from("/srv/a"), PathBuf::from("/srv/b")]
+            r.settings.collector_url.as_deref(),
+            Some("https://c.example")
         );
-        assert_eq!(level, "debug");
-        let (s, _) = run_args(&["--config", f, "--collector-url", "https://moved.example"])
-            .settings()
-            .unwrap();
-        assert_eq!(s.collector_url.as_deref(), Some("https://moved.example"));
-    }
-
-    #[test]
-    fn every_key_the_shipped_config_file_documents_is_one_the_agent_reads() {
-        let template = mcpwatch_installer::config::TEMPLATE;
-        let uncommented: String = template
-            .lines()
-            .filter_map(|l| l.strip_prefix("# "))
-            .filter(|l| l.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        assert_eq!(uncommented.lines().count(), 8, "{uncommented}");
-        let file: FileConfig = toml::from_str(&uncommented).unwrap();
-        assert_eq!(file.project_depth, Some(3));
-        assert!(file.enroll_secret.is_some() && file.collector_url.is_some());
-    }
-
-    #[test]
-    fn a_typo_or_a_missing_explicit_file_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("agent.toml");
-        std::fs::write(&file, "heartbeat_intervall_secs = 30\n").unwrap();
-        let err = run_args(&["--config", file.to_str().unwrap()])
-            .settings()
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("heartbeat_intervall_secs"), "{err}");
-        let missing = dir.path().join("nope.toml");
-        assert!(
-            run_args(&["--config", missing.to_str().unwrap()])
-                .settings()
-                .is_err()
+        assert_eq!(
+            r.settings.heartbeat_interval,
+            Some(std::time::Duration::from_secs(10))
         );
+        assert_eq!(r.settings.project_roots, [PathBuf::from("/srv/b")]);
+        assert_eq!(r.log_level, "debug");
     }
 }

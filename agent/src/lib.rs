@@ -8,18 +8,24 @@
 //! - [`daemon`]: `run`, the service: watch, heartbeat, report; [`upload`]: the
 //!   collector's API over HTTPS; [`state`], [`paths`]: what the agent keeps on disk;
 //! - [`enroll`]: joining a collector; [`host`]: the machine's facts it reports;
-//! - [`cli`]: the command line; `winservice`: running under the Windows service
-//!   control manager.
+//! - [`watch`]: which directories the daemon watches, from the last scan;
+//! - [`cli`]: the command line; [`config`]: settings and where each comes from;
+//!   [`logging`]: where the log goes; [`exit`]: the exit-code policy; `winservice`:
+//!   running under the Windows service control manager.
 
 pub mod cli;
+pub mod config;
 pub mod daemon;
 pub mod discovery;
 pub mod enroll;
+pub mod exit;
 pub mod host;
 pub mod inventory;
+pub mod logging;
 pub mod paths;
 pub mod printable;
 pub mod state;
 pub mod upload;
+pub mod watch;
 #[cfg(windows)]
 pub mod winservice;

@@ -14,16 +14,7 @@ fn main() -> ExitCode {
             {
                 eprintln!("mcpwatch-agent: {e:#}");
             }
-            // EX_CONFIG: restarting cannot help until someone re-enrolls the agent, so
-            // the service unit does not restart on it.
-            match e.downcast_ref::<mcpwatch_agent::daemon::Error>() {
-                Some(
-                    mcpwatch_agent::daemon::Error::NotEnrolled
-                    | mcpwatch_agent::daemon::Error::Revoked
-                    | mcpwatch_agent::daemon::Error::Enroll(_),
-                ) => ExitCode::from(78),
-                _ => ExitCode::FAILURE,
-            }
+            ExitCode::from(mcpwatch_agent::exit::code(&e))
         }
     }
 }

@@ -3,13 +3,11 @@
 //! "starting" at once and "running" as soon as the agent has its settings and state (a
 //! service that is slow to report is killed with error 1053),
 //! runs the daemon with the config file's settings until Stop or Shutdown arrives, and
-//! reports "stopped" with why. Logs go to `agent.log` in the state dir (the previous
-//! log is kept as `agent.log.1` once it passes 10 MiB).
+//! reports "stopped" with why (the exit code `exit` gives). At start it sets its own
+//! crash restarts, which a package cannot. Logs go to `agent.log` in the state dir
+//! (see `logging`).
 
 use std::ffi::OsString;
-use std::fs;
-use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -23,7 +21,6 @@ use windows_service::service_dispatcher;
 use crate::cli::{Cli, Command};
 
 const SERVICE_NAME: &str = mcpwatch_installer::SERVICE_NAME;
-const MAX_LOG_BYTES: u64 = 10 * 1024 * 1024;
 
 // The entry point the service control manager calls on its own thread (the macro
 // writes the FFI glue).
@@ -103,15 +100,7 @@ fn serve() -> anyhow::Result<()> {
         }
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "Agent stopped.");
-            let code = match e.downcast_ref::<crate::daemon::Error>() {
-                Some(
-                    crate::daemon::Error::NotEnrolled
-                    | crate::daemon::Error::Revoked
-                    | crate::daemon::Error::Enroll(_),
-                ) => 78,
-                _ => 1,
-            };
-            ServiceExitCode::ServiceSpecific(code)
+            ServiceExitCode::ServiceSpecific(u32::from(crate::exit::code(&e)))
         }
     };
     handle.set_service_status(status(ServiceState::Stopped, exit, Duration::ZERO))?;
@@ -123,32 +112,29 @@ fn run_daemon(shutdown: impl Future<Output = ()>, ready: impl FnOnce()) -> anyho
     let Command::Run(args) = Cli::try_parse_from(["mcpwatch-agent", "run"])?.command else {
         anyhow::bail!("`run` parses as run");
     };
-    let (settings, level) = args.settings()?;
-    init_file_logging(&settings.state_dir, &level);
+    let resolved = match args.settings() {
+        Ok(resolved) => resolved,
+        Err(e) => {
+            crate::logging::to_file(&crate::paths::default_state_dir(), "info");
+            return Err(e.into());
+        }
+    };
+    crate::logging::to_file(&resolved.settings.state_dir, &resolved.log_level);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         "Windows service starting."
     );
+    // A package registered the service without failure actions (wixl cannot write
+    // them): the service sets its own crash restarts, as `install` does.
+    match mcpwatch_installer::windows::configure_running_service() {
+        Ok(()) => tracing::info!("Crash restarts configured (10 s, 1 min, then every 5 min)."),
+        Err(e) => tracing::warn!(error = %e, "Crash restarts could not be configured."),
+    }
     crate::cli::runtime()?
-        .block_on(crate::daemon::run_with_ready(settings, shutdown, ready))
+        .block_on(crate::daemon::run_with_ready(
+            resolved.settings,
+            shutdown,
+            ready,
+        ))
         .map_err(anyhow::Error::from)
-}
-
-/// Log to `agent.log` in the state dir, which only SYSTEM and Administrators can open.
-fn init_file_logging(state_dir: &Path, level: &str) {
-    if crate::paths::create_private_dir(state_dir).is_err() {
-        return;
-    }
-    let path = state_dir.join("agent.log");
-    if fs::metadata(&path).is_ok_and(|m| m.len() > MAX_LOG_BYTES) {
-        let _ = fs::rename(&path, state_dir.join("agent.log.1"));
-    }
-    let Ok(file) = fs::OpenOptions::new().create(true).append(true).open(&path) else {
-        return;
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(crate::cli::log_filter(level))
-        .with_ansi(false)
-        .with_writer(Mutex::new(file))
-        .try_init();
 }
