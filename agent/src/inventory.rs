@@ -50,42 +50,7 @@ pub fn fit(scanned: Inventory, budget: Option<usize>) -> Fitted {
     }
     unique_names(&mut servers, &mut notes);
 
-    // Leave out servers of the users with the most bytes until the report fits.
-    let sizes: Vec<usize> = servers
-        .iter()
-        .map(|s| serde_json::to_vec(s).map_or(0, |b| b.len() + 1))
-        .collect();
-    let mut per_user: HashMap<Option<String>, (usize, Vec<usize>)> = HashMap::new();
-    for (i, s) in servers.iter().enumerate() {
-        let entry = per_user.entry(s.os_user.clone()).or_default();
-        entry.0 += sizes[i];
-        entry.1.push(i);
-    }
-    let mut total: usize = sizes.iter().sum();
-    let mut count = servers.len();
-    let mut dropped = vec![false; servers.len()];
-    let mut left_out: BTreeMap<Option<String>, usize> = BTreeMap::new();
-    while total > budget || count > MAX_SERVERS_PER_REPORT {
-        let Some((user, (bytes, indices))) = per_user
-            .iter_mut()
-            .filter(|(_, (_, idx))| !idx.is_empty())
-            .max_by(|a, b| (a.1.0, &b.0).cmp(&(b.1.0, &a.0)))
-        else {
-            break;
-        };
-        let Some(i) = indices.pop() else { break };
-        *bytes -= sizes[i];
-        total -= sizes[i];
-        count -= 1;
-        dropped[i] = true;
-        *left_out.entry(user.clone()).or_default() += 1;
-    }
-    let mut kept = Vec::with_capacity(count);
-    for (s, gone) in servers.into_iter().zip(dropped) {
-        if !gone {
-            kept.push(s);
-        }
-    }
+    let (kept, left_out) = within_budget(servers, budget);
     for (user, n) in left_out {
         errors.push(ConfigError {
             path: user.as_ref().map_or_else(|| "(machine-wide files)".to_owned(), |u| format!("(files of user {u})")),
@@ -122,6 +87,50 @@ pub fn fit(scanned: Inventory, budget: Option<usize>) -> Fitted {
             config_errors: errors,
         },
     }
+}
+
+/// Leave out servers of the users with the most bytes until the report holds at most
+/// [`MAX_SERVERS_PER_REPORT`] servers in `budget` bytes; answers the servers kept and
+/// how many were left out of each user's.
+fn within_budget(
+    servers: Vec<ServerRecord>,
+    budget: usize,
+) -> (Vec<ServerRecord>, BTreeMap<Option<String>, usize>) {
+    let sizes: Vec<usize> = servers
+        .iter()
+        .map(|s| serde_json::to_vec(s).map_or(0, |b| b.len() + 1))
+        .collect();
+    let mut per_user: HashMap<Option<String>, (usize, Vec<usize>)> = HashMap::new();
+    for (i, s) in servers.iter().enumerate() {
+        let entry = per_user.entry(s.os_user.clone()).or_default();
+        entry.0 += sizes[i];
+        entry.1.push(i);
+    }
+    let mut total: usize = sizes.iter().sum();
+    let mut count = servers.len();
+    let mut dropped = vec![false; servers.len()];
+    let mut left_out: BTreeMap<Option<String>, usize> = BTreeMap::new();
+    while total > budget || count > MAX_SERVERS_PER_REPORT {
+        let Some((user, (bytes, indices))) = per_user
+            .iter_mut()
+            .filter(|(_, (_, idx))| !idx.is_empty())
+            .max_by(|a, b| (a.1.0, &b.0).cmp(&(b.1.0, &a.0)))
+        else {
+            break;
+        };
+        let Some(i) = indices.pop() else { break };
+        *bytes -= sizes[i];
+        total -= sizes[i];
+        count -= 1;
+        dropped[i] = true;
+        *left_out.entry(user.clone()).or_default() += 1;
+    }
+    let kept = servers
+        .into_iter()
+        .zip(dropped)
+        .filter_map(|(s, gone)| (!gone).then_some(s))
+        .collect();
+    (kept, left_out)
 }
 
 /// Servers that share an identity (client, config path, name) would overwrite each
@@ -254,6 +263,37 @@ pub fn with_risk(report: &ReportRequest) -> Result<serde_json::Value, serde_json
     Ok(value)
 }
 
+/// One server's row of the table `scan` prints.
+fn row(s: &ServerRecord, a: &risk::Assessment) -> [String; 7] {
+    let package = s.package.as_ref().map_or_else(
+        || s.server_type.clone().unwrap_or_default(),
+        |p| match &p.version {
+            Some(v) => format!("{}@{v}", p.name),
+            None => p.name.clone(),
+        },
+    );
+    let transport = s
+        .transport
+        .map(|t| format!("{t:?}").to_lowercase())
+        .unwrap_or_default();
+    let disabled = if s.disabled { " (disabled)" } else { "" };
+    [
+        cell(s.os_user.as_deref().unwrap_or("(machine)"), 24),
+        cell(s.client.as_deref().unwrap_or_default(), 20),
+        format!("{}{disabled}", cell(&s.server_name, 40)),
+        transport,
+        cell(&package, 48),
+        format!("{} {}", a.level, a.score),
+        cell(
+            &a.findings
+                .first()
+                .map(|f| format!("{} {}", f.rule_id, f.message))
+                .unwrap_or_default(),
+            120,
+        ),
+    ]
+}
+
 /// The table `scan` prints: one row per server, then the config errors.
 pub fn table(report: &ReportRequest) -> String {
     let mut rows: Vec<[String; 7]> = vec![[
@@ -268,33 +308,7 @@ pub fn table(report: &ReportRequest) -> String {
     let (assessments, combinations) =
         risk::assess_inventory(&report.servers, &risk::Policy::default());
     for (s, a) in report.servers.iter().zip(assessments) {
-        let package = s.package.as_ref().map_or_else(
-            || s.server_type.clone().unwrap_or_default(),
-            |p| match &p.version {
-                Some(v) => format!("{}@{v}", p.name),
-                None => p.name.clone(),
-            },
-        );
-        let transport = s
-            .transport
-            .map(|t| format!("{t:?}").to_lowercase())
-            .unwrap_or_default();
-        let disabled = if s.disabled { " (disabled)" } else { "" };
-        rows.push([
-            cell(s.os_user.as_deref().unwrap_or("(machine)"), 24),
-            cell(s.client.as_deref().unwrap_or_default(), 20),
-            format!("{}{disabled}", cell(&s.server_name, 40)),
-            transport,
-            cell(&package, 48),
-            format!("{} {}", a.level, a.score),
-            cell(
-                &a.findings
-                    .first()
-                    .map(|f| format!("{} {}", f.rule_id, f.message))
-                    .unwrap_or_default(),
-                120,
-            ),
-        ]);
+        rows.push(row(s, &a));
     }
     let widths: Vec<usize> = (0..6)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))

@@ -13,6 +13,8 @@
 //!   [`logging`]: where the log goes; [`exit`]: the exit-code policy; `winservice`:
 //!   running under the Windows service control manager.
 
+#![cfg_attr(not(test), deny(clippy::too_many_lines))]
+
 pub mod cli;
 pub mod config;
 pub mod daemon;

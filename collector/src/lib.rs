@@ -11,6 +11,8 @@
 //! - [`ingest`]: what a report does to stored servers and which alerts it raises;
 //! - [`model`]: the stored records; [`presence`], [`limits`]: in-memory state.
 
+#![cfg_attr(not(test), deny(clippy::too_many_lines))]
+
 pub mod alerts;
 pub mod api;
 pub mod auth;

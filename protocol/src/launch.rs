@@ -437,6 +437,15 @@ pub fn package(words: &[String]) -> (Option<Package>, usize) {
             },
             None => (None, words.len()),
         },
+        _ => runtime_package(&program, words, rest),
+    }
+}
+
+/// [`package`] for the runtimes and single-language launchers (deno, jbang, dnx,
+/// `go run`, `npm exec`, pnpx, python, node); any other program is itself the package.
+fn runtime_package(program: &str, words: &[String], rest: &[String]) -> (Option<Package>, usize) {
+    let after = |i: usize| i + 2;
+    match program {
         "deno" => match first_positional(rest.get(1..).unwrap_or_default(), &[]) {
             Some((i, spec)) if rest.first().is_some_and(|w| w == "run") => {
                 let version = spec

@@ -191,26 +191,35 @@ fn partial_scan(
             }
         }
     }
-    merged.servers.sort_by(|a, b| {
-        (
-            &a.os_user,
-            &a.client,
-            &a.config_path,
-            &a.project_path,
-            &a.server_name,
-        )
-            .cmp(&(
-                &b.os_user,
-                &b.client,
-                &b.config_path,
-                &b.project_path,
-                &b.server_name,
-            ))
-    });
+    sort(&mut merged);
     merged
+}
+
+/// Where a server sorts: by user, client, file, project and name.
+type Order<'a> = (
+    &'a Option<String>,
+    &'a Option<String>,
+    &'a Option<String>,
+    &'a Option<String>,
+    &'a str,
+);
+
+fn order(s: &mcpwatch_protocol::server::ServerRecord) -> Order<'_> {
+    (
+        &s.os_user,
+        &s.client,
+        &s.config_path,
+        &s.project_path,
+        &s.server_name,
+    )
+}
+
+/// The order a full scan gives.
+fn sort(inventory: &mut discovery::Inventory) {
+    inventory.servers.sort_by(|a, b| order(a).cmp(&order(b)));
+    inventory
         .config_errors
         .sort_by(|a, b| (&a.path, &a.client).cmp(&(&b.path, &b.client)));
-    merged
 }
 
 #[cfg(test)]

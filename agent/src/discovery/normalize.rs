@@ -59,27 +59,7 @@ pub fn entries<'a>(root: &'a Value, shape: Shape) -> Vec<Entry<'a>> {
                 map_entries(map, None, &mut out);
             }
         }
-        Shape::List(path, name_key) => {
-            if let Some(list) = at(root, path).and_then(Value::as_array) {
-                for (i, item) in list.iter().enumerate() {
-                    if let Some(body) = is_server(item) {
-                        let name = body
-                            .get(name_key)
-                            .or_else(|| body.get("name"))
-                            .and_then(Value::as_str)
-                            .map_or_else(|| format!("server-{i}"), str::to_owned);
-                        out.push(Entry {
-                            name,
-                            body,
-                            project: None,
-                        });
-                    }
-                }
-            } else if let Some(map) = at(root, path).and_then(Value::as_object) {
-                // Some files keep the map form under a list client's key.
-                map_entries(map, None, &mut out);
-            }
-        }
+        Shape::List(path, name_key) => list_entries(at(root, path), name_key, &mut out),
         Shape::ClaudeCode => {
             if let Some(map) = root.get("mcpServers").and_then(Value::as_object) {
                 map_entries(map, None, &mut out);
@@ -99,47 +79,78 @@ pub fn entries<'a>(root: &'a Value, shape: Shape) -> Vec<Entry<'a>> {
                 }
             }
         }
-        Shape::Goose => {
-            if let Some(map) = root.get("extensions").and_then(Value::as_object) {
-                for (name, value) in map {
-                    let bundled = value
-                        .get("type")
-                        .and_then(Value::as_str)
-                        .is_some_and(|t| GOOSE_BUNDLED.contains(&t));
-                    let body = if bundled {
-                        value.as_object()
-                    } else {
-                        is_server(value)
-                    };
-                    if let Some(body) = body {
-                        out.push(Entry {
-                            name: name.clone(),
-                            body,
-                            project: None,
-                        });
-                    }
-                }
-            }
-        }
-        Shape::Any => {
-            for path in [
-                &["mcpServers"][..],
-                &["servers"],
-                &["mcp", "servers"],
-                &["mcp_servers"],
-                &["context_servers"],
-            ] {
-                if let Some(map) = at(root, path).and_then(Value::as_object) {
-                    map_entries(map, None, &mut out);
-                    return out;
-                }
-            }
-            if let Some(map) = root.as_object() {
-                map_entries(map, None, &mut out);
-            }
-        }
+        Shape::Goose => goose_entries(root, &mut out),
+        Shape::Any => any_entries(root, &mut out),
     }
     out
+}
+
+/// A list of servers, each naming itself under `name_key` (or `name`); some files keep
+/// the map form under a list client's key.
+fn list_entries<'a>(list: Option<&'a Value>, name_key: &str, out: &mut Vec<Entry<'a>>) {
+    if let Some(list) = list.and_then(Value::as_array) {
+        for (i, item) in list.iter().enumerate() {
+            if let Some(body) = is_server(item) {
+                let name = body
+                    .get(name_key)
+                    .or_else(|| body.get("name"))
+                    .and_then(Value::as_str)
+                    .map_or_else(|| format!("server-{i}"), str::to_owned);
+                out.push(Entry {
+                    name,
+                    body,
+                    project: None,
+                });
+            }
+        }
+    } else if let Some(map) = list.and_then(Value::as_object) {
+        map_entries(map, None, out);
+    }
+}
+
+/// Goose's extensions: its bundled ones are servers too, without a command.
+fn goose_entries<'a>(root: &'a Value, out: &mut Vec<Entry<'a>>) {
+    let Some(map) = root.get("extensions").and_then(Value::as_object) else {
+        return;
+    };
+    for (name, value) in map {
+        let bundled = value
+            .get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| GOOSE_BUNDLED.contains(&t));
+        let body = if bundled {
+            value.as_object()
+        } else {
+            is_server(value)
+        };
+        if let Some(body) = body {
+            out.push(Entry {
+                name: name.clone(),
+                body,
+                project: None,
+            });
+        }
+    }
+}
+
+/// A file of no known client: the first of the usual keys that holds a map, else
+/// the top level.
+fn any_entries<'a>(root: &'a Value, out: &mut Vec<Entry<'a>>) {
+    for path in [
+        &["mcpServers"][..],
+        &["servers"],
+        &["mcp", "servers"],
+        &["mcp_servers"],
+        &["context_servers"],
+    ] {
+        if let Some(map) = at(root, path).and_then(Value::as_object) {
+            map_entries(map, None, out);
+            return;
+        }
+    }
+    if let Some(map) = root.as_object() {
+        map_entries(map, None, out);
+    }
 }
 
 /// Where an entry was found.
@@ -314,16 +325,8 @@ pub fn record(entry: &Entry<'_>, origin: &Origin) -> ServerRecord {
             let bundled = body
                 .get("name")
                 .and_then(Value::as_str)
-                .unwrap_or(&entry.name)
-                .to_owned();
-            record.transport = Some(Transport::Stdio);
-            record.server_type = Some(format!("goose {bundled}"));
-            record.command = Some(format!("goose mcp {}", quote(&bundled)));
-            record.package = Some(Package {
-                ecosystem: "goose".to_owned(),
-                name: bundled,
-                version: None,
-            });
+                .unwrap_or(&entry.name);
+            goose_bundled(&mut record, bundled);
         }
         (Some(url), _) => {
             record.transport = Some(transport_of(
@@ -345,37 +348,63 @@ pub fn record(entry: &Entry<'_>, origin: &Origin) -> ServerRecord {
             record.transport = Some(transport_of(body, None, origin.client));
             let command = redactor.text("command", &command);
             let args = redactor.args("args", &command, &args);
-            let (words, wrappers) = unwrap(&command, &args);
-            record.launch = Some(LaunchInfo {
-                program: command.clone(),
-                wrappers,
-                runs: words.first().cloned().unwrap_or_default(),
-            });
-            let (package, server_args_at) = package(&words);
-            let mut paths: Vec<String> = words
-                .get(server_args_at..)
-                .unwrap_or_default()
-                .iter()
-                .filter(|w| looks_like_path(w) || w.starts_with('~') || *w == ".")
-                .cloned()
-                .collect();
-            paths.dedup();
-            record.server_type = package.as_ref().map(|p| p.name.clone());
-            record.package = package;
-            record.command = Some(
-                std::iter::once(command.as_str())
-                    .chain(args.iter().map(String::as_str))
-                    .map(quote)
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            );
-            record.args = args;
-            record.scope = paths.first().cloned();
-            record.scope_paths = paths;
+            describe_launch(&mut record, command, args);
         }
         (None, None) => {}
     }
+    names_and_flags(&mut record, body);
+    record.secrets_found = redactor.findings;
+    record.fingerprint = Some(record.compute_fingerprint());
+    record
+}
 
+/// A server Goose runs itself: `goose mcp <name>`.
+fn goose_bundled(record: &mut ServerRecord, bundled: &str) {
+    record.transport = Some(Transport::Stdio);
+    record.server_type = Some(format!("goose {bundled}"));
+    record.command = Some(format!("goose mcp {}", quote(bundled)));
+    record.package = Some(Package {
+        ecosystem: "goose".to_owned(),
+        name: bundled.to_owned(),
+        version: None,
+    });
+}
+
+/// A local server's launch (already redacted): what it runs through which wrappers,
+/// its package, the paths it is given, and the command line.
+fn describe_launch(record: &mut ServerRecord, command: String, args: Vec<String>) {
+    let (words, wrappers) = unwrap(&command, &args);
+    record.launch = Some(LaunchInfo {
+        program: command.clone(),
+        wrappers,
+        runs: words.first().cloned().unwrap_or_default(),
+    });
+    let (package, server_args_at) = package(&words);
+    let mut paths: Vec<String> = words
+        .get(server_args_at..)
+        .unwrap_or_default()
+        .iter()
+        .filter(|w| looks_like_path(w) || w.starts_with('~') || *w == ".")
+        .cloned()
+        .collect();
+    paths.dedup();
+    record.server_type = package.as_ref().map(|p| p.name.clone());
+    record.package = package;
+    record.command = Some(
+        std::iter::once(command.as_str())
+            .chain(args.iter().map(String::as_str))
+            .map(quote)
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    record.args = args;
+    record.scope = paths.first().cloned();
+    record.scope_paths = paths;
+}
+
+/// The names (never the values) of the environment variables and headers an entry
+/// sets, whether it is disabled, and what it lets run without asking.
+fn names_and_flags(record: &mut ServerRecord, body: &serde_json::Map<String, Value>) {
     let mut env: Vec<String> = keys(body.get("env"));
     env.extend(keys(body.get("environment")));
     env.extend(keys(body.get("envs")));
@@ -414,10 +443,6 @@ pub fn record(entry: &Entry<'_>, origin: &Origin) -> ServerRecord {
     }
     approve.dedup();
     record.auto_approve = approve;
-
-    record.secrets_found = redactor.findings;
-    record.fingerprint = Some(record.compute_fingerprint());
-    record
 }
 
 #[cfg(test)]

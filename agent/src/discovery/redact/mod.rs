@@ -22,473 +22,31 @@
 //! references (`${VAR}`, `$VAR`, `%VAR%`, `{env:VAR}`) and placeholders
 //! (`<your-key>`, `YOUR_API_KEY`) are not secrets.
 
-use std::sync::LazyLock;
+mod shapes;
+mod words;
 
 use mcpwatch_protocol::launch::basename;
 use mcpwatch_protocol::server::{REDACTED, SecretFinding};
+use std::sync::LazyLock;
+
 use regex_lite::{Captures, Regex};
 
-/// Token shapes of known services.
-struct Shapes {
-    list: Vec<(&'static str, &'static [&'static str], Regex)>,
-}
-
-/// The patterns run on short texts (one argument, one URL): `regex-lite`, whose
-/// compiled patterns take a fraction of the memory of `regex`'s, is fast enough and
-/// keeps the idle agent small. Its classes (`\\b`, `\\s`, `\\w`) are ASCII.
-fn re(pattern: &str) -> Regex {
-    // The patterns are constants checked by the tests below.
-    #[allow(clippy::expect_used)]
-    Regex::new(pattern).expect("secret pattern compiles")
-}
-
-/// A token shape: its kind, literals one of which its matches contain (the regex runs
-/// only on texts that hold one), and the pattern.
-fn shape(
-    kind: &'static str,
-    hints: &'static [&'static str],
-    pattern: &'static str,
-) -> (&'static str, &'static [&'static str], &'static str) {
-    (kind, hints, pattern)
-}
-
-static SHAPES: LazyLock<Shapes> = LazyLock::new(|| {
-    let list = [
-        shape(
-            "private_key",
-            &["-----BEGIN"],
-            r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?s:.*?)(?:-----END [A-Z ]*PRIVATE KEY-----|$)",
-        ),
-        shape(
-            "github_token",
-            &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
-            r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})",
-        ),
-        shape(
-            "gitlab_token",
-            &["glpat-", "gldt-", "glptt-", "glrt-", "glsoat-"],
-            r"\bgl(?:pat|dt|ptt|rt|soat)-[A-Za-z0-9_\-]{20,}",
-        ),
-        shape(
-            "slack_token",
-            &["xox", "xapp-"],
-            r"\bxox[abposre]-[A-Za-z0-9\-]{10,}|\bxapp-[A-Za-z0-9\-]{10,}",
-        ),
-        shape(
-            "anthropic_key",
-            &["sk-ant-"],
-            r"\bsk-ant-[A-Za-z0-9_\-]{20,}",
-        ),
-        shape(
-            "openai_key",
-            &["sk-"],
-            r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",
-        ),
-        shape(
-            "stripe_key",
-            &["_live_", "_test_"],
-            r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}",
-        ),
-        shape("google_api_key", &["AIza"], r"\bAIza[0-9A-Za-z_\-]{30,}"),
-        shape(
-            "google_oauth_token",
-            &["ya29."],
-            r"\bya29\.[0-9A-Za-z_\-]{20,}",
-        ),
-        shape(
-            "aws_access_key",
-            &["AKIA", "ASIA", "ABIA", "ACCA"],
-            r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b",
-        ),
-        shape("npm_token", &["npm_"], r"\bnpm_[A-Za-z0-9]{36}"),
-        shape(
-            "pypi_token",
-            &["pypi-AgE"],
-            r"\bpypi-AgE[A-Za-z0-9_\-]{50,}",
-        ),
-        shape("huggingface_token", &["hf_"], r"\bhf_[A-Za-z0-9]{30,}"),
-        shape(
-            "docker_token",
-            &["dckr_pat_"],
-            r"\bdckr_pat_[A-Za-z0-9_\-]{20,}",
-        ),
-        shape(
-            "shopify_token",
-            &["shpat_", "shpss_", "shpca_", "shppa_"],
-            r"\bshp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}",
-        ),
-        shape(
-            "sendgrid_key",
-            &["SG."],
-            r"\bSG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}",
-        ),
-        shape(
-            "digitalocean_token",
-            &["_v1_"],
-            r"\bdo[opr]_v1_[a-f0-9]{64}",
-        ),
-        shape(
-            "linear_key",
-            &["lin_"],
-            r"\blin_(?:api|oauth)_[A-Za-z0-9]{20,}",
-        ),
-        shape(
-            "notion_token",
-            &["ntn_", "secret_"],
-            r"\b(?:ntn_|secret_)[A-Za-z0-9]{30,}",
-        ),
-        shape(
-            "airtable_token",
-            &["pat"],
-            r"\bpat[A-Za-z0-9]{14}\.[a-f0-9]{64}",
-        ),
-        shape(
-            "figma_token",
-            &["figd_", "figh_", "figu_"],
-            r"\bfig[dhu]_[A-Za-z0-9_\-]{30,}",
-        ),
-        shape(
-            "sentry_token",
-            &["sntr"],
-            r"\bsntr[ysu]_[A-Za-z0-9_=+/\-]{20,}",
-        ),
-        shape(
-            "grafana_token",
-            &["glsa_", "glc_"],
-            r"\bgl(?:sa|c)_[A-Za-z0-9_=+/\-]{20,}",
-        ),
-        shape("supabase_token", &["sbp_"], r"\bsbp_[A-Za-z0-9]{20,}"),
-        shape(
-            "atlassian_token",
-            &["ATATT"],
-            r"\bATATT[A-Za-z0-9_=\-]{20,}",
-        ),
-        shape("databricks_token", &["dapi"], r"\bdapi[a-f0-9]{32}"),
-        shape(
-            "postman_key",
-            &["PMAK-"],
-            r"\bPMAK-[A-Za-z0-9]{20,}-[A-Za-z0-9]{20,}",
-        ),
-        shape(
-            "ai_service_key",
-            &[
-                "gsk_",
-                "xai-",
-                "pplx-",
-                "r8_",
-                "tvly-",
-                "fc-",
-                "ctx7sk-",
-                "BSA",
-                "sk-or-v1-",
-                "csk-",
-                "nvapi-",
-            ],
-            r"\b(?:gsk_|xai-|pplx-|r8_|tvly-|fc-|ctx7sk-|BSA|sk-or-v1-|csk-|nvapi-)[A-Za-z0-9_\-]{16,}",
-        ),
-        shape(
-            "telegram_bot_token",
-            &[":AA"],
-            r"\b[0-9]{8,10}:AA[A-Za-z0-9_\-]{30,}",
-        ),
-        shape("twilio_api_key", &["SK"], r"\bSK[0-9a-f]{32}\b"),
-        shape("mailgun_key", &["key-"], r"\bkey-[0-9a-z]{32}\b"),
-        shape(
-            "discord_bot_token",
-            &["."],
-            r"\b[MN][A-Za-z0-9]{23,25}\.[A-Za-z0-9_\-]{6}\.[A-Za-z0-9_\-]{27,}",
-        ),
-        shape(
-            "jwt",
-            &["eyJ"],
-            r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
-        ),
-        shape(
-            "webhook_url_token",
-            &[
-                "hooks.slack",
-                "HOOKS.SLACK",
-                "discord",
-                "Discord",
-                "DISCORD",
-            ],
-            r"(?i:hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_\-]+|discord(?:app)?\.com/api/webhooks/[0-9]+/[A-Za-z0-9_\-]+)",
-        ),
-    ];
-    Shapes {
-        list: list.iter().map(|(k, h, p)| (*k, *h, re(p))).collect(),
-    }
-});
-
-/// `scheme://userinfo@`: the userinfo runs to the last `@` before the first `/`.
-static URL_AUTHORITY: LazyLock<Regex> =
-    LazyLock::new(|| re(r"([A-Za-z][A-Za-z0-9+.\-]*://)([^/\s?#]*)@"));
-
-/// `?name=value`, `&name=value`, `#name=value`, `;name=value` in a URL.
-static URL_PARAM: LazyLock<Regex> =
-    LazyLock::new(|| re(r"([?&#;])([A-Za-z0-9_.\-\[\]]+)=([^&#;\s]*)"));
-
-/// An http(s)/ws(s) URL's path.
-static URL_PATH: LazyLock<Regex> =
-    LazyLock::new(|| re(r"(?i)\b(?:https?|wss?)://[^/\s?#]+(/[^\s?#]*)"));
-
-/// `Bearer X`, `Basic X`, `Token X`, `Bot X`.
-static AUTH_SCHEME: LazyLock<Regex> =
-    LazyLock::new(|| re(r#"\b((?i:bearer|basic)|Token|Bot)(\s+)([^\s"',;]{6,})"#));
-
-/// `Name: value` (a header written in a line).
-static COLON_PAIR: LazyLock<Regex> = LazyLock::new(|| {
-    re(r#"(^|[\s"'{,;(])([A-Za-z][A-Za-z0-9_\-]*)(\s*:\s*)("[^"]*"|'[^']*'|[^\s,;"'}]+)"#)
-});
-
-/// `NAME=value`, optionally after `set`, `export` or `env` (shell lines); the value
-/// may be quoted and ends at a shell separator.
-static ASSIGNMENT: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r#"(?i)(\b(?:set|export|env|setx)\s+"?)?\b([A-Za-z_][A-Za-z0-9_.\-]*)(=)("[^"]*"|'[^']*'|[^\s&;,|"'<>]*)"#,
-    )
-});
-
-/// A flag and its value in one line: `--token X`, `--token=X`, `-H "Name: X"`.
-static LINE_FLAG: LazyLock<Regex> =
-    LazyLock::new(|| re(r#"(^|\s)(--?[A-Za-z][A-Za-z0-9_.\-]*)(=|\s+)("[^"]*"|'[^']*'|[^\s"']+)"#));
-
-/// `"name": "value"` (a JSON or JSON-like document in an argument).
-static JSON_PAIR: LazyLock<Regex> =
-    LazyLock::new(|| re(r#"(["'])([^"'\\]+)(["']\s*:\s*)(["'])((?:[^"'\\]|\\.)*)(["'])"#));
-
-/// `Password=X;` in a semicolon-separated connection string.
-/// `user:password@tcp(host)/db`: a Go / MySQL driver DSN, which has no scheme.
-static DSN_PASSWORD: LazyLock<Regex> =
-    LazyLock::new(|| re(r"(^|[\s=\x22'])([A-Za-z0-9_.\-]*:)([^@\s/:]+)(@(?:tcp|unix|udp)\()"));
-
-static CONN_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"(?i)((?:^|;)\s*(?:password|pwd|passwd|user\s+password|account\s*key|shared\s*access\s*key|accesskey|sharedaccesskey)\s*=\s*)([^;]*)",
-    )
-});
-
-/// Words of a name that make its value a secret.
-const SECRET_WORDS: &[&str] = &[
-    "token",
-    "secret",
-    "password",
-    "passwd",
-    "pwd",
-    "pass",
-    "passphrase",
-    "apikey",
-    "key",
-    "auth",
-    "authorization",
-    "credential",
-    "credentials",
-    "cookie",
-    "session",
-    "bearer",
-    "jwt",
-    "pat",
-    "sig",
-    "signature",
-    "dsn",
-    "private",
-    "otp",
-    "pin",
-    "sas",
-];
-
-/// Names joined into one word that say secret (`apikey`, `accesstoken`).
-const SECRET_COMPOUNDS: &[&str] = &[
-    "apikey",
-    "accesskey",
-    "secretkey",
-    "privatekey",
-    "authtoken",
-    "accesstoken",
-    "refreshtoken",
-    "clientsecret",
-    "password",
-    "passwd",
-    "bearertoken",
-    "connectionstring",
-    "connstr",
-];
-
-/// Words of a name that say its value is something else: a path, a name, a switch.
-const NOT_SECRET_WORDS: &[&str] = &[
-    "file",
-    "path",
-    "dir",
-    "directory",
-    "name",
-    "type",
-    "mode",
-    "url",
-    "uri",
-    "endpoint",
-    "host",
-    "id",
-    "header",
-    "env",
-    "var",
-    "length",
-    "size",
-    "count",
-    "limit",
-    "timeout",
-    "expiry",
-    "expires",
-    "method",
-    "format",
-    "scope",
-    "scopes",
-    "provider",
-    "region",
-    "no",
-    "disable",
-    "disabled",
-    "enable",
-    "enabled",
-    "skip",
-    "use",
-    "require",
-    "required",
-    "allow",
-    "insecure",
-    "ignore",
-    "helper",
-    "command",
-    "cmd",
-    "store",
-    "storage",
-    "ttl",
-    "len",
-    "max",
-    "min",
-    "version",
-    "location",
-    "server",
-    "port",
-    "prefix",
-    "field",
-    "algorithm",
-    "alg",
-    "kind",
-    "strategy",
-    "source",
-    "keyboard",
-];
-
-/// Flags whose next argument is a header `Name: value`.
-const HEADER_FLAGS: &[&str] = &["-h", "--header", "--headers", "--http-header", "-header"];
-/// Flags whose next argument is an env assignment `NAME=value`.
-const ENV_FLAGS: &[&str] = &[
-    "-e",
-    "--env",
-    "--env-var",
-    "--set-env",
-    "--environment",
-    "-env",
-];
-/// Short flags whose value is a secret.
-const SHORT_SECRET_FLAGS: &[&str] = &["-k", "-a"];
-/// Database clients whose `-pX` is the password.
-const DB_CLIENTS: &[&str] = &[
-    "mysql",
-    "mysqldump",
-    "mysqladmin",
-    "mariadb",
-    "mariadb-dump",
-    "mysqlsh",
-    "mycli",
-];
-
-/// The words of a name: split at separators and at lower→upper case changes.
-fn words(name: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut prev_lower = false;
-    for c in name.chars() {
-        if !c.is_ascii_alphanumeric() {
-            if !current.is_empty() {
-                out.push(std::mem::take(&mut current));
-            }
-            prev_lower = false;
-            continue;
-        }
-        if c.is_ascii_uppercase() && prev_lower && !current.is_empty() {
-            out.push(std::mem::take(&mut current));
-        }
-        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
-        current.push(c.to_ascii_lowercase());
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
-}
-
-/// Whether a flag, variable, key or header name says its value is a secret.
-pub fn is_secret_name(name: &str) -> bool {
-    let words = words(name);
-    if words.is_empty() || words.iter().any(|w| NOT_SECRET_WORDS.contains(&w.as_str())) {
-        return false;
-    }
-    let joined: String = words.concat();
-    words.iter().any(|w| SECRET_WORDS.contains(&w.as_str()))
-        || SECRET_COMPOUNDS.iter().any(|c| joined.contains(c))
-}
-
-/// `${VAR}`, `${input:x}`, `$VAR`, `{env:X}`, `%VAR%`, `<placeholder>`, `YOUR_KEY`:
-/// a reference or a placeholder, not a secret.
-fn is_reference(value: &str) -> bool {
-    let v = value.trim().trim_matches(|c| c == '"' || c == '\'');
-    if v.is_empty() || v == REDACTED || v.contains(REDACTED) {
-        return true;
-    }
-    let lower = v.to_ascii_lowercase();
-    (v.starts_with("${") && v.ends_with('}'))
-        || (v.starts_with('$')
-            && v.len() > 1
-            && v[1..]
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_'))
-        || v.starts_with("{env:")
-        || v.starts_with("{file:")
-        || (v.starts_with("{{") && v.ends_with("}}"))
-        || (v.starts_with('%') && v.ends_with('%') && v.len() > 2)
-        || (v.starts_with('<') && v.ends_with('>'))
-        || lower.starts_with("your")
-        || lower.starts_with("insert")
-        || lower.starts_with("replace")
-        || lower.starts_with("changeme")
-        || lower.starts_with("placeholder")
-        || lower.ends_with("_here")
-        || lower.ends_with("-here")
-        || v.chars()
-            .all(|c| c == '*' || c == 'x' || c == 'X' || c == '.')
-        || matches!(lower.as_str(), "true" | "false" | "null" | "none")
-}
-
-/// Whether a flag's value is a path (kept readable: `--key-file`, `--cert ./x.pem`).
-fn looks_like_path(value: &str) -> bool {
-    let v = value.trim_matches(|c| c == '"' || c == '\'');
-    v.starts_with('/')
-        || v.starts_with("./")
-        || v.starts_with("../")
-        || v.starts_with("~/")
-        || (v.len() > 2 && v.as_bytes()[1] == b':' && matches!(v.as_bytes()[2], b'\\' | b'/'))
-        || [
-            ".pem", ".key", ".crt", ".json", ".txt", ".p12", ".pfx", ".env",
-        ]
-        .iter()
-        .any(|ext| v.to_ascii_lowercase().ends_with(ext) && !v.contains(char::is_whitespace))
-}
+use shapes::*;
+use words::*;
 
 /// Collects findings while redacting one server's strings.
 #[derive(Default)]
 pub struct Redactor {
     pub findings: Vec<SecretFinding>,
+}
+
+/// What the next argument is, by the flag before it.
+#[derive(Clone, Copy, PartialEq)]
+enum Next {
+    Plain,
+    Secret,
+    Header,
+    Env,
 }
 
 impl Redactor {
@@ -726,13 +284,6 @@ impl Redactor {
     /// header or env flag, `env`'s assignments, a database client's `-pX`), then each
     /// by [`Self::text`].
     pub fn args(&mut self, prefix: &str, program: &str, args: &[String]) -> Vec<String> {
-        #[derive(Clone, Copy, PartialEq)]
-        enum Next {
-            Plain,
-            Secret,
-            Header,
-            Env,
-        }
         let program = basename(program);
         let db_client = DB_CLIENTS.contains(&program.as_str())
             || args.iter().any(|a| a == "-u" || a == "--user" || a == "-U");
@@ -752,74 +303,86 @@ impl Redactor {
                     _ => env_words = false,
                 }
             }
-            match expected {
-                Next::Secret
-                    if !arg.starts_with('-') && !is_reference(arg) && !looks_like_path(arg) =>
-                {
-                    out.push(REDACTED.to_owned());
-                    self.found(&location, "flag_value");
-                    continue;
-                }
-                Next::Header if !arg.starts_with('-') => {
-                    if arg.contains([':', '=']) {
-                        out.push(self.header_arg(&location, arg));
-                    } else {
-                        // `--header NAME VALUE` (Crush, some proxies): the name stays,
-                        // the next word is the value.
-                        out.push(arg.clone());
-                        next = Next::Secret;
-                    }
-                    continue;
-                }
-                Next::Env if !arg.starts_with('-') => {
-                    if let Some((name, value)) = arg.split_once('=') {
-                        out.push(self.env_value(&location, name, value));
-                        continue;
-                    }
-                }
-                _ => {}
-            }
-            let lower = arg.to_ascii_lowercase();
-            if let Some((flag, value)) = arg.split_once('=')
-                && flag.starts_with('-')
-            {
-                let flag_lower = flag.to_ascii_lowercase();
-                if HEADER_FLAGS.contains(&flag_lower.as_str()) {
-                    out.push(format!("{flag}={}", self.header_arg(&location, value)));
-                    continue;
-                }
-                if ENV_FLAGS.contains(&flag_lower.as_str())
-                    && let Some((name, v)) = value.split_once('=')
-                {
-                    out.push(format!("{flag}={}", self.env_value(&location, name, v)));
-                    continue;
-                }
-                if is_secret_name(flag) && !is_reference(value) && !looks_like_path(value) {
-                    out.push(format!("{flag}={REDACTED}"));
-                    self.found(&location, "flag_value");
-                    continue;
-                }
-            } else if HEADER_FLAGS.contains(&lower.as_str()) {
-                next = Next::Header;
-            } else if ENV_FLAGS.contains(&lower.as_str()) {
-                next = Next::Env;
-            } else if arg.starts_with('-')
-                && (is_secret_name(arg) || SHORT_SECRET_FLAGS.contains(&arg.as_str()))
-            {
-                next = Next::Secret;
-            } else if db_client
-                && let Some(password) = arg.strip_prefix("-p")
-                && !password.is_empty()
-                && !arg.starts_with("--")
-                && !is_reference(password)
-            {
-                out.push(format!("-p{REDACTED}"));
-                self.found(&location, "flag_value");
-                continue;
-            }
-            out.push(self.text(&location, arg));
+            let word = match self.positional(&location, arg, expected, &mut next) {
+                Some(word) => word,
+                None => self.word(&location, arg, db_client, &mut next),
+            };
+            out.push(word);
         }
         out
+    }
+
+    /// The word after a flag that takes a secret, a header or an assignment, redacted
+    /// as that position says; `None` where the position says nothing of it.
+    fn positional(
+        &mut self,
+        location: &str,
+        arg: &str,
+        expected: Next,
+        next: &mut Next,
+    ) -> Option<String> {
+        match expected {
+            Next::Secret
+                if !arg.starts_with('-') && !is_reference(arg) && !looks_like_path(arg) =>
+            {
+                self.found(location, "flag_value");
+                Some(REDACTED.to_owned())
+            }
+            Next::Header if !arg.starts_with('-') => {
+                if arg.contains([':', '=']) {
+                    Some(self.header_arg(location, arg))
+                } else {
+                    // `--header NAME VALUE` (Crush, some proxies): the name stays,
+                    // the next word is the value.
+                    *next = Next::Secret;
+                    Some(arg.to_owned())
+                }
+            }
+            Next::Env if !arg.starts_with('-') => arg
+                .split_once('=')
+                .map(|(name, value)| self.env_value(location, name, value)),
+            _ => None,
+        }
+    }
+
+    /// One word by what it is: `--flag=value` (a header, an assignment, a secret), a
+    /// flag whose next word is a value (noted in `next`), a database client's `-pX`,
+    /// else text.
+    fn word(&mut self, location: &str, arg: &str, db_client: bool, next: &mut Next) -> String {
+        let lower = arg.to_ascii_lowercase();
+        if let Some((flag, value)) = arg.split_once('=')
+            && flag.starts_with('-')
+        {
+            let flag_lower = flag.to_ascii_lowercase();
+            if HEADER_FLAGS.contains(&flag_lower.as_str()) {
+                return format!("{flag}={}", self.header_arg(location, value));
+            }
+            if ENV_FLAGS.contains(&flag_lower.as_str())
+                && let Some((name, v)) = value.split_once('=')
+            {
+                return format!("{flag}={}", self.env_value(location, name, v));
+            }
+            if is_secret_name(flag) && !is_reference(value) && !looks_like_path(value) {
+                self.found(location, "flag_value");
+                return format!("{flag}={REDACTED}");
+            }
+        } else if HEADER_FLAGS.contains(&lower.as_str()) {
+            *next = Next::Header;
+        } else if ENV_FLAGS.contains(&lower.as_str()) {
+            *next = Next::Env;
+        } else if arg.starts_with('-') && (is_secret_name(arg) || SHORT_SECRET_FLAGS.contains(&arg))
+        {
+            *next = Next::Secret;
+        } else if db_client
+            && let Some(password) = arg.strip_prefix("-p")
+            && !password.is_empty()
+            && !arg.starts_with("--")
+            && !is_reference(password)
+        {
+            self.found(location, "flag_value");
+            return format!("-p{REDACTED}");
+        }
+        self.text(location, arg)
     }
 
     /// `Name: value` or `Name=value` given to a header flag: the value goes.
@@ -879,125 +442,6 @@ impl Redactor {
         }
         out
     }
-}
-
-/// `Bearer ${TOKEN}`: a value made only of references and scheme words.
-fn references_only(value: &str) -> bool {
-    value.split_whitespace().all(|w| {
-        is_reference(w)
-            || matches!(
-                w.to_ascii_lowercase().as_str(),
-                "bearer" | "basic" | "token"
-            )
-    })
-}
-
-/// A user name as people write them in URLs (`git`, `deploy`, `alice.b`), not a token.
-fn plain_username(user: &str) -> bool {
-    !user.is_empty()
-        && user.len() <= 32
-        && user
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
-        && user.chars().filter(char::is_ascii_digit).count() < 5
-}
-
-/// A URL path segment that is a credential: random-looking, a long hex string, or a
-/// UUID (gateways put per-user keys in the path).
-fn token_segment(seg: &str) -> bool {
-    let hexish = seg
-        .chars()
-        .filter(|c| c.is_ascii_hexdigit() || *c == '-')
-        .count()
-        == seg.len();
-    let uuid = seg.len() == 36 && hexish && seg.matches('-').count() == 4;
-    // One opaque word of letters and many digits (`a1b2c3d4e5f6a7b8c9d0`): a key in
-    // a path, whatever its case. Words joined by dashes (`server-filesystem`) are not.
-    let digits = seg.chars().filter(char::is_ascii_digit).count();
-    let opaque = seg.len() >= 16
-        && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && digits >= 5
-        && seg.chars().any(|c| c.is_ascii_alphabetic())
-        && shannon(seg) >= 3.3;
-    (hexish && seg.len() >= 32 && digits > 0) || uuid || opaque || looks_random(seg, 20)
-}
-
-fn token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '/' | '=')
-}
-
-/// Split into runs of token characters and the rest, keeping everything.
-fn split_keep(text: &str) -> Vec<(&str, bool)> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut current: Option<bool> = None;
-    for (i, c) in text.char_indices() {
-        let kind = token_char(c);
-        match current {
-            Some(k) if k == kind => {}
-            Some(k) => {
-                out.push((&text[start..i], k));
-                start = i;
-                current = Some(kind);
-            }
-            None => current = Some(kind),
-        }
-    }
-    if let Some(k) = current {
-        out.push((&text[start..], k));
-    }
-    out
-}
-
-/// Whether `word` (at least `min_len` long) looks like a random key: letters and
-/// digits mixed, dense (high Shannon entropy), not a hex digest, a path, or words
-/// joined by dashes.
-fn looks_random(word: &str, min_len: usize) -> bool {
-    if word.len() < min_len
-        || word.contains('/') && word.split('/').filter(|p| !p.is_empty()).count() > 1
-    {
-        return false;
-    }
-    let has_digit = word.chars().any(|c| c.is_ascii_digit());
-    let has_upper = word.chars().any(|c| c.is_ascii_uppercase());
-    let has_lower = word.chars().any(|c| c.is_ascii_lowercase());
-    if !(has_digit && (has_upper || has_lower)) {
-        return false;
-    }
-    // Hex digests (commit ids, sha256 pins) are identifiers, not secrets.
-    if word.chars().all(|c| c.is_ascii_hexdigit()) {
-        return false;
-    }
-    // Words joined by dashes or underscores (package names) are not random.
-    if word.split(['-', '_', '.']).filter(|p| p.len() >= 3).count() >= 3
-        && word.split(['-', '_', '.']).all(|p| !looks_dense(p))
-    {
-        return false;
-    }
-    let needed = if word.len() >= 32 { 4.0 } else { 3.7 };
-    shannon(word) >= needed && (word.len() >= 32 || (has_upper && has_lower))
-}
-
-fn looks_dense(part: &str) -> bool {
-    part.len() >= 16 && part.chars().any(|c| c.is_ascii_digit())
-}
-
-fn shannon(word: &str) -> f64 {
-    let mut counts = [0u32; 128];
-    let mut n = 0u32;
-    for b in word.bytes().filter(|b| b.is_ascii()) {
-        counts[usize::from(b)] += 1;
-        n += 1;
-    }
-    let n = f64::from(n.max(1));
-    counts
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = f64::from(c) / n;
-            -p * p.log2()
-        })
-        .sum()
 }
 
 #[cfg(test)]
