@@ -4,11 +4,16 @@
 //! # Layout
 //!
 //! - [`cli`], [`config`], [`logging`]: the command line, settings and log setup;
-//! - [`server`]: the accept loop and background tasks; [`router`]: the route table;
+//! - [`server`]: the accept loop; [`router`]: the route table (method, path, the
+//!   role each route needs), request ids and spans; [`jobs`]: the background
+//!   scheduler (presence, silent agents, rescoring);
 //! - [`api`]: one module per resource, the error envelope and the auth extractors;
 //! - [`auth`]: passwords, tokens, API keys;
-//! - [`store`]: the storage interface and its redb implementation;
-//! - [`ingest`]: what a report does to stored servers and which alerts it raises;
+//! - [`ingest`]: what a report, a heartbeat, silence or a new rule set does to stored
+//!   servers and agents, and which alerts that raises; [`alerts`]: every alert's
+//!   wording, and how repeats and dismissal work;
+//! - [`store`]: the storage interface, which finds, stores and indexes (and decides
+//!   nothing a user reads), and its redb implementation;
 //! - [`model`]: the stored records; [`presence`], [`limits`]: in-memory state.
 
 #![cfg_attr(not(test), deny(clippy::too_many_lines))]

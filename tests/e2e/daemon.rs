@@ -319,3 +319,64 @@ fn enrollment_errors_are_clear() {
     );
     assert!(run.log().contains("not enrolled") || run.log().is_empty());
 }
+
+/// After a report is accepted and a rescan finds nothing new, the project-level
+/// config directories the last scan found are still watched: a change there is
+/// reported within seconds, not at the next full rescan (15 minutes away here).
+#[test]
+fn project_configs_stay_watched_after_an_accepted_report_and_a_quiet_rescan() {
+    let s = setup();
+    let (c, admin, root) = (&s.collector, s.admin.clone(), s.root.path());
+    put(
+        root,
+        "home/alice/.claude.json",
+        r#"{"projects": {"/home/alice/work/app": {}}}"#,
+    );
+    let project = |servers: &str| {
+        put(
+            root,
+            "home/alice/work/app/.mcp.json",
+            &format!(r#"{{"mcpServers": {{{servers}}}}}"#),
+        );
+    };
+    project(r#""p": {"command": "p-server"}"#);
+    enroll(&s);
+    let run = TestAgent::start(s.state.path(), root);
+    // `.mcp.json` is a project file of Claude Code and of VS Code: two servers.
+    wait_for(
+        c,
+        &admin,
+        "active",
+        &["docs", "notes", "p", "p"],
+        "the first report",
+    );
+    let scans = || run.log().matches("Scan finished.").count();
+    let before = scans();
+    // A quiet rescan: a watched file rewritten as it was.
+    put(
+        root,
+        "home/alice/.cursor/mcp.json",
+        &cursor_config(&[("docs", "docs-mcp@1.0.0")]),
+    );
+    eventually(
+        Duration::from_secs(30),
+        "a rescan that finds nothing new",
+        || (scans() > before).then_some(()),
+    );
+    project(r#""p": {"command": "p-server"}, "p2": {"command": "p2-server"}"#);
+    wait_for(
+        c,
+        &admin,
+        "active",
+        &["docs", "notes", "p", "p", "p2", "p2"],
+        "the project's new server, reported from its watched directory",
+    );
+    // Idle now: the agent's own reads of the files it watches start no scan. Wait for
+    // the next heartbeat (5 s) and count.
+    let settled = scans();
+    let seen = agent(c, &admin)["last_seen_at"].clone();
+    eventually(Duration::from_secs(30), "the next heartbeat", || {
+        (agent(c, &admin)["last_seen_at"] != seen).then_some(())
+    });
+    assert_eq!(scans(), settled, "an idle agent scans again: {}", run.log());
+}

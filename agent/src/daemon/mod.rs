@@ -238,7 +238,15 @@ pub async fn run_with_ready(
     let (events_tx, events) = mpsc::unbounded_channel::<Vec<PathBuf>>();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         // An error (e.g. overflow) has no paths: an empty list means "rescan everything".
-        let _ = events_tx.send(event.map(|e| e.paths).unwrap_or_default());
+        match event {
+            Ok(e) if crate::watch::is_change(&e.kind) => {
+                let _ = events_tx.send(e.paths);
+            }
+            Ok(_) => {}
+            Err(_) => {
+                let _ = events_tx.send(Vec::new());
+            }
+        }
     })
     .map_err(|e| upload::Error::Setup(format!("cannot watch config directories: {e}")))?;
     let mut watch = Watch::new(watcher);

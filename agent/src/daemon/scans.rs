@@ -81,6 +81,11 @@ impl Daemon {
         let Some(fitted) = fitted else {
             return Ok(());
         };
+        tracing::debug!(
+            servers = fitted.fitted.servers.len(),
+            config_errors = fitted.fitted.config_errors.len(),
+            "Scan finished."
+        );
         let mut report = inventory::report(fitted.fitted);
         let pending_hash = self.dir.pending().and_then(|p| p.inventory_hash);
         if !done.force
