@@ -169,19 +169,36 @@ pub(super) fn id_at(key: &[u8], at: usize) -> Result<[u8; ID]> {
         .ok_or_else(|| Error::internal("stored key has the wrong length"))
 }
 
+/// Visit every key in `table` that starts with `prefix`, in order, with its value,
+/// until `visit` answers `Break`: the one prefix scan every query uses.
+pub(super) fn walk_prefix<V, T>(
+    table: &T,
+    prefix: &[u8],
+    mut visit: impl FnMut(&[u8], V::SelfType<'_>) -> Result<std::ops::ControlFlow<()>>,
+) -> Result<()>
+where
+    V: redb::Value + 'static,
+    T: ReadableTable<Bytes, V>,
+{
+    for entry in table.range::<&[u8]>(prefix..)? {
+        let (k, v) = entry?;
+        if !k.value().starts_with(prefix) || visit(k.value(), v.value())?.is_break() {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Every key in `table` that starts with `prefix`, with its value.
 pub(super) fn scan_prefix<T>(table: &T, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>
 where
     T: ReadableTable<Bytes, Bytes>,
 {
     let mut out = Vec::new();
-    for entry in table.range::<&[u8]>(prefix..)? {
-        let (k, v) = entry?;
-        if !k.value().starts_with(prefix) {
-            break;
-        }
-        out.push((k.value().to_vec(), v.value().to_vec()));
-    }
+    walk_prefix(table, prefix, |k, v| {
+        out.push((k.to_vec(), v.to_vec()));
+        Ok(std::ops::ControlFlow::Continue(()))
+    })?;
     Ok(out)
 }
 
@@ -193,13 +210,10 @@ where
     T: ReadableTable<Bytes, V>,
 {
     let mut out = Vec::new();
-    for entry in table.range::<&[u8]>(prefix..)? {
-        let key = entry?.0.value().to_vec();
-        if !key.starts_with(prefix) {
-            break;
-        }
-        out.push(key);
-    }
+    walk_prefix(table, prefix, |k, _| {
+        out.push(k.to_vec());
+        Ok(std::ops::ControlFlow::Continue(()))
+    })?;
     Ok(out)
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::ops::ControlFlow;
 
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::{OrgId, ServerId, UserId};
@@ -14,7 +15,7 @@ use super::schema::{
     AGENT_RANK_KEY_SERVER, AGENT_RANK_VALUE_NAME, Bytes, COUNTS, INVENTORY_REV, IndexEntries,
     POLICIES, RANK_KEY_SERVER, RANK_VALUE_NAME, RANK_VALUE_STATUS, SERVER_CHANGES, SERVERS,
     SRV_AGENT, SRV_RANK, add_count, agent_key, change_key, count, count_key_servers, decode,
-    encode, get_json, id_at, list_json, put_json, server_key,
+    encode, get_json, id_at, list_json, put_json, server_key, walk_prefix,
 };
 use crate::ingest::{self, ServerWrite, rescore};
 use crate::model::{
@@ -258,8 +259,6 @@ pub(super) fn list_servers(
     let org_b = org.to_bytes();
     let offset = query.page.saturating_sub(1).saturating_mul(query.page_size);
     let search = query.search.as_ref().map(|s| s.to_lowercase());
-    // Without a search or an agent, the counts answer `total`, and the scan stops once
-    // the page is full.
     let counted = counted_total(txn, org, query)?;
     let (table, mut prefix, id_at_key, name_at) = match query.agent_id {
         Some(agent) => (
@@ -279,34 +278,31 @@ pub(super) fn list_servers(
         prefix.push(level.rank());
     }
     let (mut ids, mut total) = (Vec::new(), 0u64);
-    for entry in table.range::<&[u8]>(prefix.as_slice()..)? {
-        let (k, v) = entry?;
-        let (key, value) = (k.value(), v.value());
-        if !key.starts_with(&prefix) {
-            break;
-        }
+    walk_prefix(&table, &prefix, |key, value: &[u8]| {
         let status = value
             .get(RANK_VALUE_STATUS)
             .copied()
             .and_then(ServerStatus::from_code);
         if query.status.is_some_and(|s| Some(s) != status) {
-            continue;
+            return Ok(ControlFlow::Continue(()));
         }
         if let Some(needle) = &search {
             let name =
                 std::str::from_utf8(value.get(name_at..).unwrap_or_default()).unwrap_or_default();
             if !name.contains(needle.as_str()) {
-                continue;
+                return Ok(ControlFlow::Continue(()));
             }
         }
         if total >= offset && (ids.len() as u64) < query.page_size {
             ids.push(id_at(key, id_at_key)?);
         }
         total += 1;
+        // Without a search or an agent, the counts answer `total`: stop at a full page.
         if counted.is_some() && ids.len() as u64 >= query.page_size {
-            break;
+            return Ok(ControlFlow::Break(()));
         }
-    }
+        Ok(ControlFlow::Continue(()))
+    })?;
     let servers = txn.open_table(SERVERS)?;
     let mut items = Vec::with_capacity(ids.len());
     for id in ids {
