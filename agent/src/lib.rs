@@ -27,6 +27,8 @@ pub mod logging;
 pub mod paths;
 pub mod printable;
 pub mod state;
+#[cfg(test)]
+mod test_support;
 pub mod upload;
 pub mod watch;
 #[cfg(windows)]

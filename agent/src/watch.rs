@@ -153,26 +153,7 @@ mod tests {
             assert!(is_change(&kind), "{kind:?}");
         }
     }
-    use crate::discovery::catalog::Os;
-
-    fn put(root: &Path, rel: &str, text: &str) {
-        let path = root.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-
-    /// Scan options for the machine tree at `r`.
-    fn machine(r: &Path) -> ScanOptions {
-        ScanOptions {
-            os: Os::Linux,
-            target: Target::Root {
-                root: r.to_path_buf(),
-                user: None,
-            },
-            project_roots: vec![],
-            project_depth: 1,
-        }
-    }
+    use crate::test_support::{machine, put};
 
     #[test]
     fn project_config_directories_are_watched_from_the_last_scan() {

@@ -301,20 +301,9 @@ pub fn dismiss(alert: &mut Alert, by: mcpwatch_protocol::ids::UserId, at: DateTi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::tests::record;
     use crate::ingest::{self, rescore};
     use crate::model::{Enrollment, HostFacts, OrgPolicy, ServerStatus};
-    use mcpwatch_protocol::server::ServerRecord;
-
-    fn record(name: &str, args: &[&str]) -> ServerRecord {
-        ServerRecord {
-            server_name: name.into(),
-            client: Some("cursor".into()),
-            config_path: Some("/home/a/.cursor/mcp.json".into()),
-            command: Some("npx".into()),
-            args: args.iter().map(|s| (*s).to_owned()).collect(),
-            ..ServerRecord::default()
-        }
-    }
 
     /// A server as the report path stores it.
     fn stored(name: &str, args: &[&str]) -> Server {

@@ -229,29 +229,8 @@ fn sort(inventory: &mut discovery::Inventory) {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::discovery::catalog::Os;
-
-    /// Scan options for the machine tree at `r`.
-    fn machine(r: &Path) -> ScanOptions {
-        ScanOptions {
-            os: Os::Linux,
-            target: Target::Root {
-                root: r.to_path_buf(),
-                user: None,
-            },
-            project_roots: vec![],
-            project_depth: 1,
-        }
-    }
-
-    fn put(root: &Path, rel: &str, text: &str) {
-        let path = root.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
+    use crate::test_support::{machine, put};
 
     #[test]
     fn a_change_in_one_home_rescans_that_home_and_matches_a_full_scan() {

@@ -321,11 +321,12 @@ fn gone(plan: &mut Plan, before: Server, now: DateTime<Utc>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::AlertKind;
 
-    fn record(name: &str, args: &[&str]) -> ServerRecord {
+    /// A Cursor server running `npx` with `args`.
+    pub(crate) fn record(name: &str, args: &[&str]) -> ServerRecord {
         ServerRecord {
             server_name: name.into(),
             client: Some("cursor".into()),
