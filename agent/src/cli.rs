@@ -8,7 +8,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::discovery::catalog::Os;
 use crate::discovery::paths::Env;
 use crate::discovery::{self, ScanOptions, Target};
-use crate::enroll::Credential;
 use crate::inventory;
 
 #[derive(Parser, Debug)]
@@ -46,10 +45,11 @@ pub enum Command {
     /// Stop and remove the agent's service and program; with --purge also its config
     /// and state (its identity: it must enroll again).
     Uninstall(UninstallArgs),
-    /// Run under the Windows service control manager (what the Windows service starts).
+    /// Run under the Windows service control manager (what the Windows service starts),
+    /// with the settings `run` takes.
     #[cfg(windows)]
     #[command(hide = true)]
-    Service,
+    Service(RunArgs),
     /// Print the version.
     Version,
 }
@@ -62,7 +62,7 @@ pub struct StateArgs {
 }
 
 impl StateArgs {
-    fn dir(&self) -> PathBuf {
+    pub fn dir(&self) -> PathBuf {
         self.state_dir
             .clone()
             .unwrap_or_else(crate::paths::default_state_dir)
@@ -330,13 +330,16 @@ impl Cli {
         match self.command {
             Command::Enroll(args) => {
                 crate::logging::to_stderr("warn");
-                runtime()?.block_on(enroll(args))
+                crate::daemon::runtime()?.block_on(crate::setup::enroll(args))
             }
             Command::Run(args) => {
                 let resolved = args.settings()?;
                 crate::logging::to_stderr(&resolved.log_level);
-                runtime()?
-                    .block_on(crate::daemon::run(resolved.settings, shutdown_signal()))
+                crate::daemon::runtime()?
+                    .block_on(crate::daemon::run(
+                        resolved.settings,
+                        crate::daemon::shutdown_signal(),
+                    ))
                     .map_err(anyhow::Error::from)
             }
             Command::CheckConfig(args) => {
@@ -359,16 +362,11 @@ impl Cli {
             }
             Command::Install(args) => {
                 crate::logging::to_stderr("warn");
-                runtime()?.block_on(install(args))
+                crate::daemon::runtime()?.block_on(crate::setup::install(args))
             }
-            Command::Uninstall(args) => {
-                let installer = installer(args.root.as_deref());
-                let done = installer.uninstall(args.purge)?;
-                say(&done);
-                Ok(())
-            }
+            Command::Uninstall(args) => crate::setup::uninstall(&args),
             #[cfg(windows)]
-            Command::Service => crate::winservice::run(),
+            Command::Service(args) => crate::winservice::run(args.settings()),
             Command::Version => {
                 #[allow(clippy::print_stdout)]
                 {
@@ -395,140 +393,6 @@ impl Cli {
             }
         }
     }
-}
-
-/// The agent's runtime: one thread; the work is waiting.
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-}
-
-fn installer(root: Option<&std::path::Path>) -> mcpwatch_installer::Installer {
-    let layout = mcpwatch_installer::Layout::new(
-        mcpwatch_installer::Platform::current(),
-        root.unwrap_or(std::path::Path::new("/")),
-    );
-    mcpwatch_installer::Installer::new(layout)
-}
-
-fn say(lines: &[String]) {
-    #[allow(clippy::print_stdout)]
-    for line in lines {
-        println!("- {line}");
-    }
-}
-
-/// `install`: files, config, enrollment, service, then what the service manager says.
-async fn install(mut args: InstallArgs) -> anyhow::Result<()> {
-    // An MSI passes every property, set or not: an empty value means not given.
-    let given = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
-    args.collector_url = given(args.collector_url);
-    args.enroll_secret = given(args.enroll_secret);
-    args.ca_file = given(args.ca_file);
-    let installer = installer(args.root.as_deref());
-    let layout = installer.layout().clone();
-    let program = std::env::current_exe()?;
-    let settings = mcpwatch_installer::Settings {
-        collector_url: args.collector_url.clone(),
-        enroll_secret: args.enroll_secret.clone(),
-        ca_file: args.ca_file.as_ref().map(PathBuf::from),
-    };
-    say(&installer.prepare(&program, &settings)?);
-
-    let state_dir = crate::state::StateDir::open(&layout.on_disk(&layout.state_dir))?;
-    if let (Some(server), Some(secret)) = (&args.collector_url, &args.enroll_secret) {
-        let state = state_dir.load()?;
-        let server = server.trim_end_matches('/');
-        match (&state.agent_id, &state.collector_url) {
-            (Some(id), Some(url)) if url == server && state.api_key.is_some() && !state.revoked => {
-                say(&[format!("already enrolled as agent {id} with {url}")]);
-            }
-            _ => {
-                let http = crate::upload::http_client(settings.ca_file.as_deref())?;
-                match crate::enroll::enroll(
-                    &state_dir,
-                    http,
-                    server,
-                    Credential::EnrollSecret(secret),
-                )
-                .await
-                {
-                    Ok(id) => say(&[format!("enrolled as agent {id} with {server}")]),
-                    Err(e) if e.is_transient() => say(&[format!(
-                        "not enrolled yet ({e}); the service enrolls when it can reach the collector"
-                    )]),
-                    Err(e) => anyhow::bail!(
-                        "{e}; the service was not registered. Run install again with a valid enroll secret"
-                    ),
-                }
-            }
-        }
-    }
-
-    if !args.no_service {
-        say(&installer.register(true)?);
-    }
-    let mut service = installer.state();
-    if !args.no_service && layout.is_live() {
-        // The service manager answers at once; give the agent a moment to be running.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while service != mcpwatch_installer::ServiceState::Running
-            && std::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-            service = installer.state();
-        }
-    }
-    let state = state_dir.load()?;
-    say(&[
-        format!("service: {service}"),
-        match (&state.agent_id, &state.collector_url) {
-            (Some(id), Some(url)) => format!("agent {id}, collector {url}"),
-            _ => "not enrolled: give --collector-url and --enroll-secret, or set them in the config file"
-                .into(),
-        },
-    ]);
-    Ok(())
-}
-
-async fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
-    let dir = crate::state::StateDir::open(&args.state.dir())?;
-    let http = crate::upload::http_client(args.ca_file.as_deref())?;
-    let credential = match (&args.enroll_secret, &args.api_key) {
-        (Some(secret), _) => Credential::EnrollSecret(secret),
-        (None, Some(key)) => Credential::ApiKey(key),
-        (None, None) => anyhow::bail!("give --enroll-secret or --api-key"),
-    };
-    let agent_id = crate::enroll::enroll(&dir, http, &args.collector_url, credential).await?;
-    #[allow(clippy::print_stdout)]
-    {
-        println!("Enrolled as agent {agent_id} with {}.", args.collector_url);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

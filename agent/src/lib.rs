@@ -7,7 +7,8 @@
 //!   and how `scan` shows it; [`printable`]: user-written text made safe to print;
 //! - [`daemon`]: `run`, the service: watch, heartbeat, report; [`upload`]: the
 //!   collector's API over HTTPS; [`state`], [`paths`]: what the agent keeps on disk;
-//! - [`enroll`]: joining a collector; [`host`]: the machine's facts it reports;
+//! - [`enroll`]: joining a collector; [`setup`]: the `install`, `enroll` and
+//!   `uninstall` commands; [`host`]: the machine's facts it reports;
 //! - [`watch`]: which directories the daemon watches, from the last scan;
 //! - [`cli`]: the command line; [`config`]: settings and where each comes from;
 //!   [`logging`]: where the log goes; [`exit`]: the exit-code policy; `winservice`:
@@ -26,6 +27,7 @@ pub mod inventory;
 pub mod logging;
 pub mod paths;
 pub mod printable;
+pub mod setup;
 pub mod state;
 #[cfg(test)]
 mod test_support;

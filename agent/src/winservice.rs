@@ -10,15 +10,16 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
+use std::sync::Mutex;
+
 use anyhow::Context as _;
-use clap::Parser as _;
 use windows_service::service::{
     ServiceControl, ServiceControlAccept, ServiceExitCode, ServiceState, ServiceStatus, ServiceType,
 };
 use windows_service::service_control_handler::{self, ServiceControlHandlerResult};
 use windows_service::service_dispatcher;
 
-use crate::cli::{Cli, Command};
+use crate::config::{self, Resolved};
 
 const SERVICE_NAME: &str = mcpwatch_installer::SERVICE_NAME;
 
@@ -35,8 +36,16 @@ mod entry {
     }
 }
 
-/// Hand this thread to the service control manager until the service stops.
-pub fn run() -> anyhow::Result<()> {
+/// The settings the service runs with, resolved by `service` before the manager calls
+/// [`service_main`] on its own thread.
+static SETTINGS: Mutex<Option<Result<Resolved, config::Error>>> = Mutex::new(None);
+
+/// Hand this thread to the service control manager until the service stops, with the
+/// settings `run` would use (config file, environment).
+pub fn run(settings: Result<Resolved, config::Error>) -> anyhow::Result<()> {
+    if let Ok(mut slot) = SETTINGS.lock() {
+        *slot = Some(settings);
+    }
     entry::start().context(
         "cannot connect to the service control manager (this command is what the Windows service runs; use `run` in a console)",
     )
@@ -107,17 +116,16 @@ fn serve() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The daemon with the same settings `run` would use (config file, environment).
+/// The daemon with the settings [`run`] was given.
 fn run_daemon(shutdown: impl Future<Output = ()>, ready: impl FnOnce()) -> anyhow::Result<()> {
-    let Command::Run(args) = Cli::try_parse_from(["mcpwatch-agent", "run"])?.command else {
-        anyhow::bail!("`run` parses as run");
-    };
-    let resolved = match args.settings() {
-        Ok(resolved) => resolved,
-        Err(e) => {
+    let settings = SETTINGS.lock().ok().and_then(|mut slot| slot.take());
+    let resolved = match settings {
+        Some(Ok(resolved)) => resolved,
+        Some(Err(e)) => {
             crate::logging::to_file(&crate::paths::default_state_dir(), "info");
             return Err(e.into());
         }
+        None => anyhow::bail!("the service started without its settings"),
     };
     crate::logging::to_file(&resolved.settings.state_dir, &resolved.log_level);
     tracing::info!(
@@ -130,7 +138,7 @@ fn run_daemon(shutdown: impl Future<Output = ()>, ready: impl FnOnce()) -> anyho
         Ok(()) => tracing::info!("Crash restarts configured (10 s, 1 min, then every 5 min)."),
         Err(e) => tracing::warn!(error = %e, "Crash restarts could not be configured."),
     }
-    crate::cli::runtime()?
+    crate::daemon::runtime()?
         .block_on(crate::daemon::run_with_ready(
             resolved.settings,
             shutdown,
