@@ -17,6 +17,11 @@ for tool in cargo-deb wixl msibuild x86_64-w64-mingw32-gcc; do
 done
 mkdir -p dist
 
+echo "== man pages (from the clap definitions)"
+rm -rf target/man
+cargo run --locked -q -p mcpwatch-tests --bin mcpwatch-man -- target/man >/dev/null
+gzip -9n target/man/*.1
+
 echo "== deb packages"
 cargo deb --locked -p mcpwatch-collector --deb-version "$version-1" -o dist/
 cargo deb --locked -p mcpwatch-agent --deb-version "$version-1" -o dist/

@@ -145,7 +145,8 @@ pub struct RunArgs {
         value_name = "URL"
     )]
     pub collector_url: Option<String>,
-    /// The config file [default: /etc/mcpwatch/agent.toml, /Library/Application Support/mcpwatch/agent.toml, %ProgramData%\\mcpwatch\\agent.toml; optional].
+    /// The config file, read with its drop-ins (`agent.d/*.toml` beside it, in name
+    /// order) [default: /etc/mcpwatch/agent.toml, /Library/Application Support/mcpwatch/agent.toml, %ProgramData%\\mcpwatch\\agent.toml; optional].
     #[arg(long, env = "MCPWATCH_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// A PEM file of the CA that signed the collector's certificate.
@@ -208,15 +209,6 @@ impl RunArgs {
             os: self.os.map(Os::from),
         };
         crate::config::load(self.config.as_deref(), given)
-    }
-
-    /// The config file `settings` reads, if it exists.
-    fn config_file(&self) -> Option<PathBuf> {
-        let path = self
-            .config
-            .clone()
-            .unwrap_or_else(crate::paths::default_config_file);
-        path.exists().then_some(path)
     }
 }
 
@@ -343,11 +335,10 @@ impl Cli {
                     .map_err(anyhow::Error::from)
             }
             Command::CheckConfig(args) => {
-                let file = args.config_file();
                 let resolved = args.settings()?;
                 #[allow(clippy::print_stdout)]
                 {
-                    print!("{}", crate::config::describe(file.as_deref(), &resolved));
+                    print!("{}", crate::config::describe(&resolved));
                     println!("The settings are valid.");
                 }
                 Ok(())

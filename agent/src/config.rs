@@ -2,10 +2,13 @@
 //! < config file < environment (`MCPWATCH_*`) < command line, for every key alike (a
 //! list such as `project_roots` is replaced by a later source, never merged).
 //!
-//! The command line and the environment arrive together in [`Given`] (clap resolves a
-//! flag over its variable); [`resolve`] lays them over the file, checks every value
-//! against its range, and refuses what is out of range with the key and the range
-//! (nothing is clamped silently).
+//! The config file is `agent.toml` and its drop-ins, `agent.d/*.toml` beside it, read
+//! in name order after it: a key in a later file wins. `agent.toml` is the admin's (no
+//! package ships or edits it); `install` writes `agent.d/50-install.toml`; a fleet tool
+//! may drop its own. The command line and the environment arrive together in
+//! [`Given`] (clap resolves a flag over its variable); [`resolve`] lays them over the
+//! files, checks every value against its range, and refuses what is out of range with
+//! the key and the range (nothing is clamped silently).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -80,6 +83,22 @@ pub struct FileConfig {
 }
 
 impl FileConfig {
+    /// `later` over `self`: each key `later` sets wins.
+    fn under(self, later: FileConfig) -> FileConfig {
+        FileConfig {
+            collector_url: later.collector_url.or(self.collector_url),
+            enroll_secret: later.enroll_secret.or(self.enroll_secret),
+            ca_file: later.ca_file.or(self.ca_file),
+            heartbeat_interval_secs: later
+                .heartbeat_interval_secs
+                .or(self.heartbeat_interval_secs),
+            rescan_interval_secs: later.rescan_interval_secs.or(self.rescan_interval_secs),
+            project_roots: later.project_roots.or(self.project_roots),
+            project_depth: later.project_depth.or(self.project_depth),
+            log_level: later.log_level.or(self.log_level),
+        }
+    }
+
     /// Read the file at `path`. A missing file is an empty config unless `explicit`
     /// (named on the command line), when it is an error.
     pub fn read(path: &Path, explicit: bool) -> Result<Self, Error> {
@@ -118,11 +137,36 @@ pub struct Given {
     pub os: Option<Os>,
 }
 
-/// The settings the agent runs with, and the log filter.
+/// The settings the agent runs with (with the config files they were read from), and
+/// the log filter.
 #[derive(Debug, Clone)]
 pub struct Resolved {
     pub settings: Settings,
     pub log_level: String,
+}
+
+/// The config files: `config` and its drop-ins (`<name>.d/*.toml`), in the order they
+/// are read. Only files that exist are listed.
+pub fn files(config: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut out: Vec<PathBuf> = config
+        .is_file()
+        .then(|| config.to_path_buf())
+        .into_iter()
+        .collect();
+    let dir = mcpwatch_installer::config::drop_in_dir(config);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(source) => return Err(Error::Read { path: dir, source }),
+    };
+    let mut drop_ins: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    drop_ins.sort();
+    out.extend(drop_ins);
+    Ok(out)
 }
 
 /// The later of two sources: given over file over default.
@@ -199,6 +243,7 @@ pub fn resolve(file: FileConfig, given: Given) -> Result<Resolved, Error> {
         project_depth: depth.map_or(DEFAULT_PROJECT_DEPTH, |d| d as usize),
         root: given.root,
         os: given.os.unwrap_or_else(Os::current),
+        config_files: Vec::new(),
     };
     let log_level = text("log_level", pick(given.log_level, file.log_level))?
         .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned());
@@ -208,26 +253,42 @@ pub fn resolve(file: FileConfig, given: Given) -> Result<Resolved, Error> {
     })
 }
 
-/// Read the config file (the one named, else the default one if it exists) and
-/// resolve the settings.
+/// Read the config file (the one named, else the default one if it exists) and its
+/// drop-ins, and resolve the settings.
 pub fn load(config: Option<&Path>, given: Given) -> Result<Resolved, Error> {
-    let file = match config {
-        Some(path) => FileConfig::read(path, true)?,
-        None => FileConfig::read(&crate::paths::default_config_file(), false)?,
-    };
-    resolve(file, given)
+    let path = config.map_or_else(crate::paths::default_config_file, Path::to_path_buf);
+    if config.is_some() {
+        // Named on the command line: it must be there.
+        FileConfig::read(&path, true)?;
+    }
+    let files = files(&path)?;
+    let mut merged = FileConfig::default();
+    for file in &files {
+        merged = merged.under(FileConfig::read(file, true)?);
+    }
+    let mut resolved = resolve(merged, given)?;
+    resolved.settings.config_files = files;
+    Ok(resolved)
 }
 
 /// The settings as `check-config` prints them: every key, its value and where it came
 /// from. The enroll secret is never shown, only whether it is set.
-pub fn describe(file: Option<&Path>, resolved: &Resolved) -> String {
+pub fn describe(resolved: &Resolved) -> String {
     let s = &resolved.settings;
     let or_none = |v: Option<String>| v.unwrap_or_else(|| "(none)".into());
     let path = |p: &Path| crate::printable::escape(&p.to_string_lossy()).into_owned();
     let rows = [
         (
-            "config file",
-            file.map_or_else(|| "(none found)".into(), path),
+            "config files",
+            if s.config_files.is_empty() {
+                "(none found)".into()
+            } else {
+                s.config_files
+                    .iter()
+                    .map(|p| path(p))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
         ),
         (
             "collector_url",
@@ -407,6 +468,56 @@ mod tests {
     }
 
     #[test]
+    fn drop_ins_are_read_after_the_file_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("agent.toml");
+        std::fs::write(
+            &config,
+            "collector_url = \"https://base.example\"\nproject_depth = 2\nlog_level = \"debug\"\n",
+        )
+        .unwrap();
+        let d = dir.path().join("agent.d");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(
+            d.join("50-install.toml"),
+            "collector_url = \"https://install.example\"\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("90-fleet.toml"), "project_depth = 4\n").unwrap();
+        std::fs::write(d.join("README"), "not toml: ignored\n").unwrap();
+        let r = load(Some(&config), Given::default()).unwrap();
+        assert_eq!(
+            r.settings.collector_url.as_deref(),
+            Some("https://install.example")
+        );
+        assert_eq!(r.settings.project_depth, 4);
+        assert_eq!(r.log_level, "debug");
+        assert_eq!(
+            r.settings.config_files,
+            [
+                config.clone(),
+                d.join("50-install.toml"),
+                d.join("90-fleet.toml")
+            ]
+        );
+        // The command line still wins over every file.
+        let given = Given {
+            project_depth: Some(1),
+            ..Given::default()
+        };
+        assert_eq!(
+            load(Some(&config), given).unwrap().settings.project_depth,
+            1
+        );
+        // A broken drop-in is an error naming it.
+        std::fs::write(d.join("95-bad.toml"), "project_depth = \n").unwrap();
+        let err = load(Some(&config), Given::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("95-bad.toml"), "{err}");
+    }
+
+    #[test]
     fn a_typo_or_a_missing_explicit_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.toml");
@@ -450,7 +561,7 @@ mod tests {
             Given::default(),
         )
         .unwrap();
-        let text = describe(Some(Path::new("/etc/mcpwatch/agent.toml")), &r);
+        let text = describe(&r);
         assert!(!text.contains("topsecret"), "{text}");
         assert!(text.contains("enroll_secret            (set)"), "{text}");
     }

@@ -33,39 +33,26 @@ pub async fn install(mut args: InstallArgs) -> anyhow::Result<()> {
     let program = std::env::current_exe()?;
     let settings = mcpwatch_installer::Settings {
         collector_url: args.collector_url.clone(),
-        enroll_secret: args.enroll_secret.clone(),
         ca_file: args.ca_file.as_ref().map(PathBuf::from),
     };
     say(&installer.prepare(&program, &settings)?);
+    // The service will read these files: a broken one is named now, not at its start.
+    let config_file = layout.on_disk(&layout.config_file);
+    crate::config::load(Some(&config_file), crate::config::Given::default()).map_err(|e| {
+        anyhow::Error::from(e).context("the config files cannot be used; nothing was registered")
+    })?;
 
     let state_dir = crate::state::StateDir::open(&layout.on_disk(&layout.state_dir))?;
     if let (Some(server), Some(secret)) = (&args.collector_url, &args.enroll_secret) {
-        let state = state_dir.load()?;
         let server = server.trim_end_matches('/');
-        match (&state.agent_id, &state.collector_url) {
-            (Some(id), Some(url)) if url == server && state.api_key.is_some() && !state.revoked => {
-                say(&[format!("already enrolled as agent {id} with {url}")]);
-            }
-            _ => {
-                let http = crate::upload::http_client(settings.ca_file.as_deref())?;
-                match crate::enroll::enroll(
-                    &state_dir,
-                    http,
-                    server,
-                    Credential::EnrollSecret(secret),
-                )
-                .await
-                {
-                    Ok(id) => say(&[format!("enrolled as agent {id} with {server}")]),
-                    Err(e) if e.is_transient() => say(&[format!(
-                        "not enrolled yet ({e}); the service enrolls when it can reach the collector"
-                    )]),
-                    Err(e) => anyhow::bail!(
-                        "{e}; the service was not registered. Run install again with a valid enroll secret"
-                    ),
-                }
-            }
-        }
+        say(&[enroll_now(
+            &state_dir,
+            server,
+            secret,
+            settings.ca_file.as_deref(),
+            args.no_service,
+        )
+        .await?]);
     }
 
     if !args.no_service {
@@ -87,11 +74,63 @@ pub async fn install(mut args: InstallArgs) -> anyhow::Result<()> {
         format!("service: {service}"),
         match (&state.agent_id, &state.collector_url) {
             (Some(id), Some(url)) => format!("agent {id}, collector {url}"),
-            _ => "not enrolled: give --collector-url and --enroll-secret, or set them in the config file"
+            _ if state_dir.enroll_secret().is_some() => {
+                "not enrolled yet: the service enrolls with the kept secret when it reaches the collector".into()
+            }
+            _ => "not enrolled: give --collector-url and --enroll-secret, or set them in a config file"
                 .into(),
         },
     ]);
     Ok(())
+}
+
+/// Enroll with `secret` now, for `install`. The secret is never written to a config
+/// file: enrolled, it is not kept at all; when the collector cannot be reached, it is
+/// kept in the state dir (owner-only) for the service, which deletes it once enrolled;
+/// refused, it is dropped, the refusal is noted for `status`, and the error (exit code
+/// 78) says what to do. Answers what happened.
+async fn enroll_now(
+    state_dir: &crate::state::StateDir,
+    server: &str,
+    secret: &str,
+    ca_file: Option<&std::path::Path>,
+    packaged: bool,
+) -> anyhow::Result<String> {
+    let mut state = state_dir.load()?;
+    if let (Some(id), Some(url)) = (&state.agent_id, &state.collector_url)
+        && url == server
+        && state.api_key.is_some()
+        && !state.revoked
+    {
+        state_dir.forget_enroll_secret()?;
+        return Ok(format!("already enrolled as agent {id} with {url}"));
+    }
+    let http = crate::upload::http_client(ca_file)?;
+    match crate::enroll::enroll(state_dir, http, server, Credential::EnrollSecret(secret)).await {
+        Ok(id) => {
+            state_dir.forget_enroll_secret()?;
+            Ok(format!("enrolled as agent {id} with {server}"))
+        }
+        Err(e) if e.is_transient() => {
+            state_dir.keep_enroll_secret(secret)?;
+            Ok(format!(
+                "not enrolled yet ({e}); the enroll secret is kept in {} (root only) until the service enrolls, then deleted",
+                state_dir.path().display()
+            ))
+        }
+        Err(e) => {
+            state_dir.forget_enroll_secret()?;
+            state.last_error = Some(format!("enrollment refused: {e}"));
+            state_dir.save(&state)?;
+            let what_now = if packaged {
+                "the agent is installed but not enrolled, and its service stops at start (exit 78, not restarted) until `mcpwatch-agent enroll --collector-url URL --enroll-secret SECRET` succeeds"
+            } else {
+                "the service was not registered; run install again with a valid enroll secret"
+            };
+            Err(anyhow::Error::from(crate::daemon::Error::Enroll(e))
+                .context(format!("enrollment refused; {what_now}")))
+        }
+    }
 }
 
 /// `enroll`: exchange an enroll secret or an API key for the agent's identity.

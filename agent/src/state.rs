@@ -1,7 +1,9 @@
 //! The agent's state dir: its identity (agent id, API key, Ed25519 signing key), what
 //! it last sent and when, and the newest report not yet accepted by the collector (the
-//! spool), so that a restart while the collector is down loses nothing. Every file is
-//! owner-only and replaced atomically; the state file carries a format version.
+//! spool), so that a restart while the collector is down loses nothing, and an enroll
+//! secret `install` was given while the collector could not be reached (deleted once
+//! the agent enrolls). Every file is owner-only and replaced atomically; the state
+//! file carries a format version.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use crate::paths::{create_private_dir, write_private};
 const STATE_FILE: &str = "state.json";
 const KEY_FILE: &str = "agent.key";
 const SPOOL_FILE: &str = "pending-report.json";
+const ENROLL_SECRET_FILE: &str = "enroll-secret";
 const STATE_VERSION: u32 = 1;
 
 /// Why the state dir could not be used.
@@ -182,10 +185,31 @@ impl StateDir {
     }
 
     pub fn clear_pending(&self) -> Result<()> {
-        match fs::remove_file(self.dir.join(SPOOL_FILE)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(self.io(SPOOL_FILE)(e)),
+        self.remove(SPOOL_FILE)
+    }
+
+    fn remove(&self, name: &'static str) -> Result<()> {
+        match fs::remove_file(self.dir.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(self.io(name)(e)),
             _ => Ok(()),
         }
+    }
+
+    /// The enroll secret kept for the service to enroll with, if any.
+    pub fn enroll_secret(&self) -> Option<String> {
+        let text = fs::read_to_string(self.dir.join(ENROLL_SECRET_FILE)).ok()?;
+        Some(text.trim().to_owned()).filter(|s| !s.is_empty())
+    }
+
+    /// Keep an enroll secret until the agent has enrolled with it (owner-only).
+    pub fn keep_enroll_secret(&self, secret: &str) -> Result<()> {
+        write_private(&self.dir.join(ENROLL_SECRET_FILE), secret.as_bytes())
+            .map_err(self.io(ENROLL_SECRET_FILE))
+    }
+
+    /// Delete the kept enroll secret (once enrolled, or refused).
+    pub fn forget_enroll_secret(&self) -> Result<()> {
+        self.remove(ENROLL_SECRET_FILE)
     }
 }
 

@@ -48,7 +48,8 @@ impl Installer {
     }
 
     /// Make the directories (state owner-only), put the program in place (unless a
-    /// package owns it) and set `settings` in the config file.
+    /// package owns it), make the config file if there is none, and set `settings` in
+    /// the install drop-in.
     pub fn prepare(&self, program: &Path, settings: &Settings) -> Result<Vec<String>> {
         self.check_privileges()?;
         let layout = &self.layout;
@@ -86,12 +87,17 @@ impl Installer {
                 done.push(format!("installed the program as {}", target.display()));
             }
         }
-        let changed = config::write(&config_file, settings)?;
-        done.push(format!(
-            "config file {} {}",
-            config_file.display(),
-            if changed { "written" } else { "unchanged" }
-        ));
+        if config::create_if_absent(&config_file)? {
+            done.push(format!("config file {} created", config_file.display()));
+        }
+        if settings != &Settings::default() {
+            let (drop_in, changed) = config::write_install_drop_in(&config_file, settings)?;
+            done.push(format!(
+                "settings {} {}",
+                drop_in.display(),
+                if changed { "written" } else { "unchanged" }
+            ));
+        }
         Ok(done)
     }
 
@@ -221,6 +227,11 @@ impl Installer {
         if purge {
             let config_file = layout.on_disk(&layout.config_file);
             remove_file(&config_file, &mut done)?;
+            let drop_ins = config::drop_in_dir(&config_file);
+            if drop_ins.exists() {
+                fs::remove_dir_all(&drop_ins).map_err(io("removing", &drop_ins))?;
+                done.push(format!("removed {}", drop_ins.display()));
+            }
             let state = layout.on_disk(&layout.state_dir);
             if state.exists() {
                 fs::remove_dir_all(&state).map_err(io("removing", &state))?;
@@ -423,8 +434,7 @@ mod tests {
         let installer = Installer::new(Layout::new(Platform::Linux, root.path()));
         let first = Settings {
             collector_url: Some("https://one.example".into()),
-            enroll_secret: Some("mcp_es_first".into()),
-            ca_file: None,
+            ca_file: Some("/etc/mcpwatch/ca.pem".into()),
         };
         let done = installer.prepare(&program, &first).unwrap();
         assert!(
@@ -441,6 +451,7 @@ mod tests {
             .path()
             .join("etc/systemd/system/mcpwatch-agent.service");
         let config = root.path().join("etc/mcpwatch/agent.toml");
+        let drop_in = root.path().join("etc/mcpwatch/agent.d/50-install.toml");
         let state = root.path().join("var/lib/mcpwatch/agent");
         let binary = root.path().join("usr/local/bin/mcpwatch-agent");
         assert!(
@@ -450,23 +461,29 @@ mod tests {
         );
         assert_eq!(mode(&unit), 0o644);
         assert_eq!(mode(&config), 0o600);
+        assert_eq!(mode(&drop_in), 0o600);
+        assert_eq!(fs::read_to_string(&config).unwrap(), config::TEMPLATE);
         assert_eq!(mode(&state), 0o700);
         assert_eq!(mode(&binary), 0o755);
 
-        // Again with a new URL: one unit, the newest settings, the secret kept.
+        // Again with a new URL: one unit, the newest settings, the CA kept.
         let second = Settings {
             collector_url: Some("https://two.example".into()),
             ..Settings::default()
         };
         installer.prepare(&program, &second).unwrap();
         installer.register(true).unwrap();
-        let text = fs::read_to_string(&config).unwrap();
+        let text = fs::read_to_string(&drop_in).unwrap();
         assert!(
             text.contains("collector_url = \"https://two.example\""),
             "{text}"
         );
         assert!(!text.contains("one.example"), "{text}");
-        assert!(text.contains("enroll_secret = \"mcp_es_first\""), "{text}");
+        assert!(
+            text.contains("ca_file = \"/etc/mcpwatch/ca.pem\""),
+            "{text}"
+        );
+        assert_eq!(fs::read_to_string(&config).unwrap(), config::TEMPLATE);
         let units: Vec<_> = fs::read_dir(unit.parent().unwrap()).unwrap().collect();
         assert_eq!(units.len(), 1, "one unit, no temp files");
 
@@ -476,7 +493,7 @@ mod tests {
         assert!(!unit.exists() && !binary.exists());
         assert!(config.exists() && state.join("state.json").exists());
         installer.uninstall(true).unwrap();
-        assert!(!config.exists() && !state.exists());
+        assert!(!config.exists() && !state.exists() && !drop_in.exists());
         assert!(!root.path().join("etc/mcpwatch").exists());
     }
 

@@ -54,6 +54,7 @@ fn install_enrolls_writes_the_unit_and_owner_only_files_twice_the_same_and_purge
 
     let unit = r.join("etc/systemd/system/mcpwatch-agent.service");
     let config = r.join("etc/mcpwatch/agent.toml");
+    let drop_in = r.join("etc/mcpwatch/agent.d/50-install.toml");
     let state = r.join("var/lib/mcpwatch/agent");
     let program = r.join("usr/local/bin/mcpwatch-agent");
     let unit_text = std::fs::read_to_string(&unit).unwrap();
@@ -63,7 +64,8 @@ fn install_enrolls_writes_the_unit_and_owner_only_files_twice_the_same_and_purge
     );
     assert!(unit_text.contains("ProtectSystem=strict\n"), "{unit_text}");
     assert_eq!(mode(&unit), 0o644);
-    assert_eq!(mode(&config), 0o600, "the config holds the enroll secret");
+    assert_eq!(mode(&config), 0o600, "the config may hold an enroll secret");
+    assert_eq!(mode(&drop_in), 0o600);
     assert_eq!(mode(&state), 0o700);
     assert_eq!(mode(&program), 0o755);
     assert_eq!(
@@ -71,10 +73,17 @@ fn install_enrolls_writes_the_unit_and_owner_only_files_twice_the_same_and_purge
         std::fs::read(binary("mcpwatch-agent", "MCPWATCH_AGENT_BIN")).unwrap(),
         "the installed program is this agent"
     );
+    // The admin's file is the documented template; what install was given is in its
+    // drop-in; the enroll secret, used, is nowhere.
     let config_text = std::fs::read_to_string(&config).unwrap();
-    let parsed: toml::Table = config_text.parse().unwrap();
+    assert!(
+        config_text.starts_with("# mcpwatch agent configuration"),
+        "{config_text}"
+    );
+    let parsed: toml::Table = std::fs::read_to_string(&drop_in).unwrap().parse().unwrap();
     assert_eq!(parsed["collector_url"].as_str(), Some(c.base.as_str()));
-    assert_eq!(parsed["enroll_secret"].as_str(), Some(secret.as_str()));
+    assert!(parsed.get("enroll_secret").is_none(), "{parsed:?}");
+    assert_no_secret_under(r, &secret);
     let saved: Value =
         serde_json::from_str(&std::fs::read_to_string(state.join("state.json")).unwrap()).unwrap();
     let agent_id = saved["agent_id"].as_str().unwrap().to_owned();
@@ -104,13 +113,86 @@ fn install_enrolls_writes_the_unit_and_owner_only_files_twice_the_same_and_purge
     assert!(config.exists() && state.join("state.json").exists());
     let (code, out) = agent(&["uninstall", "--purge"], r);
     assert_eq!(code, Some(0), "{out}");
-    assert!(!config.exists() && !state.exists(), "{out}");
+    assert!(
+        !config.exists() && !drop_in.exists() && !state.exists(),
+        "{out}"
+    );
+}
+
+/// No file below `root` holds `secret`.
+fn assert_no_secret_under(root: &Path, secret: &str) {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(text) = std::fs::read_to_string(&path) {
+                assert!(
+                    !text.contains(secret),
+                    "{} holds the enroll secret",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_secret_install_could_not_use_yet_waits_in_the_state_dir_and_is_deleted_once_used() {
+    let (mut c, admin, secret) = collector_with_secret();
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    c.kill_hard();
+    let install = [
+        "install",
+        "--collector-url",
+        &c.base,
+        "--enroll-secret",
+        &secret,
+    ];
+    let (code, out) = agent(&install, r);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("the enroll secret is kept in"), "{out}");
+    assert!(!out.contains(&secret), "{out}");
+    let state = r.join("var/lib/mcpwatch/agent");
+    let kept = state.join("enroll-secret");
+    assert_eq!(mode(&kept), 0o600);
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), secret);
+    let (_, status) = run_agent(&["status", "--state-dir", state.to_str().unwrap()]);
+    assert!(status.contains("enrolled:          not yet"), "{status}");
+    assert!(!status.contains(&secret), "{status}");
+
+    // The service (here: `run` with the installed config) enrolls with it, then deletes it.
+    c.restart_same_address();
+    let machine = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(machine.path().join("etc")).unwrap();
+    std::fs::write(machine.path().join("etc/passwd"), "").unwrap();
+    let config = r.join("etc/mcpwatch/agent.toml");
+    let run = TestAgent::start_with(
+        &state,
+        machine.path(),
+        &["--config", config.to_str().unwrap()],
+    );
+    let admin = {
+        let _ = admin;
+        c.token("admin@acme.example", "AdminPass123!")
+    };
+    eventually(Duration::from_secs(60), "the agent enrolled", || {
+        (agents(&c, &admin).len() == 1).then_some(())
+    });
+    eventually(Duration::from_secs(30), "the kept secret deleted", || {
+        (!kept.exists()).then_some(())
+    });
+    assert_no_secret_under(r, &secret);
+    assert!(!run.log().contains(&secret), "the secret is never logged");
 }
 
 #[test]
 fn a_refused_enroll_secret_fails_install_before_the_service_is_registered() {
     let (c, _admin, _secret) = collector_with_secret();
     let root = tempfile::tempdir().unwrap();
+    let state = root.path().join("var/lib/mcpwatch/agent");
     let (code, out) = agent(
         &[
             "install",
@@ -121,8 +203,16 @@ fn a_refused_enroll_secret_fails_install_before_the_service_is_registered() {
         ],
         root.path(),
     );
-    assert_ne!(code, Some(0), "{out}");
+    assert_eq!(code, Some(78), "someone must act: {out}");
     assert!(out.contains("refused the enroll secret"), "{out}");
+    assert!(out.contains("the service was not registered"), "{out}");
+    assert!(
+        !state.join("enroll-secret").exists(),
+        "a refused secret is not kept"
+    );
+    let (_, status) = run_agent(&["status", "--state-dir", state.to_str().unwrap()]);
+    assert!(status.contains("enrolled:          no"), "{status}");
+    assert!(status.contains("enrollment refused"), "{status}");
     assert!(
         !out.contains("mcp_es_not-a-real-secret"),
         "no secret in output: {out}"
@@ -191,6 +281,21 @@ fn run_enrolls_itself_from_its_config_file_once_the_collector_is_reachable() {
     );
     assert_eq!(agents(&c, &admin).len(), 1);
     assert!(!run.log().contains(&secret), "the secret is never logged");
+    // Used: taken out of the config file, the rest of the file kept.
+    eventually(
+        Duration::from_secs(30),
+        "the secret out of the config file",
+        || {
+            let text = std::fs::read_to_string(&config).unwrap();
+            (!text.contains(&secret)).then_some(text)
+        },
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(text, format!("collector_url = \"{}\"\n", c.base));
+    assert!(
+        run.log()
+            .contains("the enroll secret was removed from the config file")
+    );
 }
 
 #[test]
@@ -206,6 +311,13 @@ fn empty_msi_properties_count_as_not_given_and_a_broken_config_file_is_named() {
     let config = root.path().join("etc/mcpwatch/agent.toml");
     let parsed: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
     assert!(parsed.is_empty(), "no empty keys written: {parsed:?}");
+    assert!(
+        !root
+            .path()
+            .join("etc/mcpwatch/agent.d/50-install.toml")
+            .exists(),
+        "nothing given, no drop-in"
+    );
 
     // A config file the admin broke is named, left as it was, and nothing is registered.
     std::fs::remove_file(
@@ -215,7 +327,7 @@ fn empty_msi_properties_count_as_not_given_and_a_broken_config_file_is_named() {
     .unwrap();
     std::fs::write(&config, "collector_url = \"https://unterminated\n").unwrap();
     let (code, out) = agent(&["install", "--server", "https://c.example"], root.path());
-    assert_ne!(code, Some(0), "{out}");
+    assert_eq!(code, Some(78), "{out}");
     assert!(out.contains("agent.toml"), "{out}");
     assert!(!out.contains("panicked"), "{out}");
     assert_eq!(

@@ -52,6 +52,9 @@ pub struct Settings {
     /// Scan this directory as the filesystem root (tests, offline images).
     pub root: Option<PathBuf>,
     pub os: Os,
+    /// The config files the settings were read from (an enroll secret in one of them
+    /// is removed once the agent has enrolled).
+    pub config_files: Vec<PathBuf>,
 }
 
 /// Why the daemon stopped.
@@ -67,6 +70,8 @@ pub enum Error {
     Revoked,
     #[error("cannot enroll: {0}")]
     Enroll(#[from] crate::enroll::Error),
+    #[error("the agent's state dir {0} is readable by root only: run `sudo mcpwatch-agent status`")]
+    NeedsRoot(PathBuf),
     #[error(transparent)]
     State(#[from] crate::state::Error),
     #[error(transparent)]
@@ -285,13 +290,19 @@ async fn start(
         .clone()
         .or_else(|| state.collector_url.clone());
     if state.api_key.is_none() || dir.signing_key()?.is_none() {
-        let (Some(url), Some(secret)) = (&url, &settings.enroll_secret) else {
+        // A secret in the settings, else the one `install` kept for us.
+        let secret = settings
+            .enroll_secret
+            .clone()
+            .or_else(|| dir.enroll_secret());
+        let (Some(url), Some(secret)) = (&url, secret) else {
             return Err(Error::NotEnrolled);
         };
         signal_ready();
-        if !self_enroll(&dir, &settings, url, secret, shutdown.as_mut()).await? {
+        if !self_enroll(&dir, &settings, url, &secret, shutdown.as_mut()).await? {
             return Ok(None);
         }
+        consume_enroll_secret(&dir, &settings.config_files);
         state = dir.load()?;
     }
     let (Some(url), Some(api_key), Some(key)) = (url, state.api_key.clone(), dir.signing_key()?)
@@ -387,6 +398,26 @@ impl Daemon {
     }
 }
 
+/// Once enrolled, the enroll secret is no longer needed anywhere: delete the one kept
+/// in the state dir and take it out of every config file that holds it.
+fn consume_enroll_secret(dir: &StateDir, config_files: &[PathBuf]) {
+    if let Err(e) = dir.forget_enroll_secret() {
+        tracing::warn!(error = %e, "The kept enroll secret could not be deleted.");
+    }
+    for file in config_files {
+        let shown = crate::printable::escape(&file.to_string_lossy()).into_owned();
+        match mcpwatch_installer::config::remove_enroll_secret(file) {
+            Ok(true) => {
+                tracing::info!(file = %shown, "Enrolled: the enroll secret was removed from the config file.")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(file = %shown, error = %e, "Enrolled, but the enroll secret could not be removed from the config file; remove it yourself.")
+            }
+        }
+    }
+}
+
 /// Enroll with `secret`, waiting out a collector that cannot be reached (backing off,
 /// noting the error in the state for `status`). Returns false if `shutdown` came first.
 async fn self_enroll(
@@ -422,7 +453,13 @@ async fn self_enroll(
                     () = tokio::time::sleep(wait) => {}
                 }
             }
-            Err(e) => return Err(Error::Enroll(e)),
+            Err(e) => {
+                dir.forget_enroll_secret()?;
+                let mut state = dir.load()?;
+                state.last_error = Some(format!("enrollment refused: {e}"));
+                dir.save(&state)?;
+                return Err(Error::Enroll(e));
+            }
         }
     }
 }
