@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install what packaging/build.sh and packaging/check.sh need on Debian (as root):
-# cargo-deb, the Windows target and cross compiler, wixl/msitools, lintian, wine.
+# cargo-deb, cargo-generate-rpm, rpm and rpmlint, the Windows target and cross
+# compiler, wixl/msitools, lintian, wine.
 set -euo pipefail
 
-packages=(gcc-mingw-w64-x86-64 wixl msitools lintian wine wine64 systemd adduser curl python3)
+packages=(gcc-mingw-w64-x86-64 wixl msitools lintian wine wine64 systemd adduser curl python3 rpm rpmlint)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,4 +16,7 @@ fi
 rustup target add x86_64-pc-windows-gnu >/dev/null
 if ! cargo deb --version 2>/dev/null | grep -q '^cargo-deb 3\.'; then
   cargo install cargo-deb --locked --version '^3.8'
+fi
+if ! cargo generate-rpm --version 2>/dev/null | grep -q '^cargo-generate-rpm 0\.'; then
+  cargo install cargo-generate-rpm --locked --version '^0.21'
 fi
