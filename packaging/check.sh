@@ -220,7 +220,7 @@ bash packaging/systemd-check.sh "$agent_deb" "$collector_deb"
 echo "== rpms"
 for rpm_file in "$agent_rpm" "$collector_rpm"; do
   [ -f "$rpm_file" ] || fail "no $rpm_file"
-  rpmlint --rpmlintrc packaging/rpm/rpmlintrc "$rpm_file" >"$work/rpmlint.out" 2>&1 \
+  rpmlint -c packaging/rpm/rpmlintrc "$rpm_file" >"$work/rpmlint.out" 2>&1 \
     || fail "rpmlint $(basename "$rpm_file"): $(cat "$work/rpmlint.out")"
   rpm -qip "$rpm_file" >"$work/rpm-info.out" 2>/dev/null
   grep -q "^Version *: $version" "$work/rpm-info.out" && grep -q "^License *: Apache-2.0" "$work/rpm-info.out" \

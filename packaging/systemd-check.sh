@@ -7,7 +7,7 @@
 #   - both services start, and the agent's report reaches the collector;
 #   - the collector cannot read /home; the agent reads every home but cannot write one;
 #   - the agent removed the used enroll secret from its config file;
-#   - a crashed service is restarted; exit code 78 is not restarted;
+#   - a crashed service (SIGABRT) is restarted; exit code 78 is not restarted;
 #   - `journalctl -u` shows readable lines with no escape codes.
 # Needs root, util-linux (unshare, nsenter), systemd, curl, python3.
 # Usage: packaging/systemd-check.sh AGENT_DEB COLLECTOR_DEB
@@ -16,7 +16,14 @@ cd "$(dirname "$0")/.."
 agent_deb=$(realpath "$1")
 collector_deb=$(realpath "$2")
 
-fail() { echo "FAILED: $*" >&2; exit 1; }
+fail() {
+  echo "FAILED: $*" >&2
+  if [ -n "${pid:-}" ]; then
+    nsenter -t "$pid" -m -p -r -w -- systemctl status --no-pager --full mcpwatch-collector mcpwatch-agent >&2 2>&1 || true
+    nsenter -t "$pid" -m -p -r -w -- journalctl -n 40 --no-pager >&2 2>&1 || true
+  fi
+  exit 1
+}
 ok() { echo "ok: $*"; }
 json() { python3 -c "import sys, json; d = json.load(sys.stdin); print($1)"; }
 
@@ -87,6 +94,9 @@ wait_for() { # seconds, description, command...
   fail "timed out after ${seconds}s waiting for $what"
 }
 
+# A build image may forbid package scripts to start services (Docker's policy-rc.d,
+# exit 101); a fleet machine does not. Only the overlay loses it.
+in_sd rm -f /usr/sbin/policy-rc.d
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"
 in_sd install -d -m 0755 /etc/mcpwatch
@@ -125,29 +135,47 @@ ok "the agent took the used enroll secret out of its config file, under its unit
 
 collector_pid=$(prop mcpwatch-collector MainPID)
 agent_pid=$(prop mcpwatch-agent MainPID)
-if in_sd nsenter -t "$collector_pid" -m -- cat /home/mcpcheck/private.txt >/dev/null 2>&1; then
+# What each service sees: its own mount namespace and root.
+as_service() { local service_pid=$1; shift; in_sd nsenter -t "$service_pid" -m -r -- "$@"; }
+as_service "$collector_pid" test -d /var/lib/mcpwatch/collector || fail "cannot enter the collector's namespace"
+if as_service "$collector_pid" cat /home/mcpcheck/private.txt >/dev/null 2>&1; then
   fail "the collector service can read /home"
 fi
-in_sd nsenter -t "$agent_pid" -m -- cat /home/mcpcheck/private.txt >/dev/null || fail "the agent service cannot read a home"
-if in_sd nsenter -t "$agent_pid" -m -- sh -c 'echo x >/home/mcpcheck/written-by-agent' 2>/dev/null; then
+as_service "$agent_pid" cat /home/mcpcheck/private.txt >/dev/null 2>"$work/nsenter.err" \
+  || fail "the agent service cannot read a home: $(cat "$work/nsenter.err")"
+if as_service "$agent_pid" sh -c 'echo x >/home/mcpcheck/written-by-agent' 2>/dev/null; then
   fail "the agent service can write to a home"
 fi
-ok "the collector cannot read /home; the agent reads every home and cannot write one"
+as_service "$agent_pid" sh -c 'echo x >/etc/mcpwatch/.write-check && rm /etc/mcpwatch/.write-check' \
+  || fail "the agent service cannot write its config dir (to remove a used secret)"
+if as_service "$agent_pid" sh -c 'echo x >/etc/written-by-agent' 2>/dev/null; then
+  fail "the agent service can write to /etc"
+fi
+ok "the collector cannot read /home; the agent reads every home and cannot write one, nor /etc beyond /etc/mcpwatch"
 
 restarts=$(prop mcpwatch-agent NRestarts)
-in_sd systemctl kill -s SIGSEGV mcpwatch-agent
-wait_for 40 "the crashed agent restarted" sh -c "[ \"\$(nsenter -t $pid -m -p -r -w -- systemctl show -p NRestarts --value mcpwatch-agent)\" -gt $restarts ] && [ \"\$(nsenter -t $pid -m -p -r -w -- systemctl show -p ActiveState --value mcpwatch-agent)\" = active ]"
+old_pid=$(prop mcpwatch-agent MainPID)
+# SIGABRT, as an abort would (Rust's runtime catches a SIGSEGV sent from outside once, for
+# its stack-overflow check).
+in_sd systemctl kill --signal=SIGABRT mcpwatch-agent
+restarted() {
+  [ "$(prop mcpwatch-agent NRestarts)" -gt "$restarts" ] && [ "$(prop mcpwatch-agent ActiveState)" = active ] \
+    && [ "$(prop mcpwatch-agent MainPID)" != "$old_pid" ]
+}
+wait_for 40 "the crashed agent restarted" restarted
 ok "a crashed agent is restarted"
 
 # Not enrolled (its identity gone): exit 78, which the unit does not restart on.
 in_sd systemctl stop mcpwatch-agent
 in_sd sh -c 'rm -rf /var/lib/mcpwatch/agent/*'
-restarts=$(prop mcpwatch-agent NRestarts)
 in_sd systemctl start mcpwatch-agent || true
-wait_for 20 "the agent to stop with 78" sh -c "[ \"\$(nsenter -t $pid -m -p -r -w -- systemctl show -p ExecMainStatus --value mcpwatch-agent)\" = 78 ]"
+exited_78() { [ "$(prop mcpwatch-agent ExecMainStatus)" = 78 ] && [ "$(prop mcpwatch-agent ActiveState)" = failed ]; }
+wait_for 20 "the agent to stop with 78" exited_78
+# (A start by hand resets the restart counter: count from here.)
+restarts=$(prop mcpwatch-agent NRestarts)
 # RestartSec is 10 s: a restart would have come within 15.
 for _ in $(seq 75); do
-  [ "$(prop mcpwatch-agent ActiveState)" = active ] && fail "the agent was restarted after exit 78"
+  [ "$(prop mcpwatch-agent ActiveState)" = active ] && fail "the agent was restarted after exit 78 ($(prop mcpwatch-agent NRestarts) restarts, was $restarts)"
   sleep 0.2
 done
 [ "$(prop mcpwatch-agent NRestarts)" = "$restarts" ] || fail "the agent was restarted after exit 78"

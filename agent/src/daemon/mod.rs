@@ -61,7 +61,7 @@ pub struct Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "this agent is not enrolled; run `mcpwatch-agent enroll --server URL --enroll-secret SECRET`"
+        "this agent is not enrolled; run `mcpwatch-agent enroll --collector-url URL --enroll-secret SECRET`"
     )]
     NotEnrolled,
     #[error(
