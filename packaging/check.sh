@@ -236,9 +236,10 @@ diff <(sort "$work/agent-rpm.files") "$work/agent-deb.files" || fail "the agent 
 diff <(sort "$work/collector-rpm.files") "$work/collector-deb.files" || fail "the collector rpm and deb ship different files"
 rpmroot="$work/rpmroot"
 rpm --root "$rpmroot" --initdb
-rpm --root "$rpmroot" -i --nodeps --noscripts "$agent_rpm" "$collector_rpm"
+rpm --root "$rpmroot" -i --nodeps --noscripts "$agent_rpm" "$collector_rpm" 2>"$work/rpm-root.err" || fail "rpm --root -i: $(cat "$work/rpm-root.err")"
 [ -x "$rpmroot/usr/bin/mcpwatch-agent" ] && [ -x "$rpmroot/usr/bin/mcpwatch-collector" ] || fail "rpm --root: programs missing"
-rpm --root "$rpmroot" -V mcpwatch-agent mcpwatch-collector || fail "rpm -V after installing into the scratch root"
+rpm --root "$rpmroot" -V --nodeps mcpwatch-agent mcpwatch-collector || fail "rpm -V after installing into the scratch root"
+rpm -qp --requires "$agent_rpm" 2>/dev/null | grep -q "^libc.so.6" || fail "the agent rpm names no libc dependency"
 "$rpmroot/usr/bin/mcpwatch-agent" version | grep -q "$version" || fail "the rpm's agent does not run"
 rpm --root "$rpmroot" -e --noscripts mcpwatch-agent mcpwatch-collector
 [ ! -e "$rpmroot/usr/bin/mcpwatch-agent" ] || fail "rpm -e left the program"

@@ -108,6 +108,20 @@ where
     Ok(out)
 }
 
+/// The agent's servers with their identity hashes, in a write.
+fn servers_for_write(
+    txn: &WriteTransaction,
+    org: OrgId,
+    agent: AgentId,
+) -> Result<Vec<(Server, [u8; 32])>> {
+    agent_servers(
+        &txn.open_table(SERVER_IDENTITY)?,
+        &txn.open_table(SERVERS)?,
+        org,
+        agent,
+    )
+}
+
 /// Show the agent's snapshot servers as active (heard from) or dormant (silent).
 pub(super) fn set_presence(
     txn: &WriteTransaction,
@@ -115,12 +129,7 @@ pub(super) fn set_presence(
     agent: AgentId,
     active: bool,
 ) -> Result<()> {
-    let servers = agent_servers(
-        &txn.open_table(SERVER_IDENTITY)?,
-        &txn.open_table(SERVERS)?,
-        org,
-        agent,
-    )?;
+    let servers = servers_for_write(txn, org, agent)?;
     for (server, _) in servers {
         if let Some(write) = rules::presence(&server, active) {
             servers::put_server(txn, &write)?;
@@ -140,12 +149,7 @@ pub(super) fn heard_from(txn: &WriteTransaction, record: &mut Agent) -> Result<(
 pub(super) fn delete_agent(txn: &WriteTransaction, org: OrgId, agent: AgentId) -> Result<()> {
     let key = agent_key(org, agent);
     let record = agent_for_write(txn, org, agent)?;
-    let servers = agent_servers(
-        &txn.open_table(SERVER_IDENTITY)?,
-        &txn.open_table(SERVERS)?,
-        org,
-        agent,
-    )?;
+    let servers = servers_for_write(txn, org, agent)?;
     for (server, ident) in servers {
         servers::index_server(txn, &server, false)?;
         let server_key = server_key(org, server.id);
