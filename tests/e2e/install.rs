@@ -341,3 +341,35 @@ fn empty_msi_properties_count_as_not_given_and_a_broken_config_file_is_named() {
             .exists()
     );
 }
+
+#[test]
+fn check_config_shows_the_settings_and_their_files_and_refuses_what_cannot_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        "collector_url = \"https://c.example\"\nenroll_secret = \"mcp_es_shown_never\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("agent.d")).unwrap();
+    std::fs::write(
+        dir.path().join("agent.d/90-fleet.toml"),
+        "project_depth = 5\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let (code, out) = run_agent(&["check-config", "--config", c]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("90-fleet.toml"), "{out}");
+    assert!(out.contains("project_depth            5"), "{out}");
+    assert!(out.contains("enroll_secret            (set)"), "{out}");
+    assert!(!out.contains("mcp_es_shown_never"), "{out}");
+    assert!(out.contains("The settings are valid."), "{out}");
+
+    let (code, out) = run_agent(&["check-config", "--config", c, "--heartbeat-interval", "1"]);
+    assert_eq!(code, Some(78), "{out}");
+    assert!(
+        out.contains("heartbeat_interval_secs must be 5 to 86400 (got 1, from the command line or environment)"),
+        "{out}"
+    );
+}
