@@ -95,6 +95,13 @@ wait_for() { # seconds, description, command...
   fail "timed out after ${seconds}s waiting for $what"
 }
 
+# The debs, copied in: the namespace's /tmp is its own (a checkout under /tmp is not
+# visible there).
+in_sd install -d -m 0755 /var/cache/mcpwatch-check
+in_sd sh -c 'cat >/var/cache/mcpwatch-check/mcpwatch-agent.deb' <"$agent_deb"
+in_sd sh -c 'cat >/var/cache/mcpwatch-check/mcpwatch-collector.deb' <"$collector_deb"
+agent_deb=/var/cache/mcpwatch-check/mcpwatch-agent.deb
+collector_deb=/var/cache/mcpwatch-check/mcpwatch-collector.deb
 # A build image may forbid package scripts to start services (Docker's policy-rc.d,
 # exit 101); a fleet machine does not. Only the overlay loses it.
 in_sd rm -f /usr/sbin/policy-rc.d
