@@ -296,6 +296,29 @@ fn run_enrolls_itself_from_its_config_file_once_the_collector_is_reachable() {
         run.log()
             .contains("the enroll secret was removed from the config file")
     );
+
+    // Dropped again on the enrolled machine (a fleet tool re-applying its config): the
+    // agent, enrolled already, removes it at its next start and enrolls nothing new.
+    drop(run);
+    std::fs::write(
+        &config,
+        format!(
+            "collector_url = \"{}\"\nenroll_secret = \"{secret}\"\n",
+            c.base
+        ),
+    )
+    .unwrap();
+    let again = TestAgent::start_with(&state, &scan_root, &["--config", config.to_str().unwrap()]);
+    eventually(
+        Duration::from_secs(30),
+        "the secret out of the config file again",
+        || {
+            let text = std::fs::read_to_string(&config).unwrap();
+            (!text.contains(&secret)).then_some(())
+        },
+    );
+    assert_eq!(agents(&c, &admin).len(), 1, "no second enrollment");
+    assert!(!again.log().contains(&secret));
 }
 
 #[test]

@@ -304,6 +304,10 @@ async fn start(
         }
         consume_enroll_secret(&dir, &settings.config_files);
         state = dir.load()?;
+    } else if settings.enroll_secret.is_some() || dir.enroll_secret().is_some() {
+        // Enrolled already (a prepared config dropped on an enrolled machine): the
+        // secret is not needed, so it does not stay either.
+        consume_enroll_secret(&dir, &settings.config_files);
     }
     let (Some(url), Some(api_key), Some(key)) = (url, state.api_key.clone(), dir.signing_key()?)
     else {
@@ -398,8 +402,9 @@ impl Daemon {
     }
 }
 
-/// Once enrolled, the enroll secret is no longer needed anywhere: delete the one kept
-/// in the state dir and take it out of every config file that holds it.
+/// Once enrolled (now or before), the enroll secret is no longer needed anywhere:
+/// delete the one kept in the state dir and take it out of every config file that
+/// holds it.
 fn consume_enroll_secret(dir: &StateDir, config_files: &[PathBuf]) {
     if let Err(e) = dir.forget_enroll_secret() {
         tracing::warn!(error = %e, "The kept enroll secret could not be deleted.");
