@@ -11,7 +11,8 @@
 //! - [`auth`]: passwords, tokens, API keys;
 //! - [`ingest`]: what a report, a heartbeat, silence or a new rule set does to stored
 //!   servers and agents, and which alerts that raises; [`alerts`]: every alert's
-//!   wording, and how repeats and dismissal work;
+//!   wording, and how repeats and dismissal work; [`events`]: what the outbox keeps
+//!   and the live stream sends;
 //! - [`store`]: the storage interface, which finds, stores and indexes (and decides
 //!   nothing a user reads), and its redb implementation;
 //! - [`model`]: the stored records; [`presence`], [`limits`]: in-memory state.
@@ -23,6 +24,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod ingest;
 pub mod jobs;
 pub mod limits;

@@ -65,7 +65,7 @@ where
 pub fn routes() -> Vec<Route> {
     use Access::{Agent, Public};
     use Method as M;
-    use api::{agents, alerts, auth, dashboard, enroll, health, policy, servers, users};
+    use api::{agents, alerts, auth, dashboard, enroll, events, health, policy, servers, users};
     vec![
         r(M::GET, "/health", Public, health::health),
         r(M::GET, "/health/live", Public, health::live),
@@ -115,6 +115,7 @@ pub fn routes() -> Vec<Route> {
         r(M::GET, "/alerts", VIEWER, alerts::list),
         r(M::POST, "/alerts/dismiss-all", ANALYST, alerts::dismiss_all),
         r(M::POST, "/alerts/{id}/dismiss", ANALYST, alerts::dismiss),
+        r(M::GET, "/events", VIEWER, events::stream),
     ]
 }
 

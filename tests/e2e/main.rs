@@ -10,6 +10,7 @@ mod authz;
 mod daemon;
 mod disk_full;
 mod durability;
+mod events;
 mod hostile_machine;
 mod install;
 mod inventory;

@@ -193,7 +193,7 @@ pub async fn delete(
     let id: AgentId = path_id(&id, "agent")?;
     state
         .store
-        .delete_agent(auth.user.org_id, id)
+        .delete_agent(auth.user.org_id, id, chrono::Utc::now())
         .await
         .map_err(or_not_found("agent"))?;
     state.presence.forget(id);

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod enroll;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod policy;

@@ -213,7 +213,7 @@ pub trait Store: Send + Sync + 'static {
     async fn get_agent(&self, org: OrgId, agent: AgentId) -> Result<Agent>;
     async fn list_agents(&self, org: OrgId) -> Result<Vec<Agent>>;
     /// Removes the agent, its key and its servers.
-    async fn delete_agent(&self, org: OrgId, agent: AgentId) -> Result<()>;
+    async fn delete_agent(&self, org: OrgId, agent: AgentId, now: DateTime<Utc>) -> Result<()>;
     async fn record_heartbeat(
         &self,
         org: OrgId,
@@ -290,4 +290,17 @@ pub trait Store: Send + Sync + 'static {
     async fn dismiss_all_alerts(&self, org: OrgId, by: UserId, at: DateTime<Utc>) -> Result<u64>;
     /// Open alerts (maintained at write time).
     async fn open_alert_count(&self, org: OrgId) -> Result<u64>;
+
+    // Events (the outbox, appended by the writes above).
+    /// The organisation's events after `after` (every retained one when `None`), oldest
+    /// first, at most `limit`.
+    async fn events_after(
+        &self,
+        org: OrgId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<crate::events::Event>>;
+    /// Changes once events are committed (to the newest event id): live readers wait
+    /// on it, then read [`Store::events_after`].
+    fn event_signal(&self) -> tokio::sync::watch::Receiver<u64>;
 }

@@ -321,7 +321,7 @@ async fn story(store: &dyn Store) {
         Err(Error::NotFound)
     ));
     assert!(matches!(
-        store.delete_agent(b.id, agent_a.id).await,
+        store.delete_agent(b.id, agent_a.id, Utc::now()).await,
         Err(Error::NotFound)
     ));
     assert!(matches!(
@@ -432,7 +432,10 @@ async fn story(store: &dyn Store) {
     );
 
     // Deleting an agent removes its key and servers and their counts.
-    store.delete_agent(a.id, agent_a.id).await.unwrap();
+    store
+        .delete_agent(a.id, agent_a.id, Utc::now())
+        .await
+        .unwrap();
     assert!(store.find_agent_by_key([1; 32]).await.unwrap().is_none());
     assert_eq!(store.server_counts(a.id).await.unwrap().total(), 0);
     assert_eq!(
@@ -691,7 +694,7 @@ async fn change_history_keeps_the_newest_and_goes_with_the_agent() {
             .is_empty()
     );
 
-    store.delete_agent(o.id, a.id).await.unwrap();
+    store.delete_agent(o.id, a.id, Utc::now()).await.unwrap();
     assert!(
         store
             .server_changes(o.id, time.id)

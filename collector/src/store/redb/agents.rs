@@ -32,7 +32,9 @@ fn insert_agent(txn: &WriteTransaction, agent: &Agent) -> Result<()> {
 }
 
 pub(super) fn create_agent(txn: &WriteTransaction, agent: &Agent) -> Result<()> {
-    insert_agent(txn, agent)
+    insert_agent(txn, agent)?;
+    super::events::append(txn, crate::events::agent_enrolled(agent), agent.created_at)?;
+    Ok(())
 }
 
 pub(super) fn enroll_agent(
@@ -55,6 +57,7 @@ pub(super) fn enroll_agent(
     }
     agent.org_id = secret.org_id;
     insert_agent(txn, &agent)?;
+    super::events::append(txn, crate::events::agent_enrolled(&agent), now)?;
     secret.enrolled_count += 1;
     put_json(txn, ENROLL_SECRETS, &secret_key, &secret)?;
     Ok(agent)
@@ -146,7 +149,12 @@ pub(super) fn heard_from(txn: &WriteTransaction, record: &mut Agent) -> Result<(
     Ok(())
 }
 
-pub(super) fn delete_agent(txn: &WriteTransaction, org: OrgId, agent: AgentId) -> Result<()> {
+pub(super) fn delete_agent(
+    txn: &WriteTransaction,
+    org: OrgId,
+    agent: AgentId,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let key = agent_key(org, agent);
     let record = agent_for_write(txn, org, agent)?;
     let servers = servers_for_write(txn, org, agent)?;
@@ -166,6 +174,7 @@ pub(super) fn delete_agent(txn: &WriteTransaction, org: OrgId, agent: AgentId) -
         .remove(record.key_hash.as_slice())?;
     txn.open_table(INVENTORY_REV)?.remove(key.as_slice())?;
     txn.open_table(AGENTS)?.remove(key.as_slice())?;
+    super::events::append(txn, crate::events::agent_deleted(&record), now)?;
     Ok(())
 }
 
@@ -235,6 +244,7 @@ pub(super) fn mark_silent(
         let alert = rules::silenced(&mut agent, cutoff, now);
         set_presence(txn, agent.org_id, agent.id, false)?;
         alerts::raise(txn, &alert)?;
+        super::events::append(txn, crate::events::agent_silent(&agent, cutoff), now)?;
         put_agent(txn, &agent)?;
         marked.push((agent.org_id, agent.id));
     }

@@ -40,12 +40,22 @@ pub(super) fn raise(txn: &WriteTransaction, alert: &Alert) -> Result<bool> {
         if let Some(mut previous) = previous.filter(|p| !p.dismissed) {
             rules::repeat(&mut previous, alert);
             put_json(txn, ALERTS, &key, &previous)?;
+            super::events::append(
+                txn,
+                crate::events::alert_raised(&previous, false),
+                alert.created_at,
+            )?;
             return Ok(false);
         }
     }
     put_alert(txn, alert, None)?;
     txn.open_table(ALERT_SUBJECTS)?
         .insert(subject.as_slice(), alert_key(alert).as_slice())?;
+    super::events::append(
+        txn,
+        crate::events::alert_raised(alert, true),
+        alert.created_at,
+    )?;
     Ok(true)
 }
 
@@ -132,6 +142,7 @@ pub(super) fn dismiss_alert(
     if !record.dismissed {
         rules::dismiss(&mut record, by, at);
         put_alert(txn, &record, Some(true))?;
+        super::events::append(txn, crate::events::alert_dismissed(&record), at)?;
     }
     Ok(record)
 }
@@ -150,6 +161,7 @@ pub(super) fn dismiss_all_alerts(
         };
         rules::dismiss(&mut record, by, at);
         put_alert(txn, &record, Some(true))?;
+        super::events::append(txn, crate::events::alert_dismissed(&record), at)?;
         dismissed += 1;
     }
     Ok(dismissed)

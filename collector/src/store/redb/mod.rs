@@ -24,6 +24,7 @@
 //! | `alert_subjects` | org·subject·kind | org·alert (the one open alert of that kind) |
 //! | `server_changes` | org·server·seq | [`ServerChange`] (the newest [`MAX_SERVER_CHANGES`] per server) |
 //! | `inventory_rev` | org·agent | u64, bumped by every write of one of the agent's servers |
+//! | `events` | org·id | [`Event`] (the outbox: the newest per organisation, see [`crate::events`]) |
 //!
 //! The rank indexes order servers by risk (critical first, then score, then age) and
 //! carry what the list filters need, so a filtered page reads only the index and the
@@ -48,10 +49,12 @@
 //! [`OrgPolicy`]: crate::model::OrgPolicy
 //! [`ServerChange`]: crate::model::ServerChange
 //! [`MAX_SERVER_CHANGES`]: crate::model::MAX_SERVER_CHANGES
+//! [`Event`]: crate::events::Event
 
 mod accounts;
 mod agents;
 mod alerts;
+mod events;
 mod files;
 mod migrate;
 mod reports;
@@ -342,8 +345,8 @@ impl Store for RedbStore {
         self.read(move |txn| agents::list_agents(txn, org)).await
     }
 
-    async fn delete_agent(&self, org: OrgId, agent: AgentId) -> Result<()> {
-        self.write(move |txn| agents::delete_agent(txn, org, agent))
+    async fn delete_agent(&self, org: OrgId, agent: AgentId, now: DateTime<Utc>) -> Result<()> {
+        self.write(move |txn| agents::delete_agent(txn, org, agent, now))
             .await
     }
 
@@ -504,5 +507,19 @@ impl Store for RedbStore {
     async fn open_alert_count(&self, org: OrgId) -> Result<u64> {
         self.read(move |txn| alerts::open_alert_count(txn, org))
             .await
+    }
+
+    async fn events_after(
+        &self,
+        org: OrgId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<crate::events::Event>> {
+        self.read(move |txn| events::events_after(txn, org, after, limit))
+            .await
+    }
+
+    fn event_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.db.events.subscribe()
     }
 }

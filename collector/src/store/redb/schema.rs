@@ -46,9 +46,10 @@ pub(super) const SERVER_CHANGES: TableDefinition<'_, Bytes, Bytes> =
     TableDefinition::new("server_changes");
 pub(super) const INVENTORY_REV: TableDefinition<'_, Bytes, u64> =
     TableDefinition::new("inventory_rev");
+pub(super) const EVENTS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("events");
 
 /// Every table of records and links (byte keys to byte values).
-const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 15] = [
+const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 16] = [
     ORGS,
     USERS,
     SESSIONS,
@@ -64,6 +65,7 @@ const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 15] = [
     ALERT_SUBJECTS,
     POLICIES,
     SERVER_CHANGES,
+    EVENTS,
 ];
 
 /// The length of an id (a UUID) in a key.
@@ -111,6 +113,16 @@ pub(super) fn change_key(server_key: &[u8], seq: u64) -> Vec<u8> {
 /// The counts row of one organisation's servers at one level and status.
 pub(super) fn count_key_servers(org: OrgId, level: RiskLevel, status: ServerStatus) -> Vec<u8> {
     cat(&[&org.to_bytes(), b"S", &[level.rank(), status.code()]])
+}
+
+/// The counts row of one organisation's retained events.
+pub(super) fn count_key_events(org: OrgId) -> Vec<u8> {
+    cat(&[&org.to_bytes(), b"E"])
+}
+
+/// An event's key: org·id (big-endian, so an organisation's events are in order).
+pub(super) fn event_key(org: OrgId, id: u64) -> Vec<u8> {
+    cat(&[&org.to_bytes(), &id.to_be_bytes()])
 }
 
 /// The counts row of one organisation's open alerts.

@@ -42,6 +42,8 @@ pub(super) struct Slot {
     path: PathBuf,
     current: std::sync::RwLock<Option<Arc<Database>>>,
     state: std::sync::Mutex<SlotState>,
+    /// The newest committed event id, for live readers.
+    pub events: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -54,10 +56,13 @@ struct SlotState {
 
 impl Slot {
     pub fn new(path: PathBuf, db: Database) -> Self {
+        let (events, _) = tokio::sync::watch::channel(0);
+        super::events::publish(&db, &events);
         Self {
             path,
             current: std::sync::RwLock::new(Some(Arc::new(db))),
             state: std::sync::Mutex::new(SlotState::default()),
+            events,
         }
     }
 
@@ -277,6 +282,9 @@ fn run_batch(slot: &Slot, batch: Vec<Job>) {
             Error::from(e)
         })
     };
+    if outcome.is_ok() {
+        super::events::publish(&db, &slot.events);
+    }
     let failed_storage = outcome.as_ref().err().is_some_and(storage_failed);
     if let Err(e) = &outcome
         && failed_storage

@@ -1,0 +1,155 @@
+//! Events: what happened in an organisation, as the outbox keeps it and the live
+//! stream (`GET /events`) and, later, notification channels send it. One constructor
+//! per event; each names what a receiver needs and nothing secret (an agent's key hash
+//! and public key never leave the collector). The store appends them in the same
+//! transaction as the change that caused them.
+
+use chrono::{DateTime, Utc};
+use mcpwatch_protocol::ids::OrgId;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Agent, Alert};
+
+/// How many events an organisation's outbox keeps: the newest this many, none older
+/// than [`MAX_EVENT_AGE_DAYS`].
+pub const MAX_EVENTS_PER_ORG: u64 = 10_000;
+/// The oldest event an outbox keeps, in days.
+pub const MAX_EVENT_AGE_DAYS: i64 = 7;
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventName {
+    #[serde(rename = "alert.created")]
+    AlertCreated,
+    /// A new occurrence of an open alert.
+    #[serde(rename = "alert.updated")]
+    AlertUpdated,
+    #[serde(rename = "alert.dismissed")]
+    AlertDismissed,
+    #[serde(rename = "agent.enrolled")]
+    AgentEnrolled,
+    #[serde(rename = "agent.deleted")]
+    AgentDeleted,
+    #[serde(rename = "agent.silent")]
+    AgentSilent,
+}
+
+impl EventName {
+    pub const ALL: [EventName; 6] = [
+        Self::AlertCreated,
+        Self::AlertUpdated,
+        Self::AlertDismissed,
+        Self::AgentEnrolled,
+        Self::AgentDeleted,
+        Self::AgentSilent,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AlertCreated => "alert.created",
+            Self::AlertUpdated => "alert.updated",
+            Self::AlertDismissed => "alert.dismissed",
+            Self::AgentEnrolled => "agent.enrolled",
+            Self::AgentDeleted => "agent.deleted",
+            Self::AgentSilent => "agent.silent",
+        }
+    }
+}
+
+/// An event as stored and sent. `id` grows with every event the collector records
+/// (across organisations), so a receiver resumes after the last one it saw.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: u64,
+    pub event: EventName,
+    pub timestamp: DateTime<Utc>,
+    pub organization_id: OrgId,
+    pub data: serde_json::Value,
+}
+
+/// An event before the store numbers it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Draft {
+    pub organization_id: OrgId,
+    pub event: EventName,
+    pub data: serde_json::Value,
+}
+
+impl Draft {
+    /// The event, numbered `id`, at `timestamp`.
+    pub fn numbered(self, id: u64, timestamp: DateTime<Utc>) -> Event {
+        Event {
+            id,
+            event: self.event,
+            timestamp,
+            organization_id: self.organization_id,
+            data: self.data,
+        }
+    }
+}
+
+/// An alert raised (`created`: a new one; else a new occurrence of an open one).
+pub fn alert_raised(alert: &Alert, created: bool) -> Draft {
+    let event = if created {
+        EventName::AlertCreated
+    } else {
+        EventName::AlertUpdated
+    };
+    alert_event(alert, event)
+}
+
+/// An alert dismissed.
+pub fn alert_dismissed(alert: &Alert) -> Draft {
+    alert_event(alert, EventName::AlertDismissed)
+}
+
+fn alert_event(alert: &Alert, event: EventName) -> Draft {
+    Draft {
+        organization_id: alert.org_id,
+        event,
+        data: serde_json::json!({ "alert": alert }),
+    }
+}
+
+/// What an event says of an agent: who it is, never its key.
+fn agent_view(agent: &Agent) -> serde_json::Value {
+    serde_json::json!({
+        "id": agent.id,
+        "name": agent.name,
+        "hostname": agent.facts.hostname,
+        "os_type": agent.facts.os_type,
+        "last_seen_at": agent.last_seen_at,
+    })
+}
+
+/// An agent enrolled (with an enroll secret, or made with an API key).
+pub fn agent_enrolled(agent: &Agent) -> Draft {
+    Draft {
+        organization_id: agent.org_id,
+        event: EventName::AgentEnrolled,
+        data: serde_json::json!({ "agent": agent_view(agent) }),
+    }
+}
+
+/// An agent deleted (its key revoked, its servers gone).
+pub fn agent_deleted(agent: &Agent) -> Draft {
+    Draft {
+        organization_id: agent.org_id,
+        event: EventName::AgentDeleted,
+        data: serde_json::json!({ "agent": agent_view(agent) }),
+    }
+}
+
+/// An agent silent since before `cutoff`.
+pub fn agent_silent(agent: &Agent, cutoff: DateTime<Utc>) -> Draft {
+    Draft {
+        organization_id: agent.org_id,
+        event: EventName::AgentSilent,
+        data: serde_json::json!({ "agent": agent_view(agent), "cutoff": cutoff }),
+    }
+}
+
+/// Whether an event is old enough to leave an outbox at `now`.
+pub fn expired(event: &Event, now: DateTime<Utc>) -> bool {
+    event.timestamp < now - chrono::Duration::days(MAX_EVENT_AGE_DAYS)
+}
