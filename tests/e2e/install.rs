@@ -244,14 +244,11 @@ fn run_enrolls_itself_from_its_config_file_once_the_collector_is_reachable() {
     )
     .unwrap();
     let config = dir.path().join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "collector_url = \"{}\"\nenroll_secret = \"{secret}\"\n",
-            c.base
-        ),
-    )
-    .unwrap();
+    let fleet_config = format!(
+        "collector_url = \"{}\"\nenroll_secret = \"{secret}\"\n",
+        c.base
+    );
+    std::fs::write(&config, &fleet_config).unwrap();
     let state = dir.path().join("state");
 
     // The collector is down when the agent starts: it waits and says why.
@@ -300,14 +297,7 @@ fn run_enrolls_itself_from_its_config_file_once_the_collector_is_reachable() {
     // Dropped again on the enrolled machine (a fleet tool re-applying its config): the
     // agent, enrolled already, removes it at its next start and enrolls nothing new.
     drop(run);
-    std::fs::write(
-        &config,
-        format!(
-            "collector_url = \"{}\"\nenroll_secret = \"{secret}\"\n",
-            c.base
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, &fleet_config).unwrap();
     let again = TestAgent::start_with(&state, &scan_root, &["--config", config.to_str().unwrap()]);
     eventually(
         Duration::from_secs(30),
