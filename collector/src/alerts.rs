@@ -5,7 +5,7 @@
 //! call these, and every store backend stores what they answer.
 
 use chrono::{DateTime, Utc};
-use mcpwatch_protocol::ids::{AgentId, AlertId, OrgId, ServerId};
+use mcpwatch_protocol::ids::AlertId;
 use mcpwatch_protocol::risk::{self, RiskLevel};
 use mcpwatch_protocol::wire::ConfigError;
 
@@ -20,16 +20,26 @@ pub enum RiseCause {
     Rescored,
 }
 
+/// What an alert is about: a server (of an agent), or an agent.
+#[derive(Clone, Copy)]
+enum Subject<'a> {
+    Server(&'a Server),
+    Agent(&'a Agent),
+}
+
 /// A new open alert about `subject`.
 fn open(
-    org_id: OrgId,
-    (server_id, agent_id): (Option<ServerId>, Option<AgentId>),
+    subject: Subject<'_>,
     kind: AlertKind,
     severity: RiskLevel,
     (title, message): (String, String),
     details: serde_json::Value,
     now: DateTime<Utc>,
 ) -> Alert {
+    let (org_id, server_id, agent_id) = match subject {
+        Subject::Server(s) => (s.org_id, Some(s.id), s.agent_id),
+        Subject::Agent(a) => (a.org_id, None, a.id),
+    };
     Alert {
         id: AlertId::new(),
         org_id,
@@ -38,7 +48,7 @@ fn open(
         title,
         message,
         server_id,
-        agent_id,
+        agent_id: Some(agent_id),
         created_at: now,
         updated_at: None,
         occurrences: 1,
@@ -47,44 +57,6 @@ fn open(
         dismissed_at: None,
         dismissed_by: None,
     }
-}
-
-fn about_server(
-    server: &Server,
-    kind: AlertKind,
-    severity: RiskLevel,
-    text: (String, String),
-    details: serde_json::Value,
-    now: DateTime<Utc>,
-) -> Alert {
-    open(
-        server.org_id,
-        (Some(server.id), Some(server.agent_id)),
-        kind,
-        severity,
-        text,
-        details,
-        now,
-    )
-}
-
-fn about_agent(
-    agent: &Agent,
-    kind: AlertKind,
-    severity: RiskLevel,
-    text: (String, String),
-    details: serde_json::Value,
-    now: DateTime<Utc>,
-) -> Alert {
-    open(
-        agent.org_id,
-        (None, Some(agent.id)),
-        kind,
-        severity,
-        text,
-        details,
-        now,
-    )
 }
 
 /// The name an alert gives a machine: its host name, else the agent's name.
@@ -111,8 +83,8 @@ pub fn new_risky_server(server: &Server, now: DateTime<Utc>) -> Alert {
         .first()
         .map(|f| f.message.as_str())
         .unwrap_or_default();
-    about_server(
-        server,
+    open(
+        Subject::Server(server),
         AlertKind::NewRiskyServer,
         server.risk_level,
         (
@@ -138,8 +110,8 @@ pub fn risk_increased(
         RiseCause::Reported => String::new(),
         RiseCause::Rescored => format!(" under rules v{}", after.rules_version),
     };
-    about_server(
-        after,
+    open(
+        Subject::Server(after),
         AlertKind::RiskIncreased,
         after.risk_level,
         (
@@ -165,8 +137,8 @@ pub fn server_changed(before: &Server, after: &Server, now: DateTime<Utc>) -> Al
     } else {
         after.risk_level.max(RiskLevel::Medium)
     };
-    about_server(
-        after,
+    open(
+        Subject::Server(after),
         AlertKind::ServerChanged,
         severity,
         (
@@ -191,8 +163,8 @@ pub fn blocked_package(server: &Server, now: DateTime<Utc>) -> Alert {
         .iter()
         .find(|f| f.rule_id == risk::BLOCKED_RULE)
         .map_or_else(String::new, |f| f.evidence.clone());
-    about_server(
-        server,
+    open(
+        Subject::Server(server),
         AlertKind::BlockedPackage,
         RiskLevel::Critical,
         (
@@ -209,8 +181,8 @@ pub fn blocked_package(server: &Server, now: DateTime<Utc>) -> Alert {
 
 /// An agent has been silent since before `cutoff`.
 pub fn agent_silent(agent: &Agent, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Alert {
-    about_agent(
-        agent,
+    open(
+        Subject::Agent(agent),
         AlertKind::AgentSilent,
         RiskLevel::Medium,
         (
@@ -226,8 +198,8 @@ pub fn agent_silent(agent: &Agent, cutoff: DateTime<Utc>, now: DateTime<Utc>) ->
 /// reported before).
 pub fn config_errors(agent: &Agent, errors: &[&ConfigError], now: DateTime<Utc>) -> Alert {
     let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
-    about_agent(
-        agent,
+    open(
+        Subject::Agent(agent),
         AlertKind::ConfigErrors,
         RiskLevel::Medium,
         (
@@ -265,8 +237,8 @@ pub fn dangerous_combination(
             )
         })
         .collect();
-    about_agent(
-        agent,
+    open(
+        Subject::Agent(agent),
         AlertKind::DangerousCombination,
         severity,
         (
@@ -304,6 +276,7 @@ mod tests {
     use crate::ingest::tests::record;
     use crate::ingest::{self, rescore};
     use crate::model::{Enrollment, HostFacts, OrgPolicy, ServerStatus};
+    use mcpwatch_protocol::ids::{AgentId, OrgId};
 
     /// A server as the report path stores it.
     fn stored(name: &str, args: &[&str]) -> Server {
