@@ -10,6 +10,7 @@ use mcpwatch_protocol::risk::{self, RiskLevel};
 use mcpwatch_protocol::wire::ConfigError;
 
 use crate::model::{Agent, Alert, AlertKind, Server};
+use crate::notify::{Channel, Delivery};
 
 /// Why a server's level rose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,11 +21,12 @@ pub enum RiseCause {
     Rescored,
 }
 
-/// What an alert is about: a server (of an agent), or an agent.
+/// What an alert is about: a server (of an agent), an agent, or a notification channel.
 #[derive(Clone, Copy)]
 enum Subject<'a> {
     Server(&'a Server),
     Agent(&'a Agent),
+    Channel(&'a Channel),
 }
 
 /// A new open alert about `subject`.
@@ -36,9 +38,10 @@ fn open(
     details: serde_json::Value,
     now: DateTime<Utc>,
 ) -> Alert {
-    let (org_id, server_id, agent_id) = match subject {
-        Subject::Server(s) => (s.org_id, Some(s.id), s.agent_id),
-        Subject::Agent(a) => (a.org_id, None, a.id),
+    let (org_id, server_id, agent_id, channel_id) = match subject {
+        Subject::Server(s) => (s.org_id, Some(s.id), Some(s.agent_id), None),
+        Subject::Agent(a) => (a.org_id, None, Some(a.id), None),
+        Subject::Channel(c) => (c.org_id, None, None, Some(c.id)),
     };
     Alert {
         id: AlertId::new(),
@@ -48,7 +51,8 @@ fn open(
         title,
         message,
         server_id,
-        agent_id: Some(agent_id),
+        agent_id,
+        channel_id,
         created_at: now,
         updated_at: None,
         occurrences: 1,
@@ -259,6 +263,37 @@ pub fn repeat(open: &mut Alert, again: &Alert) {
     open.details = again.details.clone();
     open.updated_at = Some(again.created_at);
     open.occurrences = open.occurrences.saturating_add(1);
+}
+
+/// A channel gave up on a delivery (the receiver refused it, or the retry horizon
+/// passed). One open alert per channel; each further failure is an occurrence.
+pub fn notification_failed(channel: &Channel, delivery: &Delivery, now: DateTime<Utc>) -> Alert {
+    open(
+        Subject::Channel(channel),
+        AlertKind::NotificationFailed,
+        RiskLevel::High,
+        (
+            format!(
+                "Notification channel \"{}\" ({}) cannot deliver",
+                channel.name,
+                channel.kind.as_str()
+            ),
+            format!(
+                "Event {} ({}) was not delivered after {} attempt(s): {}",
+                delivery.event.id,
+                delivery.event.event.as_str(),
+                delivery.attempts,
+                delivery.last_error.as_deref().unwrap_or("no answer")
+            ),
+        ),
+        serde_json::json!({
+            "channel_id": channel.id,
+            "delivery_id": delivery.id,
+            "event_id": delivery.event.id,
+            "last_status": delivery.last_status,
+        }),
+        now,
+    )
 }
 
 /// Dismiss an alert (a dismissed one stays as it was).

@@ -86,6 +86,28 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes (answered 413 beyond).
     #[arg(long, env = "MCPWATCH_MAX_BODY_BYTES", default_value_t = config::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// Let notification channels send to loopback, private (10/8, 172.16/12, 192.168/16,
+    /// fc00::/7), link-local and metadata addresses, and over plain http:// to them.
+    /// Needed for on-premises receivers; without it such targets are refused when a
+    /// channel is saved and again at every send.
+    #[arg(long, env = "MCPWATCH_ALLOW_PRIVATE_TARGETS", action = ArgAction::Set, num_args = 0..=1,
+        default_value = "false", default_missing_value = "true")]
+    pub allow_private_targets: bool,
+    /// The SMTP server email channels send through: `smtp://[user[:password]@]host[:port]`
+    /// (STARTTLS, required; port 587), `smtps://...` (TLS; port 465), or
+    /// `smtp://host:25?tls=none` for a relay without TLS (no password then, unless loopback).
+    #[arg(long, env = "MCPWATCH_SMTP_URL", requires = "smtp_from")]
+    pub smtp_url: Option<String>,
+    /// A file holding the SMTP password (wins over a password in --smtp-url; one line).
+    #[arg(long, env = "MCPWATCH_SMTP_PASSWORD_FILE", requires = "smtp_url")]
+    pub smtp_password_file: Option<PathBuf>,
+    /// The sender address of notification mail.
+    #[arg(long, env = "MCPWATCH_SMTP_FROM", requires = "smtp_url")]
+    pub smtp_from: Option<String>,
+    /// The address people reach this collector at (e.g. https://mcpwatch.example.com/),
+    /// for links in notifications.
+    #[arg(long, env = "MCPWATCH_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 /// Why the command failed, with the exit code to use.
@@ -106,7 +128,7 @@ impl Cli {
             }
             Command::Serve(args) => {
                 let settings = args.settings().map_err(|e| Failure {
-                    error: e.into(),
+                    error: e,
                     code: EXIT_CONFIG,
                 })?;
                 let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -121,7 +143,7 @@ impl Cli {
 }
 
 impl ServeArgs {
-    fn settings(self) -> Result<Settings, config::ConfigError> {
+    fn settings(self) -> Result<Settings, anyhow::Error> {
         let data_dir = match self.data_dir {
             Some(dir) => dir,
             None => config::default_data_dir()?,
@@ -135,6 +157,41 @@ impl ServeArgs {
         settings.dormant_after = Duration::from_secs(self.dormant_after.max(1));
         settings.agent_requests_per_minute = self.agent_rate_limit.max(1);
         settings.max_body_bytes = self.max_body_bytes.max(1024);
+        settings.notify.allow_private_targets = self.allow_private_targets;
+        if let Some(url) = self
+            .public_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
+            let mut parsed = reqwest::Url::parse(url)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .with_context(|| format!("--public-url: {url:?} is not an http(s) URL"))?;
+            if !parsed.path().ends_with('/') {
+                let path = format!("{}/", parsed.path());
+                parsed.set_path(&path);
+            }
+            settings.notify.public_url = Some(parsed);
+        }
+        if let (Some(url), Some(from)) = (self.smtp_url, self.smtp_from) {
+            let password = match &self.smtp_password_file {
+                None => None,
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| {
+                            format!("reading --smtp-password-file {}", path.display())
+                        })?
+                        .trim_end_matches(['\r', '\n'])
+                        .to_owned(),
+                ),
+            };
+            settings.notify.smtp = Some(crate::notify::email::SmtpSettings {
+                url,
+                password,
+                from,
+            });
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -170,8 +227,15 @@ async fn serve(settings: Settings) -> Result<(), Failure> {
         error: e.into(),
         code: 1,
     })?;
+    let notifier = crate::notify::send::Notifier::new(&settings.notify)
+        .map_err(|e| config_failure(e.into()))?;
     let data_dir = settings.data_dir.clone();
-    let state = Arc::new(AppState::new(Arc::new(store), tokens, settings));
+    let state = Arc::new(AppState::new(
+        Arc::new(store),
+        tokens,
+        settings,
+        Arc::new(notifier),
+    ));
     #[allow(clippy::print_stdout)]
     {
         // Tests and scripts read this line to learn the port.

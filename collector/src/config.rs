@@ -28,6 +28,8 @@ pub struct Settings {
     pub login_failures_per_account: u32,
     pub login_failures_per_address: u32,
     pub login_lockout: Duration,
+    /// How notifications are sent (SMTP, the outbound address policy).
+    pub notify: crate::notify::send::NotifySettings,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
@@ -70,6 +72,7 @@ impl Settings {
             login_failures_per_account: 10,
             login_failures_per_address: 50,
             login_lockout: Duration::from_secs(15 * 60),
+            notify: crate::notify::send::NotifySettings::default(),
         }
     }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::OrgId;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Agent, Alert};
+use crate::model::{Agent, Alert, Server};
 
 /// How many events an organisation's outbox keeps: the newest this many, none older
 /// than [`MAX_EVENT_AGE_DAYS`].
@@ -32,9 +32,13 @@ pub enum EventName {
     AgentDeleted,
     #[serde(rename = "agent.silent")]
     AgentSilent,
+    /// What `POST /notifications/channels/{id}/test` sends; never in the outbox.
+    #[serde(rename = "channel.test")]
+    ChannelTest,
 }
 
 impl EventName {
+    /// Every event the outbox records (a channel may ask for any of them).
     pub const ALL: [EventName; 6] = [
         Self::AlertCreated,
         Self::AlertUpdated,
@@ -52,7 +56,13 @@ impl EventName {
             Self::AgentEnrolled => "agent.enrolled",
             Self::AgentDeleted => "agent.deleted",
             Self::AgentSilent => "agent.silent",
+            Self::ChannelTest => "channel.test",
         }
+    }
+
+    /// The event a channel may ask for by this name (one of [`Self::ALL`]).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == name)
     }
 }
 
@@ -88,26 +98,49 @@ impl Draft {
     }
 }
 
+/// What an alert event says besides the alert: the server and the agent it is about,
+/// as the store has them when the alert changes.
+#[derive(Clone, Copy, Default)]
+pub struct AlertContext<'a> {
+    pub server: Option<&'a Server>,
+    pub agent: Option<&'a Agent>,
+}
+
 /// An alert raised (`created`: a new one; else a new occurrence of an open one).
-pub fn alert_raised(alert: &Alert, created: bool) -> Draft {
+pub fn alert_raised(alert: &Alert, created: bool, context: AlertContext<'_>) -> Draft {
     let event = if created {
         EventName::AlertCreated
     } else {
         EventName::AlertUpdated
     };
-    alert_event(alert, event)
+    alert_event(alert, event, context)
 }
 
 /// An alert dismissed.
-pub fn alert_dismissed(alert: &Alert) -> Draft {
-    alert_event(alert, EventName::AlertDismissed)
+pub fn alert_dismissed(alert: &Alert, context: AlertContext<'_>) -> Draft {
+    alert_event(alert, EventName::AlertDismissed, context)
 }
 
-fn alert_event(alert: &Alert, event: EventName) -> Draft {
+fn alert_event(alert: &Alert, event: EventName, context: AlertContext<'_>) -> Draft {
+    let mut data = serde_json::json!({ "alert": alert });
+    if let Some(server) = context.server {
+        data["server"] = serde_json::json!({
+            "id": server.id,
+            "server_name": server.record.server_name,
+            "client": server.record.client,
+            "os_user": server.record.os_user,
+            "config_path": server.record.config_path,
+            "risk_level": server.risk_level,
+            "risk_score": server.risk_score,
+        });
+    }
+    if let Some(agent) = context.agent {
+        data["agent"] = agent_view(agent);
+    }
     Draft {
         organization_id: alert.org_id,
         event,
-        data: serde_json::json!({ "alert": alert }),
+        data,
     }
 }
 
@@ -118,6 +151,7 @@ fn agent_view(agent: &Agent) -> serde_json::Value {
         "name": agent.name,
         "hostname": agent.facts.hostname,
         "os_type": agent.facts.os_type,
+        "username": agent.facts.username,
         "last_seen_at": agent.last_seen_at,
     })
 }

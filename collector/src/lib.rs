@@ -12,7 +12,8 @@
 //! - [`ingest`]: what a report, a heartbeat, silence or a new rule set does to stored
 //!   servers and agents, and which alerts that raises; [`alerts`]: every alert's
 //!   wording, and how repeats and dismissal work; [`events`]: what the outbox keeps
-//!   and the live stream sends;
+//!   and the live stream sends; [`notify`]: notification channels, which events each
+//!   wants, sending (webhook, Slack, email, syslog) and the delivery worker;
 //! - [`store`]: the storage interface, which finds, stores and indexes (and decides
 //!   nothing a user reads), and its redb implementation;
 //! - [`model`]: the stored records; [`presence`], [`limits`]: in-memory state.
@@ -30,6 +31,7 @@ pub mod jobs;
 pub mod limits;
 pub mod logging;
 pub mod model;
+pub mod notify;
 pub mod presence;
 pub mod router;
 pub mod server;

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::{
-    AgentId, AlertId, EnrollSecretId, OrgId, ServerId, SessionId, UserId,
+    AgentId, AlertId, ChannelId, EnrollSecretId, OrgId, ServerId, SessionId, UserId,
 };
 use mcpwatch_protocol::risk::{Finding, RiskLevel};
 use mcpwatch_protocol::server::ServerRecord;
@@ -334,6 +334,8 @@ pub enum AlertKind {
     BlockedPackage,
     /// One client on the machine combines servers into a dangerous pair.
     DangerousCombination,
+    /// A notification channel could not deliver an event within the retry horizon.
+    NotificationFailed,
 }
 
 impl AlertKind {
@@ -347,6 +349,7 @@ impl AlertKind {
             Self::ConfigErrors => 5,
             Self::BlockedPackage => 6,
             Self::DangerousCombination => 7,
+            Self::NotificationFailed => 8,
         }
     }
 }
@@ -362,6 +365,9 @@ pub struct Alert {
     pub message: String,
     pub server_id: Option<ServerId>,
     pub agent_id: Option<AgentId>,
+    /// The notification channel the alert is about (failed deliveries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_id: Option<ChannelId>,
     pub created_at: DateTime<Utc>,
     /// When a repeat of the same situation last updated this alert.
     #[serde(default)]
@@ -378,12 +384,13 @@ pub struct Alert {
 }
 
 impl Alert {
-    /// What the alert is about: its server, else its agent. One open alert per
+    /// What the alert is about: its server, else its agent, else its channel. One open alert per
     /// (subject, kind).
     pub fn subject(&self) -> [u8; 16] {
         self.server_id
             .map(ServerId::to_bytes)
             .or(self.agent_id.map(AgentId::to_bytes))
+            .or(self.channel_id.map(ChannelId::to_bytes))
             .unwrap_or([0; 16])
     }
 }

@@ -65,7 +65,10 @@ where
 pub fn routes() -> Vec<Route> {
     use Access::{Agent, Public};
     use Method as M;
-    use api::{agents, alerts, auth, dashboard, enroll, events, health, policy, servers, users};
+    use api::{
+        agents, alerts, auth, dashboard, enroll, events, health, notifications, policy, servers,
+        users,
+    };
     vec![
         r(M::GET, "/health", Public, health::health),
         r(M::GET, "/health/live", Public, health::live),
@@ -116,6 +119,48 @@ pub fn routes() -> Vec<Route> {
         r(M::POST, "/alerts/dismiss-all", ANALYST, alerts::dismiss_all),
         r(M::POST, "/alerts/{id}/dismiss", ANALYST, alerts::dismiss),
         r(M::GET, "/events", VIEWER, events::stream),
+        r(
+            M::GET,
+            "/notifications/channels",
+            ADMIN,
+            notifications::list,
+        ),
+        r(
+            M::POST,
+            "/notifications/channels",
+            ADMIN,
+            notifications::create,
+        ),
+        r(
+            M::GET,
+            "/notifications/channels/{id}",
+            ADMIN,
+            notifications::get,
+        ),
+        r(
+            M::PATCH,
+            "/notifications/channels/{id}",
+            ADMIN,
+            notifications::update,
+        ),
+        r(
+            M::DELETE,
+            "/notifications/channels/{id}",
+            ADMIN,
+            notifications::delete,
+        ),
+        r(
+            M::POST,
+            "/notifications/channels/{id}/test",
+            ADMIN,
+            notifications::test,
+        ),
+        r(
+            M::GET,
+            "/notifications/deliveries",
+            ADMIN,
+            notifications::deliveries,
+        ),
     ]
 }
 

@@ -43,6 +43,10 @@ pub async fn serve(
         Err(e) => tracing::warn!(error = %e, "Cannot read when agents were last seen."),
     }
     let jobs = tokio::spawn(jobs::run(Arc::clone(&state)));
+    let deliveries = tokio::spawn(crate::notify::worker::run(
+        Arc::clone(&state.store),
+        Arc::clone(&state.notifier),
+    ));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -86,6 +90,7 @@ pub async fn serve(
         tracing::warn!("Some connections did not finish within the grace period.");
     }
     jobs.abort();
+    deliveries.abort();
     state.presence.flush(state.store.as_ref()).await;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The state every handler shares: the store, the token service, settings, agent
-//! presence, the replay guard, the rate limiters, the decompressed agent keys and the
-//! signature checker.
+//! presence, the replay guard, the rate limiters, the decompressed agent keys, the
+//! signature checker and the notifier.
 
 use std::sync::{Arc, Mutex};
 
@@ -11,6 +11,7 @@ use crate::auth::signatures::SignatureChecker;
 use crate::auth::tokens::TokenService;
 use crate::config::Settings;
 use crate::limits::{FailureLimiter, WindowLimiter};
+use crate::notify::send::Notifier;
 use crate::presence::Presence;
 use crate::store::Store;
 
@@ -45,11 +46,19 @@ pub struct AppState {
     /// Notified when stored servers should be rescored (a policy change); the
     /// background jobs (`jobs`) wait on it.
     pub rescore_wanted: tokio::sync::Notify,
+    /// Sends events to notification channels (the delivery worker and channel tests).
+    pub notifier: Arc<Notifier>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, tokens: TokenService, settings: Settings) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        tokens: TokenService,
+        settings: Settings,
+        notifier: Arc<Notifier>,
+    ) -> Self {
         Self {
+            notifier,
             store,
             tokens,
             presence: Presence::default(),

@@ -80,6 +80,14 @@ id_type!(
     /// A login session (one refresh-token family).
     SessionId
 );
+id_type!(
+    /// A notification channel (a webhook, Slack, email or syslog target).
+    ChannelId
+);
+id_type!(
+    /// One event's delivery to one notification channel.
+    DeliveryId
+);
 
 #[cfg(test)]
 mod tests {

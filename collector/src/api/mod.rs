@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod notifications;
 pub mod policy;
 pub mod servers;
 pub mod users;

@@ -32,6 +32,11 @@ pub fn new_enroll_secret() -> Result<String> {
     generate(ENROLL_SECRET_PREFIX)
 }
 
+/// A new webhook signing secret (the webhook receiver keeps it to check signatures).
+pub fn new_webhook_secret() -> Result<String> {
+    generate("whsec_")
+}
+
 /// The stored form of a key or secret.
 pub fn hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()

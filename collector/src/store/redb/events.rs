@@ -37,9 +37,11 @@ pub(super) fn append(txn: &WriteTransaction, draft: Draft, now: DateTime<Utc>) -
     txn.open_table(META)?
         .insert(SEQ_KEY, id.to_be_bytes().as_slice())?;
     let org = draft.organization_id;
-    put_json(txn, EVENTS, &event_key(org, id), &draft.numbered(id, now))?;
+    let event = draft.numbered(id, now);
+    put_json(txn, EVENTS, &event_key(org, id), &event)?;
     add_count(txn, &count_key_events(org), 1)?;
     prune(txn, org, now)?;
+    super::notifications::fan_out(txn, &event, now)?;
     Ok(id)
 }
 

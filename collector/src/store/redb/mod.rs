@@ -17,7 +17,7 @@
 //! | `server_identity` | org·agent·sha256(client, path, name) | server |
 //! | `srv_rank` | org·rank·(255−score)·server | status·agent·name |
 //! | `srv_agent` | org·agent·rank·(255−score)·server | status·name |
-//! | `counts` | org·`S`·rank·status, org·`A` | u64 |
+//! | `counts` | org·`S`·rank·status, org·`A`, org·`E`, org·`D` | u64 |
 //! | `alerts` | org·alert | [`Alert`] |
 //! | `alerts_open` | org·alert | – |
 //! | `policies` | org | [`OrgPolicy`] |
@@ -25,6 +25,9 @@
 //! | `server_changes` | org·server·seq | [`ServerChange`] (the newest [`MAX_SERVER_CHANGES`] per server) |
 //! | `inventory_rev` | org·agent | u64, bumped by every write of one of the agent's servers |
 //! | `events` | org·id | [`Event`] (the outbox: the newest per organisation, see [`crate::events`]) |
+//! | `channels` | org·channel | [`Channel`] (notification channels) |
+//! | `deliveries` | org·delivery | [`Delivery`] (one event to one channel, with the event) |
+//! | `delivery_due` | time·org·delivery | – (deliveries still to try, by when) |
 //!
 //! The rank indexes order servers by risk (critical first, then score, then age) and
 //! carry what the list filters need, so a filtered page reads only the index and the
@@ -50,6 +53,8 @@
 //! [`ServerChange`]: crate::model::ServerChange
 //! [`MAX_SERVER_CHANGES`]: crate::model::MAX_SERVER_CHANGES
 //! [`Event`]: crate::events::Event
+//! [`Channel`]: crate::notify::Channel
+//! [`Delivery`]: crate::notify::Delivery
 
 mod accounts;
 mod agents;
@@ -57,6 +62,7 @@ mod alerts;
 mod events;
 mod files;
 mod migrate;
+mod notifications;
 mod reports;
 mod schema;
 mod servers;
@@ -70,7 +76,7 @@ use std::sync::{Arc, mpsc};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::{
-    AgentId, AlertId, EnrollSecretId, OrgId, ServerId, SessionId, UserId,
+    AgentId, AlertId, ChannelId, EnrollSecretId, OrgId, ServerId, SessionId, UserId,
 };
 use mcpwatch_protocol::wire::ReportResponse;
 use redb::{ReadTransaction, ReadableDatabase, WriteTransaction};
@@ -79,13 +85,14 @@ use tokio::sync::oneshot;
 pub use writer::DISK_RESERVE_BYTES;
 
 use super::{
-    AlertQuery, Error, HeartbeatUpdate, OrgPatch, Page, ReportInput, Result, ServerQuery, Store,
-    UserPatch,
+    AlertQuery, DeliveryQuery, Error, HeartbeatUpdate, OrgPatch, Page, ReportInput, Result,
+    ServerQuery, Store, UserPatch,
 };
 use crate::model::{
     Agent, Alert, EnrollSecret, LevelCounts, Org, OrgPolicy, Server, ServerChange, ServerStatus,
     Session, User,
 };
+use crate::notify::{Channel, Delivery};
 use migrate::SCHEMA_VERSION;
 use writer::{Completion, Job, Slot};
 
@@ -521,5 +528,49 @@ impl Store for RedbStore {
 
     fn event_signal(&self) -> tokio::sync::watch::Receiver<u64> {
         self.db.events.subscribe()
+    }
+
+    async fn create_channel(&self, channel: Channel) -> Result<()> {
+        self.write(move |txn| notifications::create_channel(txn, &channel))
+            .await
+    }
+
+    async fn list_channels(&self, org: OrgId) -> Result<Vec<Channel>> {
+        self.read(move |txn| notifications::list_channels(txn, org))
+            .await
+    }
+
+    async fn get_channel(&self, org: OrgId, id: ChannelId) -> Result<Channel> {
+        self.read(move |txn| notifications::get_channel(txn, org, id))
+            .await
+    }
+
+    async fn update_channel(&self, channel: Channel) -> Result<()> {
+        self.write(move |txn| notifications::update_channel(txn, &channel))
+            .await
+    }
+
+    async fn delete_channel(&self, org: OrgId, id: ChannelId) -> Result<()> {
+        self.write(move |txn| notifications::delete_channel(txn, org, id))
+            .await
+    }
+
+    async fn due_deliveries(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Delivery>> {
+        self.read(move |txn| notifications::due_deliveries(txn, before, limit))
+            .await
+    }
+
+    async fn next_delivery_due(&self) -> Result<Option<DateTime<Utc>>> {
+        self.read(notifications::next_due).await
+    }
+
+    async fn record_attempt(&self, delivery: Delivery, failure: Option<Alert>) -> Result<()> {
+        self.write(move |txn| notifications::record_attempt(txn, &delivery, failure.as_ref()))
+            .await
+    }
+
+    async fn list_deliveries(&self, org: OrgId, query: DeliveryQuery) -> Result<Page<Delivery>> {
+        self.read(move |txn| notifications::list_deliveries(txn, org, &query))
+            .await
     }
 }

@@ -47,9 +47,13 @@ pub(super) const SERVER_CHANGES: TableDefinition<'_, Bytes, Bytes> =
 pub(super) const INVENTORY_REV: TableDefinition<'_, Bytes, u64> =
     TableDefinition::new("inventory_rev");
 pub(super) const EVENTS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("events");
+pub(super) const CHANNELS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("channels");
+pub(super) const DELIVERIES: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("deliveries");
+pub(super) const DELIVERY_DUE: TableDefinition<'_, Bytes, ()> =
+    TableDefinition::new("delivery_due");
 
 /// Every table of records and links (byte keys to byte values).
-const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 16] = [
+const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 18] = [
     ORGS,
     USERS,
     SESSIONS,
@@ -66,6 +70,8 @@ const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 16] = [
     POLICIES,
     SERVER_CHANGES,
     EVENTS,
+    CHANNELS,
+    DELIVERIES,
 ];
 
 /// The length of an id (a UUID) in a key.
@@ -123,6 +129,22 @@ pub(super) fn count_key_events(org: OrgId) -> Vec<u8> {
 /// An event's key: org·id (big-endian, so an organisation's events are in order).
 pub(super) fn event_key(org: OrgId, id: u64) -> Vec<u8> {
     cat(&[&org.to_bytes(), &id.to_be_bytes()])
+}
+
+/// The counts row of one organisation's deliveries.
+pub(super) fn count_key_deliveries(org: OrgId) -> Vec<u8> {
+    cat(&[&org.to_bytes(), b"D"])
+}
+
+/// A delivery's entry in `delivery_due`: when (milliseconds since 1970, offset so that
+/// the bytes sort in time order)·org·delivery.
+pub(super) fn due_key(
+    at: chrono::DateTime<chrono::Utc>,
+    org: OrgId,
+    delivery: [u8; ID],
+) -> Vec<u8> {
+    let millis = (at.timestamp_millis() as u64) ^ (1 << 63);
+    cat(&[&millis.to_be_bytes(), &org.to_bytes(), &delivery])
 }
 
 /// The counts row of one organisation's open alerts.
@@ -303,6 +325,7 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(COUNTS)?;
     txn.open_table(ALERTS_OPEN)?;
     txn.open_table(INVENTORY_REV)?;
+    txn.open_table(DELIVERY_DUE)?;
     Ok(())
 }
 
