@@ -15,6 +15,7 @@ mod hostile_machine;
 mod install;
 mod inventory;
 mod limits;
+mod notifications;
 mod policy;
 mod secrets;
 mod seed_agent;

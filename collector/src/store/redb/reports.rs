@@ -139,10 +139,11 @@ fn commit(
         }
     }
     let raised = ingest::agent::reported(&mut record, report, combinations, plan.active_count);
+    // The agent first, so that the alerts' events show it as just reported.
+    agents::put_agent(txn, &record)?;
     for alert in plan.alerts.iter().chain(&raised) {
         alerts::raise(txn, alert)?;
     }
-    agents::put_agent(txn, &record)?;
     Ok(plan.outcome)
 }
 
