@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install what packaging/build.sh and packaging/check.sh need on Debian (as root):
 # cargo-deb, cargo-generate-rpm, rpm and rpmlint, the Windows target and cross
-# compiler, wixl/msitools, lintian, wine.
+# compiler, wixl/msitools, lintian, wine; and rsyslog, the real syslog receiver of the
+# notification tests (they fall back to a socket server without it).
 set -euo pipefail
 
-packages=(gcc-mingw-w64-x86-64 wixl msitools lintian wine wine64 systemd adduser curl python3 rpm rpmlint)
+packages=(gcc-mingw-w64-x86-64 wixl msitools lintian wine wine64 systemd adduser curl python3 rpm rpmlint rsyslog)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

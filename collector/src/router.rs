@@ -63,12 +63,17 @@ where
 
 /// Every route of the API.
 pub fn routes() -> Vec<Route> {
-    use Access::{Agent, Public};
+    [accounts(), fleet(), notifications()]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Health, sign-in, the organisation and its users.
+fn accounts() -> Vec<Route> {
+    use Access::Public;
     use Method as M;
-    use api::{
-        agents, alerts, auth, dashboard, enroll, events, health, notifications, policy, servers,
-        users,
-    };
+    use api::{auth, health, users};
     vec![
         r(M::GET, "/health", Public, health::health),
         r(M::GET, "/health/live", Public, health::live),
@@ -92,6 +97,15 @@ pub fn routes() -> Vec<Route> {
         r(M::GET, "/users/{id}", ADMIN, users::get),
         r(M::PATCH, "/users/{id}", ADMIN, users::update),
         r(M::DELETE, "/users/{id}", ADMIN, users::delete),
+    ]
+}
+
+/// Agents, enrollment, the inventory, the dashboard, policy, alerts and events.
+fn fleet() -> Vec<Route> {
+    use Access::{Agent, Public};
+    use Method as M;
+    use api::{agents, alerts, dashboard, enroll, events, policy, servers};
+    vec![
         r(M::GET, "/agents", VIEWER, agents::list),
         r(M::POST, "/agents", ADMIN, agents::create),
         r(M::POST, "/agents/enroll", Public, enroll::enroll),
@@ -119,48 +133,21 @@ pub fn routes() -> Vec<Route> {
         r(M::POST, "/alerts/dismiss-all", ANALYST, alerts::dismiss_all),
         r(M::POST, "/alerts/{id}/dismiss", ANALYST, alerts::dismiss),
         r(M::GET, "/events", VIEWER, events::stream),
-        r(
-            M::GET,
-            "/notifications/channels",
-            ADMIN,
-            notifications::list,
-        ),
-        r(
-            M::POST,
-            "/notifications/channels",
-            ADMIN,
-            notifications::create,
-        ),
-        r(
-            M::GET,
-            "/notifications/channels/{id}",
-            ADMIN,
-            notifications::get,
-        ),
-        r(
-            M::PATCH,
-            "/notifications/channels/{id}",
-            ADMIN,
-            notifications::update,
-        ),
-        r(
-            M::DELETE,
-            "/notifications/channels/{id}",
-            ADMIN,
-            notifications::delete,
-        ),
-        r(
-            M::POST,
-            "/notifications/channels/{id}/test",
-            ADMIN,
-            notifications::test,
-        ),
-        r(
-            M::GET,
-            "/notifications/deliveries",
-            ADMIN,
-            notifications::deliveries,
-        ),
+    ]
+}
+
+/// Notification channels and deliveries.
+fn notifications() -> Vec<Route> {
+    use Method as M;
+    use api::notifications as n;
+    vec![
+        r(M::GET, "/notifications/channels", ADMIN, n::list),
+        r(M::POST, "/notifications/channels", ADMIN, n::create),
+        r(M::GET, "/notifications/channels/{id}", ADMIN, n::get),
+        r(M::PATCH, "/notifications/channels/{id}", ADMIN, n::update),
+        r(M::DELETE, "/notifications/channels/{id}", ADMIN, n::delete),
+        r(M::POST, "/notifications/channels/{id}/test", ADMIN, n::test),
+        r(M::GET, "/notifications/deliveries", ADMIN, n::deliveries),
     ]
 }
 

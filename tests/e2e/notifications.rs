@@ -468,7 +468,10 @@ fn the_alert_email_reaches_a_real_smtp_server() {
 
 /// A syslog receiver over TCP: Debian's rsyslogd when installed (it parses the RFC 5424
 /// header itself), else a socket server that reads octet-counted frames.
-fn syslog_receiver(dir: &Path) -> (u16, Box<dyn Fn() -> Vec<String>>, Option<Process>) {
+/// What a syslog receiver has got so far, one `pri|app-name|msgid|msg` line each.
+type Lines = Box<dyn Fn() -> Vec<String>>;
+
+fn syslog_receiver(dir: &Path) -> (u16, Lines, Option<Process>) {
     let port = free_port();
     let out = dir.join("syslog.out");
     let rsyslogd = ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
