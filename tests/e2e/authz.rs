@@ -110,6 +110,10 @@ fn a_viewer_is_refused_every_write_and_an_analyst_all_but_verify_and_dismiss() {
         .to_owned();
     let (_, secret) = c.post("/enroll-secrets", &admin, &json!({ "name": "fleet" }));
     let secret_id = secret["id"].as_str().unwrap().to_owned();
+    let channel_body =
+        json!({ "name": "hook", "kind": "webhook", "target": "https://1.1.1.1/hook" });
+    let (_, channel) = c.post("/notifications/channels", &admin, &channel_body);
+    let channel_id = channel["id"].as_str().unwrap().to_owned();
 
     let fill = |path: &str| {
         let id = match path {
@@ -118,6 +122,7 @@ fn a_viewer_is_refused_every_write_and_an_analyst_all_but_verify_and_dismiss() {
             p if p.starts_with("/mcp/servers/") => &server_id,
             p if p.starts_with("/alerts/") => &alert_id,
             p if p.starts_with("/enroll-secrets/") => &secret_id,
+            p if p.starts_with("/notifications/channels/") => &channel_id,
             _ => "",
         };
         path.replace("{id}", id)
@@ -131,6 +136,8 @@ fn a_viewer_is_refused_every_write_and_an_analyst_all_but_verify_and_dismiss() {
         "/agents" => json!({ "name": "x" }),
         "/enroll-secrets" => json!({ "name": "x" }),
         "/auth/organization" => json!({ "name": "Pwned" }),
+        "/notifications/channels" => channel_body.clone(),
+        "/notifications/channels/{id}" => json!({ "enabled": false }),
         _ => json!({}),
     };
 

@@ -148,3 +148,101 @@ impl Notifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::EventName;
+    use crate::notify::{ChannelSource, DeliveryStatus};
+    use mcpwatch_protocol::ids::{ChannelId, OrgId};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A receiver on 127.0.0.1 that answers 200 to each connection; answers its port.
+    async fn receiver() -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 65536];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        port
+    }
+
+    fn channel(target: String) -> Channel {
+        let now = chrono::Utc::now();
+        Channel {
+            id: ChannelId::new(),
+            org_id: OrgId::new(),
+            name: "c".into(),
+            kind: ChannelKind::Webhook,
+            target,
+            secret: Some("0123456789abcdef".into()),
+            min_severity: mcpwatch_protocol::risk::RiskLevel::Low,
+            events: vec![EventName::AlertCreated],
+            enabled: true,
+            source: ChannelSource::Api,
+            created_by: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn event() -> Event {
+        Event {
+            id: 1,
+            event: EventName::ChannelTest,
+            timestamp: chrono::Utc::now(),
+            organization_id: OrgId::new(),
+            data: serde_json::json!({}),
+        }
+    }
+
+    fn notifier(allow_private_targets: bool) -> Notifier {
+        Notifier::new(&NotifySettings {
+            allow_private_targets,
+            ..NotifySettings::default()
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_address_policy_is_checked_again_at_send_time_for_names_and_literals() {
+        let port = receiver().await;
+        // A name goes through the checking resolver, which keeps the URL's port.
+        let by_name = channel(format!("http://localhost:{port}/hook"));
+        let literal = channel(format!("http://127.0.0.1:{port}/hook"));
+        let mapped = channel(format!("http://[::ffff:127.0.0.1]:{port}/hook"));
+        let lax = notifier(true);
+        for c in [&by_name, &literal] {
+            assert_eq!(
+                lax.send(c, &event()).await,
+                Outcome::Delivered { status: Some(200) }
+            );
+        }
+        // Saved while private targets were allowed, sent after they no longer are.
+        let strict = notifier(false);
+        for c in [&by_name, &literal, &mapped] {
+            match strict.send(c, &event()).await {
+                Outcome::Refused { error, .. } => {
+                    assert!(error.contains("--allow-private-targets"), "{error}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Refused for good: the delivery fails at once.
+        let mut d = crate::notify::Delivery::new(&literal, &event(), chrono::Utc::now());
+        let outcome = strict.send(&literal, &event()).await;
+        assert!(crate::notify::after_attempt(
+            &mut d,
+            outcome,
+            chrono::Utc::now(),
+            0.0
+        ));
+        assert_eq!(d.status, DeliveryStatus::Failed);
+    }
+}
