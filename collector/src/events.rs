@@ -106,19 +106,10 @@ pub struct AlertContext<'a> {
     pub agent: Option<&'a Agent>,
 }
 
-/// An alert raised (`created`: a new one; else a new occurrence of an open one).
-pub fn alert_raised(alert: &Alert, created: bool, context: AlertContext<'_>) -> Draft {
-    let event = if created {
-        EventName::AlertCreated
-    } else {
-        EventName::AlertUpdated
-    };
+/// An alert changed: `alert.created` (a new one), `alert.updated` (a new occurrence
+/// of an open one) or `alert.dismissed`.
+pub fn alert_changed(alert: &Alert, event: EventName, context: AlertContext<'_>) -> Draft {
     alert_event(alert, event, context)
-}
-
-/// An alert dismissed.
-pub fn alert_dismissed(alert: &Alert, context: AlertContext<'_>) -> Draft {
-    alert_event(alert, EventName::AlertDismissed, context)
 }
 
 fn alert_event(alert: &Alert, event: EventName, context: AlertContext<'_>) -> Draft {

@@ -604,68 +604,60 @@ fn channels_refuse_bad_input_private_targets_other_roles_and_other_organisations
     let viewer = c.user_with_role(&a, "viewer@a.example", "viewer");
     let good = json!({ "name": "hook", "kind": "webhook", "target": "https://1.1.1.1/hook" });
 
-    for (body, field) in [
+    // (kind, target, more fields, the field the refusal names)
+    let cases = [
+        ("pager", "https://1.1.1.1/", json!({}), "kind"),
+        ("webhook", "not a url", json!({}), "target"),
+        ("webhook", "ftp://1.1.1.1/", json!({}), "target"),
+        ("webhook", "http://1.1.1.1/", json!({}), "target"),
+        ("webhook", "https://127.0.0.1:9/", json!({}), "target"),
         (
-            json!({ "name": "x", "kind": "pager", "target": "https://1.1.1.1/" }),
-            "kind",
-        ),
-        (
-            json!({ "name": "x", "kind": "webhook", "target": "not a url" }),
+            "webhook",
+            "https://169.254.169.254/latest/",
+            json!({}),
             "target",
         ),
+        ("webhook", "https://[::1]/", json!({}), "target"),
+        ("slack", "http://localhost:9/", json!({}), "target"),
+        ("syslog", "tcp://10.0.0.1:514", json!({}), "target"),
+        ("syslog", "syslog://1.1.1.1:514", json!({}), "target"),
+        ("email", "soc@a.example", json!({}), "kind"),
         (
-            json!({ "name": "x", "kind": "webhook", "target": "ftp://1.1.1.1/" }),
-            "target",
-        ),
-        (
-            json!({ "name": "x", "kind": "webhook", "target": "http://1.1.1.1/" }),
-            "target",
-        ),
-        (
-            json!({ "name": "x", "kind": "webhook", "target": "https://127.0.0.1:9/" }),
-            "target",
-        ),
-        (
-            json!({ "name": "x", "kind": "webhook", "target": "https://169.254.169.254/latest/" }),
-            "target",
-        ),
-        (
-            json!({ "name": "x", "kind": "slack", "target": "http://localhost:9/" }),
-            "target",
-        ),
-        (
-            json!({ "name": "x", "kind": "syslog", "target": "tcp://10.0.0.1:514" }),
-            "target",
-        ),
-        (
-            json!({ "name": "x", "kind": "syslog", "target": "syslog://1.1.1.1:514" }),
-            "target",
-        ),
-        (
-            json!({ "name": "x", "kind": "email", "target": "soc@a.example" }),
-            "kind",
-        ),
-        (
-            json!({ "name": "x", "kind": "webhook", "target": "https://1.1.1.1/", "events": ["alert.exploded"] }),
+            "webhook",
+            "https://1.1.1.1/",
+            json!({ "events": ["alert.exploded"] }),
             "events",
         ),
         (
-            json!({ "name": "x", "kind": "webhook", "target": "https://1.1.1.1/", "min_severity": "urgent" }),
+            "webhook",
+            "https://1.1.1.1/",
+            json!({ "min_severity": "urgent" }),
             "min_severity",
         ),
         (
-            json!({ "name": "x".repeat(201), "kind": "webhook", "target": "https://1.1.1.1/" }),
+            "webhook",
+            "https://1.1.1.1/",
+            json!({ "name": "x".repeat(201) }),
             "name",
         ),
         (
-            json!({ "name": "x", "kind": "slack", "target": "https://1.1.1.1/", "secret": "0123456789abcdef" }),
+            "slack",
+            "https://1.1.1.1/",
+            json!({ "secret": "0123456789abcdef" }),
             "secret",
         ),
         (
-            json!({ "name": "x", "kind": "webhook", "target": "https://1.1.1.1/", "secret": "short" }),
+            "webhook",
+            "https://1.1.1.1/",
+            json!({ "secret": "short" }),
             "secret",
         ),
-    ] {
+    ];
+    for (kind, target, more, field) in cases {
+        let mut body = json!({ "name": "x", "kind": kind, "target": target });
+        for (k, v) in more.as_object().unwrap() {
+            body[k] = v.clone();
+        }
         let (status, err) = c.post("/notifications/channels", &a, &body);
         assert!((400..500).contains(&status), "{body}: {status} {err}");
         assert_eq!(err["error"]["details"]["field"], field, "{body}: {err}");
@@ -686,29 +678,28 @@ fn channels_refuse_bad_input_private_targets_other_roles_and_other_organisations
 
     let created = create_channel(&c, &a, &good);
     let id = created["id"].as_str().unwrap().to_owned();
+    let one = format!("/notifications/channels/{id}");
+    let of_one = [
+        (Method::GET, one.clone()),
+        (Method::PATCH, one.clone()),
+        (Method::DELETE, one.clone()),
+        (Method::POST, format!("{one}/test")),
+    ];
+    let lists = [
+        (Method::GET, "/notifications/channels".to_owned()),
+        (Method::POST, "/notifications/channels".to_owned()),
+        (Method::GET, "/notifications/deliveries".to_owned()),
+    ];
     for token in [&analyst, &viewer] {
-        for (method, path) in [
-            (Method::GET, "/notifications/channels".to_owned()),
-            (Method::POST, "/notifications/channels".to_owned()),
-            (Method::GET, format!("/notifications/channels/{id}")),
-            (Method::PATCH, format!("/notifications/channels/{id}")),
-            (Method::DELETE, format!("/notifications/channels/{id}")),
-            (Method::POST, format!("/notifications/channels/{id}/test")),
-            (Method::GET, "/notifications/deliveries".to_owned()),
-        ] {
-            let (status, _) = c.call(method.clone(), &path, Some(token), Some(&good));
+        for (method, path) in lists.iter().chain(&of_one) {
+            let (status, _) = c.call(method.clone(), path, Some(token), Some(&good));
             assert_eq!(status, 403, "{method} {path}");
         }
     }
     // Organisation B neither sees nor triggers nor changes A's channel.
     let (_, listed) = c.get("/notifications/channels", &b);
     assert_eq!(listed, json!([]));
-    for (method, path) in [
-        (Method::GET, format!("/notifications/channels/{id}")),
-        (Method::PATCH, format!("/notifications/channels/{id}")),
-        (Method::DELETE, format!("/notifications/channels/{id}")),
-        (Method::POST, format!("/notifications/channels/{id}/test")),
-    ] {
+    for (method, path) in of_one {
         let (status, _) = c.call(
             method.clone(),
             &path,

@@ -11,7 +11,7 @@ use super::schema::{
     server_key,
 };
 use crate::alerts as rules;
-use crate::events::AlertContext;
+use crate::events::{AlertContext, EventName};
 use crate::model::{Agent, Alert, Server};
 use crate::store::{AlertQuery, Error, Page, Result};
 
@@ -42,45 +42,39 @@ pub(super) fn raise(txn: &WriteTransaction, alert: &Alert) -> Result<bool> {
         if let Some(mut previous) = previous.filter(|p| !p.dismissed) {
             rules::repeat(&mut previous, alert);
             put_json(txn, ALERTS, &key, &previous)?;
-            let (server, agent) = context(txn, &previous)?;
-            super::events::append(
-                txn,
-                crate::events::alert_raised(&previous, false, ctx(&server, &agent)),
-                alert.created_at,
-            )?;
+            append_event(txn, &previous, EventName::AlertUpdated, alert.created_at)?;
             return Ok(false);
         }
     }
     put_alert(txn, alert, None)?;
     txn.open_table(ALERT_SUBJECTS)?
         .insert(subject.as_slice(), alert_key(alert).as_slice())?;
-    let (server, agent) = context(txn, alert)?;
-    super::events::append(
-        txn,
-        crate::events::alert_raised(alert, true, ctx(&server, &agent)),
-        alert.created_at,
-    )?;
+    append_event(txn, alert, EventName::AlertCreated, alert.created_at)?;
     Ok(true)
 }
 
-/// The server and agent an alert is about, as stored now (for its events).
-fn context(txn: &WriteTransaction, alert: &Alert) -> Result<(Option<Server>, Option<Agent>)> {
-    let server = match alert.server_id {
+/// Record the event of an alert's change, with the server and agent it is about as
+/// they are stored now.
+fn append_event(
+    txn: &WriteTransaction,
+    alert: &Alert,
+    event: EventName,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    let server: Option<Server> = match alert.server_id {
         Some(id) => get_json(&txn.open_table(SERVERS)?, &server_key(alert.org_id, id))?,
         None => None,
     };
-    let agent = match alert.agent_id {
+    let agent: Option<Agent> = match alert.agent_id {
         Some(id) => get_json(&txn.open_table(AGENTS)?, &agent_key(alert.org_id, id))?,
         None => None,
     };
-    Ok((server, agent))
-}
-
-fn ctx<'a>(server: &'a Option<Server>, agent: &'a Option<Agent>) -> AlertContext<'a> {
-    AlertContext {
+    let context = AlertContext {
         server: server.as_ref(),
         agent: agent.as_ref(),
-    }
+    };
+    super::events::append(txn, crate::events::alert_changed(alert, event, context), at)?;
+    Ok(())
 }
 
 /// Store an alert and keep the open index and count with it; `was_open` is whether
@@ -166,12 +160,7 @@ pub(super) fn dismiss_alert(
     if !record.dismissed {
         rules::dismiss(&mut record, by, at);
         put_alert(txn, &record, Some(true))?;
-        let (server, agent) = context(txn, &record)?;
-        super::events::append(
-            txn,
-            crate::events::alert_dismissed(&record, ctx(&server, &agent)),
-            at,
-        )?;
+        append_event(txn, &record, EventName::AlertDismissed, at)?;
     }
     Ok(record)
 }
@@ -190,12 +179,7 @@ pub(super) fn dismiss_all_alerts(
         };
         rules::dismiss(&mut record, by, at);
         put_alert(txn, &record, Some(true))?;
-        let (server, agent) = context(txn, &record)?;
-        super::events::append(
-            txn,
-            crate::events::alert_dismissed(&record, ctx(&server, &agent)),
-            at,
-        )?;
+        append_event(txn, &record, EventName::AlertDismissed, at)?;
         dismissed += 1;
     }
     Ok(dismissed)
