@@ -1,4 +1,5 @@
-//! Background jobs and their one scheduler: saving agent presence, marking silent
+//! Background jobs and their one scheduler: saving agent presence and when API tokens
+//! were last used, marking silent
 //! agents, and rescoring servers under newer rules or policy.
 //!
 //! [`run`] is one task that takes turns: a rescoring pass runs a batch per turn, so
@@ -44,7 +45,10 @@ pub async fn run(state: SharedState) {
         let rescoring = pass.is_some();
         tokio::select! {
             biased;
-            _ = flush.tick() => state.presence.flush(state.store.as_ref()).await,
+            _ = flush.tick() => {
+                state.presence.flush(state.store.as_ref()).await;
+                state.token_use.flush(state.store.as_ref()).await;
+            }
             _ = sweep.tick() => sweep_silent(&state).await,
             () = state.rescore_wanted.notified() => {
                 // A pass in progress starts over: the new policy applies to all.

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::{
-    AgentId, AlertId, ChannelId, EnrollSecretId, OrgId, ServerId, SessionId, UserId,
+    AgentId, AlertId, ApiTokenId, ChannelId, EnrollSecretId, OrgId, ServerId, SessionId, UserId,
 };
 use mcpwatch_protocol::risk::{Finding, RiskLevel};
 use mcpwatch_protocol::server::ServerRecord;
@@ -70,6 +70,23 @@ pub struct Session {
     pub refresh_jti: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+}
+
+/// An API token: a person's credential for scripts and services, with a role at most
+/// the person's. Only the SHA-256 of the token is kept.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ApiToken {
+    pub id: ApiTokenId,
+    pub org_id: OrgId,
+    pub user_id: UserId,
+    pub name: String,
+    pub role: Role,
+    pub token_hash: [u8; 32],
+    /// The start of the token, to tell tokens apart (`mcp_pat_AbCd`).
+    pub token_prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 /// How an agent got its key.

@@ -69,11 +69,11 @@ pub fn routes() -> Vec<Route> {
         .collect()
 }
 
-/// Health, sign-in, the organisation and its users.
+/// Health, sign-in, the organisation, its users and their API tokens.
 fn accounts() -> Vec<Route> {
     use Access::Public;
     use Method as M;
-    use api::{auth, health, users};
+    use api::{auth, health, tokens, users};
     vec![
         r(M::GET, "/health", Public, health::health),
         r(M::GET, "/health/live", Public, health::live),
@@ -97,6 +97,9 @@ fn accounts() -> Vec<Route> {
         r(M::GET, "/users/{id}", ADMIN, users::get),
         r(M::PATCH, "/users/{id}", ADMIN, users::update),
         r(M::DELETE, "/users/{id}", ADMIN, users::delete),
+        r(M::GET, "/api-tokens", VIEWER, tokens::list),
+        r(M::POST, "/api-tokens", VIEWER, tokens::create),
+        r(M::DELETE, "/api-tokens/{id}", VIEWER, tokens::delete),
     ]
 }
 

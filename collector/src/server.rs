@@ -92,5 +92,6 @@ pub async fn serve(
     jobs.abort();
     deliveries.abort();
     state.presence.flush(state.store.as_ref()).await;
+    state.token_use.flush(state.store.as_ref()).await;
     Ok(())
 }

@@ -46,6 +46,8 @@ pub struct AppState {
     /// Notified when stored servers should be rescored (a policy change); the
     /// background jobs (`jobs`) wait on it.
     pub rescore_wanted: tokio::sync::Notify,
+    /// When API tokens were last used, not yet saved.
+    pub token_use: crate::auth::token_use::TokenUse,
     /// Sends events to notification channels (the delivery worker and channel tests).
     pub notifier: Arc<Notifier>,
 }
@@ -59,6 +61,7 @@ impl AppState {
     ) -> Self {
         Self {
             notifier,
+            token_use: crate::auth::token_use::TokenUse::default(),
             store,
             tokens,
             presence: Presence::default(),

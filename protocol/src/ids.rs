@@ -88,6 +88,14 @@ id_type!(
     /// One event's delivery to one notification channel.
     DeliveryId
 );
+id_type!(
+    /// An API token (`mcp_pat_...`) a person made for scripts and services.
+    ApiTokenId
+);
+id_type!(
+    /// An entry of an organisation's audit log.
+    AuditId
+);
 
 #[cfg(test)]
 mod tests {

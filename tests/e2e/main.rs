@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod agent_scan;
+mod api_tokens;
 mod auth;
 mod authz;
 mod daemon;

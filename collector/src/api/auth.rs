@@ -319,7 +319,12 @@ pub async fn logout(
     State(state): State<SharedState>,
     auth: AuthUser,
 ) -> Result<StatusCode, ApiError> {
-    state.store.delete_session(auth.session.id).await?;
+    let Some(session) = auth.session() else {
+        return Err(ApiError::bad_request(
+            "an API token has no session to end; revoke it with DELETE /api-tokens/{id}",
+        ));
+    };
+    state.store.delete_session(session.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -406,7 +411,7 @@ pub async fn change_password(
         .await?;
     state
         .store
-        .delete_user_sessions(auth.user.org_id, auth.user.id, Some(auth.session.id))
+        .delete_user_sessions(auth.user.org_id, auth.user.id, auth.session().map(|s| s.id))
         .await?;
     Ok(Json(
         json!({ "message": "password changed; other sessions were ended" }),

@@ -1,7 +1,9 @@
 //! Extractors: who is calling and what they sent.
 //!
-//! - [`AuthUser`]: a person, from `Authorization: Bearer <access token>`; the token's
-//!   session and user are checked against the store on every request.
+//! - [`AuthUser`]: a person, from `Authorization: Bearer <access token>` (its session
+//!   and user checked against the store on every request) or `Authorization: Bearer
+//!   mcp_pat_...` (an API token: its owner checked the same way, its role at most the
+//!   owner's).
 //! - [`AgentRequest`]: an agent, from `X-API-Key`, with its JSON body; an agent with a
 //!   bound public key must also sign the request (see `protocol::signing`).
 //! - [`ApiJson`]: a JSON body whose rejections use the API's error envelope.
@@ -21,8 +23,8 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use crate::auth::keys;
-use crate::auth::tokens::{Claims, TokenType};
-use crate::model::{Agent, Role, Session, User};
+use crate::auth::tokens::TokenType;
+use crate::model::{Agent, ApiToken, Role, Session, User};
 use crate::state::SharedState;
 
 /// A JSON body; malformed JSON is a 400 and a wrong or missing field a 422 naming it.
@@ -30,15 +32,40 @@ use crate::state::SharedState;
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
 
-/// An authenticated person.
+/// How a person proved who they are.
+#[derive(Clone, Debug)]
+pub enum Credential {
+    /// An access token of a login session.
+    Session(Session),
+    /// An API token.
+    ApiToken(ApiToken),
+}
+
+/// An authenticated person. `user.role` is the role this request has: the user's, or
+/// the API token's when that is lower.
 #[derive(Clone)]
 pub struct AuthUser {
     pub user: User,
-    pub session: Session,
-    pub claims: Claims,
+    pub via: Credential,
 }
 
 impl AuthUser {
+    /// The login session, when the request came with an access token.
+    pub fn session(&self) -> Option<&Session> {
+        match &self.via {
+            Credential::Session(s) => Some(s),
+            Credential::ApiToken(_) => None,
+        }
+    }
+
+    /// The API token, when the request came with one.
+    pub fn api_token(&self) -> Option<&ApiToken> {
+        match &self.via {
+            Credential::ApiToken(t) => Some(t),
+            Credential::Session(_) => None,
+        }
+    }
+
     /// Refuse with 403 unless the user's role is at least `role`.
     pub fn require(&self, role: Role) -> Result<(), ApiError> {
         if self.user.role >= role {
@@ -87,8 +114,11 @@ impl FromRequestParts<SharedState> for AuthUser {
             return Ok(user);
         }
         let token = bearer(&parts.headers).ok_or_else(|| {
-            ApiError::unauthorized("missing Authorization: Bearer <access token>")
+            ApiError::unauthorized("missing Authorization: Bearer <access token or API token>")
         })?;
+        if token.starts_with(keys::API_TOKEN_PREFIX) {
+            return by_api_token(token, state).await;
+        }
         let claims = state.tokens.verify(token, TokenType::Access)?;
         let (session, user) = match state.store.get_session(claims.sid).await {
             Ok(found) => found,
@@ -108,10 +138,59 @@ impl FromRequestParts<SharedState> for AuthUser {
         }
         Ok(Self {
             user,
-            session,
-            claims,
+            via: Credential::Session(session),
         })
     }
+}
+
+/// A person by API token: known, not expired, its owner present and active; the
+/// request gets the lower of the two roles.
+async fn by_api_token(token: &str, state: &SharedState) -> Result<AuthUser, ApiError> {
+    let found = state.store.find_api_token(keys::hash(token)).await?;
+    let now = Utc::now();
+    let (record, mut user) = found.ok_or(TokenRefusal::Unknown)?;
+    user.role = token_role(&record, &user, now)?;
+    state.token_use.note(record.org_id, record.id, now);
+    Ok(AuthUser {
+        user,
+        via: Credential::ApiToken(record),
+    })
+}
+
+/// Why an API token was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokenRefusal {
+    Unknown,
+    Expired,
+    Disabled,
+}
+
+impl From<TokenRefusal> for ApiError {
+    fn from(r: TokenRefusal) -> Self {
+        ApiError::unauthorized(match r {
+            TokenRefusal::Unknown => "API token is not valid (revoked or never issued)",
+            TokenRefusal::Expired => "API token has expired",
+            TokenRefusal::Disabled => "account is disabled",
+        })
+    }
+}
+
+/// The role a request with `token` of `user` has at `now`, or why it has none.
+pub fn token_role(
+    token: &ApiToken,
+    user: &User,
+    now: chrono::DateTime<Utc>,
+) -> Result<Role, TokenRefusal> {
+    if token.org_id != user.org_id || token.user_id != user.id {
+        return Err(TokenRefusal::Unknown);
+    }
+    if token.expires_at <= now {
+        return Err(TokenRefusal::Expired);
+    }
+    if !user.is_active {
+        return Err(TokenRefusal::Disabled);
+    }
+    Ok(user.role.min(token.role))
 }
 
 /// An authenticated agent request with its parsed JSON body.
@@ -243,4 +322,59 @@ async fn verify_signature(
     replay
         .check_and_record((agent.id, nonce), header.timestamp, now)
         .map_err(refuse)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcpwatch_protocol::ids::{ApiTokenId, OrgId, UserId};
+
+    #[test]
+    fn a_token_has_the_lower_role_until_it_expires_or_its_owner_is_disabled() {
+        let now = Utc::now();
+        let user = User {
+            id: UserId::new(),
+            org_id: OrgId::new(),
+            email: "a@a.example".into(),
+            full_name: String::new(),
+            role: Role::Analyst,
+            password_hash: String::new(),
+            is_active: true,
+            created_at: now,
+            updated_at: now,
+        };
+        let token = ApiToken {
+            id: ApiTokenId::new(),
+            org_id: user.org_id,
+            user_id: user.id,
+            name: "ci".into(),
+            role: Role::Admin,
+            token_hash: [0; 32],
+            token_prefix: "mcp_pat_x".into(),
+            created_at: now,
+            expires_at: now + chrono::Duration::days(1),
+            last_used_at: None,
+        };
+        assert_eq!(token_role(&token, &user, now), Ok(Role::Analyst));
+        let viewer_token = ApiToken {
+            role: Role::Viewer,
+            ..token.clone()
+        };
+        assert_eq!(token_role(&viewer_token, &user, now), Ok(Role::Viewer));
+        let later = now + chrono::Duration::days(1);
+        assert_eq!(token_role(&token, &user, later), Err(TokenRefusal::Expired));
+        let disabled = User {
+            is_active: false,
+            ..user.clone()
+        };
+        assert_eq!(
+            token_role(&token, &disabled, now),
+            Err(TokenRefusal::Disabled)
+        );
+        let other = User {
+            id: UserId::new(),
+            ..user
+        };
+        assert_eq!(token_role(&token, &other, now), Err(TokenRefusal::Unknown));
+    }
 }

@@ -14,6 +14,7 @@ pub mod health;
 pub mod notifications;
 pub mod policy;
 pub mod servers;
+pub mod tokens;
 pub mod users;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

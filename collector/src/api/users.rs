@@ -136,7 +136,7 @@ pub async fn update(
         .await
         .map_err(or_not_found("user"))?;
     if end_sessions {
-        let keep = (id == auth.user.id).then_some(auth.session.id);
+        let keep = auth.session().filter(|_| id == auth.user.id).map(|s| s.id);
         state
             .store
             .delete_user_sessions(auth.user.org_id, id, keep)

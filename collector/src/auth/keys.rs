@@ -1,4 +1,5 @@
-//! Agent API keys (`mcp_sk_...`) and enroll secrets (`mcp_es_...`): random, shown
+//! Agent API keys (`mcp_sk_...`), enroll secrets (`mcp_es_...`), API tokens
+//! (`mcp_pat_...`) and webhook secrets (`whsec_...`): random, shown
 //! once, stored only as SHA-256. The keys carry 256 bits of randomness, so a fast hash
 //! is enough (a slow one would cost a heartbeat's whole budget) and lookups by hash
 //! are constant-time with respect to the key's contents.
@@ -30,6 +31,14 @@ pub fn new_api_key() -> Result<String> {
 /// A new enroll secret.
 pub fn new_enroll_secret() -> Result<String> {
     generate(ENROLL_SECRET_PREFIX)
+}
+
+/// The prefix of every API token.
+pub const API_TOKEN_PREFIX: &str = "mcp_pat_";
+
+/// A new API token.
+pub fn new_api_token() -> Result<String> {
+    generate(API_TOKEN_PREFIX)
 }
 
 /// A new webhook signing secret (the webhook receiver keeps it to check signatures).

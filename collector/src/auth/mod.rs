@@ -1,10 +1,12 @@
 //! Credentials: password hashing ([`password`]), the collector's signed access and
-//! refresh tokens ([`tokens`]), agent API keys and enroll secrets ([`keys`]), and
-//! agent request signatures ([`signatures`]).
+//! refresh tokens ([`tokens`]), agent API keys, enroll secrets and API tokens
+//! ([`keys`]), when API tokens were last used ([`token_use`]), and agent request
+//! signatures ([`signatures`]).
 
 pub mod keys;
 pub mod password;
 pub mod signatures;
+pub mod token_use;
 pub mod tokens;
 
 /// Why a credential was refused or could not be made.

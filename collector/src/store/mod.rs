@@ -16,7 +16,7 @@ mod tests;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::{
-    AgentId, AlertId, ChannelId, EnrollSecretId, OrgId, ServerId, SessionId, UserId,
+    AgentId, AlertId, ApiTokenId, ChannelId, EnrollSecretId, OrgId, ServerId, SessionId, UserId,
 };
 use mcpwatch_protocol::risk::RiskLevel;
 use mcpwatch_protocol::server::ServerRecord;
@@ -24,8 +24,8 @@ use mcpwatch_protocol::wire::{ConfigError, ReportResponse};
 
 pub use crate::ingest::agent::{AgentReport, HeartbeatUpdate};
 use crate::model::{
-    Agent, Alert, EnrollSecret, HostFacts, LevelCounts, Org, OrgPolicy, Role, Server, ServerChange,
-    ServerStatus, Session, User,
+    Agent, Alert, ApiToken, EnrollSecret, HostFacts, LevelCounts, Org, OrgPolicy, Role, Server,
+    ServerChange, ServerStatus, Session, User,
 };
 use crate::notify::{Channel, Delivery, DeliveryStatus};
 
@@ -331,4 +331,17 @@ pub trait Store: Send + Sync + 'static {
     /// Store what an attempt gave; with `failure`, raise that alert in the same write.
     async fn record_attempt(&self, delivery: Delivery, failure: Option<Alert>) -> Result<()>;
     async fn list_deliveries(&self, org: OrgId, query: DeliveryQuery) -> Result<Page<Delivery>>;
+
+    // API tokens.
+    async fn create_api_token(&self, token: ApiToken) -> Result<()>;
+    /// The token with this SHA-256 and its owner, for authenticating a request (`None`
+    /// when the token was revoked or its owner removed).
+    async fn find_api_token(&self, hash: [u8; 32]) -> Result<Option<(ApiToken, User)>>;
+    /// The organisation's tokens, or only `user`'s.
+    async fn list_api_tokens(&self, org: OrgId, user: Option<UserId>) -> Result<Vec<ApiToken>>;
+    async fn get_api_token(&self, org: OrgId, id: ApiTokenId) -> Result<ApiToken>;
+    /// Revoke a token; answers what it was.
+    async fn delete_api_token(&self, org: OrgId, id: ApiTokenId) -> Result<ApiToken>;
+    /// Save last-used times kept in memory. Revoked tokens are skipped.
+    async fn touch_api_tokens(&self, used: Vec<(OrgId, ApiTokenId, DateTime<Utc>)>) -> Result<()>;
 }

@@ -171,6 +171,7 @@ pub(super) fn delete_user(txn: &WriteTransaction, org: OrgId, user: UserId) -> R
     }
     txn.open_table(USERS)?.remove(key.as_slice())?;
     txn.open_table(USER_EMAILS)?.remove(record.email.as_str())?;
+    super::tokens::delete_of_user(txn, org, user)?;
     end_sessions(txn, org, user, None)
 }
 

@@ -25,6 +25,8 @@
 //! | `server_changes` | org·server·seq | [`ServerChange`] (the newest [`MAX_SERVER_CHANGES`] per server) |
 //! | `inventory_rev` | org·agent | u64, bumped by every write of one of the agent's servers |
 //! | `events` | org·id | [`Event`] (the outbox: the newest per organisation, see [`crate::events`]) |
+//! | `api_tokens` | org·token | [`ApiToken`] |
+//! | `api_token_hashes` | sha256(token) | org·token |
 //! | `channels` | org·channel | [`Channel`] (notification channels) |
 //! | `deliveries` | org·delivery | [`Delivery`] (one event to one channel, with the event) |
 //! | `delivery_due` | time·org·delivery | – (deliveries still to try, by when) |
@@ -53,6 +55,7 @@
 //! [`ServerChange`]: crate::model::ServerChange
 //! [`MAX_SERVER_CHANGES`]: crate::model::MAX_SERVER_CHANGES
 //! [`Event`]: crate::events::Event
+//! [`ApiToken`]: crate::model::ApiToken
 //! [`Channel`]: crate::notify::Channel
 //! [`Delivery`]: crate::notify::Delivery
 
@@ -68,6 +71,7 @@ mod schema;
 mod servers;
 #[cfg(test)]
 mod test_support;
+mod tokens;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -76,7 +80,7 @@ use std::sync::{Arc, mpsc};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::{
-    AgentId, AlertId, ChannelId, EnrollSecretId, OrgId, ServerId, SessionId, UserId,
+    AgentId, AlertId, ApiTokenId, ChannelId, EnrollSecretId, OrgId, ServerId, SessionId, UserId,
 };
 use mcpwatch_protocol::wire::ReportResponse;
 use redb::{ReadTransaction, ReadableDatabase, WriteTransaction};
@@ -89,8 +93,8 @@ use super::{
     ServerQuery, Store, UserPatch,
 };
 use crate::model::{
-    Agent, Alert, EnrollSecret, LevelCounts, Org, OrgPolicy, Server, ServerChange, ServerStatus,
-    Session, User,
+    Agent, Alert, ApiToken, EnrollSecret, LevelCounts, Org, OrgPolicy, Server, ServerChange,
+    ServerStatus, Session, User,
 };
 use crate::notify::{Channel, Delivery};
 use migrate::SCHEMA_VERSION;
@@ -572,5 +576,29 @@ impl Store for RedbStore {
     async fn list_deliveries(&self, org: OrgId, query: DeliveryQuery) -> Result<Page<Delivery>> {
         self.read(move |txn| notifications::list_deliveries(txn, org, &query))
             .await
+    }
+
+    async fn create_api_token(&self, token: ApiToken) -> Result<()> {
+        self.write(move |txn| tokens::create(txn, &token)).await
+    }
+
+    async fn find_api_token(&self, hash: [u8; 32]) -> Result<Option<(ApiToken, User)>> {
+        self.read_now(move |txn| tokens::find(txn, hash))
+    }
+
+    async fn list_api_tokens(&self, org: OrgId, user: Option<UserId>) -> Result<Vec<ApiToken>> {
+        self.read(move |txn| tokens::list(txn, org, user)).await
+    }
+
+    async fn get_api_token(&self, org: OrgId, id: ApiTokenId) -> Result<ApiToken> {
+        self.read(move |txn| tokens::get(txn, org, id)).await
+    }
+
+    async fn delete_api_token(&self, org: OrgId, id: ApiTokenId) -> Result<ApiToken> {
+        self.write(move |txn| tokens::delete(txn, org, id)).await
+    }
+
+    async fn touch_api_tokens(&self, used: Vec<(OrgId, ApiTokenId, DateTime<Utc>)>) -> Result<()> {
+        self.write(move |txn| tokens::touch(txn, &used)).await
     }
 }

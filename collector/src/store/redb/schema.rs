@@ -47,13 +47,16 @@ pub(super) const SERVER_CHANGES: TableDefinition<'_, Bytes, Bytes> =
 pub(super) const INVENTORY_REV: TableDefinition<'_, Bytes, u64> =
     TableDefinition::new("inventory_rev");
 pub(super) const EVENTS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("events");
+pub(super) const API_TOKENS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("api_tokens");
+pub(super) const API_TOKEN_HASHES: TableDefinition<'_, Bytes, Bytes> =
+    TableDefinition::new("api_token_hashes");
 pub(super) const CHANNELS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("channels");
 pub(super) const DELIVERIES: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("deliveries");
 pub(super) const DELIVERY_DUE: TableDefinition<'_, Bytes, ()> =
     TableDefinition::new("delivery_due");
 
 /// Every table of records and links (byte keys to byte values).
-const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 18] = [
+const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 20] = [
     ORGS,
     USERS,
     SESSIONS,
@@ -72,6 +75,8 @@ const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 18] = [
     EVENTS,
     CHANNELS,
     DELIVERIES,
+    API_TOKENS,
+    API_TOKEN_HASHES,
 ];
 
 /// The length of an id (a UUID) in a key.
