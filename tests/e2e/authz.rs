@@ -1,6 +1,7 @@
 //! Every protected route refuses callers without credentials; a viewer is refused
 //! every write; an analyst only what analysts may do.
 
+use mcpwatch_collector::model::Role;
 use mcpwatch_collector::router::{Access, routes};
 use mcpwatch_tests::TestCollector;
 use reqwest::Method;
@@ -66,13 +67,34 @@ fn an_agent_key_is_not_a_user_credential_and_a_token_is_not_an_agent_key() {
     assert_eq!(status, 401);
 }
 
-/// Writes that a person's role governs (self-service ones are excluded: every role may
-/// change its own profile and password and log out).
+/// Writes that a person's role governs. Self-service ones are excluded: every role may
+/// change its own profile and password, log out, and make and revoke its own API
+/// tokens; they are exactly the writes open to viewers, and are named here so that a
+/// new write open to viewers fails this test until it is added.
 fn role_writes() -> Vec<(Method, &'static str)> {
-    routes()
+    const SELF_SERVICE: [&str; 5] = [
+        "/auth/logout",
+        "/auth/me",
+        "/auth/me/password",
+        "/api-tokens",
+        "/api-tokens/{id}",
+    ];
+    let writes: Vec<_> = routes()
         .into_iter()
         .filter(|r| matches!(r.access, Access::Person(_)) && r.method != Method::GET)
-        .filter(|r| !matches!(r.path, "/auth/logout" | "/auth/me" | "/auth/me/password"))
+        .collect();
+    for r in &writes {
+        assert_eq!(
+            r.access == Access::Person(Role::Viewer),
+            SELF_SERVICE.contains(&r.path),
+            "{} {}: open to viewers exactly when self-service",
+            r.method,
+            r.path
+        );
+    }
+    writes
+        .into_iter()
+        .filter(|r| !SELF_SERVICE.contains(&r.path))
         .map(|r| (r.method, r.path))
         .collect()
 }
