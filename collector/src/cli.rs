@@ -86,6 +86,10 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes (answered 413 beyond).
     #[arg(long, env = "MCPWATCH_MAX_BODY_BYTES", default_value_t = config::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// Days the audit log keeps an entry (1–36500); older ones are removed hourly.
+    #[arg(long, env = "MCPWATCH_RETAIN_AUDIT_DAYS", default_value_t = crate::audit::DEFAULT_RETAIN_DAYS,
+        value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub retain_audit_days: u32,
     /// Let notification channels send to loopback, private (10/8, 172.16/12, 192.168/16,
     /// fc00::/7), link-local and metadata addresses, and over plain http:// to them.
     /// Needed for on-premises receivers; without it such targets are refused when a
@@ -158,6 +162,7 @@ impl ServeArgs {
         settings.agent_requests_per_minute = self.agent_rate_limit.max(1);
         settings.max_body_bytes = self.max_body_bytes.max(1024);
         settings.notify.allow_private_targets = self.allow_private_targets;
+        settings.retain_audit_days = self.retain_audit_days;
         if let Some(url) = self
             .public_url
             .as_deref()

@@ -16,29 +16,41 @@ pub const MAX_EVENTS_PER_ORG: u64 = 10_000;
 /// The oldest event an outbox keeps, in days.
 pub const MAX_EVENT_AGE_DAYS: i64 = 7;
 
-/// What happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What happened. On the wire, its name (`alert.created`, `audit.user.created`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventName {
-    #[serde(rename = "alert.created")]
     AlertCreated,
     /// A new occurrence of an open alert.
-    #[serde(rename = "alert.updated")]
     AlertUpdated,
-    #[serde(rename = "alert.dismissed")]
     AlertDismissed,
-    #[serde(rename = "agent.enrolled")]
     AgentEnrolled,
-    #[serde(rename = "agent.deleted")]
     AgentDeleted,
-    #[serde(rename = "agent.silent")]
     AgentSilent,
+    /// An audit log entry (`audit.<action>`).
+    Audit(crate::audit::Action),
     /// What `POST /notifications/channels/{id}/test` sends; never in the outbox.
-    #[serde(rename = "channel.test")]
     ChannelTest,
 }
 
+impl Serialize for EventName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        if name == Self::ChannelTest.as_str() {
+            return Ok(Self::ChannelTest);
+        }
+        Self::parse(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown event {name}")))
+    }
+}
+
 impl EventName {
-    /// Every event the outbox records (a channel may ask for any of them).
+    /// The events of alerts and agents (a channel may ask for any of them, and for
+    /// any audit event).
     pub const ALL: [EventName; 6] = [
         Self::AlertCreated,
         Self::AlertUpdated,
@@ -56,13 +68,18 @@ impl EventName {
             Self::AgentEnrolled => "agent.enrolled",
             Self::AgentDeleted => "agent.deleted",
             Self::AgentSilent => "agent.silent",
+            Self::Audit(action) => action.event_name(),
             Self::ChannelTest => "channel.test",
         }
     }
 
-    /// The event a channel may ask for by this name (one of [`Self::ALL`]).
+    /// The event a channel may ask for by this name: one of [`Self::ALL`] or an
+    /// audit event.
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|e| e.as_str() == name)
+        Self::ALL
+            .into_iter()
+            .find(|e| e.as_str() == name)
+            .or_else(|| crate::audit::Action::from_event_name(name).map(Self::Audit))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Background jobs and their one scheduler: saving agent presence and when API tokens
-//! were last used, marking silent
-//! agents, and rescoring servers under newer rules or policy.
+//! were last used, marking silent agents, rescoring servers under newer rules or policy,
+//! and removing audit log entries past their retention.
 //!
 //! [`run`] is one task that takes turns: a rescoring pass runs a batch per turn, so
 //! that presence is still saved and silent agents still swept while a large database
@@ -16,6 +16,9 @@ use crate::state::SharedState;
 
 /// How often in-memory presence is written to the store.
 pub const PRESENCE_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+/// How often old audit entries are removed, and how many per transaction.
+const AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+const AUDIT_PRUNE_BATCH: usize = 1000;
 /// Servers rescored per turn.
 const RESCORE_BATCH: usize = 500;
 
@@ -39,6 +42,7 @@ pub async fn run(state: SharedState) {
     let threshold = state.settings.dormant_after;
     let mut flush = ticker(PRESENCE_FLUSH_INTERVAL);
     let mut sweep = ticker((threshold / 2).clamp(Duration::from_secs(1), Duration::from_secs(60)));
+    let mut audit = ticker(AUDIT_PRUNE_INTERVAL);
     state.rescore_wanted.notify_one();
     let mut pass: Option<Pass> = None;
     loop {
@@ -50,6 +54,7 @@ pub async fn run(state: SharedState) {
                 state.token_use.flush(state.store.as_ref()).await;
             }
             _ = sweep.tick() => sweep_silent(&state).await,
+            _ = audit.tick() => prune_audit(&state).await,
             () = state.rescore_wanted.notified() => {
                 // A pass in progress starts over: the new policy applies to all.
                 pass = Some(Pass::default());
@@ -80,6 +85,35 @@ async fn sweep_silent(state: &SharedState) {
             }
         }
         Err(e) => tracing::warn!(error = %e, "Sweeping silent agents failed; will retry."),
+    }
+}
+
+/// Remove audit entries past the retention, a batch per transaction so that reports
+/// never wait long behind it.
+async fn prune_audit(state: &SharedState) {
+    let before = Utc::now() - chrono::Duration::days(i64::from(state.settings.retain_audit_days));
+    let mut removed = 0;
+    loop {
+        match state.store.prune_audit(before, AUDIT_PRUNE_BATCH).await {
+            Ok(n) => {
+                removed += n;
+                if n < AUDIT_PRUNE_BATCH {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Removing old audit log entries failed; will retry.");
+                break;
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(
+            entries = removed,
+            days = state.settings.retain_audit_days,
+            "Removed audit log entries past their retention."
+        );
     }
 }
 

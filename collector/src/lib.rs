@@ -13,7 +13,8 @@
 //!   servers and agents, and which alerts that raises; [`alerts`]: every alert's
 //!   wording, and how repeats and dismissal work; [`events`]: what the outbox keeps
 //!   and the live stream sends; [`notify`]: notification channels, which events each
-//!   wants, sending (webhook, Slack, email, syslog) and the delivery worker;
+//!   wants, sending (webhook, Slack, email, syslog) and the delivery worker; [`audit`]:
+//!   the audit log's actions and entries;
 //! - [`store`]: the storage interface, which finds, stores and indexes (and decides
 //!   nothing a user reads), and its redb implementation;
 //! - [`model`]: the stored records; [`presence`], [`limits`]: in-memory state.
@@ -22,6 +23,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -16,8 +16,10 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::api::audit::AuditSource;
 use crate::api::extract::{AuthUser, Authenticated};
 use crate::api::{self, error::ApiError};
+use crate::audit::Action;
 use crate::auth::keys;
 use crate::model::Role;
 use crate::state::SharedState;
@@ -44,6 +46,16 @@ pub struct Route {
     pub path: &'static str,
     pub access: Access,
     pub handler: MethodRouter<SharedState>,
+    /// The audit log's action for this route and the kind of thing it acts on.
+    pub audit: Option<(Action, &'static str)>,
+}
+
+impl Route {
+    /// Record `action` on a `target` kind in the audit log when this route succeeds.
+    fn audit(mut self, action: Action, target: &'static str) -> Self {
+        self.audit = Some((action, target));
+        self
+    }
 }
 
 /// A row: the method is stated once, and the handler is routed for it alone.
@@ -58,6 +70,7 @@ where
         path,
         access,
         handler: on(filter, handler),
+        audit: None,
     }
 }
 
@@ -78,28 +91,33 @@ fn accounts() -> Vec<Route> {
         r(M::GET, "/health", Public, health::health),
         r(M::GET, "/health/live", Public, health::live),
         r(M::GET, "/health/ready", Public, health::ready),
-        r(M::POST, "/auth/register", Public, auth::register),
-        r(M::POST, "/auth/login", Public, auth::login),
+        r(M::POST, "/auth/register", Public, auth::register)
+            .audit(Action::Registered, "organization"),
+        r(M::POST, "/auth/login", Public, auth::login).audit(Action::Login, "user"),
         r(M::POST, "/auth/refresh", Public, auth::refresh),
-        r(M::POST, "/auth/logout", VIEWER, auth::logout),
+        r(M::POST, "/auth/logout", VIEWER, auth::logout).audit(Action::Logout, "session"),
         r(M::GET, "/auth/me", VIEWER, auth::me),
-        r(M::PATCH, "/auth/me", VIEWER, auth::update_me),
-        r(M::PUT, "/auth/me/password", VIEWER, auth::change_password),
+        r(M::PATCH, "/auth/me", VIEWER, auth::update_me).audit(Action::ProfileUpdated, "user"),
+        r(M::PUT, "/auth/me/password", VIEWER, auth::change_password)
+            .audit(Action::PasswordChanged, "user"),
         r(M::GET, "/auth/organization", VIEWER, auth::get_organization),
         r(
             M::PATCH,
             "/auth/organization",
             ADMIN,
             auth::update_organization,
-        ),
+        )
+        .audit(Action::OrganizationUpdated, "organization"),
         r(M::GET, "/users", ADMIN, users::list),
-        r(M::POST, "/users", ADMIN, users::create),
+        r(M::POST, "/users", ADMIN, users::create).audit(Action::UserCreated, "user"),
         r(M::GET, "/users/{id}", ADMIN, users::get),
-        r(M::PATCH, "/users/{id}", ADMIN, users::update),
-        r(M::DELETE, "/users/{id}", ADMIN, users::delete),
+        r(M::PATCH, "/users/{id}", ADMIN, users::update).audit(Action::UserUpdated, "user"),
+        r(M::DELETE, "/users/{id}", ADMIN, users::delete).audit(Action::UserDeleted, "user"),
         r(M::GET, "/api-tokens", VIEWER, tokens::list),
-        r(M::POST, "/api-tokens", VIEWER, tokens::create),
-        r(M::DELETE, "/api-tokens/{id}", VIEWER, tokens::delete),
+        r(M::POST, "/api-tokens", VIEWER, tokens::create)
+            .audit(Action::ApiTokenCreated, "api_token"),
+        r(M::DELETE, "/api-tokens/{id}", VIEWER, tokens::delete)
+            .audit(Action::ApiTokenRevoked, "api_token"),
     ]
 }
 
@@ -110,18 +128,21 @@ fn fleet() -> Vec<Route> {
     use api::{agents, alerts, dashboard, enroll, events, policy, servers};
     vec![
         r(M::GET, "/agents", VIEWER, agents::list),
-        r(M::POST, "/agents", ADMIN, agents::create),
-        r(M::POST, "/agents/enroll", Public, enroll::enroll),
+        r(M::POST, "/agents", ADMIN, agents::create).audit(Action::AgentCreated, "agent"),
+        r(M::POST, "/agents/enroll", Public, enroll::enroll).audit(Action::AgentEnrolled, "agent"),
         r(M::POST, "/agents/heartbeat", Agent, agents::heartbeat),
         r(M::GET, "/agents/{id}", VIEWER, agents::get),
-        r(M::DELETE, "/agents/{id}", ADMIN, agents::delete),
+        r(M::DELETE, "/agents/{id}", ADMIN, agents::delete).audit(Action::AgentDeleted, "agent"),
         r(M::GET, "/enroll-secrets", ADMIN, enroll::list),
-        r(M::POST, "/enroll-secrets", ADMIN, enroll::create),
-        r(M::DELETE, "/enroll-secrets/{id}", ADMIN, enroll::delete),
+        r(M::POST, "/enroll-secrets", ADMIN, enroll::create)
+            .audit(Action::EnrollSecretCreated, "enroll_secret"),
+        r(M::DELETE, "/enroll-secrets/{id}", ADMIN, enroll::delete)
+            .audit(Action::EnrollSecretDeleted, "enroll_secret"),
         r(M::POST, "/mcp/report", Agent, servers::report),
         r(M::GET, "/mcp/servers", VIEWER, servers::list),
         r(M::GET, "/mcp/servers/{id}", VIEWER, servers::get),
-        r(M::PATCH, "/mcp/servers/{id}", ANALYST, servers::update),
+        r(M::PATCH, "/mcp/servers/{id}", ANALYST, servers::update)
+            .audit(Action::ServerVerified, "server"),
         r(M::GET, "/dashboard/stats", VIEWER, dashboard::stats),
         r(
             M::GET,
@@ -131,26 +152,33 @@ fn fleet() -> Vec<Route> {
         ),
         r(M::GET, "/dashboard/top-risks", VIEWER, dashboard::top_risks),
         r(M::GET, "/policy", VIEWER, policy::get),
-        r(M::PUT, "/policy", ADMIN, policy::put),
+        r(M::PUT, "/policy", ADMIN, policy::put).audit(Action::PolicyUpdated, "policy"),
         r(M::GET, "/alerts", VIEWER, alerts::list),
-        r(M::POST, "/alerts/dismiss-all", ANALYST, alerts::dismiss_all),
-        r(M::POST, "/alerts/{id}/dismiss", ANALYST, alerts::dismiss),
+        r(M::POST, "/alerts/dismiss-all", ANALYST, alerts::dismiss_all)
+            .audit(Action::AlertsDismissedAll, "alert"),
+        r(M::POST, "/alerts/{id}/dismiss", ANALYST, alerts::dismiss)
+            .audit(Action::AlertDismissed, "alert"),
         r(M::GET, "/events", VIEWER, events::stream),
     ]
 }
 
-/// Notification channels and deliveries.
+/// Notification channels and deliveries, and the audit log.
 fn notifications() -> Vec<Route> {
     use Method as M;
     use api::notifications as n;
     vec![
         r(M::GET, "/notifications/channels", ADMIN, n::list),
-        r(M::POST, "/notifications/channels", ADMIN, n::create),
+        r(M::POST, "/notifications/channels", ADMIN, n::create)
+            .audit(Action::ChannelCreated, "channel"),
         r(M::GET, "/notifications/channels/{id}", ADMIN, n::get),
-        r(M::PATCH, "/notifications/channels/{id}", ADMIN, n::update),
-        r(M::DELETE, "/notifications/channels/{id}", ADMIN, n::delete),
-        r(M::POST, "/notifications/channels/{id}/test", ADMIN, n::test),
+        r(M::PATCH, "/notifications/channels/{id}", ADMIN, n::update)
+            .audit(Action::ChannelUpdated, "channel"),
+        r(M::DELETE, "/notifications/channels/{id}", ADMIN, n::delete)
+            .audit(Action::ChannelDeleted, "channel"),
+        r(M::POST, "/notifications/channels/{id}/test", ADMIN, n::test)
+            .audit(Action::ChannelTested, "channel"),
         r(M::GET, "/notifications/deliveries", ADMIN, n::deliveries),
+        r(M::GET, "/audit", ADMIN, api::audit::list),
     ]
 }
 
@@ -172,6 +200,15 @@ pub fn build(state: SharedState) -> Router {
                 state.clone(),
                 move |state: State<SharedState>, req: Request, next: Next| {
                     authorize(state, role, req, next)
+                },
+            )),
+        };
+        let handler = match route.audit {
+            None => handler,
+            Some(audit) => handler.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                move |State(state): State<SharedState>, req: Request, next: Next| {
+                    api::audit::layer(state, audit, req, next)
                 },
             )),
         };
@@ -258,8 +295,11 @@ async fn authorize(
     if let Err(e) = user.require(role) {
         return e.into_response();
     }
+    let source = AuditSource::from(&user);
     parts.extensions.insert(Authenticated(user));
-    next.run(Request::from_parts(parts, body)).await
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    response.extensions_mut().insert(source);
+    response
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

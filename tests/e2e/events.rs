@@ -115,9 +115,19 @@ fn events_arrive_live_resume_after_the_last_one_seen_and_stay_in_their_organisat
     assert!(dismissed > raised);
     assert_eq!(name, "alert.dismissed");
     assert_eq!(event["data"]["alert"]["id"], alert_id.as_str());
+    // An admin's stream also has the audit log's entries; a viewer's never does.
+    let (audited, name, event) = resumed.next();
+    assert!(audited > dismissed);
+    assert_eq!(name, "audit.alert.dismissed");
+    assert_eq!(event["data"]["audit"]["target"]["id"], alert_id.as_str());
     let (deleted, name, _) = resumed.next();
-    assert!(deleted > dismissed);
+    assert!(deleted > audited);
     assert_eq!(name, "agent.deleted");
+    let (_, name, _) = resumed.next();
+    assert_eq!(name, "audit.agent.deleted");
+    let viewer_resumed = Events::connect(&c, &viewer, Some(raised));
+    let seen: Vec<String> = (0..2).map(|_| viewer_resumed.next().1).collect();
+    assert_eq!(seen, ["alert.dismissed", "agent.deleted"]);
 
     // The other organisation saw none of it: its first event is its own.
     let (b_agent, _) = c.create_agent(&b, "b-laptop");

@@ -6,6 +6,7 @@
 
 mod agent_scan;
 mod api_tokens;
+mod audit;
 mod auth;
 mod authz;
 mod daemon;

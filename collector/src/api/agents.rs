@@ -1,8 +1,8 @@
 //! `/agents`: admins create and remove agents; agents heartbeat.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::AgentId;
 use mcpwatch_protocol::limits;
@@ -10,6 +10,7 @@ use mcpwatch_protocol::signing;
 use mcpwatch_protocol::wire::{ConfigError, HeartbeatRequest, HeartbeatResponse};
 use serde::{Deserialize, Serialize};
 
+use super::audit::AuditNote;
 use super::error::{ApiError, or_not_found};
 use super::extract::agent_store_error;
 use super::extract::{AgentRequest, ApiJson, AuthUser};
@@ -139,14 +140,19 @@ pub async fn create(
     State(state): State<SharedState>,
     auth: AuthUser,
     ApiJson(body): ApiJson<CreateAgentRequest>,
-) -> Result<(StatusCode, Json<CreatedAgent>), ApiError> {
+) -> Result<(StatusCode, Extension<AuditNote>, Json<CreatedAgent>), ApiError> {
     let name = check_name("name", &body.name)?;
     let (agent, api_key) = new_agent(name, auth.user.org_id, Enrollment::Manual)?;
     state.store.create_agent(agent.clone()).await?;
     tracing::info!(org = %agent.org_id, agent = %agent.id, key_id = %agent.key_prefix, "Agent created.");
     let view = AgentView::new(&state, &agent, Utc::now());
+    let note = AuditNote::made(
+        agent.id,
+        serde_json::json!({ "name": agent.name, "key_id": agent.key_prefix }),
+    );
     Ok((
         StatusCode::CREATED,
+        Extension(note),
         Json(CreatedAgent {
             agent: view,
             api_key,

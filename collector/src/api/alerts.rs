@@ -1,12 +1,13 @@
 //! `/alerts/*`: list (filters `dismissed`, `severity`; paged), dismiss one, dismiss all.
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
 use chrono::Utc;
 use mcpwatch_protocol::ids::AlertId;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::audit::AuditNote;
 use super::error::{ApiError, or_not_found};
 use super::extract::AuthUser;
 use super::servers::parse_level;
@@ -61,24 +62,30 @@ pub async fn dismiss(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,
-) -> Result<Json<Alert>, ApiError> {
+) -> Result<(Extension<AuditNote>, Json<Alert>), ApiError> {
     let id: AlertId = path_id(&id, "alert")?;
     let alert = state
         .store
         .dismiss_alert(auth.user.org_id, id, auth.user.id, Utc::now())
         .await
         .map_err(or_not_found("alert"))?;
-    Ok(Json(alert))
+    let note = AuditNote::details(json!({
+        "title": alert.title,
+        "severity": alert.severity,
+        "kind": alert.kind,
+    }));
+    Ok((Extension(note), Json(alert)))
 }
 
 /// `POST /alerts/dismiss-all` (analyst).
 pub async fn dismiss_all(
     State(state): State<SharedState>,
     auth: AuthUser,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<(Extension<AuditNote>, Json<serde_json::Value>), ApiError> {
     let n = state
         .store
         .dismiss_all_alerts(auth.user.org_id, auth.user.id, Utc::now())
         .await?;
-    Ok(Json(json!({ "dismissed": n })))
+    let note = AuditNote::details(json!({ "dismissed": n }));
+    Ok((Extension(note), Json(json!({ "dismissed": n }))))
 }

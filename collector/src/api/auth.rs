@@ -1,17 +1,22 @@
 //! `/auth/*`: registration, login, token refresh and logout, the caller's own profile
 //! and password, and the caller's organisation.
 
-use axum::Json;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{StatusCode, header};
+use axum::{Extension, Json};
 use chrono::Utc;
 use mcpwatch_protocol::ids::{OrgId, SessionId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::audit::{AuditNote, user_actor};
 use super::error::ApiError;
 use super::extract::{ApiJson, AuthUser};
-use super::{ClientAddr, blocking, check_name, check_password, double_option, normalise_email};
+use super::{
+    ClientAddr, blocking, changed_fields, check_name, check_password, double_option,
+    normalise_email,
+};
+use crate::audit::Action;
 use crate::auth::password;
 use crate::auth::tokens::{ACCESS_TTL, REFRESH_TTL, TokenType};
 use crate::model::{Org, Role, Session, User};
@@ -82,7 +87,7 @@ pub struct RegisterRequest {
 pub async fn register(
     State(state): State<SharedState>,
     ApiJson(body): ApiJson<RegisterRequest>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Extension<AuditNote>, Json<serde_json::Value>), ApiError> {
     let email = normalise_email("email", &body.email)?;
     check_password("password", &body.password)?;
     let full_name = match body.full_name.as_deref() {
@@ -129,7 +134,15 @@ pub async fn register(
             serde_json::to_value(OrgView::from(&org)).map_err(ApiError::internal)?,
         );
     }
-    Ok((StatusCode::CREATED, Json(view)))
+    let note = AuditNote {
+        org: Some(org.id),
+        actor: Some(user_actor(&user)),
+        ..AuditNote::made(
+            org.id,
+            json!({ "organization_name": org.name, "email": user.email }),
+        )
+    };
+    Ok((StatusCode::CREATED, Extension(note), Json(view)))
 }
 
 #[derive(Deserialize)]
@@ -189,19 +202,8 @@ pub async fn login(
     State(state): State<SharedState>,
     ClientAddr(addr): ClientAddr,
     req: Request,
-) -> Result<Json<TokenResponse>, ApiError> {
-    let is_json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
-    let (email, pw) = if is_json {
-        let ApiJson(body) = ApiJson::<JsonLogin>::from_request(req, &state).await?;
-        (body.email, body.password)
-    } else {
-        let axum::Form(body) = axum::Form::<FormLogin>::from_request(req, &state).await?;
-        (body.username, body.password)
-    };
+) -> Result<(Extension<AuditNote>, Json<TokenResponse>), ApiError> {
+    let (email, pw) = credentials(req, &state).await?;
     let email = email.trim().to_lowercase();
     let pair = (email.clone(), addr);
     let locked = state
@@ -234,21 +236,67 @@ pub async fn login(
             false
         }
     };
-    let Some(user) = user.filter(|_| matched) else {
-        state.login_by_pair.record_failure(&pair);
-        state.login_by_account.record_failure(&email);
-        state.login_by_address.record_failure(&addr);
-        tracing::info!(client = %addr, "Login failed.");
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "email or password is incorrect",
-        ));
+    // A failure for a known account is in its organisation's audit log (never the
+    // password); one for an unknown email has no organisation to be filed under.
+    let failed = |user: &User, reason: &str| AuditNote {
+        org: Some(user.org_id),
+        actor: Some(user_actor(user)),
+        action: Some(Action::LoginFailed),
+        ..AuditNote::made(user.id, json!({ "reason": reason }))
+    };
+    let user = match user {
+        Some(user) if matched => user,
+        known => {
+            state.login_by_pair.record_failure(&pair);
+            state.login_by_account.record_failure(&email);
+            state.login_by_address.record_failure(&addr);
+            tracing::info!(client = %addr, "Login failed.");
+            let refusal = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "email or password is incorrect",
+            );
+            return Err(match known {
+                Some(user) => refusal.audited(failed(&user, "wrong password")),
+                None => refusal,
+            });
+        }
     };
     if !user.is_active {
-        return Err(ApiError::forbidden("account is disabled"));
+        return Err(ApiError::forbidden("account is disabled")
+            .audited(failed(&user, "account is disabled")));
     }
     state.login_by_pair.reset(&pair);
+    let (session, tokens) = start_session(&state, &user).await?;
+    let note = AuditNote {
+        org: Some(user.org_id),
+        actor: Some(user_actor(&user)),
+        ..AuditNote::made(user.id, json!({ "session_id": session.id }))
+    };
+    Ok((Extension(note), Json(tokens)))
+}
+
+/// The email and password of a login: a form (`username`, `password`) or JSON.
+async fn credentials(req: Request, state: &SharedState) -> Result<(String, String), ApiError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    Ok(if is_json {
+        let ApiJson(body) = ApiJson::<JsonLogin>::from_request(req, state).await?;
+        (body.email, body.password)
+    } else {
+        let axum::Form(body) = axum::Form::<FormLogin>::from_request(req, state).await?;
+        (body.username, body.password)
+    })
+}
+
+/// A new session for `user`, and its first tokens.
+async fn start_session(
+    state: &SharedState,
+    user: &User,
+) -> Result<(Session, TokenResponse), ApiError> {
     let session_id = SessionId::new();
     let refresh = state
         .tokens
@@ -262,7 +310,8 @@ pub async fn login(
         expires_at: refresh.expires_at,
     };
     state.store.create_session(session.clone()).await?;
-    Ok(Json(issue_pair(&state, &session, refresh.token)?))
+    let tokens = issue_pair(state, &session, refresh.token)?;
+    Ok((session, tokens))
 }
 
 #[derive(Deserialize)]
@@ -347,7 +396,11 @@ pub async fn update_me(
     State(state): State<SharedState>,
     auth: AuthUser,
     ApiJson(body): ApiJson<UpdateMeRequest>,
-) -> Result<Json<UserView>, ApiError> {
+) -> Result<(Extension<AuditNote>, Json<UserView>), ApiError> {
+    let changed = changed_fields(&[
+        ("full_name", body.full_name.is_some()),
+        ("email", body.email.is_some()),
+    ]);
     let patch = UserPatch {
         full_name: body
             .full_name
@@ -365,7 +418,8 @@ pub async fn update_me(
         .store
         .update_user(auth.user.org_id, auth.user.id, patch, Utc::now())
         .await?;
-    Ok(Json(UserView::from(&user)))
+    let note = AuditNote::made(user.id, json!({ "changed": changed, "email": user.email }));
+    Ok((Extension(note), Json(UserView::from(&user))))
 }
 
 #[derive(Deserialize)]
@@ -441,7 +495,11 @@ pub async fn update_organization(
     State(state): State<SharedState>,
     auth: AuthUser,
     ApiJson(body): ApiJson<UpdateOrgRequest>,
-) -> Result<Json<OrgView>, ApiError> {
+) -> Result<(Extension<AuditNote>, Json<OrgView>), ApiError> {
+    let changed = changed_fields(&[
+        ("name", body.name.is_some()),
+        ("alert_email", body.alert_email.is_some()),
+    ]);
     let patch = OrgPatch {
         name: body
             .name
@@ -459,5 +517,9 @@ pub async fn update_organization(
         .store
         .update_org(auth.user.org_id, patch, Utc::now())
         .await?;
-    Ok(Json(OrgView::from(&org)))
+    let note = AuditNote::made(
+        org.id,
+        json!({ "changed": changed, "alert_email": org.alert_email }),
+    );
+    Ok((Extension(note), Json(OrgView::from(&org))))
 }

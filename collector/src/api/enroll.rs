@@ -1,9 +1,9 @@
 //! Enrollment: admins manage enroll secrets (`/enroll-secrets`); an agent exchanges
 //! one, with its host facts and public key, for its own identity (`POST /agents/enroll`).
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::EnrollSecretId;
 use mcpwatch_protocol::signing;
@@ -11,9 +11,11 @@ use mcpwatch_protocol::wire::{EnrollRequest, EnrollResponse};
 use serde::{Deserialize, Serialize};
 
 use super::agents::new_agent;
+use super::audit::AuditNote;
 use super::error::{ApiError, or_not_found};
 use super::extract::{ApiJson, AuthUser};
 use super::{ClientAddr, check_name, path_id};
+use crate::audit::{Actor, ActorKind};
 use crate::auth::keys;
 use crate::model::{EnrollSecret, Enrollment, HostFacts};
 use crate::state::SharedState;
@@ -65,7 +67,7 @@ pub async fn create(
     State(state): State<SharedState>,
     auth: AuthUser,
     ApiJson(body): ApiJson<CreateSecretRequest>,
-) -> Result<(StatusCode, Json<CreatedSecret>), ApiError> {
+) -> Result<(StatusCode, Extension<AuditNote>, Json<CreatedSecret>), ApiError> {
     let name = check_name("name", &body.name)?;
     let expires_at = match body.expires_in_days {
         None => None,
@@ -90,8 +92,13 @@ pub async fn create(
         enrolled_count: 0,
     };
     state.store.create_enroll_secret(record.clone()).await?;
+    let note = AuditNote::made(
+        record.id,
+        serde_json::json!({ "name": record.name, "secret_prefix": record.secret_prefix, "expires_at": record.expires_at }),
+    );
     Ok((
         StatusCode::CREATED,
+        Extension(note),
         Json(CreatedSecret {
             view: EnrollSecretView::from(&record),
             secret,
@@ -129,7 +136,7 @@ pub async fn enroll(
     State(state): State<SharedState>,
     ClientAddr(addr): ClientAddr,
     ApiJson(body): ApiJson<EnrollRequest>,
-) -> Result<(StatusCode, Json<EnrollResponse>), ApiError> {
+) -> Result<(StatusCode, Extension<AuditNote>, Json<EnrollResponse>), ApiError> {
     if let Some(secs) = state.login_by_address.locked_for(&addr) {
         return Err(ApiError::rate_limited(
             secs,
@@ -177,8 +184,22 @@ pub async fn enroll(
         Err(e) => return Err(e.into()),
     };
     tracing::info!(org = %agent.org_id, agent = %agent.id, key_id = %agent.key_prefix, "Agent enrolled.");
+    let note = AuditNote {
+        org: Some(agent.org_id),
+        actor: Some(Actor {
+            kind: ActorKind::Agent,
+            id: Some(agent.id.to_string()),
+            email: None,
+            user_id: None,
+        }),
+        ..AuditNote::made(
+            agent.id,
+            serde_json::json!({ "name": agent.name, "hostname": agent.facts.hostname, "key_id": agent.key_prefix }),
+        )
+    };
     Ok((
         StatusCode::CREATED,
+        Extension(note),
         Json(EnrollResponse {
             agent_id: agent.id,
             api_key,

@@ -20,6 +20,8 @@ pub struct ApiError {
     pub details: Value,
     /// Seconds, for 429 and 503.
     pub retry_after: Option<u64>,
+    /// What the audit layer should record of this refusal (a failed login).
+    pub audit: Option<Box<super::audit::AuditNote>>,
 }
 
 impl ApiError {
@@ -30,11 +32,18 @@ impl ApiError {
             message: message.into(),
             details: Value::Object(Default::default()),
             retry_after: None,
+            audit: None,
         }
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = details;
+        self
+    }
+
+    /// Tell the audit layer about this refusal.
+    pub fn audited(mut self, note: super::audit::AuditNote) -> Self {
+        self.audit = Some(Box::new(note));
         self
     }
 
@@ -142,6 +151,9 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(note) = self.audit {
+            response.extensions_mut().insert(*note);
+        }
         if let Some(v) = self
             .retry_after
             .and_then(|secs| HeaderValue::from_str(&secs.to_string()).ok())

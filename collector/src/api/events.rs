@@ -1,5 +1,5 @@
 //! `GET /events`: the organisation's events as a live stream (Server-Sent Events), for
-//! the console. Each event is `id:` (the event id), `event:` (its name) and `data:`
+//! the console; audit events (`audit.*`) only to admins, who alone read the audit log. Each event is `id:` (the event id), `event:` (its name) and `data:`
 //! (the event as JSON); comments keep the connection alive. Without `Last-Event-ID`
 //! the stream starts with the next event; with it, it first replays what the outbox
 //! still holds after that event.
@@ -16,7 +16,8 @@ use mcpwatch_protocol::ids::OrgId;
 
 use super::error::ApiError;
 use super::extract::AuthUser;
-use crate::events::Event;
+use crate::events::{Event, EventName};
+use crate::model::Role;
 use crate::state::SharedState;
 use crate::store::Store;
 
@@ -32,6 +33,8 @@ struct Cursor {
     after: Option<u64>,
     signal: tokio::sync::watch::Receiver<u64>,
     pending: VecDeque<Event>,
+    /// Whether audit events are sent (to admins only, as `GET /audit` is).
+    audit: bool,
 }
 
 impl Cursor {
@@ -41,6 +44,9 @@ impl Cursor {
         loop {
             if let Some(event) = self.pending.pop_front() {
                 self.after = Some(event.id);
+                if !self.audit && matches!(event.event, EventName::Audit(_)) {
+                    continue;
+                }
                 return Some(event);
             }
             // Seen before reading, so a commit during the read wakes the wait below.
@@ -101,6 +107,7 @@ pub async fn stream(
         org: auth.user.org_id,
         after,
         pending: VecDeque::new(),
+        audit: auth.user.role >= Role::Admin,
     };
     let events = futures_util::stream::unfold(cursor, |mut cursor| async move {
         let event = cursor.next().await?;

@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod alerts;
+pub mod audit;
 pub mod auth;
 pub mod dashboard;
 pub mod enroll;
@@ -172,6 +173,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
                 .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip()),
         ))
     }
+}
+
+/// The names of the fields a PATCH body set (for the audit log's details).
+pub fn changed_fields(fields: &[(&'static str, bool)]) -> Vec<&'static str> {
+    fields
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| *name)
+        .collect()
 }
 
 /// Run CPU-heavy work (argon2) off the async threads.

@@ -3,14 +3,15 @@
 //! signing secret) is shown once, at creation; its target is shown without the path
 //! and query of a URL, which often hold a token.
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::{ChannelId, DeliveryId};
 use mcpwatch_protocol::risk::RiskLevel;
 use serde::{Deserialize, Serialize};
 
+use super::audit::AuditNote;
 use super::error::{ApiError, or_not_found};
 use super::extract::{ApiJson, AuthUser};
 use super::{PageResponse, check_name, paging, param, path_id};
@@ -257,7 +258,7 @@ pub async fn create(
     State(state): State<SharedState>,
     auth: AuthUser,
     ApiJson(body): ApiJson<CreateChannel>,
-) -> Result<(StatusCode, Json<CreatedChannel>), ApiError> {
+) -> Result<(StatusCode, Extension<AuditNote>, Json<CreatedChannel>), ApiError> {
     let name = check_name("name", &body.name)?;
     let kind = parse_kind(&body.kind)?;
     let min_severity = match body.min_severity.as_deref() {
@@ -297,8 +298,10 @@ pub async fn create(
     };
     state.store.create_channel(channel.clone()).await?;
     tracing::info!(org = %channel.org_id, channel = %channel.id, kind = kind.as_str(), "Notification channel created.");
+    let note = AuditNote::made(channel.id, audit_view(&channel));
     Ok((
         StatusCode::CREATED,
+        Extension(note),
         Json(CreatedChannel {
             view: ChannelView::from(&channel),
             secret,
@@ -323,8 +326,16 @@ pub async fn update(
     auth: AuthUser,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateChannel>,
-) -> Result<Json<ChannelView>, ApiError> {
+) -> Result<(Extension<AuditNote>, Json<ChannelView>), ApiError> {
     let mut channel = find(&state, &auth, &id).await?;
+    let changed = super::changed_fields(&[
+        ("name", body.name.is_some()),
+        ("target", body.target.is_some()),
+        ("secret", body.secret.is_some()),
+        ("min_severity", body.min_severity.is_some()),
+        ("events", body.events.is_some()),
+        ("enabled", body.enabled.is_some()),
+    ]);
     not_alert_email(&channel)?;
     if let Some(name) = &body.name {
         channel.name = check_name("name", name)?;
@@ -350,7 +361,12 @@ pub async fn update(
         .update_channel(channel.clone())
         .await
         .map_err(or_not_found("channel"))?;
-    Ok(Json(ChannelView::from(&channel)))
+    let mut details = audit_view(&channel);
+    details["changed"] = serde_json::json!(changed);
+    Ok((
+        Extension(AuditNote::details(details)),
+        Json(ChannelView::from(&channel)),
+    ))
 }
 
 /// `DELETE /notifications/channels/{id}` (admin).
@@ -358,7 +374,7 @@ pub async fn delete(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(StatusCode, Extension<AuditNote>), ApiError> {
     let channel = find(&state, &auth, &id).await?;
     not_alert_email(&channel)?;
     state
@@ -367,7 +383,10 @@ pub async fn delete(
         .await
         .map_err(or_not_found("channel"))?;
     tracing::info!(org = %channel.org_id, channel = %channel.id, "Notification channel deleted.");
-    Ok(StatusCode::NO_CONTENT)
+    Ok((
+        StatusCode::NO_CONTENT,
+        Extension(AuditNote::details(audit_view(&channel))),
+    ))
 }
 
 /// What a test send gave.
@@ -385,7 +404,7 @@ pub async fn test(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,
-) -> Result<Json<TestResult>, ApiError> {
+) -> Result<(Extension<AuditNote>, Json<TestResult>), ApiError> {
     let channel = find(&state, &auth, &id).await?;
     let event = Event {
         id: 0,
@@ -398,7 +417,10 @@ pub async fn test(
         }),
     };
     let outcome = state.notifier.send(&channel, &event).await;
-    Ok(Json(match outcome {
+    let delivered = matches!(outcome, Outcome::Delivered { .. });
+    let mut details = audit_view(&channel);
+    details["delivered"] = serde_json::json!(delivered);
+    let result = match outcome {
         Outcome::Delivered { status } => TestResult {
             delivered: true,
             status,
@@ -409,7 +431,19 @@ pub async fn test(
             status,
             error: Some(error),
         },
-    }))
+    };
+    Ok((Extension(AuditNote::details(details)), Json(result)))
+}
+
+/// What the audit log says of a channel: never its target or secret.
+fn audit_view(channel: &Channel) -> serde_json::Value {
+    serde_json::json!({
+        "name": channel.name,
+        "kind": channel.kind,
+        "min_severity": channel.min_severity,
+        "events": channel.events,
+        "enabled": channel.enabled,
+    })
 }
 
 /// A delivery as the API shows it (without the event's data; `event_id` finds it).

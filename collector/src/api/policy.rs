@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use chrono::Utc;
 use mcpwatch_protocol::risk::{self, RULES, Severity};
 use serde::Deserialize;
 
+use super::audit::AuditNote;
 use super::error::ApiError;
 use super::extract::{ApiJson, AuthUser};
 use crate::model::OrgPolicy;
@@ -64,7 +65,7 @@ pub async fn put(
     State(state): State<SharedState>,
     auth: AuthUser,
     ApiJson(body): ApiJson<PutPolicyRequest>,
-) -> Result<Json<OrgPolicy>, ApiError> {
+) -> Result<(Extension<AuditNote>, Json<OrgPolicy>), ApiError> {
     for rule_id in body.severity_overrides.keys() {
         if !RULES.iter().any(|r| r.id == rule_id) {
             return Err(ApiError::validation(
@@ -86,5 +87,11 @@ pub async fn put(
     let saved = state.store.put_policy(auth.user.org_id, policy).await?;
     tracing::info!(org = %auth.user.org_id, user = %auth.user.id, version = saved.version, "Policy changed; rescoring servers.");
     state.rescore_wanted.notify_one();
-    Ok(Json(saved))
+    let note = AuditNote::details(serde_json::json!({
+        "version": saved.version,
+        "blocked": saved.scoring.blocked,
+        "approved": saved.approved,
+        "severity_overrides": saved.scoring.severity_overrides,
+    }));
+    Ok((Extension(note), Json(saved)))
 }

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::{AgentId, ServerId, UserId};
 use mcpwatch_protocol::limits;
@@ -12,10 +12,12 @@ use mcpwatch_protocol::server::ServerRecord;
 use mcpwatch_protocol::wire::{ReportRequest, ReportResponse};
 use serde::{Deserialize, Serialize};
 
+use super::audit::AuditNote;
 use super::error::{ApiError, or_not_found};
 use super::extract::agent_store_error;
 use super::extract::{AgentRequest, ApiJson, AuthUser};
 use super::{PageResponse, paging, param, path_id};
+use crate::audit::Action;
 use crate::model::{Agent, HostFacts, Server, ServerChange, ServerStatus};
 use crate::state::SharedState;
 use crate::store::{self, ReportInput, ServerQuery};
@@ -267,7 +269,7 @@ pub async fn update(
     auth: AuthUser,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateServerRequest>,
-) -> Result<Json<ServerDetail>, ApiError> {
+) -> Result<(Extension<AuditNote>, Json<ServerDetail>), ApiError> {
     let id: ServerId = path_id(&id, "server")?;
     let server = state
         .store
@@ -281,5 +283,16 @@ pub async fn update(
         .await
         .map_err(or_not_found("server"))?;
     tracing::info!(org = %auth.user.org_id, server = %id, user = %auth.user.id, verified = body.is_verified, "Server verification changed.");
-    Ok(Json(detail(&state, server).await?))
+    let note = AuditNote {
+        action: Some(if body.is_verified {
+            Action::ServerVerified
+        } else {
+            Action::ServerUnverified
+        }),
+        ..AuditNote::details(serde_json::json!({
+            "server_name": server.record.server_name,
+            "risk_level": server.risk_level,
+        }))
+    };
+    Ok((Extension(note), Json(detail(&state, server).await?)))
 }

@@ -3,13 +3,14 @@
 //! kept. Everyone sees and revokes their own; an admin sees and revokes every token of
 //! the organisation.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::{ApiTokenId, UserId};
 use serde::{Deserialize, Serialize};
 
+use super::audit::AuditNote;
 use super::error::{ApiError, or_not_found};
 use super::extract::{ApiJson, AuthUser};
 use super::{check_name, path_id};
@@ -73,7 +74,7 @@ pub async fn create(
     State(state): State<SharedState>,
     auth: AuthUser,
     ApiJson(body): ApiJson<CreateToken>,
-) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+) -> Result<(StatusCode, Extension<AuditNote>, Json<CreatedToken>), ApiError> {
     let name = check_name("name", &body.name)?;
     let role = body.role.unwrap_or(auth.user.role);
     if role > auth.user.role {
@@ -116,8 +117,13 @@ pub async fn create(
     };
     state.store.create_api_token(record.clone()).await?;
     tracing::info!(org = %record.org_id, user = %record.user_id, token = %record.id, role = role.as_str(), "API token created.");
+    let note = AuditNote::made(
+        record.id,
+        serde_json::json!({ "name": record.name, "role": record.role, "expires_at": record.expires_at, "token_prefix": record.token_prefix }),
+    );
     Ok((
         StatusCode::CREATED,
+        Extension(note),
         Json(CreatedToken {
             view: view(&state, &record),
             token,
@@ -141,7 +147,7 @@ pub async fn delete(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(StatusCode, Extension<AuditNote>), ApiError> {
     let id: ApiTokenId = path_id(&id, "API token")?;
     let org = auth.user.org_id;
     let token = state
@@ -158,5 +164,7 @@ pub async fn delete(
         .await
         .map_err(or_not_found("API token"))?;
     tracing::info!(org = %org, token = %id, "API token revoked.");
-    Ok(StatusCode::NO_CONTENT)
+    let note =
+        AuditNote::details(serde_json::json!({ "name": token.name, "owner": token.user_id }));
+    Ok((StatusCode::NO_CONTENT, Extension(note)))
 }

@@ -1,16 +1,19 @@
 //! `/users`: an admin manages the organisation's people and their roles.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use chrono::Utc;
 use mcpwatch_protocol::ids::UserId;
 use serde::Deserialize;
+use serde_json::json;
 
+use super::audit::AuditNote;
 use super::auth::UserView;
 use super::error::{ApiError, or_not_found};
 use super::extract::{ApiJson, AuthUser};
-use super::{blocking, check_name, check_password, normalise_email, path_id};
+use super::{blocking, changed_fields, check_name, check_password, normalise_email, path_id};
+use crate::audit::Action;
 use crate::auth::password;
 use crate::model::{Role, User};
 use crate::state::SharedState;
@@ -55,7 +58,7 @@ pub async fn create(
     State(state): State<SharedState>,
     auth: AuthUser,
     ApiJson(body): ApiJson<CreateUserRequest>,
-) -> Result<(StatusCode, Json<UserView>), ApiError> {
+) -> Result<(StatusCode, Extension<AuditNote>, Json<UserView>), ApiError> {
     let email = normalise_email("email", &body.email)?;
     check_password("password", &body.password)?;
     let full_name = match body.full_name.as_deref() {
@@ -81,7 +84,12 @@ pub async fn create(
         .create_user(auth.user.org_id, user.clone())
         .await?;
     tracing::info!(org = %user.org_id, user = %user.id, role = user.role.as_str(), "User created.");
-    Ok((StatusCode::CREATED, Json(UserView::from(&user))))
+    let note = AuditNote::made(user.id, json!({ "email": user.email, "role": user.role }));
+    Ok((
+        StatusCode::CREATED,
+        Extension(note),
+        Json(UserView::from(&user)),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -105,8 +113,21 @@ pub async fn update(
     auth: AuthUser,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateUserRequest>,
-) -> Result<Json<UserView>, ApiError> {
+) -> Result<(Extension<AuditNote>, Json<UserView>), ApiError> {
     let id: UserId = path_id(&id, "user")?;
+    let changed = changed_fields(&[
+        ("email", body.email.is_some()),
+        ("full_name", body.full_name.is_some()),
+        ("role", body.role.is_some()),
+        ("is_active", body.is_active.is_some()),
+        ("password", body.password.is_some()),
+    ]);
+    // The most telling name for what changed.
+    let action = match (body.is_active, body.role) {
+        (Some(false), _) => Action::UserDeactivated,
+        (_, Some(_)) => Action::UserRoleChanged,
+        _ => Action::UserUpdated,
+    };
     let password_hash = match body.password {
         Some(pw) => {
             check_password("password", &pw)?;
@@ -142,7 +163,16 @@ pub async fn update(
             .delete_user_sessions(auth.user.org_id, id, keep)
             .await?;
     }
-    Ok(Json(UserView::from(&user)))
+    let note = AuditNote {
+        action: Some(action),
+        ..AuditNote::details(json!({
+            "changed": changed,
+            "email": user.email,
+            "role": user.role,
+            "is_active": user.is_active,
+        }))
+    };
+    Ok((Extension(note), Json(UserView::from(&user))))
 }
 
 /// `DELETE /users/{id}` (admin). The last active admin cannot be removed.

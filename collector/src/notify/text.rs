@@ -94,6 +94,16 @@ pub fn summary(event: &Event) -> Summary {
                 _ => format!("Agent on {host} has gone silent"),
             }
         }
+        EventName::Audit(action) => {
+            let who = text_at(event, &["audit", "actor", "email"])
+                .or_else(|| text_at(event, &["audit", "actor", "id"]))
+                .unwrap_or_else(|| "someone".into());
+            push("Actor", Some(who.clone()));
+            push("Target", text_at(event, &["audit", "target", "kind"]));
+            push("Target id", text_at(event, &["audit", "target", "id"]));
+            push("From", text_at(event, &["audit", "source_ip"]));
+            format!("Audit: {} by {who}", action.as_str())
+        }
         EventName::ChannelTest => "Test notification from mcpwatch".to_owned(),
     };
     lines.push(("Event", format!("{} #{}", event.event.as_str(), event.id)));

@@ -95,6 +95,19 @@ pub struct AlertQuery {
     pub page_size: u64,
 }
 
+/// Filters for the audit log. Pages start at 1.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// The acting user, agent or token (a token's owner matches too).
+    pub actor_id: Option<String>,
+    pub action: Option<crate::audit::Action>,
+    pub target_id: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub page: u64,
+    pub page_size: u64,
+}
+
 /// Filters for listing notification deliveries. Pages start at 1.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryQuery {
@@ -344,4 +357,13 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_api_token(&self, org: OrgId, id: ApiTokenId) -> Result<ApiToken>;
     /// Save last-used times kept in memory. Revoked tokens are skipped.
     async fn touch_api_tokens(&self, used: Vec<(OrgId, ApiTokenId, DateTime<Utc>)>) -> Result<()>;
+
+    // The audit log (append-only but for retention).
+    /// Append an entry, with its event, in one transaction.
+    async fn record_audit(&self, entry: crate::audit::Entry) -> Result<()>;
+    /// A page of the organisation's entries, newest first.
+    async fn list_audit(&self, org: OrgId, query: AuditQuery) -> Result<Page<crate::audit::Entry>>;
+    /// Remove up to `limit` entries made before `before` (any organisation); answers
+    /// how many were removed.
+    async fn prune_audit(&self, before: DateTime<Utc>, limit: usize) -> Result<usize>;
 }

@@ -27,6 +27,7 @@
 //! | `events` | org·id | [`Event`] (the outbox: the newest per organisation, see [`crate::events`]) |
 //! | `api_tokens` | org·token | [`ApiToken`] |
 //! | `api_token_hashes` | sha256(token) | org·token |
+//! | `audit` | org·entry (time-ordered) | [`Entry`] (the audit log) |
 //! | `channels` | org·channel | [`Channel`] (notification channels) |
 //! | `deliveries` | org·delivery | [`Delivery`] (one event to one channel, with the event) |
 //! | `delivery_due` | time·org·delivery | – (deliveries still to try, by when) |
@@ -56,12 +57,14 @@
 //! [`MAX_SERVER_CHANGES`]: crate::model::MAX_SERVER_CHANGES
 //! [`Event`]: crate::events::Event
 //! [`ApiToken`]: crate::model::ApiToken
+//! [`Entry`]: crate::audit::Entry
 //! [`Channel`]: crate::notify::Channel
 //! [`Delivery`]: crate::notify::Delivery
 
 mod accounts;
 mod agents;
 mod alerts;
+mod audit;
 mod events;
 mod files;
 mod migrate;
@@ -89,8 +92,8 @@ use tokio::sync::oneshot;
 pub use writer::DISK_RESERVE_BYTES;
 
 use super::{
-    AlertQuery, DeliveryQuery, Error, HeartbeatUpdate, OrgPatch, Page, ReportInput, Result,
-    ServerQuery, Store, UserPatch,
+    AlertQuery, AuditQuery, DeliveryQuery, Error, HeartbeatUpdate, OrgPatch, Page, ReportInput,
+    Result, ServerQuery, Store, UserPatch,
 };
 use crate::model::{
     Agent, Alert, ApiToken, EnrollSecret, LevelCounts, Org, OrgPolicy, Server, ServerChange,
@@ -600,5 +603,18 @@ impl Store for RedbStore {
 
     async fn touch_api_tokens(&self, used: Vec<(OrgId, ApiTokenId, DateTime<Utc>)>) -> Result<()> {
         self.write(move |txn| tokens::touch(txn, &used)).await
+    }
+
+    async fn record_audit(&self, entry: crate::audit::Entry) -> Result<()> {
+        self.write(move |txn| audit::record(txn, &entry)).await
+    }
+
+    async fn list_audit(&self, org: OrgId, query: AuditQuery) -> Result<Page<crate::audit::Entry>> {
+        self.read(move |txn| audit::list(txn, org, &query)).await
+    }
+
+    async fn prune_audit(&self, before: DateTime<Utc>, limit: usize) -> Result<usize> {
+        self.write(move |txn| audit::prune(txn, before, limit))
+            .await
     }
 }

@@ -50,13 +50,14 @@ pub(super) const EVENTS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::ne
 pub(super) const API_TOKENS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("api_tokens");
 pub(super) const API_TOKEN_HASHES: TableDefinition<'_, Bytes, Bytes> =
     TableDefinition::new("api_token_hashes");
+pub(super) const AUDIT: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("audit");
 pub(super) const CHANNELS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("channels");
 pub(super) const DELIVERIES: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("deliveries");
 pub(super) const DELIVERY_DUE: TableDefinition<'_, Bytes, ()> =
     TableDefinition::new("delivery_due");
 
 /// Every table of records and links (byte keys to byte values).
-const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 20] = [
+const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 21] = [
     ORGS,
     USERS,
     SESSIONS,
@@ -77,6 +78,7 @@ const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 20] = [
     DELIVERIES,
     API_TOKENS,
     API_TOKEN_HASHES,
+    AUDIT,
 ];
 
 /// The length of an id (a UUID) in a key.
