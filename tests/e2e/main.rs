@@ -22,4 +22,5 @@ mod policy;
 mod secrets;
 mod seed_agent;
 mod signing;
+mod sorting;
 mod tenancy;

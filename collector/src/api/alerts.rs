@@ -14,15 +14,23 @@ use super::servers::parse_level;
 use super::{PageResponse, paging, param, path_id};
 use crate::model::Alert;
 use crate::state::SharedState;
-use crate::store::AlertQuery;
+use crate::store::{AlertQuery, AlertSort, Direction};
 
 #[derive(Deserialize)]
 pub struct ListParams {
     pub dismissed: Option<String>,
     pub severity: Option<String>,
+    pub sort: Option<String>,
     pub page: Option<String>,
     pub page_size: Option<String>,
 }
+
+/// The fields `GET /alerts/` sorts by.
+const ALERT_SORTS: [(&str, AlertSort); 3] = [
+    ("created_at", AlertSort::CreatedAt),
+    ("updated_at", AlertSort::UpdatedAt),
+    ("severity", AlertSort::Severity),
+];
 
 /// `GET /alerts/`: newest first.
 pub async fn list(
@@ -45,6 +53,7 @@ pub async fn list(
     let query = AlertQuery {
         dismissed,
         severity: parse_level("severity", &params.severity)?,
+        sort: super::parse_sort(&params.sort, &ALERT_SORTS, Direction::Desc)?,
         page,
         page_size,
     };

@@ -175,6 +175,47 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
+/// Parse `sort=<field>[:asc|desc]` against the fields a list sorts by; the direction
+/// defaults to `default`. An unknown field or direction is a 400 naming `sort`.
+pub fn parse_sort<F: Copy>(
+    value: &Option<String>,
+    fields: &[(&str, F)],
+    default: crate::store::Direction,
+) -> Result<Option<(F, crate::store::Direction)>, ApiError> {
+    use crate::store::Direction;
+    let Some(raw) = param(value) else {
+        return Ok(None);
+    };
+    let names: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
+    let refuse = |why: String| {
+        ApiError::invalid_field("sort", why)
+            .with_details(serde_json::json!({ "field": "sort", "allowed": names }))
+    };
+    let (name, direction) = match raw.split_once(':') {
+        None => (raw, default),
+        Some((name, "asc")) => (name, Direction::Asc),
+        Some((name, "desc")) => (name, Direction::Desc),
+        Some((_, other)) => {
+            return Err(refuse(format!(
+                "sort direction must be asc or desc, not {:?}",
+                crate::notify::text::clean(other, 20)
+            )));
+        }
+    };
+    let field = fields
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, f)| *f)
+        .ok_or_else(|| {
+            refuse(format!(
+                "cannot sort by {:?}; sort by one of {}",
+                crate::notify::text::clean(name, 40),
+                names.join(", ")
+            ))
+        })?;
+    Ok(Some((field, direction)))
+}
+
 /// The names of the fields a PATCH body set (for the audit log's details).
 pub fn changed_fields(fields: &[(&'static str, bool)]) -> Vec<&'static str> {
     fields

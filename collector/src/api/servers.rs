@@ -20,7 +20,7 @@ use super::{PageResponse, paging, param, path_id};
 use crate::audit::Action;
 use crate::model::{Agent, HostFacts, Server, ServerChange, ServerStatus};
 use crate::state::SharedState;
-use crate::store::{self, ReportInput, ServerQuery};
+use crate::store::{self, Direction, ReportInput, ServerQuery, ServerSort};
 
 /// `POST /mcp/report` (agent key): a full snapshot, answered once it is durable.
 pub async fn report(
@@ -160,9 +160,19 @@ pub struct ListParams {
     pub status: Option<String>,
     pub agent_id: Option<String>,
     pub search: Option<String>,
+    pub sort: Option<String>,
     pub page: Option<String>,
     pub page_size: Option<String>,
 }
+
+/// The fields `GET /mcp/servers` sorts by.
+pub const SERVER_SORTS: [(&str, ServerSort); 5] = [
+    ("risk_score", ServerSort::RiskScore),
+    ("server_name", ServerSort::ServerName),
+    ("hostname", ServerSort::Hostname),
+    ("first_seen_at", ServerSort::FirstSeenAt),
+    ("last_seen_at", ServerSort::LastSeenAt),
+];
 
 /// Parse a `risk_level` or `severity` parameter.
 pub fn parse_level(field: &str, value: &Option<String>) -> Result<Option<RiskLevel>, ApiError> {
@@ -222,6 +232,7 @@ pub async fn list(
         status,
         agent_id,
         search,
+        sort: super::parse_sort(&params.sort, &SERVER_SORTS, Direction::Desc)?,
         page,
         page_size,
     };

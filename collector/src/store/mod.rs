@@ -74,6 +74,33 @@ pub struct Page<T> {
     pub total: u64,
 }
 
+/// Which way a list is sorted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Asc,
+    Desc,
+}
+
+/// What servers can be sorted by. Ties are broken by the server id (the order servers
+/// were first seen): ascending for every field in either direction, except that
+/// `risk_score:asc` reads the risk index backwards and so breaks ties by id descending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerSort {
+    RiskScore,
+    ServerName,
+    Hostname,
+    FirstSeenAt,
+    LastSeenAt,
+}
+
+/// What alerts can be sorted by. Ties are broken by the alert id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertSort {
+    CreatedAt,
+    UpdatedAt,
+    Severity,
+}
+
 /// Filters for listing servers. Pages start at 1.
 #[derive(Debug, Clone, Default)]
 pub struct ServerQuery {
@@ -82,6 +109,8 @@ pub struct ServerQuery {
     pub agent_id: Option<AgentId>,
     /// Case-insensitive substring of the server name.
     pub search: Option<String>,
+    /// `None`: highest risk first (level, then score), then first seen.
+    pub sort: Option<(ServerSort, Direction)>,
     pub page: u64,
     pub page_size: u64,
 }
@@ -91,6 +120,8 @@ pub struct ServerQuery {
 pub struct AlertQuery {
     pub dismissed: Option<bool>,
     pub severity: Option<RiskLevel>,
+    /// `None`: newest first.
+    pub sort: Option<(AlertSort, Direction)>,
     pub page: u64,
     pub page_size: u64,
 }

@@ -204,6 +204,7 @@ async fn story(store: &dyn Store) {
         status,
         agent_id: agent,
         search: search.map(str::to_owned),
+        sort: None,
         page,
         page_size: size,
     };

@@ -13,7 +13,7 @@ use super::schema::{
 use crate::alerts as rules;
 use crate::events::{AlertContext, EventName};
 use crate::model::{Agent, Alert, Server};
-use crate::store::{AlertQuery, Error, Page, Result};
+use crate::store::{AlertQuery, AlertSort, Direction, Error, Page, Result};
 
 fn alert_key(alert: &Alert) -> Vec<u8> {
     org_key(alert.org_id, alert.id.to_bytes())
@@ -121,19 +121,21 @@ pub(super) fn list_alerts(
     let org_b = org.to_bytes();
     let alerts = txn.open_table(ALERTS)?;
     let offset = query.page.saturating_sub(1).saturating_mul(query.page_size);
-    let mut items = Vec::new();
-    let mut total = 0u64;
+    let offset_n = usize::try_from(offset).unwrap_or(usize::MAX);
+    let size = usize::try_from(query.page_size).unwrap_or(usize::MAX);
+    // In the default order only the page is kept; sorted otherwise, every match.
+    let (mut matching, mut total) = (Vec::new(), 0usize);
     let mut consider = |alert: Alert| {
-        if query.severity.is_some_and(|s| s != alert.severity)
-            || query.dismissed.is_some_and(|d| d != alert.dismissed)
+        if query.severity.is_none_or(|s| s == alert.severity)
+            && query.dismissed.is_none_or(|d| d == alert.dismissed)
         {
-            return;
+            if query.sort.is_some() || (total >= offset_n && matching.len() < size) {
+                matching.push(alert);
+            }
+            total += 1;
         }
-        if total >= offset && (items.len() as u64) < query.page_size {
-            items.push(alert);
-        }
-        total += 1;
     };
+    // Newest first (ids are time-ordered), unless sorted otherwise below.
     if query.dismissed == Some(false) {
         let keys = keys_with_prefix(&txn.open_table(ALERTS_OPEN)?, &org_b)?;
         for key in keys.iter().rev() {
@@ -146,7 +148,33 @@ pub(super) fn list_alerts(
             consider(decode(v)?);
         }
     }
-    Ok(Page { items, total })
+    let Some((field, direction)) = query.sort else {
+        return Ok(Page {
+            items: matching,
+            total: total as u64,
+        });
+    };
+    matching.sort_by(|a, b| {
+        let order = match field {
+            AlertSort::CreatedAt => a.created_at.cmp(&b.created_at),
+            AlertSort::UpdatedAt => a
+                .updated_at
+                .unwrap_or(a.created_at)
+                .cmp(&b.updated_at.unwrap_or(b.created_at)),
+            AlertSort::Severity => a.severity.cmp(&b.severity),
+        };
+        let order = if direction == Direction::Desc {
+            order.reverse()
+        } else {
+            order
+        };
+        order.then(a.id.cmp(&b.id))
+    });
+    let items = matching.into_iter().skip(offset_n).take(size).collect();
+    Ok(Page {
+        items,
+        total: total as u64,
+    })
 }
 
 pub(super) fn dismiss_alert(

@@ -15,13 +15,13 @@ use super::schema::{
     AGENT_RANK_KEY_SERVER, AGENT_RANK_VALUE_NAME, Bytes, COUNTS, INVENTORY_REV, IndexEntries,
     POLICIES, RANK_KEY_SERVER, RANK_VALUE_NAME, RANK_VALUE_STATUS, SERVER_CHANGES, SERVERS,
     SRV_AGENT, SRV_RANK, add_count, agent_key, change_key, count, count_key_servers, decode,
-    encode, get_json, id_at, list_json, put_json, server_key, walk_prefix,
+    encode, get_json, id_at, list_json, put_json, server_key,
 };
 use crate::ingest::{self, ServerWrite, rescore};
 use crate::model::{
     LevelCounts, MAX_SERVER_CHANGES, OrgPolicy, Server, ServerChange, ServerStatus,
 };
-use crate::store::{Error, Page, Result, ServerQuery};
+use crate::store::{Direction, Error, Page, Result, ServerQuery, ServerSort};
 
 /// Add a server's entries to the rank indexes and counts, or take them out.
 pub(super) fn index_server(txn: &WriteTransaction, s: &Server, add: bool) -> Result<()> {
@@ -250,51 +250,150 @@ fn counted_total(txn: &ReadTransaction, org: OrgId, query: &ServerQuery) -> Resu
     Ok(Some(n))
 }
 
-/// A page of an organisation's servers, highest risk first, from the rank indexes.
+/// A page of an organisation's servers: highest risk first unless another order is
+/// asked for.
 pub(super) fn list_servers(
     txn: &ReadTransaction,
     org: OrgId,
     query: &ServerQuery,
 ) -> Result<Page<Server>> {
-    let org_b = org.to_bytes();
-    let offset = query.page.saturating_sub(1).saturating_mul(query.page_size);
-    let search = query.search.as_ref().map(|s| s.to_lowercase());
-    let counted = counted_total(txn, org, query)?;
-    let (table, mut prefix, id_at_key, name_at) = match query.agent_id {
-        Some(agent) => (
-            txn.open_table(SRV_AGENT)?,
-            agent_key(org, agent),
-            AGENT_RANK_KEY_SERVER,
-            AGENT_RANK_VALUE_NAME,
-        ),
-        None => (
-            txn.open_table(SRV_RANK)?,
-            org_b.to_vec(),
-            RANK_KEY_SERVER,
-            RANK_VALUE_NAME,
-        ),
-    };
-    if let Some(level) = query.risk_level {
-        prefix.push(level.rank());
+    match query.sort {
+        None | Some((ServerSort::RiskScore, Direction::Desc)) => ranked(txn, org, query, false),
+        Some((ServerSort::RiskScore, Direction::Asc)) => ranked(txn, org, query, true),
+        Some((field, direction)) => sorted(txn, org, query, field, direction),
     }
-    let (mut ids, mut total) = (Vec::new(), 0u64);
-    walk_prefix(&table, &prefix, |key, value: &[u8]| {
+}
+
+/// Where a listing reads: the rank index of the organisation or of one agent, the
+/// prefix of its rows, and where the server id and the name are in them.
+struct RankScan {
+    table: redb::ReadOnlyTable<Bytes, Bytes>,
+    prefix: Vec<u8>,
+    id_at: usize,
+    name_at: usize,
+    /// Where the agent id is in a value (the organisation's index only).
+    agent_at: Option<usize>,
+}
+
+impl RankScan {
+    fn new(txn: &ReadTransaction, org: OrgId, query: &ServerQuery) -> Result<Self> {
+        let mut scan = match query.agent_id {
+            Some(agent) => Self {
+                table: txn.open_table(SRV_AGENT)?,
+                prefix: agent_key(org, agent),
+                id_at: AGENT_RANK_KEY_SERVER,
+                name_at: AGENT_RANK_VALUE_NAME,
+                agent_at: None,
+            },
+            None => Self {
+                table: txn.open_table(SRV_RANK)?,
+                prefix: org.to_bytes().to_vec(),
+                id_at: RANK_KEY_SERVER,
+                name_at: RANK_VALUE_NAME,
+                agent_at: Some(RANK_VALUE_STATUS + 1),
+            },
+        };
+        if let Some(level) = query.risk_level {
+            scan.prefix.push(level.rank());
+        }
+        Ok(scan)
+    }
+
+    /// Whether an index row passes the status and search filters.
+    fn matches(&self, query: &ServerQuery, needle: Option<&str>, value: &[u8]) -> bool {
         let status = value
             .get(RANK_VALUE_STATUS)
             .copied()
             .and_then(ServerStatus::from_code);
         if query.status.is_some_and(|s| Some(s) != status) {
-            return Ok(ControlFlow::Continue(()));
+            return false;
         }
-        if let Some(needle) = &search {
-            let name =
-                std::str::from_utf8(value.get(name_at..).unwrap_or_default()).unwrap_or_default();
-            if !name.contains(needle.as_str()) {
-                return Ok(ControlFlow::Continue(()));
+        needle.is_none_or(|needle| {
+            std::str::from_utf8(value.get(self.name_at..).unwrap_or_default())
+                .unwrap_or_default()
+                .contains(needle)
+        })
+    }
+
+    /// Every row under the prefix, in key order or reversed, until `visit` breaks.
+    fn walk(
+        &self,
+        reverse: bool,
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
+        let rows = match successor(&self.prefix) {
+            Some(end) => self
+                .table
+                .range::<&[u8]>(self.prefix.as_slice()..end.as_slice())?,
+            None => self.table.range::<&[u8]>(self.prefix.as_slice()..)?,
+        };
+        let mut step = |row: std::result::Result<
+            (redb::AccessGuard<'_, Bytes>, redb::AccessGuard<'_, Bytes>),
+            redb::StorageError,
+        >|
+         -> Result<ControlFlow<()>> {
+            let (k, v) = row?;
+            visit(k.value(), v.value())
+        };
+        if reverse {
+            for row in rows.rev() {
+                if step(row)?.is_break() {
+                    break;
+                }
+            }
+        } else {
+            for row in rows {
+                if step(row)?.is_break() {
+                    break;
+                }
             }
         }
+        Ok(())
+    }
+}
+
+/// The smallest key greater than every key that starts with `prefix` (`None`: none is).
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// The servers of `ids`, in that order.
+fn servers_by_id(txn: &ReadTransaction, org: OrgId, ids: Vec<[u8; 16]>) -> Result<Vec<Server>> {
+    let servers = txn.open_table(SERVERS)?;
+    let mut items = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(server) = get_json::<Server, _>(&servers, &super::schema::org_key(org, id))? {
+            items.push(server);
+        }
+    }
+    Ok(items)
+}
+
+/// A page in risk order (highest first, or lowest with `reverse`), from the index alone.
+fn ranked(
+    txn: &ReadTransaction,
+    org: OrgId,
+    query: &ServerQuery,
+    reverse: bool,
+) -> Result<Page<Server>> {
+    let offset = query.page.saturating_sub(1).saturating_mul(query.page_size);
+    let needle = query.search.as_ref().map(|s| s.to_lowercase());
+    let counted = counted_total(txn, org, query)?;
+    let scan = RankScan::new(txn, org, query)?;
+    let (mut ids, mut total) = (Vec::new(), 0u64);
+    scan.walk(reverse, |key, value| {
+        if !scan.matches(query, needle.as_deref(), value) {
+            return Ok(ControlFlow::Continue(()));
+        }
         if total >= offset && (ids.len() as u64) < query.page_size {
-            ids.push(id_at(key, id_at_key)?);
+            ids.push(id_at(key, scan.id_at)?);
         }
         total += 1;
         // Without a search or an agent, the counts answer `total`: stop at a full page.
@@ -303,15 +402,103 @@ pub(super) fn list_servers(
         }
         Ok(ControlFlow::Continue(()))
     })?;
-    let servers = txn.open_table(SERVERS)?;
-    let mut items = Vec::with_capacity(ids.len());
-    for id in ids {
-        if let Some(server) = get_json::<Server, _>(&servers, &super::schema::org_key(org, id))? {
-            items.push(server);
-        }
-    }
     Ok(Page {
-        items,
+        items: servers_by_id(txn, org, ids)?,
         total: counted.unwrap_or(total),
+    })
+}
+
+/// One server's place in a sorted listing: its sort key, then its id.
+#[derive(PartialEq, Eq)]
+struct Placed {
+    key: Vec<u8>,
+    id: [u8; 16],
+    descending: bool,
+}
+
+impl Ord for Placed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let by_key = self.key.cmp(&other.key);
+        let by_key = if self.descending {
+            by_key.reverse()
+        } else {
+            by_key
+        };
+        by_key.then(self.id.cmp(&other.id))
+    }
+}
+
+impl PartialOrd for Placed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A page sorted by a field other than risk: every matching index row is placed, and
+/// only the rows up to the end of the page are kept (a bounded heap). Names and first
+/// sightings (the id's time) come from the index; host names from the agents; last
+/// sightings from the records.
+fn sorted(
+    txn: &ReadTransaction,
+    org: OrgId,
+    query: &ServerQuery,
+    field: ServerSort,
+    direction: Direction,
+) -> Result<Page<Server>> {
+    let offset = query.page.saturating_sub(1).saturating_mul(query.page_size);
+    let keep = usize::try_from(offset.saturating_add(query.page_size)).unwrap_or(usize::MAX);
+    let needle = query.search.as_ref().map(|s| s.to_lowercase());
+    let scan = RankScan::new(txn, org, query)?;
+    let hosts: std::collections::HashMap<[u8; 16], Vec<u8>> = if field == ServerSort::Hostname {
+        super::agents::list_agents(txn, org)?
+            .into_iter()
+            .map(|a| {
+                let host = a.facts.hostname.unwrap_or(a.name).to_lowercase();
+                (a.id.to_bytes(), host.into_bytes())
+            })
+            .collect()
+    } else {
+        std::collections::HashMap::new()
+    };
+    let servers = txn.open_table(SERVERS)?;
+    let mut heap = std::collections::BinaryHeap::new();
+    let mut total = 0u64;
+    scan.walk(false, |key, value| {
+        if !scan.matches(query, needle.as_deref(), value) {
+            return Ok(ControlFlow::Continue(()));
+        }
+        total += 1;
+        let id = id_at(key, scan.id_at)?;
+        let sort_key = match field {
+            ServerSort::ServerName => value.get(scan.name_at..).unwrap_or_default().to_vec(),
+            ServerSort::Hostname => match scan.agent_at {
+                Some(at) => hosts.get(&id_at(value, at)?).cloned().unwrap_or_default(),
+                None => Vec::new(),
+            },
+            ServerSort::LastSeenAt => {
+                get_json::<Server, _>(&servers, &super::schema::org_key(org, id))?
+                    .map(|s| s.last_seen_at.timestamp_micros().to_be_bytes().to_vec())
+                    .unwrap_or_default()
+            }
+            // Ids are time-ordered: the order servers were first seen.
+            ServerSort::FirstSeenAt => id.to_vec(),
+            ServerSort::RiskScore => Vec::new(),
+        };
+        heap.push(Placed {
+            key: sort_key,
+            id,
+            descending: direction == Direction::Desc,
+        });
+        if heap.len() > keep {
+            heap.pop();
+        }
+        Ok(ControlFlow::Continue(()))
+    })?;
+    let placed = heap.into_sorted_vec();
+    let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+    let ids = placed.into_iter().skip(offset).map(|p| p.id).collect();
+    Ok(Page {
+        items: servers_by_id(txn, org, ids)?,
+        total,
     })
 }
