@@ -86,6 +86,11 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes (answered 413 beyond).
     #[arg(long, env = "MCPWATCH_MAX_BODY_BYTES", default_value_t = config::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// The database's page cache in MiB (4–1048576): pages read are kept in memory up
+    /// to this much. It is most of the collector's memory on a large inventory.
+    #[arg(long, env = "MCPWATCH_CACHE_MB", default_value_t = crate::store::redb::DEFAULT_CACHE_MB as u64,
+        value_parser = clap::value_parser!(u64).range(4..=1_048_576))]
+    pub cache_mb: u64,
     /// Days the audit log keeps an entry (1–36500); older ones are removed hourly.
     #[arg(long, env = "MCPWATCH_RETAIN_AUDIT_DAYS", default_value_t = crate::audit::DEFAULT_RETAIN_DAYS,
         value_parser = clap::value_parser!(u32).range(1..=36_500))]
@@ -163,6 +168,7 @@ impl ServeArgs {
         settings.max_body_bytes = self.max_body_bytes.max(1024);
         settings.notify.allow_private_targets = self.allow_private_targets;
         settings.retain_audit_days = self.retain_audit_days;
+        settings.cache_mb = usize::try_from(self.cache_mb).unwrap_or(usize::MAX);
         if let Some(url) = self
             .public_url
             .as_deref()
@@ -221,7 +227,8 @@ async fn serve(settings: Settings) -> Result<(), Failure> {
     create_data_dir(&settings.data_dir)
         .with_context(|| format!("creating data dir {}", settings.data_dir.display()))
         .map_err(config_failure)?;
-    let store = RedbStore::open(&settings.data_dir).map_err(|e| config_failure(e.into()))?;
+    let store = RedbStore::open_with_cache(&settings.data_dir, settings.cache_mb)
+        .map_err(|e| config_failure(e.into()))?;
     let tokens =
         TokenService::load_or_create(&settings.data_dir).map_err(|e| config_failure(e.into()))?;
     let listener = tokio::net::TcpListener::bind(settings.listen)

@@ -28,6 +28,8 @@ pub struct Settings {
     pub login_failures_per_account: u32,
     pub login_failures_per_address: u32,
     pub login_lockout: Duration,
+    /// The database's page cache, in MiB.
+    pub cache_mb: usize,
     /// Days audit log entries are kept.
     pub retain_audit_days: u32,
     /// How notifications are sent (SMTP, the outbound address policy).
@@ -75,6 +77,7 @@ impl Settings {
             login_failures_per_address: 50,
             login_lockout: Duration::from_secs(15 * 60),
             retain_audit_days: crate::audit::DEFAULT_RETAIN_DAYS,
+            cache_mb: crate::store::redb::DEFAULT_CACHE_MB,
             notify: crate::notify::send::NotifySettings::default(),
         }
     }

@@ -140,6 +140,7 @@ fn fleet() -> Vec<Route> {
             .audit(Action::EnrollSecretDeleted, "enroll_secret"),
         r(M::POST, "/mcp/report", Agent, servers::report),
         r(M::GET, "/mcp/servers", VIEWER, servers::list),
+        r(M::GET, "/mcp/servers/export", VIEWER, api::export::export),
         r(M::GET, "/mcp/servers/{id}", VIEWER, servers::get),
         r(M::PATCH, "/mcp/servers/{id}", ANALYST, servers::update)
             .audit(Action::ServerVerified, "server"),

@@ -13,6 +13,7 @@ mod daemon;
 mod disk_full;
 mod durability;
 mod events;
+mod export;
 mod hostile_machine;
 mod install;
 mod inventory;

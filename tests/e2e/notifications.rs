@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use mcpwatch_tests::{TestCollector, agent_server, eventually};
+use mcpwatch_tests::{TestCollector, agent_server, eventually, python_with};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -327,41 +327,6 @@ fn slack_format_is_text_with_severity_server_host_and_user_escaped() {
         text.contains("<https://mcpwatch.example.com/ui/servers/"),
         "{text}"
     );
-}
-
-/// A Python with `module` importable, from a venv made once under target/; `None`
-/// when Python cannot make one or PyPI is unreachable.
-fn python_with(package: &str, module: &str) -> Option<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        PathBuf::from,
-    );
-    let venv = target.join(format!("py-{module}/venv"));
-    let python = venv.join("bin/python3");
-    let works = |p: &Path| {
-        Command::new(p)
-            .args(["-c", &format!("import {module}")])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if works(&python) {
-        return Some(python);
-    }
-    let made = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .is_ok_and(|s| s.success())
-        && Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", package])
-            .status()
-            .is_ok_and(|s| s.success());
-    if made && works(&python) {
-        Some(python)
-    } else {
-        let _ = std::fs::remove_dir_all(&venv);
-        None
-    }
 }
 
 /// A process that is killed when the test ends.

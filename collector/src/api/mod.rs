@@ -10,6 +10,7 @@ pub mod dashboard;
 pub mod enroll;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod extract;
 pub mod health;
 pub mod notifications;

@@ -163,6 +163,8 @@ pub struct ListParams {
     pub sort: Option<String>,
     pub page: Option<String>,
     pub page_size: Option<String>,
+    /// For exports: `csv`, `json` or `cyclonedx`.
+    pub format: Option<String>,
 }
 
 /// The fields `GET /mcp/servers` sorts by.
@@ -186,12 +188,8 @@ pub fn parse_level(field: &str, value: &Option<String>) -> Result<Option<RiskLev
         .transpose()
 }
 
-/// `GET /mcp/servers`: filters `risk_level`, `status`, `agent_id`, `search`; paged.
-pub async fn list(
-    State(state): State<SharedState>,
-    auth: AuthUser,
-    Query(params): Query<ListParams>,
-) -> Result<Json<PageResponse<ServerView>>, ApiError> {
+/// The filters, sort and page of a server listing (also what an export takes).
+pub fn server_query(params: &ListParams) -> Result<ServerQuery, ApiError> {
     let (page, page_size) = paging(&params.page, &params.page_size)?;
     let status = match param(&params.status) {
         None => None,
@@ -236,6 +234,17 @@ pub async fn list(
         page,
         page_size,
     };
+    Ok(query)
+}
+
+/// `GET /mcp/servers`: filters `risk_level`, `status`, `agent_id`, `search`; paged.
+pub async fn list(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Query(params): Query<ListParams>,
+) -> Result<Json<PageResponse<ServerView>>, ApiError> {
+    let query = server_query(&params)?;
+    let (page, page_size) = (query.page, query.page_size);
     let org = auth.user.org_id;
     let found = state.store.list_servers(org, query).await?;
     let items = views(&state, org, &found.items).await?;

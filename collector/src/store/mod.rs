@@ -313,6 +313,15 @@ pub trait Store: Send + Sync + 'static {
         by: UserId,
         at: DateTime<Utc>,
     ) -> Result<Server>;
+    /// Every server matching `query`'s filters (its sort and page are ignored), in risk
+    /// order, read in one read transaction and handed over one at a time through a
+    /// bounded channel: memory stays the same however many there are. Dropping the
+    /// receiver stops the reading.
+    async fn export_servers(
+        &self,
+        org: OrgId,
+        query: ServerQuery,
+    ) -> Result<tokio::sync::mpsc::Receiver<Result<Server>>>;
     /// Active servers, highest risk first.
     async fn top_risks(&self, org: OrgId, limit: u64) -> Result<Vec<Server>>;
     /// Rescore up to `limit` servers scored by an older rule set, starting after

@@ -10,7 +10,7 @@ use super::OpenError;
 /// Open the database file at `path`, or create it where no file exists. An existing
 /// file that does not open (empty, truncated, damaged) is an error, never a fresh
 /// start.
-pub(super) fn open_or_create(path: &Path) -> Result<Database, OpenError> {
+pub(super) fn open_or_create(path: &Path, cache_bytes: usize) -> Result<Database, OpenError> {
     let map = |source| match source {
         redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse {
             path: path.to_path_buf(),
@@ -24,19 +24,23 @@ pub(super) fn open_or_create(path: &Path) -> Result<Database, OpenError> {
         Ok(meta) if meta.len() == 0 => Err(OpenError::Empty {
             path: path.to_path_buf(),
         }),
-        Ok(_) => Database::open(path).map_err(map),
+        Ok(_) => open(path, cache_bytes).map_err(map),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             create(path).map_err(|e| OpenError::Permissions {
                 path: path.to_path_buf(),
                 message: format!("cannot create the database file: {e}"),
             })?;
-            Database::open(path).map_err(map)
+            open(path, cache_bytes).map_err(map)
         }
         Err(e) => Err(OpenError::Permissions {
             path: path.to_path_buf(),
             message: format!("cannot read the database file: {e}"),
         }),
     }
+}
+
+fn open(path: &Path, cache_bytes: usize) -> Result<Database, redb::DatabaseError> {
+    redb::Builder::new().set_cache_size(cache_bytes).open(path)
 }
 
 /// Make a new database under a temporary name and rename it once it is one, so a

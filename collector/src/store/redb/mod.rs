@@ -103,6 +103,12 @@ use crate::notify::{Channel, Delivery};
 use migrate::SCHEMA_VERSION;
 use writer::{Completion, Job, Slot};
 
+/// Servers an export reads ahead of its writer.
+const EXPORT_BUFFER: usize = 256;
+
+/// The page cache's size unless told otherwise (redb's own default).
+pub const DEFAULT_CACHE_MB: usize = 1024;
+
 /// The database file inside the data dir.
 pub const DB_FILE: &str = "mcpwatch.redb";
 
@@ -142,12 +148,20 @@ pub struct RedbStore {
 }
 
 impl RedbStore {
-    /// Open (or create) the database in `data_dir`, check its layout version, upgrade
-    /// it if it is older, and start the writer thread.
+    /// Open (or create) the database in `data_dir` with the default cache, check its
+    /// layout version, upgrade it if it is older, and start the writer thread.
     pub fn open(data_dir: &Path) -> std::result::Result<Self, OpenError> {
+        Self::open_with_cache(data_dir, DEFAULT_CACHE_MB)
+    }
+
+    /// [`Self::open`] with a page cache of `cache_mb` MiB.
+    pub fn open_with_cache(
+        data_dir: &Path,
+        cache_mb: usize,
+    ) -> std::result::Result<Self, OpenError> {
         let path = data_dir.join(DB_FILE);
         files::owner_only(data_dir, &path)?;
-        let db = files::open_or_create(&path)?;
+        let db = files::open_or_create(&path, cache_mb.saturating_mul(1024 * 1024))?;
         let init_failed = |source| OpenError::Init {
             path: path.clone(),
             source,
@@ -451,6 +465,24 @@ impl Store for RedbStore {
     ) -> Result<Server> {
         self.write(move |txn| servers::set_server_verified(txn, org, server, (verified, by, at)))
             .await
+    }
+
+    async fn export_servers(
+        &self,
+        org: OrgId,
+        query: ServerQuery,
+    ) -> Result<tokio::sync::mpsc::Receiver<Result<Server>>> {
+        let db = self.db.db()?;
+        let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_BUFFER);
+        tokio::task::spawn_blocking(move || {
+            let done = db.begin_read().map_err(Error::from).and_then(|txn| {
+                servers::export_servers(&txn, org, &query, |s| tx.blocking_send(Ok(s)).is_ok())
+            });
+            if let Err(e) = done {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        Ok(rx)
     }
 
     async fn top_risks(&self, org: OrgId, limit: u64) -> Result<Vec<Server>> {

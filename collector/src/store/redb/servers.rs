@@ -352,6 +352,34 @@ impl RankScan {
     }
 }
 
+/// Every server matching `query`'s filters, in risk order, to `send` until it answers
+/// false (the reader went away).
+pub(super) fn export_servers(
+    txn: &ReadTransaction,
+    org: OrgId,
+    query: &ServerQuery,
+    mut send: impl FnMut(Server) -> bool,
+) -> Result<()> {
+    let needle = query.search.as_ref().map(|s| s.to_lowercase());
+    let scan = RankScan::new(txn, org, query)?;
+    let servers = txn.open_table(SERVERS)?;
+    scan.walk(false, |key, value| {
+        if !scan.matches(query, needle.as_deref(), value) {
+            return Ok(ControlFlow::Continue(()));
+        }
+        let id = id_at(key, scan.id_at)?;
+        let Some(server) = get_json::<Server, _>(&servers, &super::schema::org_key(org, id))?
+        else {
+            return Ok(ControlFlow::Continue(()));
+        };
+        Ok(if send(server) {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        })
+    })
+}
+
 /// The smallest key greater than every key that starts with `prefix` (`None`: none is).
 fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
