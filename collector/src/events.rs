@@ -32,6 +32,23 @@ pub enum EventName {
     ChannelTest,
 }
 
+/// A string naming one of the events a channel may ask for (and `channel.test`).
+impl utoipa::PartialSchema for EventName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let names = Self::ALL
+            .iter()
+            .map(|e| e.as_str())
+            .chain(crate::audit::Action::ALL.iter().map(|a| a.event_name()))
+            .chain([Self::ChannelTest.as_str()]);
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(names))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EventName {}
+
 impl Serialize for EventName {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
@@ -85,7 +102,7 @@ impl EventName {
 
 /// An event as stored and sent. `id` grows with every event the collector records
 /// (across organisations), so a receiver resumes after the last one it saw.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     pub id: u64,
     pub event: EventName,

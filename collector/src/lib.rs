@@ -5,7 +5,8 @@
 //!
 //! - [`cli`], [`config`], [`logging`]: the command line, settings and log setup;
 //! - [`server`]: the accept loop; [`router`]: the route table (method, path, the
-//!   role each route needs), request ids and spans; [`jobs`]: the background
+//!   role each route needs, its audit action and OpenAPI description), request ids
+//!   and spans; [`openapi`]: the OpenAPI document and reference page made from it; [`jobs`]: the background
 //!   scheduler (presence, silent agents, rescoring);
 //! - [`api`]: one module per resource, the error envelope and the auth extractors;
 //! - [`auth`]: passwords, tokens, API keys;
@@ -34,6 +35,7 @@ pub mod limits;
 pub mod logging;
 pub mod model;
 pub mod notify;
+pub mod openapi;
 pub mod presence;
 pub mod router;
 pub mod server;

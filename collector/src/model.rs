@@ -12,7 +12,7 @@ use mcpwatch_protocol::wire::ConfigError;
 use serde::{Deserialize, Serialize};
 
 /// An organisation (tenant). Every other record belongs to exactly one.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Org {
     pub id: OrgId,
     pub name: String,
@@ -22,7 +22,9 @@ pub struct Org {
 }
 
 /// What a user may do. Ordered: a higher role may do everything a lower one may.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads everything, changes nothing.
@@ -44,7 +46,7 @@ impl Role {
 }
 
 /// A person with access to one organisation.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct User {
     pub id: UserId,
     pub org_id: OrgId,
@@ -61,7 +63,7 @@ pub struct User {
 
 /// One login: a refresh-token family. Access tokens name their session, so deleting
 /// it (logout, password change, user removal) ends them too.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Session {
     pub id: SessionId,
     pub user_id: UserId,
@@ -74,7 +76,7 @@ pub struct Session {
 
 /// An API token: a person's credential for scripts and services, with a role at most
 /// the person's. Only the SHA-256 of the token is kept.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ApiToken {
     pub id: ApiTokenId,
     pub org_id: OrgId,
@@ -90,7 +92,7 @@ pub struct ApiToken {
 }
 
 /// How an agent got its key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Enrollment {
     /// An admin created it with `POST /agents/`.
@@ -100,7 +102,7 @@ pub enum Enrollment {
 }
 
 /// Host facts an agent reports.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct HostFacts {
     pub hostname: Option<String>,
     pub os_type: Option<String>,
@@ -146,7 +148,7 @@ impl HostFacts {
 }
 
 /// One installed agent.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Agent {
     pub id: AgentId,
     pub org_id: OrgId,
@@ -182,7 +184,7 @@ fn yes() -> bool {
 }
 
 /// A secret that lets agents enroll into an organisation.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct EnrollSecret {
     pub id: EnrollSecretId,
     pub org_id: OrgId,
@@ -197,7 +199,7 @@ pub struct EnrollSecret {
 }
 
 /// Whether a server is in its agent's latest snapshot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ServerStatus {
     Active,
@@ -227,7 +229,7 @@ impl ServerStatus {
 }
 
 /// What happened to a server, in its history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
     /// First reported.
@@ -267,7 +269,7 @@ impl PartialEq<&str> for ChangeKind {
 }
 
 /// One recorded change of a server.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ServerChange {
     pub at: DateTime<Utc>,
     pub kind: ChangeKind,
@@ -302,7 +304,7 @@ impl ServerChange {
 pub const MAX_SERVER_CHANGES: u64 = 50;
 
 /// One MCP server on one agent. Identity: (agent, client, config path, server name).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Server {
     pub id: ServerId,
     pub org_id: OrgId,
@@ -334,7 +336,7 @@ pub struct Server {
 }
 
 /// What an alert is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     /// A server seen for the first time at level high or critical.
@@ -372,7 +374,7 @@ impl AlertKind {
 }
 
 /// An alert for the security team.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Alert {
     pub id: AlertId,
     pub org_id: OrgId,
@@ -418,7 +420,7 @@ fn one() -> u32 {
 
 /// An organisation's policy: what scoring changes (blocked packages, severity
 /// overrides) and which servers are approved (reported, but raising no alert).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct OrgPolicy {
     #[serde(flatten)]
     pub scoring: mcpwatch_protocol::risk::Policy,
@@ -453,7 +455,7 @@ impl OrgPolicy {
 }
 
 /// Server counts by level, for the dashboard.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LevelCounts {
     pub critical: u64,
     pub high: u64,

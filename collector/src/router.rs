@@ -22,7 +22,13 @@ use crate::api::{self, error::ApiError};
 use crate::audit::Action;
 use crate::auth::keys;
 use crate::model::Role;
+use crate::model::{Alert, OrgPolicy};
+use crate::openapi::{Doc, Payload};
 use crate::state::SharedState;
+use mcpwatch_protocol::wire::{
+    EnrollRequest, EnrollResponse, HeartbeatRequest, HeartbeatResponse, ReportRequest,
+    ReportResponse,
+};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,9 +54,17 @@ pub struct Route {
     pub handler: MethodRouter<SharedState>,
     /// The audit log's action for this route and the kind of thing it acts on.
     pub audit: Option<(Action, &'static str)>,
+    /// What the OpenAPI document says of it.
+    pub doc: Option<Doc>,
 }
 
 impl Route {
+    /// Describe the route in the OpenAPI document.
+    fn doc(mut self, doc: Doc) -> Self {
+        self.doc = Some(doc);
+        self
+    }
+
     /// Record `action` on a `target` kind in the audit log when this route succeeds.
     fn audit(mut self, action: Action, target: &'static str) -> Self {
         self.audit = Some((action, target));
@@ -71,95 +85,263 @@ where
         access,
         handler: on(filter, handler),
         audit: None,
+        doc: None,
     }
 }
 
 /// Every route of the API.
 pub fn routes() -> Vec<Route> {
-    [accounts(), fleet(), notifications()]
+    [accounts(), people(), fleet(), inventory(), notifications()]
         .into_iter()
         .flatten()
         .collect()
 }
 
-/// Health, sign-in, the organisation, its users and their API tokens.
+/// Health, the API's description, registration and sign-in.
 fn accounts() -> Vec<Route> {
     use Access::Public;
     use Method as M;
-    use api::{auth, health, tokens, users};
+    use api::{auth, docs, health};
     vec![
-        r(M::GET, "/health", Public, health::health),
-        r(M::GET, "/health/live", Public, health::live),
-        r(M::GET, "/health/ready", Public, health::ready),
+        r(M::GET, "/openapi.json", Public, docs::openapi)
+            .doc(Doc::new("This document (OpenAPI 3.1)").answers(200, Payload::object())),
+        r(M::GET, "/docs", Public, docs::page)
+            .doc(Doc::new("The API reference page").answers(200, Payload::text("text/html"))),
+        r(M::GET, "/health", Public, health::health)
+            .doc(Doc::new("Health, as the seed API answers it").answers(200, Payload::object())),
+        r(M::GET, "/health/live", Public, health::live).doc(
+            Doc::new("Liveness: 200 while the process answers").answers(200, Payload::object()),
+        ),
+        r(M::GET, "/health/ready", Public, health::ready).doc(
+            Doc::new("Readiness: 200 when the store can be read and written, else 503")
+                .answers(200, Payload::object()),
+        ),
         r(M::POST, "/auth/register", Public, auth::register)
+            .doc(
+                Doc::new("Register: the first registration makes the organisation and its admin")
+                    .body(Payload::json::<auth::RegisterRequest>())
+                    .answers(201, Payload::object()),
+            )
             .audit(Action::Registered, "organization"),
-        r(M::POST, "/auth/login", Public, auth::login).audit(Action::Login, "user"),
-        r(M::POST, "/auth/refresh", Public, auth::refresh),
-        r(M::POST, "/auth/logout", VIEWER, auth::logout).audit(Action::Logout, "session"),
-        r(M::GET, "/auth/me", VIEWER, auth::me),
-        r(M::PATCH, "/auth/me", VIEWER, auth::update_me).audit(Action::ProfileUpdated, "user"),
+        r(M::POST, "/auth/login", Public, auth::login)
+            .doc(
+                Doc::new("Log in (JSON, or the seed's form body username/password)")
+                    .body(Payload::json::<auth::JsonLogin>())
+                    .answers(200, Payload::json::<auth::TokenResponse>()),
+            )
+            .audit(Action::Login, "user"),
+        r(M::POST, "/auth/refresh", Public, auth::refresh).doc(
+            Doc::new("Exchange a refresh token for a new pair")
+                .body(Payload::json::<auth::RefreshRequest>())
+                .answers(200, Payload::json::<auth::TokenResponse>()),
+        ),
+        r(M::POST, "/auth/logout", VIEWER, auth::logout)
+            .doc(Doc::new("End the caller's session").no_content())
+            .audit(Action::Logout, "session"),
+    ]
+}
+
+/// The caller, the organisation, its users and their API tokens.
+fn people() -> Vec<Route> {
+    use Method as M;
+    use api::{auth, tokens, users};
+    vec![
+        r(M::GET, "/auth/me", VIEWER, auth::me)
+            .doc(Doc::new("The caller").answers(200, Payload::json::<auth::UserView>())),
+        r(M::PATCH, "/auth/me", VIEWER, auth::update_me)
+            .doc(
+                Doc::new("Change one's name or email")
+                    .body(Payload::json::<auth::UpdateMeRequest>())
+                    .answers(200, Payload::json::<auth::UserView>()),
+            )
+            .audit(Action::ProfileUpdated, "user"),
         r(M::PUT, "/auth/me/password", VIEWER, auth::change_password)
+            .doc(
+                Doc::new("Change one's password; ends one's other sessions")
+                    .body(Payload::json::<auth::ChangePasswordRequest>())
+                    .answers(200, Payload::object()),
+            )
             .audit(Action::PasswordChanged, "user"),
-        r(M::GET, "/auth/organization", VIEWER, auth::get_organization),
+        r(M::GET, "/auth/organization", VIEWER, auth::get_organization).doc(
+            Doc::new("The caller's organisation").answers(200, Payload::json::<auth::OrgView>()),
+        ),
         r(
             M::PATCH,
             "/auth/organization",
             ADMIN,
             auth::update_organization,
         )
+        .doc(
+            Doc::new("Rename the organisation or set its alert email")
+                .body(Payload::json::<auth::UpdateOrgRequest>())
+                .answers(200, Payload::json::<auth::OrgView>()),
+        )
         .audit(Action::OrganizationUpdated, "organization"),
-        r(M::GET, "/users", ADMIN, users::list),
-        r(M::POST, "/users", ADMIN, users::create).audit(Action::UserCreated, "user"),
-        r(M::GET, "/users/{id}", ADMIN, users::get),
-        r(M::PATCH, "/users/{id}", ADMIN, users::update).audit(Action::UserUpdated, "user"),
-        r(M::DELETE, "/users/{id}", ADMIN, users::delete).audit(Action::UserDeleted, "user"),
-        r(M::GET, "/api-tokens", VIEWER, tokens::list),
+        r(M::GET, "/users", ADMIN, users::list).doc(
+            Doc::new("The organisation's users").answers(200, Payload::list::<auth::UserView>()),
+        ),
+        r(M::POST, "/users", ADMIN, users::create)
+            .doc(
+                Doc::new("Add a user")
+                    .body(Payload::json::<users::CreateUserRequest>())
+                    .answers(201, Payload::json::<auth::UserView>()),
+            )
+            .audit(Action::UserCreated, "user"),
+        r(M::GET, "/users/{id}", ADMIN, users::get)
+            .doc(Doc::new("A user").answers(200, Payload::json::<auth::UserView>())),
+        r(M::PATCH, "/users/{id}", ADMIN, users::update)
+            .doc(
+                Doc::new("Change a user (role, activity, password, name, email)")
+                    .body(Payload::json::<users::UpdateUserRequest>())
+                    .answers(200, Payload::json::<auth::UserView>()),
+            )
+            .audit(Action::UserUpdated, "user"),
+        r(M::DELETE, "/users/{id}", ADMIN, users::delete)
+            .doc(Doc::new("Remove a user and their API tokens").no_content())
+            .audit(Action::UserDeleted, "user"),
+        r(M::GET, "/api-tokens", VIEWER, tokens::list).doc(
+            Doc::new("The caller's API tokens (an admin: every one of the organisation)")
+                .answers(200, Payload::list::<tokens::TokenView>()),
+        ),
         r(M::POST, "/api-tokens", VIEWER, tokens::create)
+            .doc(
+                Doc::new("Make an API token (shown once)")
+                    .body(Payload::json::<tokens::CreateToken>())
+                    .answers(201, Payload::json::<tokens::CreatedToken>()),
+            )
             .audit(Action::ApiTokenCreated, "api_token"),
         r(M::DELETE, "/api-tokens/{id}", VIEWER, tokens::delete)
+            .doc(Doc::new("Revoke an API token").no_content())
             .audit(Action::ApiTokenRevoked, "api_token"),
     ]
 }
 
-/// Agents, enrollment, the inventory, the dashboard, policy, alerts and events.
+/// Agents and enrollment.
 fn fleet() -> Vec<Route> {
     use Access::{Agent, Public};
     use Method as M;
-    use api::{agents, alerts, dashboard, enroll, events, policy, servers};
+    use api::{agents, enroll};
     vec![
-        r(M::GET, "/agents", VIEWER, agents::list),
-        r(M::POST, "/agents", ADMIN, agents::create).audit(Action::AgentCreated, "agent"),
-        r(M::POST, "/agents/enroll", Public, enroll::enroll).audit(Action::AgentEnrolled, "agent"),
-        r(M::POST, "/agents/heartbeat", Agent, agents::heartbeat),
-        r(M::GET, "/agents/{id}", VIEWER, agents::get),
-        r(M::DELETE, "/agents/{id}", ADMIN, agents::delete).audit(Action::AgentDeleted, "agent"),
-        r(M::GET, "/enroll-secrets", ADMIN, enroll::list),
+        r(M::GET, "/agents", VIEWER, agents::list).doc(
+            Doc::new("The organisation's agents")
+                .answers(200, Payload::list::<agents::AgentView>()),
+        ),
+        r(M::POST, "/agents", ADMIN, agents::create)
+            .doc(
+                Doc::new("Make an agent by hand (its key shown once)")
+                    .body(Payload::json::<agents::CreateAgentRequest>())
+                    .answers(201, Payload::json::<agents::CreatedAgent>()),
+            )
+            .audit(Action::AgentCreated, "agent"),
+        r(M::POST, "/agents/enroll", Public, enroll::enroll)
+            .doc(
+                Doc::new("An agent exchanges an enroll secret and its public key for its own key")
+                    .body(Payload::json::<EnrollRequest>())
+                    .answers(201, Payload::json::<EnrollResponse>()),
+            )
+            .audit(Action::AgentEnrolled, "agent"),
+        r(M::POST, "/agents/heartbeat", Agent, agents::heartbeat).doc(
+            Doc::new("An agent's heartbeat")
+                .body(Payload::json::<HeartbeatRequest>())
+                .answers(200, Payload::json::<HeartbeatResponse>()),
+        ),
+        r(M::GET, "/agents/{id}", VIEWER, agents::get)
+            .doc(Doc::new("An agent").answers(200, Payload::json::<agents::AgentView>())),
+        r(M::DELETE, "/agents/{id}", ADMIN, agents::delete)
+            .doc(Doc::new("Remove an agent, its key and its servers").no_content())
+            .audit(Action::AgentDeleted, "agent"),
+        r(M::GET, "/enroll-secrets", ADMIN, enroll::list).doc(
+            Doc::new("Enroll secrets (never the secret)")
+                .answers(200, Payload::list::<enroll::EnrollSecretView>()),
+        ),
         r(M::POST, "/enroll-secrets", ADMIN, enroll::create)
+            .doc(
+                Doc::new("Make an enroll secret (shown once)")
+                    .body(Payload::json::<enroll::CreateSecretRequest>())
+                    .answers(201, Payload::json::<enroll::CreatedSecret>()),
+            )
             .audit(Action::EnrollSecretCreated, "enroll_secret"),
         r(M::DELETE, "/enroll-secrets/{id}", ADMIN, enroll::delete)
+            .doc(Doc::new("Delete an enroll secret").no_content())
             .audit(Action::EnrollSecretDeleted, "enroll_secret"),
-        r(M::POST, "/mcp/report", Agent, servers::report),
-        r(M::GET, "/mcp/servers", VIEWER, servers::list),
-        r(M::GET, "/mcp/servers/export", VIEWER, api::export::export),
-        r(M::GET, "/mcp/servers/{id}", VIEWER, servers::get),
+    ]
+}
+
+/// The inventory, the dashboard, policy, alerts and events.
+fn inventory() -> Vec<Route> {
+    use Access::Agent;
+    use Method as M;
+    use api::{alerts, dashboard, events, policy, servers};
+    vec![
+        r(M::POST, "/mcp/report", Agent, servers::report).doc(
+            Doc::new("An agent's full snapshot of its servers")
+                .body(Payload::json::<ReportRequest>())
+                .answers(200, Payload::json::<ReportResponse>()),
+        ),
+        r(M::GET, "/mcp/servers", VIEWER, servers::list).doc(
+            Doc::new("Servers, riskiest first, filtered, sorted and paged")
+                .query::<servers::ListParams>()
+                .answers(200, Payload::page::<servers::ServerView>()),
+        ),
+        r(M::GET, "/mcp/servers/export", VIEWER, api::export::export).doc(
+            Doc::new("Every matching server as CSV, JSON or CycloneDX 1.6, streamed")
+                .query::<servers::ListParams>()
+                .answers(200, Payload::text("text/csv")),
+        ),
+        r(M::GET, "/mcp/servers/{id}", VIEWER, servers::get).doc(
+            Doc::new("A server with its findings and change history")
+                .answers(200, Payload::json::<servers::ServerDetail>()),
+        ),
         r(M::PATCH, "/mcp/servers/{id}", ANALYST, servers::update)
+            .doc(
+                Doc::new("Verify or unverify a server")
+                    .body(Payload::json::<servers::UpdateServerRequest>())
+                    .answers(200, Payload::json::<servers::ServerDetail>()),
+            )
             .audit(Action::ServerVerified, "server"),
-        r(M::GET, "/dashboard/stats", VIEWER, dashboard::stats),
+        r(M::GET, "/dashboard/stats", VIEWER, dashboard::stats).doc(
+            Doc::new("The seed's dashboard counts")
+                .answers(200, Payload::json::<dashboard::Stats>()),
+        ),
         r(
             M::GET,
             "/dashboard/risk-distribution",
             VIEWER,
             dashboard::risk_distribution,
+        )
+        .doc(
+            Doc::new("Servers by risk level")
+                .answers(200, Payload::json::<dashboard::Distribution>()),
         ),
-        r(M::GET, "/dashboard/top-risks", VIEWER, dashboard::top_risks),
-        r(M::GET, "/policy", VIEWER, policy::get),
-        r(M::PUT, "/policy", ADMIN, policy::put).audit(Action::PolicyUpdated, "policy"),
-        r(M::GET, "/alerts", VIEWER, alerts::list),
+        r(M::GET, "/dashboard/top-risks", VIEWER, dashboard::top_risks).doc(
+            Doc::new("The riskiest active servers")
+                .query::<dashboard::TopParams>()
+                .answers(200, Payload::list::<servers::ServerView>()),
+        ),
+        r(M::GET, "/policy", VIEWER, policy::get)
+            .doc(Doc::new("The organisation's policy").answers(200, Payload::json::<OrgPolicy>())),
+        r(M::PUT, "/policy", ADMIN, policy::put)
+            .doc(
+                Doc::new("Replace the policy (servers are rescored)")
+                    .body(Payload::json::<policy::PutPolicyRequest>())
+                    .answers(200, Payload::json::<OrgPolicy>()),
+            )
+            .audit(Action::PolicyUpdated, "policy"),
+        r(M::GET, "/alerts", VIEWER, alerts::list).doc(
+            Doc::new("Alerts, newest first, filtered, sorted and paged")
+                .query::<alerts::ListParams>()
+                .answers(200, Payload::page::<Alert>()),
+        ),
         r(M::POST, "/alerts/dismiss-all", ANALYST, alerts::dismiss_all)
+            .doc(Doc::new("Dismiss every open alert").answers(200, Payload::object()))
             .audit(Action::AlertsDismissedAll, "alert"),
         r(M::POST, "/alerts/{id}/dismiss", ANALYST, alerts::dismiss)
+            .doc(Doc::new("Dismiss an alert").answers(200, Payload::json::<Alert>()))
             .audit(Action::AlertDismissed, "alert"),
-        r(M::GET, "/events", VIEWER, events::stream),
+        r(M::GET, "/events", VIEWER, events::stream).doc(
+            Doc::new("The organisation's events as Server-Sent Events (Last-Event-ID resumes)")
+                .answers(200, Payload::text("text/event-stream")),
+        ),
     ]
 }
 
@@ -168,18 +350,44 @@ fn notifications() -> Vec<Route> {
     use Method as M;
     use api::notifications as n;
     vec![
-        r(M::GET, "/notifications/channels", ADMIN, n::list),
+        r(M::GET, "/notifications/channels", ADMIN, n::list)
+            .doc(Doc::new("Notification channels").answers(200, Payload::list::<n::ChannelView>())),
         r(M::POST, "/notifications/channels", ADMIN, n::create)
+            .doc(
+                Doc::new("Make a notification channel (a webhook's secret shown once)")
+                    .body(Payload::json::<n::CreateChannel>())
+                    .answers(201, Payload::json::<n::CreatedChannel>()),
+            )
             .audit(Action::ChannelCreated, "channel"),
-        r(M::GET, "/notifications/channels/{id}", ADMIN, n::get),
+        r(M::GET, "/notifications/channels/{id}", ADMIN, n::get).doc(
+            Doc::new("A notification channel").answers(200, Payload::json::<n::ChannelView>()),
+        ),
         r(M::PATCH, "/notifications/channels/{id}", ADMIN, n::update)
+            .doc(
+                Doc::new("Change a notification channel")
+                    .body(Payload::json::<n::UpdateChannel>())
+                    .answers(200, Payload::json::<n::ChannelView>()),
+            )
             .audit(Action::ChannelUpdated, "channel"),
         r(M::DELETE, "/notifications/channels/{id}", ADMIN, n::delete)
+            .doc(Doc::new("Delete a notification channel").no_content())
             .audit(Action::ChannelDeleted, "channel"),
         r(M::POST, "/notifications/channels/{id}/test", ADMIN, n::test)
+            .doc(
+                Doc::new("Send a test event to a channel now")
+                    .answers(200, Payload::json::<n::TestResult>()),
+            )
             .audit(Action::ChannelTested, "channel"),
-        r(M::GET, "/notifications/deliveries", ADMIN, n::deliveries),
-        r(M::GET, "/audit", ADMIN, api::audit::list),
+        r(M::GET, "/notifications/deliveries", ADMIN, n::deliveries).doc(
+            Doc::new("Deliveries of events to channels, newest first")
+                .query::<n::DeliveryParams>()
+                .answers(200, Payload::page::<n::DeliveryView>()),
+        ),
+        r(M::GET, "/audit", ADMIN, api::audit::list).doc(
+            Doc::new("The audit log, newest first")
+                .query::<api::audit::AuditParams>()
+                .answers(200, Payload::page::<crate::audit::Entry>()),
+        ),
     ]
 }
 

@@ -15,6 +15,7 @@ pub const REDACTED: &str = "[REDACTED]";
 
 /// One MCP server entry of a client's configuration.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerRecord {
     /// The key the client's config gives the server (`"filesystem"`).
     pub server_name: String,
@@ -90,6 +91,7 @@ pub struct ServerRecord {
 /// `args`), the wrappers taken off it in order (`"cmd /c"`, `"sudo"`, `"env"`,
 /// `"bash -c"`), and the program that really runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LaunchInfo {
     pub program: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -99,6 +101,7 @@ pub struct LaunchInfo {
 
 /// Where a config file lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ConfigScope {
     /// The user's own config (`~/.cursor/mcp.json`).
@@ -109,6 +112,7 @@ pub enum ConfigScope {
 
 /// How a client talks to an MCP server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// A local process over standard input and output.
@@ -123,6 +127,7 @@ pub enum Transport {
 
 /// The package a launcher (`npx`, `uvx`, `docker run`, ...) runs.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Package {
     /// `npm`, `pypi`, `docker`, `deno`, `binary`, ...
     pub ecosystem: String,
@@ -135,6 +140,7 @@ pub struct Package {
 
 /// A secret the agent found in the config and removed before sending.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SecretFinding {
     /// Where it was: `args[2]`, `url`, `command`.
     pub location: String,

@@ -149,7 +149,10 @@ fn exports_are_complete_filtered_defused_valid_and_per_organisation() {
     assert!(props.iter().any(|p| p["name"] == "mcpwatch:finding"));
     let remote = services.iter().find(|s| s["name"] == "remote").unwrap();
     assert_eq!(remote["endpoints"], json!(["https://mcp.example.com/sse"]));
-    match python_with("cyclonedx-python-lib[json-validation]>=8,<12", "cyclonedx") {
+    match python_with(
+        &["cyclonedx-python-lib[json-validation]>=8,<12"],
+        "cyclonedx",
+    ) {
         Some(python) => {
             let dir = tempfile::tempdir().unwrap();
             let file = dir.path().join("bom.json");

@@ -19,6 +19,7 @@ mod install;
 mod inventory;
 mod limits;
 mod notifications;
+mod openapi;
 mod policy;
 mod secrets;
 mod seed_agent;

@@ -355,7 +355,7 @@ fn wait_listening(port: u16, what: &str) {
 
 #[test]
 fn the_alert_email_reaches_a_real_smtp_server() {
-    let Some(python) = python_with("aiosmtpd>=1.4,<2", "aiosmtpd") else {
+    let Some(python) = python_with(&["aiosmtpd>=1.4,<2"], "aiosmtpd") else {
         eprintln!("SKIPPED: aiosmtpd could not be installed from PyPI");
         return;
     };

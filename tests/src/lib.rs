@@ -689,7 +689,7 @@ fn proxy_one(
 
 /// A Python with `module` importable, from a venv made once under target/; `None`
 /// when Python cannot make one or PyPI is unreachable.
-pub fn python_with(package: &str, module: &str) -> Option<PathBuf> {
+pub fn python_with(packages: &[&str], module: &str) -> Option<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
         PathBuf::from,
@@ -711,7 +711,8 @@ pub fn python_with(package: &str, module: &str) -> Option<PathBuf> {
         .status()
         .is_ok_and(|s| s.success())
         && Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", package])
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(packages)
             .status()
             .is_ok_and(|s| s.success());
     if made && works(&python) {

@@ -21,7 +21,7 @@ use crate::state::{AppState, SharedState};
 use crate::store::HeartbeatUpdate;
 
 /// How an agent is shown. Never includes its key or key hash.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AgentView {
     pub id: AgentId,
     pub name: String,
@@ -93,13 +93,13 @@ impl AgentView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAgentRequest {
     pub name: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedAgent {
     #[serde(flatten)]
     pub agent: AgentView,

@@ -16,7 +16,8 @@ use crate::model::Alert;
 use crate::state::SharedState;
 use crate::store::{AlertQuery, AlertSort, Direction};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     pub dismissed: Option<String>,
     pub severity: Option<String>,

@@ -155,7 +155,8 @@ pub async fn layer(
     response
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
     pub actor_id: Option<String>,
     pub action: Option<String>,

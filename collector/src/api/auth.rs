@@ -24,7 +24,7 @@ use crate::state::SharedState;
 use crate::store::{self, OrgPatch, UserPatch};
 
 /// How a user is shown. Never includes the password hash.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: UserId,
     pub email: String,
@@ -51,7 +51,7 @@ impl From<&User> for UserView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct OrgView {
     pub id: OrgId,
     pub name: String,
@@ -72,7 +72,7 @@ impl From<&Org> for OrgView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RegisterRequest {
     pub email: String,
     pub password: String,
@@ -145,20 +145,20 @@ pub async fn register(
     Ok((StatusCode::CREATED, Extension(note), Json(view)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct FormLogin {
     username: String,
     password: String,
 }
 
-#[derive(Deserialize)]
-struct JsonLogin {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct JsonLogin {
     #[serde(alias = "username")]
-    email: String,
-    password: String,
+    pub email: String,
+    pub password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
     pub access_token: String,
     pub refresh_token: String,
@@ -314,7 +314,7 @@ async fn start_session(
     Ok((session, tokens))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RefreshRequest {
     pub refresh_token: String,
 }
@@ -382,7 +382,7 @@ pub async fn me(auth: AuthUser) -> Json<UserView> {
     Json(UserView::from(&auth.user))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMeRequest {
     #[serde(default)]
@@ -422,7 +422,7 @@ pub async fn update_me(
     Ok((Extension(note), Json(UserView::from(&user))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ChangePasswordRequest {
     pub current_password: String,
     pub new_password: String,
@@ -481,7 +481,7 @@ pub async fn get_organization(
     Ok(Json(OrgView::from(&org)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrgRequest {
     #[serde(default)]

@@ -12,7 +12,7 @@ use super::servers::{ServerView, views};
 use crate::state::SharedState;
 
 /// Exactly the seed's fields.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Stats {
     pub total_servers: u64,
     pub critical_count: u64,
@@ -47,7 +47,7 @@ pub async fn stats(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Distribution {
     pub critical: u64,
     pub high: u64,
@@ -71,7 +71,8 @@ pub async fn risk_distribution(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TopParams {
     pub limit: Option<String>,
 }

@@ -22,7 +22,7 @@ use crate::state::SharedState;
 use crate::store;
 
 /// How an enroll secret is shown after creation: never the secret itself.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EnrollSecretView {
     pub id: EnrollSecretId,
     pub name: String,
@@ -45,7 +45,7 @@ impl From<&EnrollSecret> for EnrollSecretView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSecretRequest {
     pub name: String,
@@ -54,7 +54,7 @@ pub struct CreateSecretRequest {
     pub expires_in_days: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedSecret {
     #[serde(flatten)]
     pub view: EnrollSecretView,

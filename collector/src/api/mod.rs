@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod dashboard;
+pub mod docs;
 pub mod enroll;
 pub mod error;
 pub mod events;
@@ -33,7 +34,7 @@ pub const MAX_PAGE_SIZE: u64 = 100;
 pub const DEFAULT_PAGE_SIZE: u64 = 25;
 
 /// A page of a list: `{"items", "total", "page", "page_size", "has_more"}`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct PageResponse<T> {
     pub items: Vec<T>,
     pub total: u64,

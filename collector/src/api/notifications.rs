@@ -29,7 +29,7 @@ const MAX_TARGET_CHARS: usize = 2048;
 const SECRET_CHARS: std::ops::RangeInclusive<usize> = 16..=256;
 
 /// A channel as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ChannelView {
     pub id: ChannelId,
     pub name: String,
@@ -65,7 +65,7 @@ impl From<&Channel> for ChannelView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateChannel {
     pub name: String,
@@ -81,7 +81,7 @@ pub struct CreateChannel {
     pub enabled: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateChannel {
     #[serde(default)]
@@ -99,7 +99,7 @@ pub struct UpdateChannel {
 }
 
 /// A channel just made: its view, and its secret this once.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedChannel {
     #[serde(flatten)]
     pub view: ChannelView,
@@ -390,7 +390,7 @@ pub async fn delete(
 }
 
 /// What a test send gave.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TestResult {
     pub delivered: bool,
     /// The receiver's answer (an HTTP status or an SMTP reply code), if any.
@@ -447,7 +447,7 @@ fn audit_view(channel: &Channel) -> serde_json::Value {
 }
 
 /// A delivery as the API shows it (without the event's data; `event_id` finds it).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     pub id: DeliveryId,
     pub channel_id: ChannelId,
@@ -480,7 +480,8 @@ impl From<Delivery> for DeliveryView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryParams {
     pub channel_id: Option<String>,
     pub status: Option<String>,

@@ -26,7 +26,7 @@ pub async fn get(
     Ok(Json(state.store.get_policy(auth.user.org_id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutPolicyRequest {
     /// Package or server names that are reported but raise no alert.

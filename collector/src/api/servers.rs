@@ -57,7 +57,7 @@ pub async fn report(
 }
 
 /// How a server is shown in lists.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ServerView {
     pub id: ServerId,
     pub agent_id: AgentId,
@@ -80,7 +80,7 @@ pub struct ServerView {
 }
 
 /// How one server is shown in full.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ServerDetail {
     #[serde(flatten)]
     pub summary: ServerView,
@@ -154,7 +154,8 @@ pub async fn views(
         .collect())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     pub risk_level: Option<String>,
     pub status: Option<String>,
@@ -276,7 +277,7 @@ pub async fn get(
     Ok(Json(detail(&state, server).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateServerRequest {
     pub is_verified: bool,

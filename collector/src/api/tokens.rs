@@ -25,7 +25,7 @@ pub const MAX_DAYS: u32 = 365;
 pub const MAX_TOKENS_PER_USER: usize = 50;
 
 /// A token as listed: never the token itself.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenView {
     pub id: ApiTokenId,
     pub name: String,
@@ -51,7 +51,7 @@ fn view(state: &SharedState, t: &ApiToken) -> TokenView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     pub name: String,
@@ -61,7 +61,7 @@ pub struct CreateToken {
     pub expires_in_days: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     #[serde(flatten)]
     pub view: TokenView,

@@ -25,7 +25,7 @@ use crate::events::{Event, EventName};
 use crate::model::Org;
 
 /// Where a channel sends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelKind {
     /// `POST` of the event as JSON, signed with HMAC-SHA256.
@@ -58,7 +58,7 @@ impl ChannelKind {
 }
 
 /// Who made a channel: an admin through the API, or the organisation's `alert_email`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChannelSource {
     Api,
@@ -67,7 +67,7 @@ pub enum ChannelSource {
 }
 
 /// A notification channel of an organisation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Channel {
     pub id: ChannelId,
     pub org_id: OrgId,
@@ -141,7 +141,7 @@ pub fn wants(channel: &Channel, event: &Event) -> bool {
 }
 
 /// Where a delivery is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
     /// Not tried yet.
@@ -175,7 +175,7 @@ impl DeliveryStatus {
 
 /// One event's delivery to one channel. It carries the event itself, so that the
 /// outbox's retention never takes away what is still to be sent.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub id: DeliveryId,
     pub org_id: OrgId,

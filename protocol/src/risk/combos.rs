@@ -30,6 +30,7 @@ const UNTRUSTED: &[&str] = &["MCP-CAP-003", "MCP-CAP-009", "MCP-CAP-012"];
 
 /// One dangerous combination found on a machine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Combination {
     /// `MCP-COMBO-001` (private data + outbound) or `MCP-COMBO-002` (shell + untrusted input).
     pub rule_id: String,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// A server's overall risk level, derived from its score.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RiskLevel {
     /// Score below 30.
@@ -85,6 +86,7 @@ impl FromStr for RiskLevel {
 
 /// How serious one finding is on its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Context, not a risk by itself.

@@ -53,6 +53,7 @@ fn severity_floor(severity: Severity) -> u8 {
 
 /// One rule that a server triggered, with what triggered it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Finding {
     /// The rule's stable id (`MCP-CAP-001`).
     pub rule_id: String,
@@ -68,6 +69,7 @@ pub struct Finding {
 
 /// The outcome of scoring one server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Assessment {
     /// 0–100.
     pub score: u8,
@@ -81,6 +83,7 @@ pub struct Assessment {
 
 /// What an organisation's policy changes in scoring.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Policy {
     /// Package names that must not run: a server launching one is critical.
     #[serde(default)]

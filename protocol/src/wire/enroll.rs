@@ -8,6 +8,7 @@ use crate::ids::AgentId;
 
 /// The enrollment body.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollRequest {
     /// The enroll secret an admin created with `POST /enroll-secrets`.
     pub enroll_secret: String,
@@ -54,6 +55,7 @@ impl EnrollRequest {
 
 /// The collector's answer to an enrollment. `api_key` is shown this once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollResponse {
     /// The new agent's identifier.
     pub agent_id: AgentId,

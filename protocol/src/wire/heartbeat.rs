@@ -8,6 +8,7 @@ use crate::ids::AgentId;
 /// `agent_version`; all fields are optional so a heartbeat is never refused for a
 /// missing host fact.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatRequest {
     /// The machine's host name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,6 +58,7 @@ impl HeartbeatRequest {
 
 /// What an agent can tell about its machine beyond its name and OS (all optional).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MachineFacts {
     /// The OS name and version as people say it (`"Ubuntu 24.04.1 LTS"`, `"macOS 15.2"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,6 +120,7 @@ impl MachineFacts {
 
 /// The collector's answer to a heartbeat.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatResponse {
     /// Always `"ok"`.
     pub status: String,

@@ -7,6 +7,7 @@ use crate::server::ServerRecord;
 /// A full inventory snapshot. Only `servers` is required (seed contract); a server
 /// missing from the snapshot is one the agent no longer sees.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportRequest {
     /// Every server the agent found.
     pub servers: Vec<ServerRecord>,
@@ -34,6 +35,7 @@ pub struct ReportRequest {
 /// A config file the agent could not read or parse. `error` names the line and the
 /// reason, never the file's contents.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfigError {
     /// The file's path.
     pub path: String,
@@ -46,6 +48,7 @@ pub struct ConfigError {
 
 /// What the collector did with a report. Sent only after the report is durably stored.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportResponse {
     /// Always `"ok"`.
     pub status: String,
