@@ -26,6 +26,7 @@ pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod census;
 pub mod cli;
 pub mod config;
 pub mod events;

@@ -283,6 +283,11 @@ fn inventory() -> Vec<Route> {
                 .query::<servers::ListParams>()
                 .answers(200, Payload::page::<servers::ServerView>()),
         ),
+        r(M::GET, "/mcp/census", VIEWER, api::census::census).doc(
+            Doc::new("The fleet census: one row per package, URL or server name")
+                .query::<api::census::CensusParams>()
+                .answers(200, Payload::page::<crate::census::Row>()),
+        ),
         r(M::GET, "/mcp/servers/export", VIEWER, api::export::export).doc(
             Doc::new("Every matching server as CSV, JSON or CycloneDX 1.6, streamed")
                 .query::<servers::ListParams>()

@@ -9,6 +9,7 @@ mod api_tokens;
 mod audit;
 mod auth;
 mod authz;
+mod census;
 mod daemon;
 mod disk_full;
 mod durability;

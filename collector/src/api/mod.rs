@@ -6,6 +6,7 @@ pub mod agents;
 pub mod alerts;
 pub mod audit;
 pub mod auth;
+pub mod census;
 pub mod dashboard;
 pub mod docs;
 pub mod enroll;

@@ -126,6 +126,17 @@ pub struct AlertQuery {
     pub page_size: u64,
 }
 
+/// A page of the census.
+#[derive(Debug, Clone)]
+pub struct CensusQuery {
+    pub group: crate::census::Group,
+    /// Sorted by hosts (else by key).
+    pub by_hosts: bool,
+    pub direction: Direction,
+    pub page: u64,
+    pub page_size: u64,
+}
+
 /// Filters for the audit log. Pages start at 1.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
@@ -406,4 +417,12 @@ pub trait Store: Send + Sync + 'static {
     /// Remove up to `limit` entries made before `before` (any organisation); answers
     /// how many were removed.
     async fn prune_audit(&self, before: DateTime<Utc>, limit: usize) -> Result<usize>;
+
+    // The census (kept at write time).
+    /// A page of the organisation's census rows of one group, with each row's versions.
+    async fn census(
+        &self,
+        org: OrgId,
+        query: CensusQuery,
+    ) -> Result<Page<(crate::census::Counts, Vec<crate::census::VersionHosts>)>>;
 }

@@ -1532,3 +1532,268 @@ async fn events_make_deliveries_for_the_channels_that_want_them_in_their_organis
         .unwrap();
     assert!(left.iter().all(|x| x.channel_id != low.id));
 }
+
+/// The census as a full recount of the stored servers would give it: (group, key) →
+/// (servers, hosts, users, clients, launches, versions with hosts).
+type Recount =
+    std::collections::BTreeMap<(u8, String), (u64, usize, usize, usize, usize, Vec<(String, u64)>)>;
+
+async fn recount(store: &RedbStore, org: OrgId) -> Recount {
+    use std::collections::{BTreeMap, BTreeSet};
+    let all = store
+        .list_servers(
+            org,
+            ServerQuery {
+                page: 1,
+                page_size: 100_000,
+                ..ServerQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    #[derive(Default)]
+    struct Acc {
+        servers: u64,
+        hosts: BTreeSet<[u8; 16]>,
+        users: BTreeSet<([u8; 16], String)>,
+        clients: BTreeSet<String>,
+        launches: BTreeSet<String>,
+        versions: BTreeMap<String, BTreeSet<[u8; 16]>>,
+    }
+    let mut acc: BTreeMap<(u8, String), Acc> = BTreeMap::new();
+    for server in &all.items {
+        for m in crate::census::marks(server) {
+            let key = match &m.ecosystem {
+                Some(e) => format!("{e}:{}", m.key),
+                None => m.key.clone(),
+            };
+            let a = acc.entry((m.group.code(), key)).or_default();
+            a.servers += 1;
+            a.hosts.insert(m.agent);
+            if let Some(u) = &m.user {
+                a.users.insert((m.agent, u.clone()));
+            }
+            if let Some(c) = &m.client {
+                a.clients.insert(c.clone());
+            }
+            a.launches.insert(m.fingerprint.clone());
+            if let Some(v) = &m.version {
+                a.versions.entry(v.clone()).or_default().insert(m.agent);
+            }
+        }
+    }
+    acc.into_iter()
+        .map(|(k, a)| {
+            let mut versions: Vec<(String, u64)> = a
+                .versions
+                .into_iter()
+                .map(|(v, h)| (v, h.len() as u64))
+                .collect();
+            versions.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
+            (
+                k,
+                (
+                    a.servers,
+                    a.hosts.len(),
+                    a.users.len(),
+                    a.clients.len(),
+                    a.launches.len(),
+                    versions,
+                ),
+            )
+        })
+        .collect()
+}
+
+async fn census_now(store: &RedbStore, org: OrgId) -> Recount {
+    let mut out = Recount::new();
+    for group in crate::census::Group::ALL {
+        for by_hosts in [true, false] {
+            let page = store
+                .census(
+                    org,
+                    CensusQuery {
+                        group,
+                        by_hosts,
+                        direction: Direction::Desc,
+                        page: 1,
+                        page_size: 1000,
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(page.total as usize, page.items.len());
+            if by_hosts {
+                let hosts: Vec<u64> = page.items.iter().map(|(c, _)| c.hosts).collect();
+                assert!(hosts.windows(2).all(|w| w[0] >= w[1]), "{hosts:?}");
+            }
+            for (c, versions) in page.items {
+                let key = match &c.ecosystem {
+                    Some(e) => format!("{e}:{}", c.key),
+                    None => c.key.clone(),
+                };
+                out.insert(
+                    (group.code(), key),
+                    (
+                        c.servers,
+                        c.hosts as usize,
+                        c.users as usize,
+                        c.clients as usize,
+                        c.launches as usize,
+                        versions.into_iter().map(|v| (v.version, v.hosts)).collect(),
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_census_always_equals_a_full_recount() {
+    let (_dir, store, o, a) = one_agent().await;
+    let b = agent(&o, 2);
+    store.create_agent(b.clone()).await.unwrap();
+    let with_user = |mut s: ServerRecord, user: &str, client: &str| {
+        s.os_user = Some(user.into());
+        s.client = Some(client.into());
+        s
+    };
+    let fs = |v: &str| {
+        let mut s = server(
+            "files",
+            &[
+                "-y",
+                &format!("@modelcontextprotocol/server-filesystem@{v}"),
+                "/tmp",
+            ],
+        );
+        s.package = Some(mcpwatch_protocol::server::Package {
+            ecosystem: "npm".into(),
+            name: "@modelcontextprotocol/server-filesystem".into(),
+            version: Some(v.into()),
+        });
+        s
+    };
+    let mut remote = server("remote", &[]);
+    remote.command = None;
+    remote.url = Some("https://mcp.example.com/sse?token=[REDACTED]".into());
+    // Step by step, checking after each: new servers on two hosts, a version change, a
+    // server gone dormant, a changed launch under the same name, an agent deleted.
+    let steps: Vec<(AgentId, Vec<ServerRecord>)> = vec![
+        (
+            a.id,
+            vec![
+                with_user(fs("1.0.0"), "alice", "cursor"),
+                with_user(remote.clone(), "alice", "cursor"),
+            ],
+        ),
+        (
+            b.id,
+            vec![
+                with_user(fs("1.0.0"), "bob", "claude-desktop"),
+                with_user(fs("2.0.0"), "bob", "vscode"),
+            ],
+        ),
+        (
+            a.id,
+            vec![
+                with_user(fs("2.0.0"), "alice", "cursor"),
+                with_user(remote.clone(), "alice", "cursor"),
+            ],
+        ),
+        (b.id, vec![with_user(fs("2.0.0"), "bob", "vscode")]),
+        (
+            a.id,
+            vec![with_user(
+                server("files", &["-y", "evil-files"]),
+                "alice",
+                "cursor",
+            )],
+        ),
+    ];
+    for (n, (agent_id, servers)) in steps.into_iter().enumerate() {
+        store
+            .apply_report(o.id, agent_id, report(servers))
+            .await
+            .unwrap();
+        let census = census_now(&store, o.id).await;
+        assert_eq!(census, recount(&store, o.id).await, "after step {n}");
+        if n == 1 {
+            let package = (
+                crate::census::Group::Package.code(),
+                "npm:@modelcontextprotocol/server-filesystem".to_owned(),
+            );
+            assert_eq!(
+                census[&package].5,
+                [("1.0.0".to_owned(), 2), ("2.0.0".to_owned(), 1)]
+            );
+            assert!(census.contains_key(&(
+                crate::census::Group::Url.code(),
+                "https://mcp.example.com/sse".to_owned()
+            )));
+        }
+    }
+    let files = census_now(&store, o.id).await;
+    let row = &files[&(crate::census::Group::ServerName.code(), "files".to_owned())];
+    assert_eq!(
+        (row.1, row.4),
+        (2, 2),
+        "two hosts, two different launches under one name"
+    );
+
+    store.delete_agent(o.id, b.id, Utc::now()).await.unwrap();
+    assert_eq!(
+        census_now(&store, o.id).await,
+        recount(&store, o.id).await,
+        "after deleting an agent"
+    );
+    // Another organisation's census is its own.
+    assert!(census_now(&store, OrgId::new()).await.is_empty());
+}
+
+/// Open the database in `dir` again once the previous store has let go of it.
+fn reopen(dir: &std::path::Path) -> RedbStore {
+    (0..200)
+        .find_map(|_| match RedbStore::open(dir) {
+            Ok(s) => Some(s),
+            Err(_) => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                None
+            }
+        })
+        .expect("database reopens once the first store is dropped")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_without_a_census_gets_one_and_an_interrupted_build_goes_on() {
+    for counted in [0, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let o = org("A");
+        let expected = {
+            let store = RedbStore::open(dir.path()).unwrap();
+            store
+                .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
+                .await
+                .unwrap();
+            for n in 1..=3 {
+                let a = agent(&o, n);
+                store.create_agent(a.clone()).await.unwrap();
+                store
+                    .apply_report(o.id, a.id, report(fleet()))
+                    .await
+                    .unwrap();
+            }
+            let expected = census_now(&store, o.id).await;
+            assert_eq!(expected, recount(&store, o.id).await);
+            store.make_layout_2_for_test(counted).await.unwrap();
+            expected
+        };
+        let store = reopen(dir.path());
+        assert_eq!(
+            census_now(&store, o.id).await,
+            expected,
+            "counted {counted} before"
+        );
+    }
+}

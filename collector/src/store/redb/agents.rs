@@ -160,6 +160,7 @@ pub(super) fn delete_agent(
     let servers = servers_for_write(txn, org, agent)?;
     for (server, ident) in servers {
         servers::index_server(txn, &server, false)?;
+        super::census::apply(txn, Some(&server), None)?;
         let server_key = server_key(org, server.id);
         txn.open_table(SERVERS)?.remove(server_key.as_slice())?;
         let mut history = txn.open_table(SERVER_CHANGES)?;

@@ -8,8 +8,11 @@ use crate::model::{MAX_SERVER_CHANGES, Server, ServerChange};
 use crate::store::{Error, Result};
 
 /// The layout version this code reads and writes. 2: server change histories moved
-/// out of the server records into `server_changes` (see [`migrate_histories`]).
-pub(super) const SCHEMA_VERSION: u32 = 2;
+/// out of the server records into `server_changes` (see [`migrate_histories`]). 3: the
+/// census kept at write time (see [`build_census`]).
+pub(super) const SCHEMA_VERSION: u32 = 3;
+/// Where an interrupted census build goes on (the last server key counted).
+pub(super) const CENSUS_CURSOR: &str = "census_cursor";
 /// Servers migrated per transaction when a database is upgraded.
 const MIGRATION_BATCH: usize = 10_000;
 const VERSION_KEY: &str = "schema_version";
@@ -51,14 +54,20 @@ pub(super) fn set_version(txn: &redb::WriteTransaction, version: u32) -> Result<
 /// Upgrade a database of layout `from` to [`SCHEMA_VERSION`]; answers what was done,
 /// for the log (`None`: nothing to do).
 pub(super) fn upgrade(db: &Database, from: Option<u32>) -> Result<Option<String>> {
-    match from {
-        Some(1) => migrate_histories(db).map(|moved| {
-            Some(format!(
-                "Database upgraded to layout 2: change histories of {moved} servers moved out of server records."
-            ))
-        }),
-        _ => Ok(None),
+    let mut done = Vec::new();
+    if from == Some(1) {
+        let moved = migrate_histories(db)?;
+        done.push(format!(
+            "change histories of {moved} servers moved out of server records (layout 2)"
+        ));
     }
+    if matches!(from, Some(1 | 2)) {
+        let counted = build_census(db)?;
+        done.push(format!(
+            "the census built from {counted} servers (layout 3)"
+        ));
+    }
+    Ok((!done.is_empty()).then(|| format!("Database upgraded: {}.", done.join("; "))))
 }
 
 /// Layout 1 kept each server's change history in its record; layout 2 keeps it in
@@ -88,12 +97,54 @@ fn migrate_histories(db: &Database) -> Result<u64> {
             batch
         };
         let Some((last, _)) = batch.last() else {
-            set_version(&txn, SCHEMA_VERSION)?;
+            set_version(&txn, 2)?;
             txn.commit()?;
             return Ok(moved);
         };
         resume = Some(last.clone());
         moved += move_histories(&txn, &batch)?;
+        txn.commit()?;
+    }
+}
+
+/// Layout 3 keeps the census at write time; a database of layout 2 has none. Counts
+/// every server in, in transactions of [`MIGRATION_BATCH`], recording after each where
+/// it got to, so that an interrupted build goes on where it stopped; then records
+/// layout 3. Answers how many servers were counted in this run.
+fn build_census(db: &Database) -> Result<u64> {
+    let mut counted = 0;
+    loop {
+        let txn = db.begin_write()?;
+        let resume: Option<Vec<u8>> = txn
+            .open_table(META)?
+            .get(CENSUS_CURSOR)?
+            .map(|v| v.value().to_vec());
+        let batch: Vec<(Vec<u8>, Vec<u8>)> = {
+            let servers = txn.open_table(SERVERS)?;
+            let range = match &resume {
+                Some(k) => servers.range::<&[u8]>((
+                    std::ops::Bound::Excluded(k.as_slice()),
+                    std::ops::Bound::Unbounded,
+                ))?,
+                None => servers.range::<&[u8]>(..)?,
+            };
+            let mut batch = Vec::new();
+            for entry in range.take(MIGRATION_BATCH) {
+                let (k, v) = entry?;
+                batch.push((k.value().to_vec(), v.value().to_vec()));
+            }
+            batch
+        };
+        let Some((last, _)) = batch.last() else {
+            txn.open_table(META)?.remove(CENSUS_CURSOR)?;
+            set_version(&txn, 3)?;
+            txn.commit()?;
+            return Ok(counted);
+        };
+        super::census::count_in(&txn, &batch)?;
+        txn.open_table(META)?
+            .insert(CENSUS_CURSOR, last.as_slice())?;
+        counted += batch.len() as u64;
         txn.commit()?;
     }
 }

@@ -28,6 +28,9 @@
 //! | `api_tokens` | org·token | [`ApiToken`] |
 //! | `api_token_hashes` | sha256(token) | org·token |
 //! | `audit` | org·entry (time-ordered) | [`Entry`] (the audit log) |
+//! | `census` | org·group·key·0 | [`Counts`] (see `census.rs`) |
+//! | `census_members` | row·kind·member | u64: the row's servers with that member |
+//! | `census_rank` | org·group·(max − hosts)·key·0 | – |
 //! | `channels` | org·channel | [`Channel`] (notification channels) |
 //! | `deliveries` | org·delivery | [`Delivery`] (one event to one channel, with the event) |
 //! | `delivery_due` | time·org·delivery | – (deliveries still to try, by when) |
@@ -58,6 +61,7 @@
 //! [`Event`]: crate::events::Event
 //! [`ApiToken`]: crate::model::ApiToken
 //! [`Entry`]: crate::audit::Entry
+//! [`Counts`]: crate::census::Counts
 //! [`Channel`]: crate::notify::Channel
 //! [`Delivery`]: crate::notify::Delivery
 
@@ -65,6 +69,7 @@ mod accounts;
 mod agents;
 mod alerts;
 mod audit;
+mod census;
 mod events;
 mod files;
 mod migrate;
@@ -92,8 +97,8 @@ use tokio::sync::oneshot;
 pub use writer::DISK_RESERVE_BYTES;
 
 use super::{
-    AlertQuery, AuditQuery, DeliveryQuery, Error, HeartbeatUpdate, OrgPatch, Page, ReportInput,
-    Result, ServerQuery, Store, UserPatch,
+    AlertQuery, AuditQuery, CensusQuery, DeliveryQuery, Error, HeartbeatUpdate, OrgPatch, Page,
+    ReportInput, Result, ServerQuery, Store, UserPatch,
 };
 use crate::model::{
     Agent, Alert, ApiToken, EnrollSecret, LevelCounts, Org, OrgPolicy, Server, ServerChange,
@@ -648,5 +653,13 @@ impl Store for RedbStore {
     async fn prune_audit(&self, before: DateTime<Utc>, limit: usize) -> Result<usize> {
         self.write(move |txn| audit::prune(txn, before, limit))
             .await
+    }
+
+    async fn census(
+        &self,
+        org: OrgId,
+        query: CensusQuery,
+    ) -> Result<Page<(crate::census::Counts, Vec<crate::census::VersionHosts>)>> {
+        self.read(move |txn| census::list(txn, org, &query)).await
     }
 }

@@ -51,13 +51,17 @@ pub(super) const API_TOKENS: TableDefinition<'_, Bytes, Bytes> = TableDefinition
 pub(super) const API_TOKEN_HASHES: TableDefinition<'_, Bytes, Bytes> =
     TableDefinition::new("api_token_hashes");
 pub(super) const AUDIT: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("audit");
+pub(super) const CENSUS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("census");
+pub(super) const CENSUS_MEMBERS: TableDefinition<'_, Bytes, u64> =
+    TableDefinition::new("census_members");
+pub(super) const CENSUS_RANK: TableDefinition<'_, Bytes, ()> = TableDefinition::new("census_rank");
 pub(super) const CHANNELS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("channels");
 pub(super) const DELIVERIES: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("deliveries");
 pub(super) const DELIVERY_DUE: TableDefinition<'_, Bytes, ()> =
     TableDefinition::new("delivery_due");
 
 /// Every table of records and links (byte keys to byte values).
-const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 21] = [
+const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 22] = [
     ORGS,
     USERS,
     SESSIONS,
@@ -79,6 +83,7 @@ const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 21] = [
     API_TOKENS,
     API_TOKEN_HASHES,
     AUDIT,
+    CENSUS,
 ];
 
 /// The length of an id (a UUID) in a key.
@@ -333,6 +338,8 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(ALERTS_OPEN)?;
     txn.open_table(INVENTORY_REV)?;
     txn.open_table(DELIVERY_DUE)?;
+    txn.open_table(CENSUS_MEMBERS)?;
+    txn.open_table(CENSUS_RANK)?;
     Ok(())
 }
 

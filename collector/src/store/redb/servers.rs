@@ -63,6 +63,7 @@ pub(super) fn put_encoded_server(
         }
         index_server(txn, after, true)?;
     }
+    super::census::apply(txn, write.before.as_ref(), Some(after))?;
     let key = server_key(after.org_id, after.id);
     txn.open_table(SERVERS)?.insert(key.as_slice(), encoded)?;
     if let Some(change) = &write.change {

@@ -14,7 +14,71 @@ use crate::ingest::ServerWrite;
 use crate::model::{Server, ServerChange};
 use crate::store::{Error, ReportInput, Result};
 
+/// Take every census table and count away, as in a database made before the census.
+fn forget_census(txn: &redb::WriteTransaction) -> Result<()> {
+    use super::schema::{CENSUS, CENSUS_MEMBERS, CENSUS_RANK, COUNTS};
+    use redb::ReadableTable as _;
+    let rows: Vec<Vec<u8>> = txn
+        .open_table(CENSUS)?
+        .iter()?
+        .map(|e| e.map(|(k, _)| k.value().to_vec()))
+        .collect::<std::result::Result<_, _>>()?;
+    for k in rows {
+        txn.open_table(CENSUS)?.remove(k.as_slice())?;
+    }
+    let members: Vec<Vec<u8>> = txn
+        .open_table(CENSUS_MEMBERS)?
+        .iter()?
+        .map(|e| e.map(|(k, _)| k.value().to_vec()))
+        .collect::<std::result::Result<_, _>>()?;
+    for k in members {
+        txn.open_table(CENSUS_MEMBERS)?.remove(k.as_slice())?;
+    }
+    let ranks: Vec<Vec<u8>> = txn
+        .open_table(CENSUS_RANK)?
+        .iter()?
+        .map(|e| e.map(|(k, _)| k.value().to_vec()))
+        .collect::<std::result::Result<_, _>>()?;
+    for k in ranks {
+        txn.open_table(CENSUS_RANK)?.remove(k.as_slice())?;
+    }
+    let counts: Vec<Vec<u8>> = txn
+        .open_table(COUNTS)?
+        .iter()?
+        .map(|e| e.map(|(k, _)| k.value().to_vec()))
+        .collect::<std::result::Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|k| k.get(16) == Some(&b'C'))
+        .collect();
+    for k in counts {
+        txn.open_table(COUNTS)?.remove(k.as_slice())?;
+    }
+    Ok(())
+}
+
 impl RedbStore {
+    /// Put the database back into layout 2 (no census), as if a build of the census
+    /// had been interrupted after counting the first `counted` servers in.
+    pub async fn make_layout_2_for_test(&self, counted: usize) -> Result<()> {
+        self.write(move |txn| {
+            use redb::ReadableTable as _;
+            forget_census(txn)?;
+            let batch: Vec<(Vec<u8>, Vec<u8>)> = txn
+                .open_table(SERVERS)?
+                .iter()?
+                .take(counted)
+                .map(|e| e.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
+                .collect::<std::result::Result<_, _>>()?;
+            super::census::count_in(txn, &batch)?;
+            if let Some((last, _)) = batch.last() {
+                txn.open_table(super::schema::META)?
+                    .insert(migrate::CENSUS_CURSOR, last.as_slice())?;
+            }
+            migrate::set_version(txn, 2)
+        })
+        .await
+    }
+
     /// Put a server back into layout 1: its history inside its record, no
     /// `server_changes` rows, and the database marked as layout 1.
     pub async fn make_layout_1_for_test(&self, org: OrgId, server: ServerId) -> Result<()> {
@@ -34,6 +98,7 @@ impl RedbStore {
                 fields.insert("changes".into(), serde_json::json!(changes));
             }
             put_json(txn, SERVERS, &key, &record)?;
+            forget_census(txn)?;
             migrate::set_version(txn, 1)
         })
         .await
