@@ -66,7 +66,7 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     inventory_agents: usize,
     /// Run only these request kinds (comma-separated: heartbeat, report, query,
-    /// query-p200, stats, top-risks); all of them when not given.
+    /// query-p200, stats, top-risks, census); all of them when not given.
     #[arg(long, value_delimiter = ',', value_parser = parse_kind)]
     kinds: Vec<Kind>,
     /// Print the results as JSON instead of a table.
@@ -96,6 +96,8 @@ fn parse_kind(name: &str) -> Result<Kind, String> {
 /// costs the collector its signature batch's saving, so it is kept rare, as it is on a
 /// real fleet.
 const TAMPER_EVERY: u64 = 1000;
+/// How many agents share a package name (the census's fan-in).
+const PACKAGE_SPREAD: usize = 500;
 /// The server name a tampered report adds; it must never be stored.
 const TAMPERED_NAME: &str = "tampered-by-loadgen";
 
@@ -111,6 +113,8 @@ enum Kind {
     Stats,
     /// `GET /dashboard/top-risks`.
     TopRisks,
+    /// `GET /mcp/census` by package, most hosts first.
+    Census,
 }
 
 impl Kind {
@@ -122,6 +126,7 @@ impl Kind {
             Self::QueryDeep => "query-p200",
             Self::Stats => "stats",
             Self::TopRisks => "top-risks",
+            Self::Census => "census",
         }
     }
 
@@ -134,18 +139,20 @@ impl Kind {
             }
             Self::Stats => Some("/dashboard/stats"),
             Self::TopRisks => Some("/dashboard/top-risks?limit=10"),
+            Self::Census => Some("/mcp/census?group_by=package&page=1&page_size=25"),
             Self::Heartbeat | Self::Report => None,
         }
     }
 }
 
-const KINDS: [Kind; 6] = [
+const KINDS: [Kind; 7] = [
     Kind::Heartbeat,
     Kind::Report,
     Kind::Query,
     Kind::QueryDeep,
     Kind::Stats,
     Kind::TopRisks,
+    Kind::Census,
 ];
 
 struct Agent {
@@ -179,10 +186,14 @@ fn report_body(agent: usize, round: u64, servers: usize, changed_share: f64) -> 
             } else {
                 "1.0.0".to_owned()
             };
+            // Packages shared the way a fleet shares them: agents PACKAGE_SPREAD apart run
+            // the same one, so census rows have many hosts and versions.
+            let package = format!("load-pkg-{}-{i}", agent % PACKAGE_SPREAD);
             json!({
                 "server_name": format!("server-{i}"),
                 "command": "npx",
-                "args": ["-y", format!("load-pkg-{agent}-{i}@{version}"), "/home/user/project"],
+                "args": ["-y", format!("{package}@{version}"), "/home/user/project"],
+                "package": { "ecosystem": "npm", "name": package, "version": version },
                 "client": "cursor",
                 "config_path": "/home/user/.cursor/mcp.json",
                 "transport": "stdio",
