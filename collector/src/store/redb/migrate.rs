@@ -80,22 +80,7 @@ fn migrate_histories(db: &Database) -> Result<u64> {
     let mut moved = 0;
     loop {
         let txn = db.begin_write()?;
-        let batch: Vec<(Vec<u8>, Vec<u8>)> = {
-            let servers = txn.open_table(SERVERS)?;
-            let range = match &resume {
-                Some(k) => servers.range::<&[u8]>((
-                    std::ops::Bound::Excluded(k.as_slice()),
-                    std::ops::Bound::Unbounded,
-                ))?,
-                None => servers.range::<&[u8]>(..)?,
-            };
-            let mut batch = Vec::new();
-            for entry in range.take(MIGRATION_BATCH) {
-                let (k, v) = entry?;
-                batch.push((k.value().to_vec(), v.value().to_vec()));
-            }
-            batch
-        };
+        let batch = next_servers(&txn, resume.as_deref())?;
         let Some((last, _)) = batch.last() else {
             set_version(&txn, 2)?;
             txn.commit()?;
@@ -119,22 +104,7 @@ fn build_census(db: &Database) -> Result<u64> {
             .open_table(META)?
             .get(CENSUS_CURSOR)?
             .map(|v| v.value().to_vec());
-        let batch: Vec<(Vec<u8>, Vec<u8>)> = {
-            let servers = txn.open_table(SERVERS)?;
-            let range = match &resume {
-                Some(k) => servers.range::<&[u8]>((
-                    std::ops::Bound::Excluded(k.as_slice()),
-                    std::ops::Bound::Unbounded,
-                ))?,
-                None => servers.range::<&[u8]>(..)?,
-            };
-            let mut batch = Vec::new();
-            for entry in range.take(MIGRATION_BATCH) {
-                let (k, v) = entry?;
-                batch.push((k.value().to_vec(), v.value().to_vec()));
-            }
-            batch
-        };
+        let batch = next_servers(&txn, resume.as_deref())?;
         let Some((last, _)) = batch.last() else {
             txn.open_table(META)?.remove(CENSUS_CURSOR)?;
             set_version(&txn, 3)?;
@@ -147,6 +117,27 @@ fn build_census(db: &Database) -> Result<u64> {
         counted += batch.len() as u64;
         txn.commit()?;
     }
+}
+
+/// The next [`MIGRATION_BATCH`] server records after the key `after` (from the first
+/// when `None`), as key and value bytes.
+fn next_servers(
+    txn: &redb::WriteTransaction,
+    after: Option<&[u8]>,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let servers = txn.open_table(SERVERS)?;
+    let range = match after {
+        Some(k) => {
+            servers.range::<&[u8]>((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))?
+        }
+        None => servers.range::<&[u8]>(..)?,
+    };
+    let mut batch = Vec::new();
+    for entry in range.take(MIGRATION_BATCH) {
+        let (k, v) = entry?;
+        batch.push((k.value().to_vec(), v.value().to_vec()));
+    }
+    Ok(batch)
 }
 
 /// Move the inline histories of one batch of server records; answers how many moved.

@@ -14,43 +14,37 @@ use crate::ingest::ServerWrite;
 use crate::model::{Server, ServerChange};
 use crate::store::{Error, ReportInput, Result};
 
+/// Every key of `table` for which `keep` holds.
+fn keys_of<V: redb::Value + 'static>(
+    txn: &redb::WriteTransaction,
+    table: redb::TableDefinition<'_, super::schema::Bytes, V>,
+    keep: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<Vec<u8>>> {
+    use redb::ReadableTable as _;
+    let mut out = Vec::new();
+    for entry in txn.open_table(table)?.iter()? {
+        let (k, _) = entry?;
+        if keep(k.value()) {
+            out.push(k.value().to_vec());
+        }
+    }
+    Ok(out)
+}
+
 /// Take every census table and count away, as in a database made before the census.
 fn forget_census(txn: &redb::WriteTransaction) -> Result<()> {
     use super::schema::{CENSUS, CENSUS_MEMBERS, CENSUS_RANK, COUNTS};
-    use redb::ReadableTable as _;
-    let rows: Vec<Vec<u8>> = txn
-        .open_table(CENSUS)?
-        .iter()?
-        .map(|e| e.map(|(k, _)| k.value().to_vec()))
-        .collect::<std::result::Result<_, _>>()?;
-    for k in rows {
+    for k in keys_of(txn, CENSUS, |_| true)? {
         txn.open_table(CENSUS)?.remove(k.as_slice())?;
     }
-    let members: Vec<Vec<u8>> = txn
-        .open_table(CENSUS_MEMBERS)?
-        .iter()?
-        .map(|e| e.map(|(k, _)| k.value().to_vec()))
-        .collect::<std::result::Result<_, _>>()?;
-    for k in members {
+    for k in keys_of(txn, CENSUS_MEMBERS, |_| true)? {
         txn.open_table(CENSUS_MEMBERS)?.remove(k.as_slice())?;
     }
-    let ranks: Vec<Vec<u8>> = txn
-        .open_table(CENSUS_RANK)?
-        .iter()?
-        .map(|e| e.map(|(k, _)| k.value().to_vec()))
-        .collect::<std::result::Result<_, _>>()?;
-    for k in ranks {
+    for k in keys_of(txn, CENSUS_RANK, |_| true)? {
         txn.open_table(CENSUS_RANK)?.remove(k.as_slice())?;
     }
-    let counts: Vec<Vec<u8>> = txn
-        .open_table(COUNTS)?
-        .iter()?
-        .map(|e| e.map(|(k, _)| k.value().to_vec()))
-        .collect::<std::result::Result<Vec<_>, _>>()?
-        .into_iter()
-        .filter(|k| k.get(16) == Some(&b'C'))
-        .collect();
-    for k in counts {
+    // The counts of census rows: org·`C`·group.
+    for k in keys_of(txn, COUNTS, |k| k.get(16) == Some(&b'C'))? {
         txn.open_table(COUNTS)?.remove(k.as_slice())?;
     }
     Ok(())
