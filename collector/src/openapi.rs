@@ -16,10 +16,12 @@ use utoipa::openapi::{
 
 use crate::router::{API_PREFIX, Access, Route};
 
-/// A schema and the named schemas it refers to.
+/// A schema and the named schemas it refers to, in one media type or several.
 #[derive(Clone, Copy)]
 pub struct Payload {
     content_type: &'static str,
+    /// Further media types with the same schema (an export's formats).
+    more: &'static [&'static str],
     schema: fn() -> RefOr<Schema>,
     components: fn(&mut Vec<(String, RefOr<Schema>)>),
 }
@@ -76,6 +78,7 @@ impl Payload {
     pub fn json<T: ToSchema>() -> Self {
         Self {
             content_type: "application/json",
+            more: &[],
             schema: named::<T>,
             components: collect::<T>,
         }
@@ -85,6 +88,7 @@ impl Payload {
     pub fn list<T: ToSchema>() -> Self {
         Self {
             content_type: "application/json",
+            more: &[],
             schema: list_of::<T>,
             components: collect::<T>,
         }
@@ -94,6 +98,7 @@ impl Payload {
     pub fn page<T: ToSchema>() -> Self {
         Self {
             content_type: "application/json",
+            more: &[],
             schema: page_of::<T>,
             components: collect::<T>,
         }
@@ -103,6 +108,7 @@ impl Payload {
     pub fn object() -> Self {
         Self {
             content_type: "application/json",
+            more: &[],
             schema: any_object,
             components: nothing,
         }
@@ -112,6 +118,17 @@ impl Payload {
     pub fn text(content_type: &'static str) -> Self {
         Self {
             content_type,
+            more: &[],
+            schema: text,
+            components: nothing,
+        }
+    }
+
+    /// A file in one of several media types.
+    pub fn files(types: &'static [&'static str]) -> Self {
+        Self {
+            content_type: types[0],
+            more: &types[1..],
             schema: text,
             components: nothing,
         }
@@ -188,6 +205,19 @@ fn content(payload: &Payload) -> utoipa::openapi::Content {
         .build()
 }
 
+/// The schema of a file in `media_type`: JSON of any shape, or text.
+fn file_content(media_type: &str) -> utoipa::openapi::Content {
+    let schema: RefOr<Schema> = if media_type.contains("json") {
+        // `{}`: any JSON value (an export's array, a CycloneDX document).
+        ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+            .into()
+    } else {
+        text()
+    };
+    ContentBuilder::new().schema(Some(schema)).build()
+}
+
 /// The operation of one route (for a path under `prefix`).
 fn operation(
     route: &Route,
@@ -242,7 +272,13 @@ fn operation(
     let mut ok = ResponseBuilder::new().description("Success");
     if let Some(payload) = &answer {
         (payload.components)(schemas);
-        ok = ok.content(payload.content_type, content(payload));
+        if payload.more.is_empty() {
+            ok = ok.content(payload.content_type, content(payload));
+        } else {
+            for media_type in std::iter::once(&payload.content_type).chain(payload.more) {
+                ok = ok.content(*media_type, file_content(media_type));
+            }
+        }
     }
     op = op.response(status.to_string(), ok.build()).response(
         "default",

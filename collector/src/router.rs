@@ -291,7 +291,10 @@ fn inventory() -> Vec<Route> {
         r(M::GET, "/mcp/servers/export", VIEWER, api::export::export).doc(
             Doc::new("Every matching server as CSV, JSON or CycloneDX 1.6, streamed")
                 .query::<servers::ListParams>()
-                .answers(200, Payload::text("text/csv")),
+                .answers(
+                    200,
+                    Payload::files(&["text/csv", "application/json", "application/vnd.cyclonedx+json"]),
+                ),
         ),
         r(M::GET, "/mcp/servers/{id}", VIEWER, servers::get).doc(
             Doc::new("A server with its findings and change history")

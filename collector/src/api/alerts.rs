@@ -1,6 +1,6 @@
 //! `/alerts/*`: list (filters `dismissed`, `severity`; paged), dismiss one, dismiss all.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use chrono::Utc;
 use mcpwatch_protocol::ids::AlertId;
@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::audit::AuditNote;
 use super::error::{ApiError, or_not_found};
-use super::extract::AuthUser;
+use super::extract::{ApiQuery, AuthUser};
 use super::servers::parse_level;
 use super::{PageResponse, paging, param, path_id};
 use crate::model::Alert;
@@ -19,10 +19,19 @@ use crate::store::{AlertQuery, AlertSort, Direction};
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
+    #[param(value_type = Option<bool>)]
     pub dismissed: Option<String>,
+    /// `low`, `medium`, `high` or `critical`.
+    #[param(value_type = Option<String>, pattern = "^\\s*(low|medium|high|critical)?\\s*$")]
     pub severity: Option<String>,
+    /// `<field>[:asc|desc]`: `created_at` (the default), `updated_at`, `severity`.
+    #[param(value_type = Option<String>, pattern = "^\\s*((created_at|updated_at|severity)(:(asc|desc))?)?\\s*$")]
     pub sort: Option<String>,
+    /// From 1 (default 1).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 1000000)]
     pub page: Option<String>,
+    /// 1 to 100 (default 25).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
     pub page_size: Option<String>,
 }
 
@@ -37,7 +46,7 @@ const ALERT_SORTS: [(&str, AlertSort); 3] = [
 pub async fn list(
     State(state): State<SharedState>,
     auth: AuthUser,
-    Query(params): Query<ListParams>,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<PageResponse<Alert>>, ApiError> {
     let (page, page_size) = paging(&params.page, &params.page_size)?;
     let dismissed = match param(&params.dismissed) {

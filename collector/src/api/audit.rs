@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, MatchedPath, Query, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
@@ -19,7 +19,7 @@ use mcpwatch_protocol::ids::{AuditId, OrgId};
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::extract::{AuthUser, Credential};
+use super::extract::{ApiQuery, AuthUser, Credential};
 use super::{PageResponse, paging, param};
 use crate::audit::{Action, Actor, ActorKind, Entry, Target};
 use crate::model::User;
@@ -159,11 +159,19 @@ pub async fn layer(
 #[into_params(parameter_in = Query)]
 pub struct AuditParams {
     pub actor_id: Option<String>,
+    /// One of the actions (`user.created`, ...).
+    #[param(value_type = Option<String>, pattern = "^[a-z_]+\\.[a-z_]+$")]
     pub action: Option<String>,
     pub target_id: Option<String>,
+    #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<String>,
+    #[param(value_type = Option<String>, format = DateTime)]
     pub until: Option<String>,
+    /// From 1 (default 1).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 1000000)]
     pub page: Option<String>,
+    /// 1 to 100 (default 25).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
     pub page_size: Option<String>,
 }
 
@@ -187,7 +195,7 @@ fn time(field: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>>, Ap
 pub async fn list(
     State(state): State<SharedState>,
     auth: AuthUser,
-    Query(params): Query<AuditParams>,
+    ApiQuery(params): ApiQuery<AuditParams>,
 ) -> Result<Json<PageResponse<Entry>>, ApiError> {
     let (page, page_size) = paging(&params.page, &params.page_size)?;
     let action = param(&params.action)

@@ -3,11 +3,11 @@
 //! organisation's active servers, from counts kept at write time.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::extract::AuthUser;
+use super::extract::{ApiQuery, AuthUser};
 use super::{PageResponse, paging, param, parse_sort};
 use crate::census::{Group, Row};
 use crate::state::SharedState;
@@ -17,10 +17,16 @@ use crate::store::{CensusQuery, Direction};
 #[into_params(parameter_in = Query)]
 pub struct CensusParams {
     /// `package` (the default), `url` or `server_name`.
+    #[param(value_type = Option<String>, pattern = "^\\s*(package|url|server_name)?\\s*$")]
     pub group_by: Option<String>,
     /// `hosts` (the default, most first) or `key`, with `:asc` or `:desc`.
+    #[param(value_type = Option<String>, pattern = "^\\s*((hosts|key)(:(asc|desc))?)?\\s*$")]
     pub sort: Option<String>,
+    /// From 1 (default 1).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 1000000)]
     pub page: Option<String>,
+    /// 1 to 100 (default 25).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
     pub page_size: Option<String>,
 }
 
@@ -35,7 +41,7 @@ enum Sort {
 pub async fn census(
     State(state): State<SharedState>,
     auth: AuthUser,
-    Query(params): Query<CensusParams>,
+    ApiQuery(params): ApiQuery<CensusParams>,
 ) -> Result<Json<PageResponse<Row>>, ApiError> {
     let (page, page_size) = paging(&params.page, &params.page_size)?;
     let group = match param(&params.group_by) {

@@ -1,12 +1,12 @@
 //! `/dashboard/*`: counts and the riskiest servers, from aggregates kept at write time.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::AuthUser;
+use super::extract::{ApiQuery, AuthUser};
 use super::param;
 use super::servers::{ServerView, views};
 use crate::state::SharedState;
@@ -81,7 +81,7 @@ pub struct TopParams {
 pub async fn top_risks(
     State(state): State<SharedState>,
     auth: AuthUser,
-    Query(params): Query<TopParams>,
+    ApiQuery(params): ApiQuery<TopParams>,
 ) -> Result<Json<Vec<ServerView>>, ApiError> {
     let limit = match param(&params.limit) {
         None => 5,

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -15,7 +15,7 @@ use mcpwatch_protocol::ids::AgentId;
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::AuthUser;
+use super::extract::{ApiQuery, AuthUser};
 use super::param;
 use super::servers::{ListParams, server_query};
 use crate::model::Server;
@@ -268,7 +268,7 @@ impl Writer {
 pub async fn export(
     State(state): State<SharedState>,
     auth: AuthUser,
-    Query(params): Query<ListParams>,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Response, ApiError> {
     let format = Format::parse(&params.format)?;
     let query = server_query(&params)?;

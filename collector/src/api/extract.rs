@@ -6,7 +6,8 @@
 //!   owner's).
 //! - [`AgentRequest`]: an agent, from `X-API-Key`, with its JSON body; an agent with a
 //!   bound public key must also sign the request (see `protocol::signing`).
-//! - [`ApiJson`]: a JSON body whose rejections use the API's error envelope.
+//! - [`ApiJson`], [`ApiQuery`]: a JSON body and query parameters whose rejections use
+//!   the API's error envelope.
 //!
 //! A handler without one of the first two is public, and that is visible in its
 //! signature.
@@ -26,6 +27,12 @@ use crate::auth::keys;
 use crate::auth::tokens::TokenType;
 use crate::model::{Agent, ApiToken, Role, Session, User};
 use crate::state::SharedState;
+
+/// Query parameters whose rejections (a repeated parameter, say) use the API's error
+/// envelope.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
 
 /// A JSON body; malformed JSON is a 400 and a wrong or missing field a 422 naming it.
 #[derive(FromRequest)]

@@ -3,7 +3,7 @@
 //! signing secret) is shown once, at creation; its target is shown without the path
 //! and query of a URL, which often hold a token.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::audit::AuditNote;
 use super::error::{ApiError, or_not_found};
-use super::extract::{ApiJson, AuthUser};
+use super::extract::{ApiJson, ApiQuery, AuthUser};
 use super::{PageResponse, check_name, paging, param, path_id};
 use crate::auth::keys;
 use crate::events::{Event, EventName};
@@ -483,9 +483,16 @@ impl From<Delivery> for DeliveryView {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryParams {
+    #[param(value_type = Option<String>, format = Uuid)]
     pub channel_id: Option<String>,
+    /// `pending`, `delivered`, `retrying` or `failed`.
+    #[param(value_type = Option<String>, pattern = "^\\s*(pending|delivered|retrying|failed)?\\s*$")]
     pub status: Option<String>,
+    /// From 1 (default 1).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 1000000)]
     pub page: Option<String>,
+    /// 1 to 100 (default 25).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
     pub page_size: Option<String>,
 }
 
@@ -494,7 +501,7 @@ pub struct DeliveryParams {
 pub async fn deliveries(
     State(state): State<SharedState>,
     auth: AuthUser,
-    Query(params): Query<DeliveryParams>,
+    ApiQuery(params): ApiQuery<DeliveryParams>,
 ) -> Result<Json<PageResponse<DeliveryView>>, ApiError> {
     let (page, page_size) = paging(&params.page, &params.page_size)?;
     let channel_id = match param(&params.channel_id) {

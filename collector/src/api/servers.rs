@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::{AgentId, ServerId, UserId};
@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::audit::AuditNote;
 use super::error::{ApiError, or_not_found};
-use super::extract::agent_store_error;
 use super::extract::{AgentRequest, ApiJson, AuthUser};
+use super::extract::{ApiQuery, agent_store_error};
 use super::{PageResponse, paging, param, path_id};
 use crate::audit::Action;
 use crate::model::{Agent, HostFacts, Server, ServerChange, ServerStatus};
@@ -157,14 +157,30 @@ pub async fn views(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// `low`, `medium`, `high` or `critical`.
+    #[param(value_type = Option<String>, pattern = "^\\s*(low|medium|high|critical)?\\s*$")]
     pub risk_level: Option<String>,
+    /// `active` or `dormant`.
+    #[param(value_type = Option<String>, pattern = "^\\s*(active|dormant)?\\s*$")]
     pub status: Option<String>,
+    /// An agent's id.
+    #[param(value_type = Option<String>, format = Uuid)]
     pub agent_id: Option<String>,
+    /// A part of the server name (case-insensitive).
+    #[param(max_length = 200)]
     pub search: Option<String>,
+    /// `<field>[:asc|desc]`: `risk_score` (the default), `server_name`, `hostname`,
+    /// `first_seen_at`, `last_seen_at`.
+    #[param(value_type = Option<String>, pattern = "^\\s*((risk_score|server_name|hostname|first_seen_at|last_seen_at)(:(asc|desc))?)?\\s*$")]
     pub sort: Option<String>,
+    /// From 1 (default 1).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 1000000)]
     pub page: Option<String>,
+    /// 1 to 100 (default 25).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
     pub page_size: Option<String>,
-    /// For exports: `csv`, `json` or `cyclonedx`.
+    /// For exports: `csv` (the default), `json` or `cyclonedx`.
+    #[param(value_type = Option<String>, pattern = "^\\s*(csv|json|cyclonedx)?\\s*$")]
     pub format: Option<String>,
 }
 
@@ -242,7 +258,7 @@ pub fn server_query(params: &ListParams) -> Result<ServerQuery, ApiError> {
 pub async fn list(
     State(state): State<SharedState>,
     auth: AuthUser,
-    Query(params): Query<ListParams>,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<PageResponse<ServerView>>, ApiError> {
     let query = server_query(&params)?;
     let (page, page_size) = (query.page, query.page_size);
