@@ -136,7 +136,8 @@ pub struct Counts {
     pub last_seen_at: Option<DateTime<Utc>>,
 }
 
-fn level_index(level: RiskLevel) -> usize {
+/// Where a level is counted in [`Counts::levels`].
+pub fn level_index(level: RiskLevel) -> usize {
     match level {
         RiskLevel::Low => 0,
         RiskLevel::Medium => 1,
@@ -159,15 +160,35 @@ impl Counts {
         .find(|l| self.levels[level_index(*l)] > 0)
     }
 
-    /// Count `mark` in (`delta` 1) or out (-1), its distinct members as the store
-    /// found them changed (`appeared`/`gone` per member kind are applied by the store).
-    pub fn count(&mut self, mark: &Mark, delta: i64) {
+    /// Apply one write's net changes to the row of `mark`: servers and levels counted
+    /// in or out, the distinct members that appeared or went (`counters`: hosts, users,
+    /// clients, launches), and, when `seen`, the mark's sighting times.
+    pub fn apply(
+        &mut self,
+        mark: &Mark,
+        servers: i64,
+        levels: [i64; 4],
+        counters: [i64; 4],
+        seen: bool,
+    ) {
         self.key.clone_from(&mark.key);
         self.ecosystem.clone_from(&mark.ecosystem);
-        self.servers = self.servers.saturating_add_signed(delta);
-        let level = &mut self.levels[level_index(mark.level)];
-        *level = level.saturating_add_signed(delta);
-        if delta > 0 {
+        self.servers = self.servers.saturating_add_signed(servers);
+        for (count, delta) in self.levels.iter_mut().zip(levels) {
+            *count = count.saturating_add_signed(delta);
+        }
+        for (count, delta) in [
+            &mut self.hosts,
+            &mut self.users,
+            &mut self.clients,
+            &mut self.launches,
+        ]
+        .into_iter()
+        .zip(counters)
+        {
+            *count = count.saturating_add_signed(delta);
+        }
+        if seen {
             self.first_seen_at = Some(
                 self.first_seen_at
                     .map_or(mark.first_seen_at, |t| t.min(mark.first_seen_at)),
@@ -220,13 +241,13 @@ impl Member {
         }
     }
 
-    /// The row's counter of this kind.
-    pub fn counter(self, counts: &mut Counts) -> Option<&mut u64> {
+    /// Which of a row's counters (hosts, users, clients, launches) this kind moves.
+    pub fn counter_index(self) -> Option<usize> {
         match self {
-            Self::Host => Some(&mut counts.hosts),
-            Self::User => Some(&mut counts.users),
-            Self::Client => Some(&mut counts.clients),
-            Self::Launch => Some(&mut counts.launches),
+            Self::Host => Some(0),
+            Self::User => Some(1),
+            Self::Client => Some(2),
+            Self::Launch => Some(3),
             Self::VersionHost => None,
         }
     }

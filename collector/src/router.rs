@@ -293,7 +293,11 @@ fn inventory() -> Vec<Route> {
                 .query::<servers::ListParams>()
                 .answers(
                     200,
-                    Payload::files(&["text/csv", "application/json", "application/vnd.cyclonedx+json"]),
+                    Payload::files(&[
+                        "text/csv",
+                        "application/json",
+                        "application/vnd.cyclonedx+json",
+                    ]),
                 ),
         ),
         r(M::GET, "/mcp/servers/{id}", VIEWER, servers::get).doc(

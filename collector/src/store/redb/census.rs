@@ -4,7 +4,8 @@
 //! are is [`crate::census`]'s business; this module only applies a server's marks.
 //!
 //! Keys: a row is org·group·key·0 (a key never holds a NUL; a package's is
-//! ecosystem·1·name); its members are row·kind·member; `census_rank` is
+//! ecosystem·1·name); its members are org·group·h(row)·kind·member, with h the first 8
+//! bytes of a SHA-256 (and long members hashed the same way); `census_rank` is
 //! org·group·(u64::MAX − hosts)·key·0.
 
 use std::ops::ControlFlow;
@@ -48,13 +49,45 @@ fn rank_key(org: OrgId, group: Group, hosts: u64, key: &[u8]) -> Vec<u8> {
     ])
 }
 
-/// Count a server's change: its marks before out, its marks after in (nothing when
-/// they count the same).
+/// Where a row's members are kept: org·group·(the first 8 bytes of the SHA-256 of the
+/// row's key), so that member keys stay short however long the row's key is.
+fn members_of(row: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(row);
+    cat(&[&row[..17], &digest[..8]])
+}
+
+/// A member's bytes as kept: long ones (a launch's fingerprint, a user's name) as the
+/// first 8 bytes of their SHA-256 after the host.
+fn member_bytes(kind: Member, bytes: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    match kind {
+        Member::Host | Member::VersionHost | Member::Client => bytes.to_vec(),
+        Member::User => {
+            let (host, name) = bytes.split_at(16.min(bytes.len()));
+            cat(&[host, &sha2::Sha256::digest(name)[..8]])
+        }
+        Member::Launch => sha2::Sha256::digest(bytes)[..8].to_vec(),
+    }
+}
+
+/// What one server write does to one row: its servers and levels, and when it was seen.
+struct RowChange {
+    mark: Mark,
+    servers: i64,
+    levels: [i64; 4],
+    seen: bool,
+}
+
+/// Count a server's change: its marks before out, its marks after in, netted per row
+/// and per member first, so that a change that keeps a server's host, user and client
+/// (a new version, say) touches only what differs.
 pub(super) fn apply(
     txn: &WriteTransaction,
     before: Option<&Server>,
     after: Option<&Server>,
 ) -> Result<()> {
+    use std::collections::BTreeMap;
     let old = before.map(marks).unwrap_or_default();
     let new = after.map(marks).unwrap_or_default();
     if old.len() == new.len() && old.iter().zip(&new).all(|(a, b)| a.same_counts(b)) {
@@ -63,11 +96,110 @@ pub(super) fn apply(
     let Some(org) = before.or(after).map(|s| s.org_id) else {
         return Ok(());
     };
-    for mark in &old {
-        bump(txn, org, mark, -1)?;
+    let mut rows: BTreeMap<Vec<u8>, RowChange> = BTreeMap::new();
+    // member key → (row key, kind, version, net change)
+    let mut members: BTreeMap<Vec<u8>, (Vec<u8>, Member, Option<String>, i64)> = BTreeMap::new();
+    for (mark, delta) in old
+        .iter()
+        .map(|m| (m, -1))
+        .chain(new.iter().map(|m| (m, 1)))
+    {
+        let key = key_bytes(&mark.key, mark.ecosystem.as_deref());
+        let row = row_key(org, mark.group, &key);
+        let change = rows.entry(row.clone()).or_insert_with(|| RowChange {
+            mark: mark.clone(),
+            servers: 0,
+            levels: [0; 4],
+            seen: false,
+        });
+        change.servers += delta;
+        change.levels[crate::census::level_index(mark.level)] += delta;
+        if delta > 0 {
+            change.mark = mark.clone();
+            change.seen = true;
+        }
+        let prefix = members_of(&row);
+        for kind in Member::ALL {
+            let Some(bytes) = kind.of(mark) else { continue };
+            let member = cat(&[&prefix, &[kind.code()], &member_bytes(kind, &bytes)]);
+            let entry = members
+                .entry(member)
+                .or_insert_with(|| (row.clone(), kind, mark.version.clone(), 0));
+            entry.3 += delta;
+        }
     }
-    for mark in &new {
-        bump(txn, org, mark, 1)?;
+    // Which counters of which rows the members that appeared or went move.
+    let mut moved: BTreeMap<Vec<u8>, [i64; 4]> = BTreeMap::new();
+    for (member_key, (row, kind, version, delta)) in members {
+        if delta == 0 {
+            continue;
+        }
+        let change = member(txn, &member_key, delta)?;
+        if change == 0 {
+            continue;
+        }
+        match kind.counter_index() {
+            Some(i) => moved.entry(row).or_default()[i] += change,
+            None => {
+                if let Some(version) = version {
+                    let prefix = members_of(&row);
+                    member(txn, &cat(&[&prefix, b"V", version.as_bytes()]), change)?;
+                }
+            }
+        }
+    }
+    for (row, change) in rows {
+        let counters = moved.remove(&row).unwrap_or_default();
+        write_row(txn, org, &row, &change, counters)?;
+    }
+    Ok(())
+}
+
+/// Store a row's new counts (and its place in the index by hosts); a row left without
+/// servers goes.
+fn write_row(
+    txn: &WriteTransaction,
+    org: OrgId,
+    row: &[u8],
+    change: &RowChange,
+    counters: [i64; 4],
+) -> Result<()> {
+    if change.servers == 0 && change.levels == [0; 4] && counters == [0; 4] && !change.seen {
+        return Ok(());
+    }
+    let stored: Option<Counts> = get_json(&txn.open_table(CENSUS)?, row)?;
+    let existed = stored.is_some();
+    let mut counts = stored.unwrap_or_default();
+    let hosts_before = counts.hosts;
+    counts.apply(
+        &change.mark,
+        change.servers,
+        change.levels,
+        counters,
+        change.seen,
+    );
+    let group = change.mark.group;
+    let key = &row[17..row.len() - 1];
+    let mut rank = txn.open_table(CENSUS_RANK)?;
+    if existed && (counts.servers == 0 || counts.hosts != hosts_before) {
+        rank.remove(rank_key(org, group, hosts_before, key).as_slice())?;
+    }
+    if counts.servers == 0 {
+        drop(rank);
+        txn.open_table(CENSUS)?.remove(row)?;
+        if existed {
+            add_count(txn, &rows_count_key(org, group), -1)?;
+        }
+        return Ok(());
+    }
+    if !existed || counts.hosts != hosts_before {
+        rank.insert(rank_key(org, group, counts.hosts, key).as_slice(), ())?;
+    }
+    drop(rank);
+    txn.open_table(CENSUS)?
+        .insert(row, encode(&counts)?.as_slice())?;
+    if !existed {
+        add_count(txn, &rows_count_key(org, group), 1)?;
     }
     Ok(())
 }
@@ -89,56 +221,9 @@ fn member(txn: &WriteTransaction, key: &[u8], delta: i64) -> Result<i64> {
     })
 }
 
-fn bump(txn: &WriteTransaction, org: OrgId, mark: &Mark, delta: i64) -> Result<()> {
-    let key = key_bytes(&mark.key, mark.ecosystem.as_deref());
-    let row = row_key(org, mark.group, &key);
-    let stored: Option<Counts> = get_json(&txn.open_table(CENSUS)?, &row)?;
-    let existed = stored.is_some();
-    let mut counts = stored.unwrap_or_default();
-    let hosts_before = counts.hosts;
-    counts.count(mark, delta);
-    for kind in Member::ALL {
-        let Some(bytes) = kind.of(mark) else { continue };
-        let change = member(txn, &cat(&[&row, &[kind.code()], &bytes]), delta)?;
-        if change == 0 {
-            continue;
-        }
-        if let Some(counter) = kind.counter(&mut counts) {
-            *counter = counter.saturating_add_signed(change);
-        }
-        if kind == Member::VersionHost
-            && let Some(version) = &mark.version
-        {
-            member(txn, &cat(&[&row, b"V", version.as_bytes()]), change)?;
-        }
-    }
-    let mut rank = txn.open_table(CENSUS_RANK)?;
-    if existed && (counts.servers == 0 || counts.hosts != hosts_before) {
-        rank.remove(rank_key(org, mark.group, hosts_before, &key).as_slice())?;
-    }
-    if counts.servers == 0 {
-        drop(rank);
-        txn.open_table(CENSUS)?.remove(row.as_slice())?;
-        if existed {
-            add_count(txn, &rows_count_key(org, mark.group), -1)?;
-        }
-        return Ok(());
-    }
-    if !existed || counts.hosts != hosts_before {
-        rank.insert(rank_key(org, mark.group, counts.hosts, &key).as_slice(), ())?;
-    }
-    drop(rank);
-    txn.open_table(CENSUS)?
-        .insert(row.as_slice(), encode(&counts)?.as_slice())?;
-    if !existed {
-        add_count(txn, &rows_count_key(org, mark.group), 1)?;
-    }
-    Ok(())
-}
-
 /// A row's versions with their hosts, most hosts first.
 fn versions(txn: &ReadTransaction, row: &[u8]) -> Result<Vec<VersionHosts>> {
-    let prefix = cat(&[row, b"V"]);
+    let prefix = cat(&[&members_of(row), b"V"]);
     let mut out = Vec::new();
     walk_prefix(
         &txn.open_table(CENSUS_MEMBERS)?,
