@@ -45,7 +45,7 @@ impl Group {
 }
 
 /// What one server adds to one census row.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mark {
     pub group: Group,
     /// The row's key (a package name, a URL, a server name).

@@ -1,6 +1,7 @@
 //! Background jobs and their one scheduler: saving agent presence and when API tokens
-//! were last used, marking silent agents, rescoring servers under newer rules or policy,
-//! and removing audit log entries past their retention.
+//! were last used, counting server changes into the census, marking silent agents,
+//! rescoring servers under newer rules or policy, and removing audit log entries past
+//! their retention.
 //!
 //! [`run`] is one task that takes turns: a rescoring pass runs a batch per turn, so
 //! that presence is still saved and silent agents still swept while a large database
@@ -16,6 +17,8 @@ use crate::state::SharedState;
 
 /// How often in-memory presence is written to the store.
 pub const PRESENCE_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+/// How often queued server changes are counted into the census.
+const CENSUS_INTERVAL: Duration = Duration::from_secs(1);
 /// How often old audit entries are removed, and how many per transaction.
 const AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 const AUDIT_PRUNE_BATCH: usize = 1000;
@@ -43,6 +46,7 @@ pub async fn run(state: SharedState) {
     let mut flush = ticker(PRESENCE_FLUSH_INTERVAL);
     let mut sweep = ticker((threshold / 2).clamp(Duration::from_secs(1), Duration::from_secs(60)));
     let mut audit = ticker(AUDIT_PRUNE_INTERVAL);
+    let mut census = ticker(CENSUS_INTERVAL);
     state.rescore_wanted.notify_one();
     let mut pass: Option<Pass> = None;
     loop {
@@ -53,6 +57,7 @@ pub async fn run(state: SharedState) {
                 state.presence.flush(state.store.as_ref()).await;
                 state.token_use.flush(state.store.as_ref()).await;
             }
+            _ = census.tick() => drain_census(&state).await,
             _ = sweep.tick() => sweep_silent(&state).await,
             _ = audit.tick() => prune_audit(&state).await,
             () = state.rescore_wanted.notified() => {
@@ -85,6 +90,22 @@ async fn sweep_silent(state: &SharedState) {
             }
         }
         Err(e) => tracing::warn!(error = %e, "Sweeping silent agents failed; will retry."),
+    }
+}
+
+/// Count queued server changes into the census, a batch per transaction (a few
+/// batches per turn, so that the other jobs get theirs).
+async fn drain_census(state: &SharedState) {
+    let batch = crate::store::redb::CENSUS_BATCH;
+    for _ in 0..10 {
+        match state.store.drain_census(batch).await {
+            Ok(n) if n >= batch => tokio::task::yield_now().await,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "Counting server changes into the census failed; will retry.");
+                return;
+            }
+        }
     }
 }
 

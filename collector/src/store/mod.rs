@@ -419,7 +419,10 @@ pub trait Store: Send + Sync + 'static {
     async fn prune_audit(&self, before: DateTime<Utc>, limit: usize) -> Result<usize>;
 
     // The census (kept at write time).
-    /// A page of the organisation's census rows of one group, with each row's versions.
+    /// Count up to `limit` queued server changes into the census; answers how many.
+    async fn drain_census(&self, limit: usize) -> Result<usize>;
+    /// A page of the organisation's census rows of one group, with each row's versions
+    /// (every committed write counted first).
     async fn census(
         &self,
         org: OrgId,

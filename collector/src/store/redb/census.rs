@@ -3,6 +3,11 @@
 //! hosts) with how many servers hold each, and an index by host count. What the counts
 //! are is [`crate::census`]'s business; this module only applies a server's marks.
 //!
+//! A server write only appends its change to `census_queue` (one small write at the
+//! end of a table, in the write's own transaction: nothing is lost); [`drain`] counts
+//! queued changes in, thousands at a time and netted, from the background jobs and
+//! before every census read, so a read always sees every committed write.
+//!
 //! Keys: a row is org·group·key·0 (a key never holds a NUL; a package's is
 //! ecosystem·1·name); its members are org·group·h(row)·kind·member, with h the first 8
 //! bytes of a SHA-256 (and long members hashed the same way); `census_rank` is
@@ -14,8 +19,8 @@ use mcpwatch_protocol::ids::OrgId;
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::schema::{
-    CENSUS, CENSUS_MEMBERS, CENSUS_RANK, COUNTS, add_count, cat, count, decode, encode, get_json,
-    walk_prefix,
+    CENSUS, CENSUS_MEMBERS, CENSUS_QUEUE, CENSUS_RANK, COUNTS, add_count, cat, count, decode,
+    encode, get_json, walk_prefix,
 };
 use crate::census::{Counts, Group, Mark, Member, VersionHosts, marks};
 use crate::model::Server;
@@ -87,7 +92,6 @@ pub(super) fn apply(
     before: Option<&Server>,
     after: Option<&Server>,
 ) -> Result<()> {
-    use std::collections::BTreeMap;
     let old = before.map(marks).unwrap_or_default();
     let new = after.map(marks).unwrap_or_default();
     if old.len() == new.len() && old.iter().zip(&new).all(|(a, b)| a.same_counts(b)) {
@@ -96,14 +100,71 @@ pub(super) fn apply(
     let Some(org) = before.or(after).map(|s| s.org_id) else {
         return Ok(());
     };
+    enqueue(txn, &Change { org, old, new })
+}
+
+/// One server's change, waiting in `census_queue` to be counted.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct Change {
+    org: OrgId,
+    old: Vec<Mark>,
+    new: Vec<Mark>,
+}
+
+const QUEUE_SEQ: &str = "census_queue_seq";
+
+/// Append a change to the queue (one small write at the end of a table).
+fn enqueue(txn: &WriteTransaction, change: &Change) -> Result<()> {
+    let mut meta = txn.open_table(super::schema::META)?;
+    let seq = meta
+        .get(QUEUE_SEQ)?
+        .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+        .map_or(0, u64::from_be_bytes)
+        + 1;
+    meta.insert(QUEUE_SEQ, seq.to_be_bytes().as_slice())?;
+    drop(meta);
+    txn.open_table(CENSUS_QUEUE)?
+        .insert(seq.to_be_bytes().as_slice(), encode(change)?.as_slice())?;
+    Ok(())
+}
+
+/// Count up to `limit` queued changes in, oldest first, in this transaction; answers
+/// how many were counted.
+pub(super) fn drain(txn: &WriteTransaction, limit: usize) -> Result<usize> {
+    let mut keys = Vec::new();
+    let mut changes = Vec::new();
+    {
+        let queue = txn.open_table(CENSUS_QUEUE)?;
+        for entry in queue.iter()?.take(limit) {
+            let (k, v) = entry?;
+            keys.push(k.value().to_vec());
+            changes.push(decode::<Change>(v.value())?);
+        }
+    }
+    count_changes(txn, &changes)?;
+    let mut queue = txn.open_table(CENSUS_QUEUE)?;
+    for k in &keys {
+        queue.remove(k.as_slice())?;
+    }
+    Ok(keys.len())
+}
+
+/// Count changes in, netted per row and per member across all of them first, so that
+/// a popular row is written once however many of the changes touch it, and a change
+/// that keeps a server's host, user and client (a new version, say) touches only what
+/// differs.
+fn count_changes(txn: &WriteTransaction, changes: &[Change]) -> Result<()> {
+    use std::collections::BTreeMap;
     let mut rows: BTreeMap<Vec<u8>, RowChange> = BTreeMap::new();
     // member key → (row key, kind, version, net change)
     let mut members: BTreeMap<Vec<u8>, (Vec<u8>, Member, Option<String>, i64)> = BTreeMap::new();
-    for (mark, delta) in old
-        .iter()
-        .map(|m| (m, -1))
-        .chain(new.iter().map(|m| (m, 1)))
-    {
+    let marked = changes.iter().flat_map(|c| {
+        c.old
+            .iter()
+            .map(move |m| (c.org, m, -1))
+            .chain(c.new.iter().map(move |m| (c.org, m, 1)))
+    });
+    for (org, mark, delta) in marked {
         let key = key_bytes(&mark.key, mark.ecosystem.as_deref());
         let row = row_key(org, mark.group, &key);
         let change = rows.entry(row.clone()).or_insert_with(|| RowChange {
@@ -150,6 +211,7 @@ pub(super) fn apply(
     }
     for (row, change) in rows {
         let counters = moved.remove(&row).unwrap_or_default();
+        let org = OrgId::from_bytes(super::schema::id_at(&row, 0)?);
         write_row(txn, org, &row, &change, counters)?;
     }
     Ok(())
@@ -304,9 +366,14 @@ pub(super) fn list(
 /// Count every stored server of one batch in (building the census of a database made
 /// before it existed).
 pub(super) fn count_in(txn: &WriteTransaction, batch: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+    let mut changes = Vec::with_capacity(batch.len());
     for (_, value) in batch {
         let server: Server = decode(value)?;
-        apply(txn, None, Some(&server))?;
+        changes.push(Change {
+            org: server.org_id,
+            old: Vec::new(),
+            new: marks(&server),
+        });
     }
-    Ok(())
+    count_changes(txn, &changes)
 }

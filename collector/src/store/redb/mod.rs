@@ -31,6 +31,7 @@
 //! | `census` | org·group·key·0 | [`Counts`] (see `census.rs`) |
 //! | `census_members` | row·kind·member | u64: the row's servers with that member |
 //! | `census_rank` | org·group·(max − hosts)·key·0 | – |
+//! | `census_queue` | seq | a server's change still to count into the census |
 //! | `channels` | org·channel | [`Channel`] (notification channels) |
 //! | `deliveries` | org·delivery | [`Delivery`] (one event to one channel, with the event) |
 //! | `delivery_due` | time·org·delivery | – (deliveries still to try, by when) |
@@ -107,6 +108,9 @@ use crate::model::{
 use crate::notify::{Channel, Delivery};
 use migrate::SCHEMA_VERSION;
 use writer::{Completion, Job, Slot};
+
+/// Queued census changes counted in one transaction.
+pub const CENSUS_BATCH: usize = 2000;
 
 /// Servers an export reads ahead of its writer.
 const EXPORT_BUFFER: usize = 256;
@@ -660,6 +664,13 @@ impl Store for RedbStore {
         org: OrgId,
         query: CensusQuery,
     ) -> Result<Page<(crate::census::Counts, Vec<crate::census::VersionHosts>)>> {
+        // Every committed write counted before the read (a few batches at most behind
+        // the background jobs).
+        while self.drain_census(CENSUS_BATCH).await? >= CENSUS_BATCH {}
         self.read(move |txn| census::list(txn, org, &query)).await
+    }
+
+    async fn drain_census(&self, limit: usize) -> Result<usize> {
+        self.write(move |txn| census::drain(txn, limit)).await
     }
 }

@@ -55,13 +55,15 @@ pub(super) const CENSUS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::ne
 pub(super) const CENSUS_MEMBERS: TableDefinition<'_, Bytes, u64> =
     TableDefinition::new("census_members");
 pub(super) const CENSUS_RANK: TableDefinition<'_, Bytes, ()> = TableDefinition::new("census_rank");
+pub(super) const CENSUS_QUEUE: TableDefinition<'_, Bytes, Bytes> =
+    TableDefinition::new("census_queue");
 pub(super) const CHANNELS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("channels");
 pub(super) const DELIVERIES: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("deliveries");
 pub(super) const DELIVERY_DUE: TableDefinition<'_, Bytes, ()> =
     TableDefinition::new("delivery_due");
 
 /// Every table of records and links (byte keys to byte values).
-const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 22] = [
+const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 23] = [
     ORGS,
     USERS,
     SESSIONS,
@@ -84,6 +86,7 @@ const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 22] = [
     API_TOKEN_HASHES,
     AUDIT,
     CENSUS,
+    CENSUS_QUEUE,
 ];
 
 /// The length of an id (a UUID) in a key.

@@ -33,7 +33,10 @@ fn keys_of<V: redb::Value + 'static>(
 
 /// Take every census table and count away, as in a database made before the census.
 fn forget_census(txn: &redb::WriteTransaction) -> Result<()> {
-    use super::schema::{CENSUS, CENSUS_MEMBERS, CENSUS_RANK, COUNTS};
+    use super::schema::{CENSUS, CENSUS_MEMBERS, CENSUS_QUEUE, CENSUS_RANK, COUNTS};
+    for k in keys_of(txn, CENSUS_QUEUE, |_| true)? {
+        txn.open_table(CENSUS_QUEUE)?.remove(k.as_slice())?;
+    }
     for k in keys_of(txn, CENSUS, |_| true)? {
         txn.open_table(CENSUS)?.remove(k.as_slice())?;
     }
