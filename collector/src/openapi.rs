@@ -292,20 +292,22 @@ fn operation(
             )
             .build(),
     );
-    match route.access {
+    secured(op, route.access).build()
+}
+
+/// An operation with the credentials its access takes.
+fn secured(op: OperationBuilder, access: Access) -> OperationBuilder {
+    let scheme = |name: &str| SecurityRequirement::new(name, Vec::<String>::new());
+    match access {
         Access::Public => op,
         Access::Person(_) => op
-            .security(SecurityRequirement::new(PERSON_TOKEN, Vec::<String>::new()))
-            .security(SecurityRequirement::new(API_TOKEN, Vec::<String>::new())),
+            .security(scheme(PERSON_TOKEN))
+            .security(scheme(API_TOKEN)),
         // The signature is needed once the agent has bound a public key.
         Access::Agent => op
-            .security(
-                SecurityRequirement::new(AGENT_KEY, Vec::<String>::new())
-                    .add(AGENT_SIGNATURE, Vec::<String>::new()),
-            )
-            .security(SecurityRequirement::new(AGENT_KEY, Vec::<String>::new())),
+            .security(scheme(AGENT_KEY).add(AGENT_SIGNATURE, Vec::<String>::new()))
+            .security(scheme(AGENT_KEY)),
     }
-    .build()
 }
 
 /// The OpenAPI document of `routes`, each at the root and under `/api/v1`.

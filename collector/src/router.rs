@@ -91,10 +91,17 @@ where
 
 /// Every route of the API.
 pub fn routes() -> Vec<Route> {
-    [accounts(), people(), fleet(), inventory(), notifications()]
-        .into_iter()
-        .flatten()
-        .collect()
+    [
+        accounts(),
+        people(),
+        fleet(),
+        inventory(),
+        alerting(),
+        notifications(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Health, the API's description, registration and sign-in.
@@ -267,11 +274,11 @@ fn fleet() -> Vec<Route> {
     ]
 }
 
-/// The inventory, the dashboard, policy, alerts and events.
+/// The inventory, the census, exports, the dashboard and policy.
 fn inventory() -> Vec<Route> {
     use Access::Agent;
     use Method as M;
-    use api::{alerts, dashboard, events, policy, servers};
+    use api::{dashboard, policy, servers};
     vec![
         r(M::POST, "/mcp/report", Agent, servers::report).doc(
             Doc::new("An agent's full snapshot of its servers")
@@ -339,6 +346,14 @@ fn inventory() -> Vec<Route> {
                     .answers(200, Payload::json::<OrgPolicy>()),
             )
             .audit(Action::PolicyUpdated, "policy"),
+    ]
+}
+
+/// Alerts and the live event stream.
+fn alerting() -> Vec<Route> {
+    use Method as M;
+    use api::{alerts, events};
+    vec![
         r(M::GET, "/alerts", VIEWER, alerts::list).doc(
             Doc::new("Alerts, newest first, filtered, sorted and paged")
                 .query::<alerts::ListParams>()

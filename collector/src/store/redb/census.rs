@@ -103,6 +103,10 @@ pub(super) fn apply(
     enqueue(txn, &Change { org, old, new })
 }
 
+/// A member key's net change: its row key, its kind, the version it names (a version's
+/// host), and the change.
+type MemberChange = (Vec<u8>, Member, Option<String>, i64);
+
 /// One server's change, waiting in `census_queue` to be counted.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(super) struct Change {
@@ -156,8 +160,7 @@ pub(super) fn drain(txn: &WriteTransaction, limit: usize) -> Result<usize> {
 fn count_changes(txn: &WriteTransaction, changes: &[Change]) -> Result<()> {
     use std::collections::BTreeMap;
     let mut rows: BTreeMap<Vec<u8>, RowChange> = BTreeMap::new();
-    // member key → (row key, kind, version, net change)
-    let mut members: BTreeMap<Vec<u8>, (Vec<u8>, Member, Option<String>, i64)> = BTreeMap::new();
+    let mut members: BTreeMap<Vec<u8>, MemberChange> = BTreeMap::new();
     let marked = changes.iter().flat_map(|c| {
         c.old
             .iter()
