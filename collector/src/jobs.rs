@@ -93,11 +93,11 @@ async fn sweep_silent(state: &SharedState) {
     }
 }
 
-/// Count queued server changes into the census, a batch per transaction (a few
-/// batches per turn, so that the other jobs get theirs).
+/// Count queued server changes into the census, a batch per transaction (short, so
+/// that reports queued behind one on the writer wait little), up to 40 batches a turn.
 async fn drain_census(state: &SharedState) {
     let batch = crate::store::redb::CENSUS_BATCH;
-    for _ in 0..10 {
+    for _ in 0..40 {
         match state.store.drain_census(batch).await {
             Ok(n) if n >= batch => tokio::task::yield_now().await,
             Ok(_) => return,

@@ -601,6 +601,24 @@ async fn run(args: Args) {
     let agents = enroll(&http, &base, &secret, 0, args.agents, args.concurrency).await;
     if args.inventory_agents > 0 {
         seed_inventory(&http, &base, &secret, &args).await;
+        // The census counts new servers in behind the reports; a census read waits until
+        // it has caught up, so that the phases run in a steady state.
+        let started = Instant::now();
+        for _ in 0..40 {
+            let answered = http
+                .get(format!("{base}/mcp/census?page_size=1"))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if answered {
+                break;
+            }
+        }
+        eprintln!(
+            "  census caught up ({:.0} s)",
+            started.elapsed().as_secs_f64()
+        );
     }
     let agents = Arc::new(agents);
     let acked = Arc::new(std::sync::Mutex::new(vec![None; args.agents]));

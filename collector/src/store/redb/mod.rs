@@ -109,8 +109,9 @@ use crate::notify::{Channel, Delivery};
 use migrate::SCHEMA_VERSION;
 use writer::{Completion, Job, Slot};
 
-/// Queued census changes counted in one transaction.
-pub const CENSUS_BATCH: usize = 2000;
+/// Queued census changes counted in one transaction: short enough that the reports
+/// waiting behind it on the writer wait little.
+pub const CENSUS_BATCH: usize = 500;
 
 /// Servers an export reads ahead of its writer.
 const EXPORT_BUFFER: usize = 256;
