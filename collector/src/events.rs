@@ -143,10 +143,6 @@ pub struct AlertContext<'a> {
 /// An alert changed: `alert.created` (a new one), `alert.updated` (a new occurrence
 /// of an open one) or `alert.dismissed`.
 pub fn alert_changed(alert: &Alert, event: EventName, context: AlertContext<'_>) -> Draft {
-    alert_event(alert, event, context)
-}
-
-fn alert_event(alert: &Alert, event: EventName, context: AlertContext<'_>) -> Draft {
     let mut data = serde_json::json!({ "alert": alert });
     if let Some(server) = context.server {
         data["server"] = serde_json::json!({

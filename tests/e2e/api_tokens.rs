@@ -116,11 +116,7 @@ fn nobody_mints_above_their_role_and_bad_input_names_the_field() {
 
 #[test]
 fn revoked_tokens_and_tokens_of_disabled_or_removed_people_are_refused() {
-    let c = TestCollector::start(&["--open-registration"]);
-    c.register("admin@a.example", "AdminPass123!", "A");
-    c.register("admin@b.example", "AdminPass123!", "B");
-    let admin = c.token("admin@a.example", "AdminPass123!");
-    let other_admin = c.token("admin@b.example", "AdminPass123!");
+    let (c, admin, other_admin) = TestCollector::with_two_organisations();
     let analyst = c.user_with_role(&admin, "analyst@a.example", "analyst");
     let (_, me) = c.get("/auth/me", &analyst);
     let analyst_id = me["id"].as_str().unwrap().to_owned();

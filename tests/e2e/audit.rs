@@ -21,11 +21,7 @@ fn find<'a>(all: &'a [Value], action: &str) -> &'a Value {
 
 #[test]
 fn each_audited_action_writes_its_entry() {
-    let c = TestCollector::start(&["--open-registration"]);
-    c.register("admin@a.example", "AdminPass123!", "A");
-    c.register("admin@b.example", "AdminPass123!", "B");
-    let admin = c.token("admin@a.example", "AdminPass123!");
-    let other = c.token("admin@b.example", "AdminPass123!");
+    let (c, admin, other) = TestCollector::with_two_organisations();
     let (_, me) = c.get("/auth/me", &admin);
     let admin_id = me["id"].as_str().unwrap().to_owned();
 

@@ -22,11 +22,7 @@ fn with_package(mut server: Value, ecosystem: &str, name: &str, version: Option<
 
 #[test]
 fn the_census_says_what_runs_where() {
-    let c = TestCollector::start(&["--open-registration"]);
-    c.register("admin@a.example", "AdminPass123!", "A");
-    c.register("admin@b.example", "AdminPass123!", "B");
-    let a = c.token("admin@a.example", "AdminPass123!");
-    let b = c.token("admin@b.example", "AdminPass123!");
+    let (c, a, b) = TestCollector::with_two_organisations();
     let fs = |v: &str| {
         with_package(
             agent_server(

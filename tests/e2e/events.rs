@@ -66,11 +66,7 @@ impl Events {
 
 #[test]
 fn events_arrive_live_resume_after_the_last_one_seen_and_stay_in_their_organisation() {
-    let c = TestCollector::start(&["--open-registration"]);
-    c.register("admin@a.example", "AdminPass123!", "A");
-    c.register("admin@b.example", "AdminPass123!", "B");
-    let a = c.token("admin@a.example", "AdminPass123!");
-    let b = c.token("admin@b.example", "AdminPass123!");
+    let (c, a, b) = TestCollector::with_two_organisations();
     let viewer = c.user_with_role(&a, "viewer@a.example", "viewer");
     let b_stream = Events::connect(&c, &b, None);
     let live = Events::connect(&c, &viewer, None);

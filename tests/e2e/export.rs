@@ -39,11 +39,7 @@ const HOSTILE: [&str; 6] = [
 
 #[test]
 fn exports_are_complete_filtered_defused_valid_and_per_organisation() {
-    let c = TestCollector::start(&["--open-registration"]);
-    c.register("admin@a.example", "AdminPass123!", "A");
-    c.register("admin@b.example", "AdminPass123!", "B");
-    let a = c.token("admin@a.example", "AdminPass123!");
-    let b = c.token("admin@b.example", "AdminPass123!");
+    let (c, a, b) = TestCollector::with_two_organisations();
     let viewer = c.user_with_role(&a, "viewer@a.example", "viewer");
     let (_, key) = c.create_agent(&a, "laptop");
     let mut servers: Vec<Value> = HOSTILE

@@ -560,11 +560,7 @@ fn syslog_over_tcp_reaches_a_real_receiver_as_rfc5424() {
 
 #[test]
 fn channels_refuse_bad_input_private_targets_other_roles_and_other_organisations() {
-    let c = TestCollector::start(&["--open-registration"]);
-    c.register("admin@a.example", "AdminPass123!", "A");
-    c.register("admin@b.example", "AdminPass123!", "B");
-    let a = c.token("admin@a.example", "AdminPass123!");
-    let b = c.token("admin@b.example", "AdminPass123!");
+    let (c, a, b) = TestCollector::with_two_organisations();
     let analyst = c.user_with_role(&a, "analyst@a.example", "analyst");
     let viewer = c.user_with_role(&a, "viewer@a.example", "viewer");
     let good = json!({ "name": "hook", "kind": "webhook", "target": "https://1.1.1.1/hook" });

@@ -10,11 +10,7 @@ use serde_json::json;
 
 #[test]
 fn policy_blocks_approves_and_stays_in_its_organisation() {
-    let c = TestCollector::start(&["--open-registration"]);
-    c.register("admin@a.example", "AdminPass123!", "A");
-    c.register("admin@b.example", "AdminPass123!", "B");
-    let a = c.token("admin@a.example", "AdminPass123!");
-    let b = c.token("admin@b.example", "AdminPass123!");
+    let (c, a, b) = TestCollector::with_two_organisations();
     let report = json!({ "servers": [
         agent_server("helper", "npx", &["-y", "helper-mcp@1.0.0"]),
         agent_server("fs", "npx", &["-y", "@modelcontextprotocol/server-filesystem@2026.9.1", "/"]),

@@ -314,6 +314,18 @@ impl TestCollector {
         body
     }
 
+    /// A collector with open registration and two organisations, A (admin@a.example)
+    /// and B (admin@b.example), each with its admin; answers it and the two admins'
+    /// access tokens.
+    pub fn with_two_organisations() -> (Self, String, String) {
+        let c = Self::start(&["--open-registration"]);
+        c.register("admin@a.example", "AdminPass123!", "A");
+        c.register("admin@b.example", "AdminPass123!", "B");
+        let a = c.token("admin@a.example", "AdminPass123!");
+        let b = c.token("admin@b.example", "AdminPass123!");
+        (c, a, b)
+    }
+
     /// Log in with the seed's form body; returns the token response.
     pub fn login(&self, email: &str, password: &str) -> (u16, Value) {
         send(

@@ -136,7 +136,7 @@ fn prune(txn: &WriteTransaction, org: OrgId, now: DateTime<Utc>) -> Result<()> {
             if gone.len() >= PRUNE_PER_DELIVERY {
                 return Ok(ControlFlow::Break(()));
             }
-            if notify::expired(&d, kept - gone.len() as u64, now) {
+            if notify::expired(&d, kept.saturating_sub(gone.len() as u64), now) {
                 gone.push(k.to_vec());
                 return Ok(ControlFlow::Continue(()));
             }
