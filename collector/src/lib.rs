@@ -29,6 +29,7 @@ pub mod auth;
 pub mod census;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod events;
 pub mod ingest;
 pub mod jobs;

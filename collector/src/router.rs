@@ -418,11 +418,49 @@ fn notifications() -> Vec<Route> {
     ]
 }
 
-/// The application: routes, limits, CORS, timeouts, tracing.
 /// The prefix every route is also served under (the seed API's).
 pub const API_PREFIX: &str = "/api/v1";
 
+/// Who may call `method path` (`path` as the table writes it, `/mcp/servers/{id}`):
+/// the one rule the API and the console both apply.
+pub fn access(method: &Method, path: &str) -> Option<Access> {
+    static TABLE: std::sync::LazyLock<Vec<(Method, &'static str, Access)>> =
+        std::sync::LazyLock::new(|| {
+            routes()
+                .into_iter()
+                .map(|r| (r.method, r.path, r.access))
+                .collect()
+        });
+    TABLE
+        .iter()
+        .find(|(m, p, _)| m == method && *p == path)
+        .map(|(_, _, a)| *a)
+}
+
+/// The application: the API's routes, the console over them, limits, CORS,
+/// timeouts, tracing.
 pub fn build(state: SharedState) -> Router {
+    let api = api(state.clone());
+    let console = crate::console::router(state.clone(), api.clone());
+    let settings = &state.settings;
+    api.merge(console)
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(cors(&settings.cors_origins))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            settings.request_timeout,
+        ))
+        .layer(
+            ServiceBuilder::new()
+                .layer(middleware::from_fn(drop_unusable_request_id))
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(TraceLayer::new_for_http().make_span_with(request_span)),
+        )
+}
+
+/// The API: every route of the table with its access check and audit layer.
+fn api(state: SharedState) -> Router {
     let mut router: Router<SharedState> = Router::new();
     let mut merged: Vec<(&'static str, MethodRouter<SharedState>)> = Vec::new();
     for route in routes() {
@@ -462,23 +500,10 @@ pub fn build(state: SharedState) -> Router {
                 .route(&format!("{prefix}{path}"), handler.clone());
         }
     }
-    let settings = &state.settings;
     router
         .fallback(api::error::not_found_fallback)
         .method_not_allowed_fallback(api::error::method_not_allowed)
-        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(cors(&settings.cors_origins))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            settings.request_timeout,
-        ))
-        .layer(
-            ServiceBuilder::new()
-                .layer(middleware::from_fn(drop_unusable_request_id))
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(TraceLayer::new_for_http().make_span_with(request_span)),
-        )
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .with_state(state)
 }
 

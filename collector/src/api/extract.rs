@@ -126,28 +126,36 @@ impl FromRequestParts<SharedState> for AuthUser {
         if token.starts_with(keys::API_TOKEN_PREFIX) {
             return by_api_token(token, state).await;
         }
-        let claims = state.tokens.verify(token, TokenType::Access)?;
-        let (session, user) = match state.store.get_session(claims.sid).await {
-            Ok(found) => found,
-            Err(crate::store::Error::NotFound) => {
-                return Err(ApiError::unauthorized("session has ended; log in again"));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if session.user_id != claims.sub
-            || session.org_id != claims.org
-            || user.org_id != claims.org
-        {
-            return Err(ApiError::unauthorized("token does not match its session"));
-        }
-        if !user.is_active {
-            return Err(ApiError::unauthorized("account is disabled"));
-        }
-        Ok(Self {
-            user,
-            via: Credential::Session(session),
-        })
+        by_session_token(token, TokenType::Access, state).await
     }
+}
+
+/// A person by a token of a login session (an access token, or the console's
+/// cookie): signed by this collector, of type `typ`, its session still there and its
+/// user active.
+pub async fn by_session_token(
+    token: &str,
+    typ: TokenType,
+    state: &SharedState,
+) -> Result<AuthUser, ApiError> {
+    let claims = state.tokens.verify(token, typ)?;
+    let (session, user) = match state.store.get_session(claims.sid).await {
+        Ok(found) => found,
+        Err(crate::store::Error::NotFound) => {
+            return Err(ApiError::unauthorized("session has ended; log in again"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if session.user_id != claims.sub || session.org_id != claims.org || user.org_id != claims.org {
+        return Err(ApiError::unauthorized("token does not match its session"));
+    }
+    if !user.is_active {
+        return Err(ApiError::unauthorized("account is disabled"));
+    }
+    Ok(AuthUser {
+        user,
+        via: Credential::Session(session),
+    })
 }
 
 /// A person by API token: known, not expired, its owner present and active; the

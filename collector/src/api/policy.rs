@@ -14,6 +14,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, AuthUser};
 use crate::model::OrgPolicy;
 use crate::state::SharedState;
+use mcpwatch_protocol::ids::UserId;
 
 /// The most entries a list of the policy may hold.
 const MAX_ENTRIES: usize = 1000;
@@ -26,7 +27,7 @@ pub async fn get(
     Ok(Json(state.store.get_policy(auth.user.org_id).await?))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutPolicyRequest {
     /// Package or server names that are reported but raise no alert.
@@ -60,12 +61,9 @@ fn names(field: &str, list: Vec<String>) -> Result<Vec<String>, ApiError> {
     Ok(out)
 }
 
-/// `PUT /policy` (admin): replaces the whole policy.
-pub async fn put(
-    State(state): State<SharedState>,
-    auth: AuthUser,
-    ApiJson(body): ApiJson<PutPolicyRequest>,
-) -> Result<(Extension<AuditNote>, Json<OrgPolicy>), ApiError> {
+/// The policy `body` asks for, checked (known rule ids, names within bounds), as
+/// `by` would save it: what `PUT /policy` stores and the console's preview scores.
+pub fn checked(body: PutPolicyRequest, by: UserId) -> Result<OrgPolicy, ApiError> {
     for rule_id in body.severity_overrides.keys() {
         if !RULES.iter().any(|r| r.id == rule_id) {
             return Err(ApiError::validation(
@@ -74,7 +72,7 @@ pub async fn put(
             ));
         }
     }
-    let policy = OrgPolicy {
+    Ok(OrgPolicy {
         scoring: risk::Policy {
             blocked: names("blocked", body.blocked)?,
             severity_overrides: body.severity_overrides,
@@ -82,8 +80,17 @@ pub async fn put(
         approved: names("approved", body.approved)?,
         version: 0,
         updated_at: Some(Utc::now()),
-        updated_by: Some(auth.user.id),
-    };
+        updated_by: Some(by),
+    })
+}
+
+/// `PUT /policy` (admin): replaces the whole policy.
+pub async fn put(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<PutPolicyRequest>,
+) -> Result<(Extension<AuditNote>, Json<OrgPolicy>), ApiError> {
+    let policy = checked(body, auth.user.id)?;
     let saved = state.store.put_policy(auth.user.org_id, policy).await?;
     tracing::info!(org = %auth.user.org_id, user = %auth.user.id, version = saved.version, "Policy changed; rescoring servers.");
     state.rescore_wanted.notify_one();

@@ -1,8 +1,8 @@
 //! Access and refresh tokens: JWTs signed with EdDSA by the collector's own Ed25519
 //! key, kept in the data dir (created on first start, owner-only). No shared secret.
 //!
-//! Claims: `sub` (user), `org`, `sid` (session), `typ` (`access` or `refresh`), `jti`,
-//! `iat`, `exp`. An access token is only as good as its session: the API checks that
+//! Claims: `sub` (user), `org`, `sid` (session), `typ` (`access`, `refresh` or
+//! `console`: the console's session cookie), `jti`, `iat`, `exp`. An access token is only as good as its session: the API checks that
 //! the session still exists, so logout, password change and user removal end it.
 
 use std::fs;
@@ -12,9 +12,11 @@ use std::path::Path;
 use chrono::{DateTime, Duration, Utc};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use mcpwatch_protocol::ids::{OrgId, SessionId, UserId};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use super::{Error, Result, random_bytes};
 
@@ -22,6 +24,8 @@ use super::{Error, Result, random_bytes};
 pub const ACCESS_TTL: Duration = Duration::minutes(30);
 /// How long a refresh token lives.
 pub const REFRESH_TTL: Duration = Duration::days(7);
+/// How long the console's session cookie lives (a working day; then log in again).
+pub const CONSOLE_TTL: Duration = Duration::hours(12);
 /// The file in the data dir that holds the signing key's 32-byte seed.
 pub const KEY_FILE: &str = "token-signing.key";
 
@@ -33,6 +37,7 @@ const ISSUER: &str = "mcpwatch-collector";
 pub enum TokenType {
     Access,
     Refresh,
+    Console,
 }
 
 /// What a token says.
@@ -53,6 +58,8 @@ pub struct TokenService {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Derived from the signing key: the console's CSRF tokens.
+    csrf_key: [u8; 32],
 }
 
 /// A freshly issued token.
@@ -100,10 +107,17 @@ impl TokenService {
         validation.leeway = 5;
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        let csrf_key = Hmac::<Sha256>::new_from_slice(seed)
+            .map_err(|_| Error::InvalidToken)?
+            .chain_update(b"mcpwatch console csrf")
+            .finalize()
+            .into_bytes()
+            .into();
         Ok(Self {
             encoding,
             decoding,
             validation,
+            csrf_key,
         })
     }
 
@@ -120,6 +134,7 @@ impl TokenService {
             + match typ {
                 TokenType::Access => ACCESS_TTL,
                 TokenType::Refresh => REFRESH_TTL,
+                TokenType::Console => CONSOLE_TTL,
             };
         let mut jti = [0u8; 16];
         random_bytes(&mut jti)?;
@@ -151,6 +166,28 @@ impl TokenService {
             return Err(Error::InvalidToken);
         }
         Ok(data.claims)
+    }
+}
+
+impl TokenService {
+    fn csrf_mac(&self, scope: &[u8]) -> Hmac<Sha256> {
+        // A 32-byte key always fits HMAC-SHA256.
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.csrf_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(scope);
+        mac
+    }
+
+    /// The CSRF token of the console's forms for a session (or, before login, for the
+    /// login form's nonce): stable for the session, useless for any other.
+    pub fn csrf_token(&self, scope: &[u8]) -> String {
+        hex::encode(self.csrf_mac(scope).finalize().into_bytes())
+    }
+
+    /// Whether `given` is the CSRF token for `scope` (compared in constant time).
+    pub fn csrf_ok(&self, scope: &[u8], given: &str) -> bool {
+        hex::decode(given.trim())
+            .is_ok_and(|bytes| self.csrf_mac(scope).verify_slice(&bytes).is_ok())
     }
 }
 
@@ -233,6 +270,22 @@ mod tests {
                 .verify(&format!("{}.{}.", parts[0], parts[1]), TokenType::Access)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn csrf_tokens_hold_for_their_scope_and_key_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = TokenService::load_or_create(dir.path()).unwrap();
+        let token = service.csrf_token(b"session-1");
+        assert!(service.csrf_ok(b"session-1", &token));
+        assert!(!service.csrf_ok(b"session-2", &token));
+        assert!(!service.csrf_ok(b"session-1", ""));
+        assert!(!service.csrf_ok(b"session-1", &token[..10]));
+        let other = TokenService::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
+        assert!(!other.csrf_ok(b"session-1", &token));
+        // The same key after a restart: forms already open still post.
+        let again = TokenService::load_or_create(dir.path()).unwrap();
+        assert!(again.csrf_ok(b"session-1", &token));
     }
 
     #[test]

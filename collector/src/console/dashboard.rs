@@ -1,0 +1,149 @@
+//! The dashboard: the seed's counts, the risk distribution, the top risks, recent
+//! alerts and agents online and offline, each read through the API's handler.
+
+use axum::http::Method;
+use axum::response::Response;
+use maud::html;
+
+use super::chart;
+use super::layout::{self, Nav, empty, level, when};
+use super::servers::server_link;
+use super::session::{Cx, Refusal};
+use crate::api::extract::ApiQuery;
+use crate::api::{agents, alerts, dashboard};
+use mcpwatch_protocol::risk::RiskLevel;
+
+/// Query parameters for a handler, from pairs (what a URL would carry).
+pub fn params<T: serde::de::DeserializeOwned>(pairs: &[(&str, &str)]) -> Result<T, Refusal> {
+    let query = serde_urlencoded::to_string(pairs).unwrap_or_default();
+    serde_urlencoded::from_str(&query)
+        .map_err(|e| Refusal::new(axum::http::StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+/// `GET /ui/`.
+pub async fn page(cx: Cx) -> Result<Response, Refusal> {
+    cx.check(&Method::GET, "/dashboard/stats")?;
+    let stats = dashboard::stats(cx.state(), cx.user.clone()).await?.0;
+    cx.check(&Method::GET, "/dashboard/top-risks")?;
+    let top = dashboard::top_risks(
+        cx.state(),
+        cx.user.clone(),
+        ApiQuery(params(&[("limit", "5")])?),
+    )
+    .await?
+    .0;
+    cx.check(&Method::GET, "/alerts")?;
+    let recent = alerts::list(
+        cx.state(),
+        cx.user.clone(),
+        ApiQuery(params(&[("dismissed", "false"), ("page_size", "5")])?),
+    )
+    .await?
+    .0;
+    cx.check(&Method::GET, "/agents")?;
+    let fleet = agents::list(cx.state(), cx.user.clone()).await?.0;
+    let online = fleet.iter().filter(|a| a.is_online).count();
+    let cards = [
+        (
+            "total_servers",
+            "Servers",
+            stats.total_servers,
+            "/ui/servers",
+        ),
+        (
+            "critical_count",
+            "Critical",
+            stats.critical_count,
+            "/ui/servers?risk_level=critical",
+        ),
+        (
+            "high_count",
+            "High",
+            stats.high_count,
+            "/ui/servers?risk_level=high",
+        ),
+        (
+            "medium_count",
+            "Medium",
+            stats.medium_count,
+            "/ui/servers?risk_level=medium",
+        ),
+        (
+            "low_count",
+            "Low",
+            stats.low_count,
+            "/ui/servers?risk_level=low",
+        ),
+        (
+            "active_agents",
+            "Agents online",
+            stats.active_agents,
+            "/ui/agents",
+        ),
+        (
+            "unresolved_alerts",
+            "Open alerts",
+            stats.unresolved_alerts,
+            "/ui/alerts",
+        ),
+    ];
+    let distribution = [
+        (RiskLevel::Critical, stats.critical_count),
+        (RiskLevel::High, stats.high_count),
+        (RiskLevel::Medium, stats.medium_count),
+        (RiskLevel::Low, stats.low_count),
+    ];
+    let body = html! {
+        @if fleet.is_empty() {
+            (empty("No agents yet: create an enroll secret and install the agent on a laptop.",
+                Some(("/ui/settings/enroll", "Create an enroll secret"))))
+        }
+        section.cards aria-label="Counts" {
+            @for (key, label, n, href) in cards {
+                a.card href=(href) {
+                    div.n data-stat=(key) { (n) }
+                    div.label { (label) }
+                }
+            }
+        }
+        div.grid2 {
+            section {
+                h2 { "Risk distribution" }
+                div.card { (chart::distribution(&distribution)) }
+                h2 { "Agents" }
+                p {
+                    span data-stat="agents_online" { (online) } " online, "
+                    span data-stat="agents_offline" { (fleet.len() - online) } " offline · "
+                    a href="/ui/agents" { "all agents" }
+                }
+            }
+            section {
+                h2 { "Top risks" }
+                @if top.is_empty() { (empty("No active servers.", None)) } @else {
+                    table {
+                        thead { tr { th { "Server" } th { "Level" } th { "Host" } } }
+                        tbody {
+                            @for s in &top {
+                                tr {
+                                    td.wrap { (server_link(s)) }
+                                    td { (level(s.risk_level)) " " (s.risk_score) }
+                                    td.wrap { (s.hostname.as_deref().unwrap_or("")) }
+                                }
+                            }
+                        }
+                    }
+                }
+                h2 { "Recent alerts" }
+                @if recent.items.is_empty() { (empty("No open alerts.", None)) } @else {
+                    ul {
+                        @for a in &recent.items {
+                            li { (level(a.severity)) " " span.wrap { (a.title) } " · " (when(a.created_at)) }
+                        }
+                    }
+                    p { a href="/ui/alerts" { "All alerts" } }
+                }
+            }
+        }
+    };
+    Ok(layout::page(&cx, Nav::Dashboard, "Dashboard", body))
+}
