@@ -2,10 +2,11 @@
 # Install what packaging/build.sh and packaging/check.sh need on Debian (as root):
 # cargo-deb, cargo-generate-rpm, rpm and rpmlint, the Windows target and cross
 # compiler, wixl/msitools, lintian, wine; and rsyslog, the real syslog receiver of the
-# notification tests (they fall back to a socket server without it).
+# notification tests (they fall back to a socket server without it); chromium and
+# chromium-driver, the real browser of the console tests.
 set -euo pipefail
 
-packages=(gcc-mingw-w64-x86-64 wixl msitools lintian wine wine64 systemd adduser curl python3 rpm rpmlint rsyslog)
+packages=(gcc-mingw-w64-x86-64 wixl msitools lintian wine wine64 systemd adduser curl python3 rpm rpmlint rsyslog chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,6 +10,7 @@ mod audit;
 mod auth;
 mod authz;
 mod census;
+mod console;
 mod daemon;
 mod disk_full;
 mod durability;

@@ -95,46 +95,10 @@ pub async fn detail(cx: Cx, Path(id): Path<String>) -> Result<Response, Refusal>
     .await?
     .0;
     let title = a.hostname.clone().unwrap_or_else(|| a.name.clone());
-    let m = &a.machine;
-    let facts: [(&str, Option<String>); 12] = [
-        ("Agent name", Some(a.name.clone())),
-        ("User", a.username.clone()),
-        (
-            "OS",
-            Some(format!(
-                "{} {}",
-                a.os_type.as_deref().unwrap_or(""),
-                a.os_version.as_deref().unwrap_or("")
-            )),
-        ),
-        ("OS name", m.os_name.clone()),
-        ("Kernel", m.kernel_version.clone()),
-        ("Architecture", m.arch.clone()),
-        (
-            "Hardware",
-            Some(format!(
-                "{} {}",
-                m.hardware_vendor.as_deref().unwrap_or(""),
-                m.hardware_model.as_deref().unwrap_or("")
-            )),
-        ),
-        ("Serial", m.hardware_serial.clone()),
-        ("IP address", m.ip_address.clone()),
-        ("Boot time", m.boot_time.clone()),
-        ("Users", m.users.as_ref().map(|u| u.join(", "))),
-        ("Agent version", a.agent_version.clone()),
-    ];
     let body = html! {
         p { (online(&a)) " · last seen " (maybe_when(a.last_seen_at)) " · last report " (maybe_when(a.last_report_at)) }
         @if let Some(e) = &a.report_error { p.error { "The collector refused its last report: " (e) } }
-        dl.facts {
-            @for (label, value) in &facts {
-                @if let Some(v) = value.as_deref().filter(|v| !v.trim().is_empty()) { dt { (label) } dd { (v) } }
-            }
-            dt { "Enrolled" } dd { (layout::when(a.created_at)) }
-            dt { "Requests signed" } dd { @if a.signing_enabled { "yes" } @else { "no" } }
-            dt { "API key" } dd { code { (a.api_key_prefix) "…" } }
-        }
+        (host_facts(&a))
         h2 { "Config files it could not read" }
         @if a.config_errors.is_empty() { p.muted { "None." } } @else {
             ul #config-errors {
@@ -166,6 +130,48 @@ pub async fn detail(cx: Cx, Path(id): Path<String>) -> Result<Response, Refusal>
         }
     };
     Ok(layout::page(&cx, Nav::Agents, &title, body))
+}
+
+fn host_facts(a: &AgentView) -> Markup {
+    let m = &a.machine;
+    let facts: [(&str, Option<String>); 12] = [
+        ("Agent name", Some(a.name.clone())),
+        ("User", a.username.clone()),
+        (
+            "OS",
+            Some(format!(
+                "{} {}",
+                a.os_type.as_deref().unwrap_or(""),
+                a.os_version.as_deref().unwrap_or("")
+            )),
+        ),
+        ("OS name", m.os_name.clone()),
+        ("Kernel", m.kernel_version.clone()),
+        ("Architecture", m.arch.clone()),
+        (
+            "Hardware",
+            Some(format!(
+                "{} {}",
+                m.hardware_vendor.as_deref().unwrap_or(""),
+                m.hardware_model.as_deref().unwrap_or("")
+            )),
+        ),
+        ("Serial", m.hardware_serial.clone()),
+        ("IP address", m.ip_address.clone()),
+        ("Boot time", m.boot_time.clone()),
+        ("Users", m.users.as_ref().map(|u| u.join(", "))),
+        ("Agent version", a.agent_version.clone()),
+    ];
+    html! {
+        dl.facts {
+            @for (label, value) in &facts {
+                @if let Some(v) = value.as_deref().filter(|v| !v.trim().is_empty()) { dt { (label) } dd { (v) } }
+            }
+            dt { "Enrolled" } dd { (layout::when(a.created_at)) }
+            dt { "Requests signed" } dd { @if a.signing_enabled { "yes" } @else { "no" } }
+            dt { "API key" } dd { code { (a.api_key_prefix) "…" } }
+        }
+    }
 }
 
 /// `POST /ui/agents/{id}/delete`: the API's `DELETE /agents/{id}`.

@@ -4,7 +4,10 @@
 use axum::extract::{Path, RawQuery};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Redirect, Response};
-use maud::html;
+use maud::{Markup, html};
+
+use crate::api::PageResponse;
+use crate::model::Alert;
 
 use super::layout::{self, Nav, done, empty, level, pager, seg, when};
 use super::servers::{known_pairs, value};
@@ -76,6 +79,18 @@ pub async fn list(cx: Cx, RawQuery(raw): RawQuery) -> Result<Response, Refusal> 
             p { (layout::button(&cx, "/ui/alerts/dismiss-all", "Dismiss all open alerts", &[],
                 Some("Dismiss every open alert of the organisation?"))) }
         }
+        (table(&cx, &page, can_dismiss, &pairs))
+    };
+    Ok(layout::page(&cx, Nav::Alerts, "Alerts", body))
+}
+
+fn table(
+    cx: &Cx,
+    page: &PageResponse<Alert>,
+    can_dismiss: bool,
+    pairs: &[(String, String)],
+) -> Markup {
+    html! {
         @if page.items.is_empty() {
             (empty("No alerts here. New alerts appear at the top of every page as they are raised.", None))
         } @else {
@@ -99,7 +114,7 @@ pub async fn list(cx: Cx, RawQuery(raw): RawQuery) -> Result<Response, Refusal> 
                                 td {
                                     @if a.dismissed { span.muted { "dismissed" } }
                                     @else if can_dismiss {
-                                        (layout::button(&cx, &format!("/ui/alerts/{}/dismiss", seg(a.id)), "Dismiss", &[], None))
+                                        (layout::button(cx, &format!("/ui/alerts/{}/dismiss", seg(a.id)), "Dismiss", &[], None))
                                     }
                                 }
                             }
@@ -107,10 +122,9 @@ pub async fn list(cx: Cx, RawQuery(raw): RawQuery) -> Result<Response, Refusal> 
                     }
                 }
             }
-            (pager("/ui/alerts", &pairs, page.page, page.page_size, page.total))
+            (pager("/ui/alerts", pairs, page.page, page.page_size, page.total))
         }
-    };
-    Ok(layout::page(&cx, Nav::Alerts, "Alerts", body))
+    }
 }
 
 /// `POST /ui/alerts/{id}/dismiss`: the API's `POST /alerts/{id}/dismiss`.

@@ -3,14 +3,16 @@
 
 use axum::http::Method;
 use axum::response::Response;
-use maud::html;
+use maud::{Markup, html};
 
 use super::chart;
 use super::layout::{self, Nav, empty, level, when};
 use super::servers::server_link;
 use super::session::{Cx, Refusal};
 use crate::api::extract::ApiQuery;
+use crate::api::servers::ServerView;
 use crate::api::{agents, alerts, dashboard};
+use crate::model::Alert;
 use mcpwatch_protocol::risk::RiskLevel;
 
 /// Query parameters for a handler, from pairs (what a URL would carry).
@@ -43,6 +45,42 @@ pub async fn page(cx: Cx) -> Result<Response, Refusal> {
     cx.check(&Method::GET, "/agents")?;
     let fleet = agents::list(cx.state(), cx.user.clone()).await?.0;
     let online = fleet.iter().filter(|a| a.is_online).count();
+    let distribution = [
+        (RiskLevel::Critical, stats.critical_count),
+        (RiskLevel::High, stats.high_count),
+        (RiskLevel::Medium, stats.medium_count),
+        (RiskLevel::Low, stats.low_count),
+    ];
+    let body = html! {
+        @if fleet.is_empty() {
+            (empty("No agents yet: create an enroll secret and install the agent on a laptop.",
+                Some(("/ui/settings/enroll", "Create an enroll secret"))))
+        }
+        (cards(&stats))
+        div.grid2 {
+            section {
+                h2 { "Risk distribution" }
+                div.card { (chart::distribution(&distribution)) }
+                h2 { "Agents" }
+                p {
+                    span data-stat="agents_online" { (online) } " online, "
+                    span data-stat="agents_offline" { (fleet.len() - online) } " offline · "
+                    a href="/ui/agents" { "all agents" }
+                }
+            }
+            section {
+                h2 { "Top risks" }
+                (top_risks(&top))
+                h2 { "Recent alerts" }
+                (recent_alerts(&recent.items))
+            }
+        }
+    };
+    Ok(layout::page(&cx, Nav::Dashboard, "Dashboard", body))
+}
+
+/// The seed's counts, each a link to what it counts.
+fn cards(stats: &dashboard::Stats) -> Markup {
     let cards = [
         (
             "total_servers",
@@ -87,17 +125,7 @@ pub async fn page(cx: Cx) -> Result<Response, Refusal> {
             "/ui/alerts",
         ),
     ];
-    let distribution = [
-        (RiskLevel::Critical, stats.critical_count),
-        (RiskLevel::High, stats.high_count),
-        (RiskLevel::Medium, stats.medium_count),
-        (RiskLevel::Low, stats.low_count),
-    ];
-    let body = html! {
-        @if fleet.is_empty() {
-            (empty("No agents yet: create an enroll secret and install the agent on a laptop.",
-                Some(("/ui/settings/enroll", "Create an enroll secret"))))
-        }
+    html! {
         section.cards aria-label="Counts" {
             @for (key, label, n, href) in cards {
                 a.card href=(href) {
@@ -106,44 +134,39 @@ pub async fn page(cx: Cx) -> Result<Response, Refusal> {
                 }
             }
         }
-        div.grid2 {
-            section {
-                h2 { "Risk distribution" }
-                div.card { (chart::distribution(&distribution)) }
-                h2 { "Agents" }
-                p {
-                    span data-stat="agents_online" { (online) } " online, "
-                    span data-stat="agents_offline" { (fleet.len() - online) } " offline · "
-                    a href="/ui/agents" { "all agents" }
-                }
-            }
-            section {
-                h2 { "Top risks" }
-                @if top.is_empty() { (empty("No active servers.", None)) } @else {
-                    table {
-                        thead { tr { th { "Server" } th { "Level" } th { "Host" } } }
-                        tbody {
-                            @for s in &top {
-                                tr {
-                                    td.wrap { (server_link(s)) }
-                                    td { (level(s.risk_level)) " " (s.risk_score) }
-                                    td.wrap { (s.hostname.as_deref().unwrap_or("")) }
-                                }
-                            }
-                        }
+    }
+}
+
+fn top_risks(top: &[ServerView]) -> Markup {
+    if top.is_empty() {
+        return empty("No active servers.", None);
+    }
+    html! {
+        table {
+            thead { tr { th { "Server" } th { "Level" } th { "Host" } } }
+            tbody {
+                @for s in top {
+                    tr {
+                        td.wrap { (server_link(s)) }
+                        td { (level(s.risk_level)) " " (s.risk_score) }
+                        td.wrap { (s.hostname.as_deref().unwrap_or("")) }
                     }
-                }
-                h2 { "Recent alerts" }
-                @if recent.items.is_empty() { (empty("No open alerts.", None)) } @else {
-                    ul {
-                        @for a in &recent.items {
-                            li { (level(a.severity)) " " span.wrap { (a.title) } " · " (when(a.created_at)) }
-                        }
-                    }
-                    p { a href="/ui/alerts" { "All alerts" } }
                 }
             }
         }
-    };
-    Ok(layout::page(&cx, Nav::Dashboard, "Dashboard", body))
+    }
+}
+
+fn recent_alerts(recent: &[Alert]) -> Markup {
+    if recent.is_empty() {
+        return empty("No open alerts.", None);
+    }
+    html! {
+        ul {
+            @for a in recent {
+                li { (level(a.severity)) " " span.wrap { (a.title) } " · " (when(a.created_at)) }
+            }
+        }
+        p { a href="/ui/alerts" { "All alerts" } }
+    }
 }

@@ -180,7 +180,7 @@ fn verification(cx: &Cx, d: &ServerDetail) -> Markup {
     let action = format!("/ui/servers/{}/verify", seg(d.summary.id));
     let can = cx.may(&Method::PATCH, "/mcp/servers/{id}");
     html! {
-        p #verification {
+        div #verification {
             @if d.summary.is_verified {
                 span.ok { "Verified" } " " (maybe_when(d.summary.verified_at)) " "
                 @if can { (layout::button(cx, &action, "Unverify", &[("verified", "false")], None)) }

@@ -32,12 +32,14 @@ document.addEventListener("DOMContentLoaded", () => {
     select.addEventListener("change", () => select.form.requestSubmit());
   }
 
-  // New alerts, live: a banner that says so and offers to reload.
+  // New alerts, live: a banner that says so and offers to reload. The stream is open
+  // only while the page is shown: browsers allow six connections per host, and a
+  // stream left open by hidden tabs or pages being navigated away from would take them.
   const live = document.getElementById("live");
   if (live && window.EventSource) {
-    const events = new EventSource("/ui/events");
+    let events = null;
     let count = 0;
-    events.addEventListener("alert.created", (message) => {
+    const announce = (message) => {
       let title = "";
       try {
         title = JSON.parse(message.data).data.alert.title || "";
@@ -53,6 +55,22 @@ document.addEventListener("DOMContentLoaded", () => {
       link.textContent = "Show alerts";
       live.append(text, link);
       live.hidden = false;
-    });
+    };
+    const open = () => {
+      if (!events && document.visibilityState === "visible") {
+        events = new EventSource("/ui/events");
+        events.addEventListener("alert.created", announce);
+      }
+    };
+    const close = () => {
+      if (events) {
+        events.close();
+        events = null;
+      }
+    };
+    document.addEventListener("visibilitychange", () => (document.visibilityState === "visible" ? open() : close()));
+    window.addEventListener("pagehide", close);
+    window.addEventListener("pageshow", open);
+    open();
   }
 });
