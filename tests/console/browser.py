@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import threading
+import urllib.request
 
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException, NoSuchElementException
@@ -157,6 +158,26 @@ def flow(cfg):
         driver.find_element(By.CSS_SELECTOR, "#agents tbody a").click()
         wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "dl.facts"), "the agent's page")
         shot(driver, cfg, "agent")
+
+        # A new alert while a page is open: the page says so, live.
+        driver.get(base + "/ui/")
+        title_is(driver, "Dashboard")
+        wait(driver, lambda d: d.execute_script("return document.visibilityState") == "visible", "a visible page")
+        request = urllib.request.Request(
+            base + "/mcp/report",
+            data=json.dumps(cfg["report"]).encode(),
+            headers={"X-API-Key": cfg["agent_key"], "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            check(json.load(answer)["alerts_raised"] == 1, "the new report raises one alert")
+        banner = wait(
+            driver,
+            lambda d: (lambda e: e if e.is_displayed() and "New alert" in e.text else None)(d.find_element(By.ID, "live")),
+            "the live banner",
+        )
+        check(cfg["new_server"] in banner.text, f"the banner names the server: {banner.text!r}")
+        print("a new alert appeared live:", banner.text)
+        shot(driver, cfg, "live-alert")
 
         # Log out: the session ends; the pages ask for a login again.
         logout(driver)
