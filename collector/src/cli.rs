@@ -64,8 +64,8 @@ pub struct ServeArgs {
     #[arg(long, env = "MCPWATCH_OPEN_REGISTRATION", action = ArgAction::Set, num_args = 0..=1,
         default_value = "false", default_missing_value = "true")]
     pub open_registration: bool,
-    /// Serve plain HTTP on a non-loopback address. This version serves no TLS itself (a
-    /// later release adds it): put a TLS-terminating reverse proxy in front.
+    /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating reverse
+    /// proxy). Not needed with --tls-cert and --tls-key.
     #[arg(long, env = "MCPWATCH_ALLOW_INSECURE_HTTP", action = ArgAction::Set, num_args = 0..=1,
         default_value = "false", default_missing_value = "true")]
     pub allow_insecure_http: bool,
@@ -113,6 +113,13 @@ pub struct ServeArgs {
     /// The sender address of notification mail.
     #[arg(long, env = "MCPWATCH_SMTP_FROM", requires = "smtp_url")]
     pub smtp_from: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (the server's certificate first);
+    /// reloaded on SIGHUP and when the file changes. Needs --tls-key.
+    #[arg(long, env = "MCPWATCH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key (RSA, ECDSA or Ed25519) of --tls-cert.
+    #[arg(long, env = "MCPWATCH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// The address people reach this collector at (e.g. https://mcpwatch.example.com/),
     /// for links in notifications.
     #[arg(long, env = "MCPWATCH_PUBLIC_URL")]
@@ -169,6 +176,9 @@ impl ServeArgs {
         settings.notify.allow_private_targets = self.allow_private_targets;
         settings.retain_audit_days = self.retain_audit_days;
         settings.cache_mb = usize::try_from(self.cache_mb).unwrap_or(usize::MAX);
+        if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
+            settings.tls = Some(crate::tls::TlsFiles { cert, key });
+        }
         if let Some(url) = self
             .public_url
             .as_deref()
@@ -231,6 +241,13 @@ async fn serve(settings: Settings) -> Result<(), Failure> {
         .map_err(|e| config_failure(e.into()))?;
     let tokens =
         TokenService::load_or_create(&settings.data_dir).map_err(|e| config_failure(e.into()))?;
+    let tls = match &settings.tls {
+        None => None,
+        Some(files) => Some(Arc::new(
+            crate::tls::Tls::new(files.clone()).map_err(|e| config_failure(e.into()))?,
+        )),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))
@@ -251,11 +268,11 @@ async fn serve(settings: Settings) -> Result<(), Failure> {
     #[allow(clippy::print_stdout)]
     {
         // Tests and scripts read this line to learn the port.
-        println!("mcpwatch-collector listening on http://{addr}");
+        println!("mcpwatch-collector listening on {scheme}://{addr}");
         println!("data dir: {}", data_dir.display());
     }
     tracing::info!(address = %addr, data_dir = %data_dir.display(), "Collector started.");
-    crate::server::serve(state, listener, shutdown_signal())
+    crate::server::serve(state, listener, tls, shutdown_signal())
         .await
         .context("serving")
         .map_err(|error| Failure { error, code: 1 })?;

@@ -32,6 +32,8 @@ pub struct Settings {
     pub cache_mb: usize,
     /// Days audit log entries are kept.
     pub retain_audit_days: u32,
+    /// Serve HTTPS with these files.
+    pub tls: Option<crate::tls::TlsFiles>,
     /// How notifications are sent (SMTP, the outbound address policy).
     pub notify: crate::notify::send::NotifySettings,
 }
@@ -47,8 +49,8 @@ pub const DEFAULT_AGENT_REQUESTS_PER_MINUTE: u32 = 600;
 pub enum ConfigError {
     #[error(
         "refusing to serve plain HTTP on non-loopback address {0}: tokens and API keys would cross the network \
-         unencrypted. Put a TLS-terminating proxy in front and pass --allow-insecure-http \
-         (MCPWATCH_ALLOW_INSECURE_HTTP=true), or listen on 127.0.0.1"
+         unencrypted. Serve HTTPS with --tls-cert and --tls-key, or put a TLS-terminating proxy in front \
+         and pass --allow-insecure-http (MCPWATCH_ALLOW_INSECURE_HTTP=true), or listen on 127.0.0.1"
     )]
     InsecureListen(SocketAddr),
     #[error("--heartbeat-interval must be from 5 to 86400 seconds, got {0}")]
@@ -77,6 +79,7 @@ impl Settings {
             login_failures_per_address: 50,
             login_lockout: Duration::from_secs(15 * 60),
             retain_audit_days: crate::audit::DEFAULT_RETAIN_DAYS,
+            tls: None,
             cache_mb: crate::store::redb::DEFAULT_CACHE_MB,
             notify: crate::notify::send::NotifySettings::default(),
         }
@@ -84,7 +87,7 @@ impl Settings {
 
     /// Check rules that involve more than one setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.listen.ip().is_loopback() && !self.allow_insecure_http {
+        if !self.listen.ip().is_loopback() && !self.allow_insecure_http && self.tls.is_none() {
             return Err(ConfigError::InsecureListen(self.listen));
         }
         let secs = self.heartbeat_interval.as_secs();

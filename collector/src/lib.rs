@@ -4,7 +4,7 @@
 //! # Layout
 //!
 //! - [`cli`], [`config`], [`logging`]: the command line, settings and log setup;
-//! - [`server`]: the accept loop; [`router`]: the route table (method, path, the
+//! - [`server`]: the accept loop; [`tls`]: HTTPS and its certificate reloads; [`router`]: the route table (method, path, the
 //!   role each route needs, its audit action and OpenAPI description), request ids
 //!   and spans; [`openapi`]: the OpenAPI document and reference page made from it; [`jobs`]: the background
 //!   scheduler (presence, silent agents, rescoring);
@@ -43,3 +43,4 @@ pub mod router;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod tls;

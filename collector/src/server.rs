@@ -1,5 +1,6 @@
-//! Serving: the accept loop (hyper HTTP/1 with header-read and keep-alive limits),
-//! graceful shutdown, and the background tasks that run beside it.
+//! Serving: the accept loop (hyper HTTP/1 with header-read and keep-alive limits,
+//! over TLS when configured), graceful shutdown, and the background tasks that run
+//! beside it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,6 +21,8 @@ use crate::state::SharedState;
 
 /// How long the headers of a request may take to arrive.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -28,6 +31,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub async fn serve(
     state: SharedState,
     listener: TcpListener,
+    tls: Option<Arc<crate::tls::Tls>>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let app = router::build(state.clone());
@@ -47,6 +51,7 @@ pub async fn serve(
         Arc::clone(&state.store),
         Arc::clone(&state.notifier),
     ));
+    let tls_reload = tls.as_ref().map(|t| Arc::clone(t).watch());
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -73,15 +78,24 @@ pub async fn serve(
                 req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
                 req
             });
-        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let conn = graceful.watch(conn);
+        let (http, watcher, tls) = (http.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, client = %peer, "Connection ended with an error.");
+            let Some(tls) = tls else {
+                return connection(&http, watcher, TokioIo::new(stream), service, peer).await;
+            };
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    connection(&http, watcher, TokioIo::new(stream), service, peer).await
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, client = %peer, "TLS handshake failed."),
+                Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out."),
             }
         });
     }
     drop(listener);
+    if let Some(task) = tls_reload {
+        task.abort();
+    }
     tracing::info!("Shutting down: finishing in-flight requests.");
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
@@ -94,4 +108,28 @@ pub async fn serve(
     state.presence.flush(state.store.as_ref()).await;
     state.token_use.flush(state.store.as_ref()).await;
     Ok(())
+}
+
+/// Serve one connection until it ends or shutdown has waited for it.
+async fn connection<I, S>(
+    http: &hyper::server::conn::http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+    io: TokioIo<I>,
+    service: S,
+    peer: SocketAddr,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<
+            hyper::Request<Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = watcher.watch(http.serve_connection(io, TowerToHyperService::new(service)));
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, client = %peer, "Connection ended with an error.");
+    }
 }

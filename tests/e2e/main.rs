@@ -28,3 +28,4 @@ mod seed_agent;
 mod signing;
 mod sorting;
 mod tenancy;
+mod tls;

@@ -24,11 +24,18 @@ const START_DEADLINE: Duration = Duration::from_secs(30);
 /// An HTTP client for tests. In a workspace build reqwest carries the agent's
 /// `rustls-no-provider` feature, so a crypto provider must be installed first.
 pub fn http_client() -> Client {
+    http_client_trusting(None)
+}
+
+/// An HTTP client for tests that also trusts the CA certificate `ca` (PEM).
+pub fn http_client_trusting(ca: Option<&[u8]>) -> Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("http client")
+    let mut builder = Client::builder().timeout(Duration::from_secs(30));
+    if let Some(ca) = ca {
+        builder =
+            builder.add_root_certificate(reqwest::Certificate::from_pem(ca).expect("a PEM CA"));
+    }
+    builder.build().expect("http client")
 }
 
 /// Where a built binary of this workspace is.
@@ -85,6 +92,8 @@ pub struct TestCollector {
     pub base: String,
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
+    /// The CA of the collector's TLS certificate (PEM), when it serves HTTPS.
+    ca: Option<Vec<u8>>,
     log: Arc<Mutex<String>>,
     extra_args: Vec<String>,
     extra_env: Vec<(String, String)>,
@@ -122,12 +131,27 @@ impl TestCollector {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        let mut c = Self::spawn(&data_dir, args, env);
+        let mut c = Self::spawn(&data_dir, args, env, None);
         c._temp = Some(temp);
         c
     }
 
-    fn spawn(data_dir: &Path, extra_args: Vec<String>, extra_env: Vec<(String, String)>) -> Self {
+    /// Start a collector serving HTTPS (`extra_args` name the certificate and key),
+    /// talked to by a client that trusts `ca_pem`.
+    pub fn start_tls(extra_args: &[&str], ca_pem: &[u8]) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let args = extra_args.iter().map(|a| (*a).to_owned()).collect();
+        let mut c = Self::spawn(temp.path(), args, Vec::new(), Some(ca_pem.to_vec()));
+        c._temp = Some(temp);
+        c
+    }
+
+    fn spawn(
+        data_dir: &Path,
+        extra_args: Vec<String>,
+        extra_env: Vec<(String, String)>,
+        ca: Option<Vec<u8>>,
+    ) -> Self {
         let bin = binary("mcpwatch-collector", "MCPWATCH_COLLECTOR_BIN");
         let mut cmd = Command::new(bin);
         cmd.arg("serve");
@@ -182,7 +206,8 @@ impl TestCollector {
             let _ = reader.read_to_string(&mut line);
         });
         let base = match rx.recv_timeout(START_DEADLINE) {
-            Ok(addr) => addr,
+            // Listening on every address: the tests talk to loopback.
+            Ok(addr) => addr.replace("://0.0.0.0:", "://127.0.0.1:"),
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -192,12 +217,13 @@ impl TestCollector {
                 );
             }
         };
-        let http = http_client();
+        let http = http_client_trusting(ca.as_deref());
         let collector = Self {
             child: Some(child),
             base,
             data_dir: data_dir.to_path_buf(),
             _temp: None,
+            ca,
             log,
             extra_args,
             extra_env,
@@ -235,6 +261,7 @@ impl TestCollector {
             &self.data_dir,
             self.extra_args.clone(),
             self.extra_env.clone(),
+            self.ca.clone(),
         );
         next._temp = temp;
         std::mem::swap(self, &mut next);
@@ -257,7 +284,12 @@ impl TestCollector {
             }
         }
         args.extend(["--listen".to_owned(), addr]);
-        let mut next = Self::spawn(&self.data_dir, args, self.extra_env.clone());
+        let mut next = Self::spawn(
+            &self.data_dir,
+            args,
+            self.extra_env.clone(),
+            self.ca.clone(),
+        );
         next._temp = temp;
         std::mem::swap(self, &mut next);
     }

@@ -28,7 +28,7 @@ pub mod settings;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -43,6 +43,8 @@ pub struct Console {
     pub api: Router,
     /// Whether cookies are marked `Secure` (the collector is reached over HTTPS).
     pub secure_cookies: bool,
+    /// Whether the collector serves TLS itself (then pages carry HSTS).
+    pub tls: bool,
 }
 
 pub type ConsoleState = Arc<Console>;
@@ -55,16 +57,19 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 
 /// The console's routes, over `api` (the API's router, with its state).
 pub fn router(state: SharedState, api: Router) -> Router {
-    let secure_cookies = state
-        .settings
-        .notify
-        .public_url
-        .as_ref()
-        .is_some_and(|u| u.scheme() == "https");
+    let tls = state.settings.tls.is_some();
+    let secure_cookies = tls
+        || state
+            .settings
+            .notify
+            .public_url
+            .as_ref()
+            .is_some_and(|u| u.scheme() == "https");
     let console = Arc::new(Console {
         state,
         api,
         secure_cookies,
+        tls,
     });
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/") }))
@@ -76,7 +81,7 @@ pub fn router(state: SharedState, api: Router) -> Router {
         .route("/ui/assets/{file}", get(assets::serve))
         .merge(pages())
         .route("/ui/{*rest}", get(layout::not_found))
-        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(tls, security_headers))
         .with_state(console)
 }
 
@@ -99,11 +104,17 @@ fn pages() -> Router<ConsoleState> {
 }
 
 /// Headers on every console response: the CSP, no sniffing, no referrer beyond this
-/// origin, no framing; and `no-store` unless the response chose its own caching (the
-/// hashed assets).
-async fn security_headers(req: Request, next: Next) -> Response {
+/// origin, no framing; `no-store` unless the response chose its own caching (the
+/// hashed assets); and HSTS when the collector serves TLS itself.
+async fn security_headers(State(tls): State<bool>, req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
     let headers = response.headers_mut();
+    if tls {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     for (name, value) in [
         (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
