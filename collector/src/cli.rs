@@ -113,6 +113,10 @@ pub struct ServeArgs {
     /// The sender address of notification mail.
     #[arg(long, env = "MCPWATCH_SMTP_FROM", requires = "smtp_url")]
     pub smtp_from: Option<String>,
+    /// The bearer token Prometheus sends to `GET /metrics`. Without it, `/metrics`
+    /// answers loopback clients only.
+    #[arg(long, env = "MCPWATCH_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Serve HTTPS with this PEM certificate chain (the server's certificate first);
     /// reloaded on SIGHUP and when the file changes. Needs --tls-key.
     #[arg(long, env = "MCPWATCH_TLS_CERT", requires = "tls_key")]
@@ -176,6 +180,10 @@ impl ServeArgs {
         settings.notify.allow_private_targets = self.allow_private_targets;
         settings.retain_audit_days = self.retain_audit_days;
         settings.cache_mb = usize::try_from(self.cache_mb).unwrap_or(usize::MAX);
+        settings.metrics_token = self
+            .metrics_token
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
         if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
             settings.tls = Some(crate::tls::TlsFiles { cert, key });
         }

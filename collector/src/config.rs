@@ -32,6 +32,8 @@ pub struct Settings {
     pub cache_mb: usize,
     /// Days audit log entries are kept.
     pub retain_audit_days: u32,
+    /// The bearer token `/metrics` asks for (without one it answers loopback only).
+    pub metrics_token: Option<String>,
     /// Serve HTTPS with these files.
     pub tls: Option<crate::tls::TlsFiles>,
     /// How notifications are sent (SMTP, the outbound address policy).
@@ -80,6 +82,7 @@ impl Settings {
             login_lockout: Duration::from_secs(15 * 60),
             retain_audit_days: crate::audit::DEFAULT_RETAIN_DAYS,
             tls: None,
+            metrics_token: None,
             cache_mb: crate::store::redb::DEFAULT_CACHE_MB,
             notify: crate::notify::send::NotifySettings::default(),
         }

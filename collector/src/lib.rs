@@ -35,6 +35,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod openapi;

@@ -102,6 +102,22 @@ impl Presence {
         })
     }
 
+    /// Agents of every organisation heard from since `since`.
+    pub fn count_all_since(&self, since: DateTime<Utc>) -> u64 {
+        self.inner.lock().map_or(0, |inner| {
+            inner
+                .by_second
+                .values()
+                .map(|seconds| {
+                    seconds
+                        .range(since.timestamp()..)
+                        .map(|(_, n)| n)
+                        .sum::<u64>()
+                })
+                .sum()
+        })
+    }
+
     /// Forget a deleted agent.
     pub fn forget(&self, agent: AgentId) {
         if let Ok(mut inner) = self.inner.lock()

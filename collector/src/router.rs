@@ -444,6 +444,11 @@ pub fn build(state: SharedState) -> Router {
     let console = crate::console::router(state.clone(), api.clone());
     let settings = &state.settings;
     api.merge(console)
+        .route(
+            "/metrics",
+            axum::routing::get(crate::metrics::scrape).with_state(state.clone()),
+        )
+        .layer(middleware::from_fn(crate::metrics::track))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(cors(&settings.cors_origins))
         .layer(TimeoutLayer::with_status_code(

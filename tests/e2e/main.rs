@@ -20,6 +20,7 @@ mod hostile_machine;
 mod install;
 mod inventory;
 mod limits;
+mod metrics;
 mod notifications;
 mod openapi;
 mod policy;

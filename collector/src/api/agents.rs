@@ -294,6 +294,7 @@ pub async fn heartbeat(
         }
     }
     state.presence.record(agent.org_id, agent.id, now);
+    crate::metrics::METRICS.heartbeats.inc();
     Ok(Json(HeartbeatResponse {
         status: "ok".to_owned(),
         agent_id: agent.id,

@@ -322,11 +322,12 @@ async fn verify_signature(
     let now = Utc::now().timestamp();
     let message =
         signing::signed_message(&header, parts.method.as_str(), path, body, now).map_err(refuse)?;
-    if !state
+    let verified = state
         .signatures
         .verify(key, message, header.signature)
-        .await
-    {
+        .await;
+    crate::metrics::METRICS.signature(verified);
+    if !verified {
         return Err(refuse(signing::Error::BadSignature));
     }
     let nonce = header.nonce_value().map_err(refuse)?;

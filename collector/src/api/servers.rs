@@ -51,6 +51,10 @@ pub async fn report(
         .await
         .map_err(agent_store_error)?;
     state.presence.record(agent.org_id, agent.id, now);
+    crate::metrics::METRICS.reports.inc();
+    crate::metrics::METRICS
+        .servers_ingested
+        .inc_by(outcome.received as u64);
     tracing::debug!(org = %agent.org_id, agent = %agent.id, received = outcome.received, created = outcome.created,
         updated = outcome.updated, dormant = outcome.dormant, "Report stored.");
     Ok(Json(outcome))

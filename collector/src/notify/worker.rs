@@ -117,6 +117,11 @@ async fn attempt(store: &dyn Store, notifier: &Notifier, mut delivery: Delivery)
             let outcome = notifier.send(&channel, &delivery.event).await;
             log(&channel, &delivery, &outcome);
             let failed = super::after_attempt(&mut delivery, outcome, Utc::now(), jitter);
+            crate::metrics::METRICS.delivery(match delivery.status {
+                DeliveryStatus::Delivered => "delivered",
+                DeliveryStatus::Failed => "failed",
+                _ => "retry",
+            });
             failed.then(|| alerts::notification_failed(&channel, &delivery, now))
         }
     };

@@ -101,6 +101,16 @@ pub enum AlertSort {
     Severity,
 }
 
+/// Figures across every organisation (`Store::fleet_gauges`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FleetGauges {
+    pub servers: crate::model::LevelCounts,
+    /// Critical, high, medium, low.
+    pub open_alerts: [u64; 4],
+    pub agents: u64,
+    pub pending_deliveries: u64,
+}
+
 /// Filters for listing servers. Pages start at 1.
 #[derive(Debug, Clone, Default)]
 pub struct ServerQuery {
@@ -364,6 +374,9 @@ pub trait Store: Send + Sync + 'static {
     async fn dismiss_all_alerts(&self, org: OrgId, by: UserId, at: DateTime<Utc>) -> Result<u64>;
     /// Open alerts (maintained at write time).
     async fn open_alert_count(&self, org: OrgId) -> Result<u64>;
+    /// Figures across every organisation, for the metrics: servers by level, open
+    /// alerts by severity, agents, deliveries waiting.
+    async fn fleet_gauges(&self) -> Result<FleetGauges>;
 
     // Events (the outbox, appended by the writes above).
     /// The organisation's events after `after` (every retained one when `None`), oldest

@@ -213,6 +213,40 @@ pub(super) fn dismiss_all_alerts(
     Ok(dismissed)
 }
 
+/// Servers by level and open alerts by severity in every organisation, agents, and
+/// deliveries waiting: the counts rows and the open-alert index, not the records
+/// (but each open alert, for its severity).
+pub(super) fn fleet_gauges(txn: &ReadTransaction) -> Result<crate::store::FleetGauges> {
+    use redb::ReadableTableMetadata as _;
+    let mut out = crate::store::FleetGauges::default();
+    let orgs: Vec<OrgId> = txn
+        .open_table(super::schema::ORGS)?
+        .iter()?
+        .filter_map(|row| {
+            row.ok()
+                .and_then(|(k, _)| <[u8; 16]>::try_from(k.value()).ok())
+        })
+        .map(OrgId::from_bytes)
+        .collect();
+    for org in orgs {
+        let counts = super::servers::server_counts(txn, org)?;
+        out.servers.critical += counts.critical;
+        out.servers.high += counts.high;
+        out.servers.medium += counts.medium;
+        out.servers.low += counts.low;
+    }
+    let all = txn.open_table(ALERTS)?;
+    for row in txn.open_table(ALERTS_OPEN)?.iter()? {
+        let (key, ()) = row.map(|(k, v)| (k.value().to_vec(), v.value()))?;
+        if let Some(alert) = get_json::<Alert, _>(&all, &key)? {
+            out.open_alerts[usize::from(alert.severity.rank())] += 1;
+        }
+    }
+    out.agents = txn.open_table(AGENTS)?.len()?;
+    out.pending_deliveries = txn.open_table(super::schema::DELIVERY_DUE)?.len()?;
+    Ok(out)
+}
+
 pub(super) fn open_alert_count(txn: &ReadTransaction, org: OrgId) -> Result<u64> {
     count(&txn.open_table(COUNTS)?, &count_key_alerts(org))
 }

@@ -565,6 +565,10 @@ impl Store for RedbStore {
             .await
     }
 
+    async fn fleet_gauges(&self) -> Result<super::FleetGauges> {
+        self.read(alerts::fleet_gauges).await
+    }
+
     async fn events_after(
         &self,
         org: OrgId,

@@ -245,6 +245,8 @@ fn writer_loop(slot: &Slot, rx: &mpsc::Receiver<Job>) {
 /// Run a batch in one transaction, commit it, and answer every caller.
 fn run_batch(slot: &Slot, batch: Vec<Job>) {
     let Ok(db) = slot.db() else { return };
+    let started = std::time::Instant::now();
+    let size = batch.len();
     let txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => {
@@ -284,6 +286,11 @@ fn run_batch(slot: &Slot, batch: Vec<Job>) {
     };
     if outcome.is_ok() {
         super::events::publish(&db, &slot.events);
+        let metrics = &crate::metrics::METRICS;
+        metrics
+            .commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        metrics.commit_batch.observe(size as f64);
     }
     let failed_storage = outcome.as_ref().err().is_some_and(storage_failed);
     if let Err(e) = &outcome
