@@ -1,4 +1,5 @@
-//! The command line: `serve` and `version`. Every setting is a flag with an
+//! The command line: `serve`, the upkeep commands (`backup`, `restore`, `check`,
+//! `compact`) and `version`. Every setting is a flag with an
 //! environment variable; the flag wins.
 
 use std::net::SocketAddr;
@@ -47,8 +48,59 @@ pub struct Cli {
 pub enum Command {
     /// Run the API server.
     Serve(Box<ServeArgs>),
+    /// Back up the database and the token-signing key into one file, while the
+    /// collector serves (it takes the snapshot) or while it is stopped.
+    Backup {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// The backup file to write (a tar; must not exist yet).
+        #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Restore a backup into a data dir (the collector stopped). Agents keep their
+    /// keys and enrollments; they send their full inventory at their next report.
+    Restore {
+        /// The backup file.
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Replace a database and key already in the data dir.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check that the database opens and that its counts and indexes agree with its
+    /// records (exit 0: consistent, 1: not, with what is wrong).
+    Check {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Give the database's free space back to the file system (the collector stopped).
+    Compact {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Args, Debug)]
+pub struct DataDirArg {
+    /// The collector's data dir [default: the OS data dir + mcpwatch].
+    #[arg(long, env = "MCPWATCH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DataDirArg {
+    fn resolve(&self) -> Result<PathBuf, Failure> {
+        match &self.data_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => config::default_data_dir().map_err(|e| Failure {
+                error: e.into(),
+                code: EXIT_CONFIG,
+            }),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -146,6 +198,36 @@ impl Cli {
                 }
                 Ok(())
             }
+            Command::Backup { dir, output } => {
+                let rows = crate::upkeep::backup(&dir.resolve()?, &output).map_err(failed)?;
+                say(&format!("backed up {rows} rows to {}", output.display()));
+                Ok(())
+            }
+            Command::Restore { input, dir, force } => {
+                let dir = dir.resolve()?;
+                let rows = crate::upkeep::restore(&input, &dir, force).map_err(failed)?;
+                say(&format!(
+                    "restored {rows} rows into {}; start the collector, and agents will send their inventories at their next report",
+                    dir.display()
+                ));
+                Ok(())
+            }
+            Command::Check { dir } => {
+                let problems = crate::upkeep::check(&dir.resolve()?).map_err(failed)?;
+                if problems.is_empty() {
+                    say("consistent: the counts and indexes agree with the records");
+                    return Ok(());
+                }
+                Err(Failure {
+                    error: anyhow::anyhow!("not consistent:\n  {}", problems.join("\n  ")),
+                    code: 1,
+                })
+            }
+            Command::Compact { dir } => {
+                let (before, after) = crate::upkeep::compact(&dir.resolve()?).map_err(failed)?;
+                say(&format!("compacted: {before} bytes before, {after} after"));
+                Ok(())
+            }
             Command::Serve(args) => {
                 let settings = args.settings().map_err(|e| Failure {
                     error: e,
@@ -226,7 +308,20 @@ impl ServeArgs {
     }
 }
 
-fn create_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
+fn failed(e: crate::upkeep::UpkeepError) -> Failure {
+    Failure {
+        error: e.into(),
+        code: 1,
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn say(line: &str) {
+    println!("{line}");
+}
+
+/// Make the data dir (and its parents), owner-only.
+pub(crate) fn create_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

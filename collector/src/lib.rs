@@ -45,3 +45,4 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod tls;
+pub mod upkeep;

@@ -52,6 +52,8 @@ pub async fn serve(
         Arc::clone(&state.notifier),
     ));
     let tls_reload = tls.as_ref().map(|t| Arc::clone(t).watch());
+    #[cfg(unix)]
+    let control = tokio::spawn(crate::upkeep::control(Arc::clone(&state)));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -105,6 +107,11 @@ pub async fn serve(
     }
     jobs.abort();
     deliveries.abort();
+    #[cfg(unix)]
+    {
+        control.abort();
+        let _ = std::fs::remove_file(state.settings.data_dir.join(crate::upkeep::CONTROL_SOCKET));
+    }
     state.presence.flush(state.store.as_ref()).await;
     state.token_use.flush(state.store.as_ref()).await;
     Ok(())

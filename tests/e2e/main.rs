@@ -9,6 +9,7 @@ mod api_tokens;
 mod audit;
 mod auth;
 mod authz;
+mod backup;
 mod census;
 mod console;
 mod daemon;

@@ -378,6 +378,14 @@ pub trait Store: Send + Sync + 'static {
     /// alerts by severity, agents, deliveries waiting.
     async fn fleet_gauges(&self) -> Result<FleetGauges>;
 
+    // Upkeep.
+    /// Write a consistent snapshot of everything into a new database file at `out`
+    /// while serving; answers the rows copied.
+    async fn snapshot(&self, out: std::path::PathBuf) -> Result<u64>;
+    /// What disagrees between the counts and indexes and the records (nothing when
+    /// consistent).
+    async fn check(&self) -> Result<Vec<String>>;
+
     // Events (the outbox, appended by the writes above).
     /// The organisation's events after `after` (every retained one when `None`), oldest
     /// first, at most `limit`.

@@ -493,6 +493,33 @@ async fn redb_store_passes_the_story() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(dir.path()).unwrap();
     story(&store).await;
+    assert_eq!(store.check().await.unwrap(), Vec::<String>::new());
+    // A snapshot holds the same, and is consistent too.
+    let copy = tempfile::tempdir().unwrap();
+    let rows = store
+        .snapshot(copy.path().join(super::redb::DB_FILE))
+        .await
+        .unwrap();
+    assert!(rows > 10);
+    assert_eq!(
+        super::redb::maintenance::check_offline(copy.path()).unwrap(),
+        Vec::<String>::new()
+    );
+    // Damaged indexes are named.
+    store.damage_indexes_for_test().await.unwrap();
+    let problems = store.check().await.unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("srv_rank") && p.contains("1 entries missing")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("counts") && p.contains("out of date")),
+        "{problems:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,6 +73,7 @@ mod audit;
 mod census;
 mod events;
 mod files;
+pub mod maintenance;
 mod migrate;
 mod notifications;
 mod reports;
@@ -567,6 +568,14 @@ impl Store for RedbStore {
 
     async fn fleet_gauges(&self) -> Result<super::FleetGauges> {
         self.read(alerts::fleet_gauges).await
+    }
+
+    async fn snapshot(&self, out: PathBuf) -> Result<u64> {
+        self.read(move |txn| maintenance::snapshot(txn, &out)).await
+    }
+
+    async fn check(&self) -> Result<Vec<String>> {
+        self.read(maintenance::check).await
     }
 
     async fn events_after(

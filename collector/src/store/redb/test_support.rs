@@ -54,6 +54,23 @@ fn forget_census(txn: &redb::WriteTransaction) -> Result<()> {
 }
 
 impl RedbStore {
+    /// Damage the indexes as a bug would: drop one server's rank entry and bump a
+    /// count.
+    pub async fn damage_indexes_for_test(&self) -> Result<()> {
+        self.write(|txn| {
+            use super::schema::{COUNTS, SRV_RANK, add_count};
+            let first = keys_of(txn, SRV_RANK, |_| true)?;
+            if let Some(k) = first.first() {
+                txn.open_table(SRV_RANK)?.remove(k.as_slice())?;
+            }
+            if let Some(k) = keys_of(txn, COUNTS, |k| k.get(16) == Some(&b'S'))?.first() {
+                add_count(txn, k, 1)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Put the database back into layout 2 (no census), as if a build of the census
     /// had been interrupted after counting the first `counted` servers in.
     pub async fn make_layout_2_for_test(&self, counted: usize) -> Result<()> {

@@ -1,0 +1,206 @@
+//! Backup while serving under load, restore, check and compact: a backup taken while
+//! agents report restores into a collector that has every report acknowledged before
+//! the backup began, and the sessions and agent keys it knew.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mcpwatch_tests::{TestCollector, agent_server, binary, eventually};
+use serde_json::{Value, json};
+
+fn collector(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(binary("mcpwatch-collector", "MCPWATCH_COLLECTOR_BIN"))
+        .args(args)
+        .env_remove("MCPWATCH_DATA_DIR")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn report(n: usize) -> Value {
+    let servers: Vec<Value> = (0..=n)
+        .map(|i| agent_server(&format!("s-{i}"), "uvx", &[&format!("mcp-tool-{i}==1.0")]))
+        .collect();
+    json!({ "hostname": "h", "servers": servers })
+}
+
+#[test]
+fn a_backup_under_load_restores_every_acknowledged_report() {
+    const AGENTS: usize = 6;
+    let c = TestCollector::start(&[]);
+    c.register("admin@a.example", "AdminPass123!", "A");
+    let admin = c.token("admin@a.example", "AdminPass123!");
+    let keys: Vec<(String, String)> = (0..AGENTS)
+        .map(|i| c.create_agent(&admin, &format!("laptop-{i}")))
+        .collect();
+    let c = Arc::new(c);
+    let started = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Per agent: the largest report acknowledged before the backup began.
+    let before: Arc<Mutex<Vec<Option<usize>>>> = Arc::new(Mutex::new(vec![None; AGENTS]));
+    let load: Vec<_> = keys
+        .iter()
+        .enumerate()
+        .map(|(a, (_, key))| {
+            let (c, started, stop, before, key) = (
+                c.clone(),
+                started.clone(),
+                stop.clone(),
+                before.clone(),
+                key.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let (status, body) = c.agent_call("/mcp/report", &key, None, &report(n));
+                    assert_eq!(status, 200, "{body}");
+                    if !started.load(Ordering::SeqCst) {
+                        before.lock().unwrap()[a] = Some(n);
+                    }
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    eventually(Duration::from_secs(30), "reports under way", || {
+        before
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|n| n.is_some_and(|n| n >= 10))
+            .then_some(())
+    });
+    let data = c.data_dir.to_string_lossy().into_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backup.tar");
+    started.store(true, Ordering::SeqCst);
+    let (code, out) = collector(&[
+        "backup",
+        "--data-dir",
+        &data,
+        "--output",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    let sent: usize = load.into_iter().map(|t| t.join().unwrap()).sum();
+    let acked_before = before.lock().unwrap().clone();
+    eprintln!("{sent} reports sent; acknowledged before the backup: {acked_before:?}");
+    // The same file again is refused; so is checking, restoring into, a running one.
+    let (code, out) = collector(&[
+        "backup",
+        "--data-dir",
+        &data,
+        "--output",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("already exists"), "{out}");
+    let (code, out) = collector(&["check", "--data-dir", &data]);
+    assert_eq!(code, Some(0), "the live database is consistent: {out}");
+    let (code, out) = collector(&[
+        "restore",
+        "--input",
+        file.to_str().unwrap(),
+        "--data-dir",
+        &data,
+        "--force",
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("stop it first"), "{out}");
+
+    // Restore into a new data dir; a non-empty one needs --force.
+    let restored = tempfile::tempdir().unwrap();
+    let target = restored.path().join("data");
+    let target_s = target.to_string_lossy().into_owned();
+    let (code, out) = collector(&[
+        "restore",
+        "--input",
+        file.to_str().unwrap(),
+        "--data-dir",
+        &target_s,
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = collector(&[
+        "restore",
+        "--input",
+        file.to_str().unwrap(),
+        "--data-dir",
+        &target_s,
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("--force"), "{out}");
+    let (code, out) = collector(&["check", "--data-dir", &target_s]);
+    assert_eq!(code, Some(0), "{out}");
+
+    let r = TestCollector::start(&["--data-dir", &target_s]);
+    // The admin's session and the agents' keys were in the backup.
+    assert_eq!(
+        r.get("/auth/me", &admin).0,
+        200,
+        "a session from before the backup"
+    );
+    for (a, (agent, key)) in keys.iter().enumerate() {
+        let (_, servers) = r.get(
+            &format!("/mcp/servers?agent_id={agent}&page_size=100"),
+            &admin,
+        );
+        let have: Vec<&str> = servers["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["server_name"].as_str().unwrap())
+            .collect();
+        let n = acked_before[a].unwrap();
+        for i in 0..=n {
+            assert!(
+                have.contains(&format!("s-{i}").as_str()),
+                "agent {a}: s-{i} acknowledged before the backup is missing: {have:?}"
+            );
+        }
+        let (status, body) =
+            r.agent_call("/agents/heartbeat", key, None, &json!({ "hostname": "h" }));
+        assert_eq!(status, 200, "an agent key from before the backup: {body}");
+    }
+    // The dashboard's counts are the records'.
+    let (_, stats) = r.get("/dashboard/stats", &admin);
+    let (_, all) = r.get("/mcp/servers?page_size=1", &admin);
+    assert_eq!(stats["total_servers"], all["total"]);
+}
+
+#[test]
+fn a_damaged_or_foreign_backup_is_refused_and_compaction_needs_the_collector_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.tar");
+    std::fs::write(&junk, b"not a tar file at all").unwrap();
+    let target = dir.path().join("data");
+    let (code, out) = collector(&[
+        "restore",
+        "--input",
+        junk.to_str().unwrap(),
+        "--data-dir",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(!target.join("mcpwatch.redb").exists());
+    let (code, out) = collector(&["check", "--data-dir", target.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("no database"), "{out}");
+
+    let c = TestCollector::start(&[]);
+    let data = c.data_dir.to_string_lossy().into_owned();
+    let (code, out) = collector(&["compact", "--data-dir", &data]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("stop it first"), "{out}");
+}
