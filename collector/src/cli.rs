@@ -147,6 +147,16 @@ pub struct ServeArgs {
     #[arg(long, env = "MCPWATCH_RETAIN_AUDIT_DAYS", default_value_t = crate::audit::DEFAULT_RETAIN_DAYS,
         value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub retain_audit_days: u32,
+    /// Days a dormant server is kept after it was last seen (0–36500); then it is
+    /// deleted with its history and alerts (hourly, and at start). 0: at the next pass.
+    #[arg(long, env = "MCPWATCH_RETAIN_DORMANT_DAYS", default_value_t = config::DEFAULT_RETAIN_DORMANT_DAYS,
+        value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub retain_dormant_days: u32,
+    /// Days a dismissed alert is kept after its dismissal (0–36500); then it is
+    /// deleted (hourly, and at start). Open alerts are never deleted by age.
+    #[arg(long, env = "MCPWATCH_RETAIN_ALERTS_DAYS", default_value_t = config::DEFAULT_RETAIN_ALERTS_DAYS,
+        value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub retain_alerts_days: u32,
     /// Let notification channels send to loopback, private (10/8, 172.16/12, 192.168/16,
     /// fc00::/7), link-local and metadata addresses, and over plain http:// to them.
     /// Needed for on-premises receivers; without it such targets are refused when a
@@ -261,6 +271,8 @@ impl ServeArgs {
         settings.max_body_bytes = self.max_body_bytes.max(1024);
         settings.notify.allow_private_targets = self.allow_private_targets;
         settings.retain_audit_days = self.retain_audit_days;
+        settings.retain_dormant_days = self.retain_dormant_days;
+        settings.retain_alerts_days = self.retain_alerts_days;
         settings.cache_mb = usize::try_from(self.cache_mb).unwrap_or(usize::MAX);
         settings.metrics_token = self
             .metrics_token

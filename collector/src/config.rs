@@ -32,6 +32,10 @@ pub struct Settings {
     pub cache_mb: usize,
     /// Days audit log entries are kept.
     pub retain_audit_days: u32,
+    /// Days dormant servers are kept after they were last seen.
+    pub retain_dormant_days: u32,
+    /// Days dismissed alerts are kept after their dismissal.
+    pub retain_alerts_days: u32,
     /// The bearer token `/metrics` asks for (without one it answers loopback only).
     pub metrics_token: Option<String>,
     /// Serve HTTPS with these files.
@@ -45,6 +49,8 @@ pub const DEFAULT_HEARTBEAT_SECS: u64 = 60;
 pub const DEFAULT_DORMANT_AFTER_SECS: u64 = 24 * 60 * 60;
 pub const DEFAULT_MAX_BODY_BYTES: usize = mcpwatch_protocol::limits::DEFAULT_MAX_BODY_BYTES;
 pub const DEFAULT_AGENT_REQUESTS_PER_MINUTE: u32 = 600;
+pub const DEFAULT_RETAIN_DORMANT_DAYS: u32 = 90;
+pub const DEFAULT_RETAIN_ALERTS_DAYS: u32 = 365;
 
 /// A setting that cannot work.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -81,6 +87,8 @@ impl Settings {
             login_failures_per_address: 50,
             login_lockout: Duration::from_secs(15 * 60),
             retain_audit_days: crate::audit::DEFAULT_RETAIN_DAYS,
+            retain_dormant_days: DEFAULT_RETAIN_DORMANT_DAYS,
+            retain_alerts_days: DEFAULT_RETAIN_ALERTS_DAYS,
             tls: None,
             metrics_token: None,
             cache_mb: crate::store::redb::DEFAULT_CACHE_MB,

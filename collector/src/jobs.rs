@@ -21,6 +21,10 @@ pub const PRESENCE_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 const CENSUS_INTERVAL: Duration = Duration::from_secs(1);
 /// How often old audit entries are removed, and how many per transaction.
 const AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+/// Agents visited, and alerts read, per retention transaction: small, so that reports
+/// waiting behind one wait little.
+const RETENTION_AGENTS: usize = 20;
+const RETENTION_ALERTS: usize = 1000;
 const AUDIT_PRUNE_BATCH: usize = 1000;
 /// Servers rescored per turn.
 const RESCORE_BATCH: usize = 500;
@@ -59,7 +63,10 @@ pub async fn run(state: SharedState) {
             }
             _ = census.tick() => drain_census(&state).await,
             _ = sweep.tick() => sweep_silent(&state).await,
-            _ = audit.tick() => prune_audit(&state).await,
+            _ = audit.tick() => {
+                prune_audit(&state).await;
+                retention(&state).await;
+            }
             () = state.rescore_wanted.notified() => {
                 // A pass in progress starts over: the new policy applies to all.
                 pass = Some(Pass::default());
@@ -140,6 +147,66 @@ async fn prune_audit(state: &SharedState) {
 
 /// One batch of a rescoring pass; answers the pass if it is not done. A failure ends
 /// the pass (the rest is rescored at the next start or policy change).
+/// Delete dormant servers and dismissed alerts past their retention, a batch at a
+/// time.
+async fn retention(state: &SharedState) {
+    let now = Utc::now();
+    let days = |d: u32| now - chrono::Duration::days(i64::from(d));
+    let (dormant_before, dismissed_before) = (
+        days(state.settings.retain_dormant_days),
+        days(state.settings.retain_alerts_days),
+    );
+    let (mut servers, mut alerts, mut dismissed) = (0, 0, 0);
+    let mut cursor = None;
+    loop {
+        match state
+            .store
+            .prune_dormant_servers(dormant_before, cursor, RETENTION_AGENTS)
+            .await
+        {
+            Ok((s, a, next)) => {
+                (servers, alerts) = (servers + s, alerts + a);
+                let Some(next) = next else { break };
+                cursor = Some(next);
+                tokio::task::yield_now().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Deleting dormant servers past their retention failed; will retry.");
+                break;
+            }
+        }
+    }
+    let mut cursor = None;
+    loop {
+        match state
+            .store
+            .prune_dismissed_alerts(dismissed_before, cursor, RETENTION_ALERTS)
+            .await
+        {
+            Ok((n, next)) => {
+                dismissed += n;
+                let Some(next) = next else { break };
+                cursor = Some(next);
+                tokio::task::yield_now().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Deleting dismissed alerts past their retention failed; will retry.");
+                break;
+            }
+        }
+    }
+    if servers + dismissed > 0 {
+        tracing::info!(
+            servers,
+            alerts_of_servers = alerts,
+            dismissed_alerts = dismissed,
+            dormant_days = state.settings.retain_dormant_days,
+            alerts_days = state.settings.retain_alerts_days,
+            "Deleted what is past its retention."
+        );
+    }
+}
+
 async fn rescore_batch(state: &SharedState, mut pass: Pass) -> Option<Pass> {
     match state
         .store

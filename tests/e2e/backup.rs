@@ -204,3 +204,62 @@ fn a_damaged_or_foreign_backup_is_refused_and_compaction_needs_the_collector_sto
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("stop it first"), "{out}");
 }
+
+#[test]
+fn retention_deletes_dormant_servers_and_dismissed_alerts_and_counts_stay_right() {
+    let mut c = TestCollector::start(&["--retain-dormant-days", "0", "--retain-alerts-days", "0"]);
+    c.register("admin@a.example", "AdminPass123!", "A");
+    let admin = c.token("admin@a.example", "AdminPass123!");
+    let (_, key) = c.create_agent(&admin, "laptop");
+    let critical = agent_server(
+        "root-files",
+        "npx",
+        &[
+            "-y",
+            "@modelcontextprotocol/server-filesystem@2026.9.1",
+            "/",
+        ],
+    );
+    let kept = agent_server("clock", "uvx", &["mcp-server-time==0.6.2"]);
+    let (status, _) = c.agent_call(
+        "/mcp/report",
+        &key,
+        None,
+        &json!({ "hostname": "h", "servers": [critical, kept.clone()] }),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = c.agent_call(
+        "/mcp/report",
+        &key,
+        None,
+        &json!({ "hostname": "h", "servers": [kept] }),
+    );
+    assert_eq!(status, 200);
+    let (_, dormant) = c.get("/mcp/servers?status=dormant", &admin);
+    assert_eq!(dormant["total"], 1);
+    assert_eq!(c.get("/alerts?dismissed=false", &admin).1["total"], 1);
+    // The pass at start deletes the dormant server and its alert; the active one stays.
+    c.restart();
+    let admin = c.token("admin@a.example", "AdminPass123!");
+    eventually(Duration::from_secs(20), "the retention pass", || {
+        (c.get("/mcp/servers", &admin).1["total"] == 1).then_some(())
+    });
+    let (_, left) = c.get("/mcp/servers", &admin);
+    assert_eq!(left["items"][0]["server_name"], "clock");
+    assert_eq!(
+        c.get("/alerts", &admin).1["total"],
+        0,
+        "the deleted server's alert went with it"
+    );
+    let (_, stats) = c.get("/dashboard/stats", &admin);
+    assert_eq!(stats["total_servers"], 1);
+    assert_eq!(stats["critical_count"], 0);
+    assert_eq!(stats["unresolved_alerts"], 0);
+    assert!(
+        c.log().contains("Deleted what is past its retention."),
+        "{}",
+        c.log()
+    );
+    // The agent stays listed.
+    assert_eq!(c.get("/agents", &admin).1.as_array().unwrap().len(), 1);
+}

@@ -385,6 +385,23 @@ pub trait Store: Send + Sync + 'static {
     /// What disagrees between the counts and indexes and the records (nothing when
     /// consistent).
     async fn check(&self) -> Result<Vec<String>>;
+    /// Delete dormant servers last seen before `before` (with their history and
+    /// alerts), visiting up to `agents` agents after `cursor`; answers the servers and
+    /// alerts deleted and where the next batch starts (`None`: done).
+    async fn prune_dormant_servers(
+        &self,
+        before: DateTime<Utc>,
+        cursor: Option<Vec<u8>>,
+        agents: usize,
+    ) -> Result<(u64, u64, Option<Vec<u8>>)>;
+    /// Delete alerts dismissed before `before`, reading up to `rows` alerts after
+    /// `cursor`; answers how many went and where the next batch starts.
+    async fn prune_dismissed_alerts(
+        &self,
+        before: DateTime<Utc>,
+        cursor: Option<Vec<u8>>,
+        rows: usize,
+    ) -> Result<(u64, Option<Vec<u8>>)>;
 
     // Events (the outbox, appended by the writes above).
     /// The organisation's events after `after` (every retained one when `None`), oldest

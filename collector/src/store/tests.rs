@@ -1824,3 +1824,109 @@ async fn a_database_without_a_census_gets_one_and_an_interrupted_build_goes_on()
         );
     }
 }
+
+/// A report received at `at`.
+fn report_at(servers: Vec<ServerRecord>, at: DateTime<Utc>) -> ReportInput {
+    ReportInput {
+        received_at: at,
+        ..report(servers)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_exactly_what_is_old_and_keeps_counts_and_indexes_right() {
+    let (_dir, store, o, a) = one_agent().await;
+    let other = agent(&o, 2);
+    store.create_agent(other.clone()).await.unwrap();
+    let now = Utc::now();
+    let days = |d: i64| now - chrono::Duration::days(d);
+    let all = fleet();
+    // 100 days ago: the whole fleet; 95 days ago: only "time" and "memory" stay.
+    store
+        .apply_report(o.id, a.id, report_at(all.clone(), days(100)))
+        .await
+        .unwrap();
+    store
+        .apply_report(o.id, a.id, report_at(all[3..].to_vec(), days(95)))
+        .await
+        .unwrap();
+    // The other agent: root-fs went dormant 10 days ago (recent: kept).
+    store
+        .apply_report(o.id, other.id, report_at(all[..1].to_vec(), days(20)))
+        .await
+        .unwrap();
+    store
+        .apply_report(o.id, other.id, report_at(Vec::new(), days(10)))
+        .await
+        .unwrap();
+    let alerts_before = store.open_alert_count(o.id).await.unwrap();
+    assert!(alerts_before >= 2, "the critical servers raised alerts");
+    // Small batches: one agent per transaction.
+    let (mut servers, mut alerts, mut cursor) = (0, 0, None);
+    loop {
+        let (s, al, next) = store
+            .prune_dormant_servers(days(90), cursor, 1)
+            .await
+            .unwrap();
+        (servers, alerts) = (servers + s, alerts + al);
+        match next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(
+        servers, 3,
+        "root-fs, home-fs and postgres of the first agent"
+    );
+    let left: Vec<String> = first_page(&store, o.id)
+        .await
+        .items
+        .iter()
+        .map(|s| format!("{}:{}", s.agent_id == a.id, s.record.server_name))
+        .collect();
+    let mut left = left;
+    left.sort();
+    assert_eq!(left, ["false:root-fs", "true:memory", "true:time"]);
+    assert_eq!(
+        store.open_alert_count(o.id).await.unwrap(),
+        alerts_before - alerts
+    );
+    assert!(
+        alerts >= 1,
+        "the deleted critical server's alert went with it"
+    );
+    // Counts and indexes agree with a full recount; the dashboard's counts with the list.
+    assert_eq!(store.check().await.unwrap(), Vec::<String>::new());
+    let counts = store.server_counts(o.id).await.unwrap();
+    assert_eq!(counts.total(), 3);
+    // The history went too: a new report of a deleted server starts a new history.
+    store
+        .apply_report(o.id, a.id, report_at(all[..1].to_vec(), now))
+        .await
+        .unwrap();
+    let again = first_page(&store, o.id)
+        .await
+        .items
+        .into_iter()
+        .find(|s| s.agent_id == a.id && s.record.server_name == "root-fs")
+        .unwrap();
+    assert_eq!(store.server_changes(o.id, again.id).await.unwrap().len(), 1);
+
+    // Dismissed alerts go after their retention; open ones stay.
+    let open = store.open_alert_count(o.id).await.unwrap();
+    store
+        .dismiss_all_alerts(o.id, mcpwatch_protocol::ids::UserId::new(), days(400))
+        .await
+        .unwrap();
+    let (n, _) = store
+        .prune_dismissed_alerts(days(365), None, 1000)
+        .await
+        .unwrap();
+    assert_eq!(n, open);
+    let (n, _) = store
+        .prune_dismissed_alerts(days(365), None, 1000)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    assert_eq!(store.check().await.unwrap(), Vec::<String>::new());
+}

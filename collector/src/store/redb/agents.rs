@@ -5,9 +5,9 @@ use mcpwatch_protocol::ids::{AgentId, EnrollSecretId, OrgId};
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::schema::{
-    AGENT_KEYS, AGENTS, ENROLL_HASHES, ENROLL_SECRETS, INVENTORY_REV, SERVER_CHANGES,
-    SERVER_IDENTITY, SERVERS, THIRD_PART, agent_key, cat, decode, get_json, get_via, list_json,
-    org_key, put_json, scan_prefix, server_key,
+    AGENT_KEYS, AGENTS, ENROLL_HASHES, ENROLL_SECRETS, INVENTORY_REV, SERVER_IDENTITY, SERVERS,
+    THIRD_PART, agent_key, cat, decode, get_json, get_via, list_json, org_key, put_json,
+    scan_prefix,
 };
 use super::{alerts, servers};
 use crate::ingest::agent::{self as rules, HeartbeatUpdate};
@@ -159,17 +159,7 @@ pub(super) fn delete_agent(
     let record = agent_for_write(txn, org, agent)?;
     let servers = servers_for_write(txn, org, agent)?;
     for (server, ident) in servers {
-        servers::index_server(txn, &server, false)?;
-        super::census::apply(txn, Some(&server), None)?;
-        let server_key = server_key(org, server.id);
-        txn.open_table(SERVERS)?.remove(server_key.as_slice())?;
-        let mut history = txn.open_table(SERVER_CHANGES)?;
-        for (change_key, _) in scan_prefix(&history, &server_key)? {
-            history.remove(change_key.as_slice())?;
-        }
-        drop(history);
-        txn.open_table(SERVER_IDENTITY)?
-            .remove(cat(&[&key, &ident]).as_slice())?;
+        super::retention::remove_server(txn, &server, &ident)?;
     }
     txn.open_table(AGENT_KEYS)?
         .remove(record.key_hash.as_slice())?;

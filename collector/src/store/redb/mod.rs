@@ -77,6 +77,7 @@ pub mod maintenance;
 mod migrate;
 mod notifications;
 mod reports;
+mod retention;
 mod schema;
 mod servers;
 #[cfg(test)]
@@ -576,6 +577,26 @@ impl Store for RedbStore {
 
     async fn check(&self) -> Result<Vec<String>> {
         self.read(maintenance::check).await
+    }
+
+    async fn prune_dormant_servers(
+        &self,
+        before: DateTime<Utc>,
+        cursor: Option<Vec<u8>>,
+        agents: usize,
+    ) -> Result<(u64, u64, Option<Vec<u8>>)> {
+        self.write(move |txn| retention::prune_dormant(txn, before, cursor, agents))
+            .await
+    }
+
+    async fn prune_dismissed_alerts(
+        &self,
+        before: DateTime<Utc>,
+        cursor: Option<Vec<u8>>,
+        rows: usize,
+    ) -> Result<(u64, Option<Vec<u8>>)> {
+        self.write(move |txn| retention::prune_dismissed(txn, before, cursor, rows))
+            .await
     }
 
     async fn events_after(

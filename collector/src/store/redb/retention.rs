@@ -1,0 +1,179 @@
+//! Retention: dormant servers not seen for long are deleted with their history and
+//! their alerts, and old dismissed alerts are deleted; in small transactions, keeping
+//! the counts, indexes and census as every other write does. Agents are never
+//! deleted here: a silent agent stays listed.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use mcpwatch_protocol::ids::{AgentId, OrgId, ServerId};
+use redb::{ReadableTable, WriteTransaction};
+
+use super::schema::{
+    AGENTS, ALERT_SUBJECTS, ALERTS, ALERTS_OPEN, SERVER_CHANGES, SERVER_IDENTITY, SERVERS,
+    add_count, agent_key, cat, count_key_alerts, decode, scan_prefix, server_key,
+};
+use crate::model::{Alert, Server, ServerStatus};
+use crate::store::{Error, Result};
+
+/// Remove one server and everything kept about it but its alerts: its index entries
+/// and counts, its census membership, its history and its identity.
+pub(super) fn remove_server(
+    txn: &WriteTransaction,
+    server: &Server,
+    ident: &[u8; 32],
+) -> Result<()> {
+    super::servers::index_server(txn, server, false)?;
+    super::census::apply(txn, Some(server), None)?;
+    let key = server_key(server.org_id, server.id);
+    txn.open_table(SERVERS)?.remove(key.as_slice())?;
+    let mut history = txn.open_table(SERVER_CHANGES)?;
+    for (change_key, _) in scan_prefix(&history, &key)? {
+        history.remove(change_key.as_slice())?;
+    }
+    drop(history);
+    let agent = agent_key(server.org_id, server.agent_id);
+    txn.open_table(SERVER_IDENTITY)?
+        .remove(cat(&[&agent, ident]).as_slice())?;
+    Ok(())
+}
+
+/// Remove a stored alert, keeping the open index, its count and the subject link.
+fn remove_alert(txn: &WriteTransaction, key: &[u8], alert: &Alert) -> Result<()> {
+    txn.open_table(ALERTS)?.remove(key)?;
+    if !alert.dismissed {
+        if txn.open_table(ALERTS_OPEN)?.remove(key)?.is_some() {
+            add_count(txn, &count_key_alerts(alert.org_id), -1)?;
+        }
+        let mut subjects = txn.open_table(ALERT_SUBJECTS)?;
+        let subject = cat(&[
+            &alert.org_id.to_bytes(),
+            &alert.subject(),
+            &[alert.kind.code()],
+        ]);
+        if subjects
+            .get(subject.as_slice())?
+            .is_some_and(|v| v.value() == key)
+        {
+            subjects.remove(subject.as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+/// One batch of dormant servers last seen before `before`: up to `agents` agents from
+/// after `cursor` (an agent's key). Answers how many servers and alerts went, and
+/// where the next batch starts (`None`: the pass is over).
+pub(super) fn prune_dormant(
+    txn: &WriteTransaction,
+    before: DateTime<Utc>,
+    cursor: Option<Vec<u8>>,
+    agents: usize,
+) -> Result<(u64, u64, Option<Vec<u8>>)> {
+    let keys: Vec<Vec<u8>> = {
+        let table = txn.open_table(AGENTS)?;
+        let range = match &cursor {
+            Some(after) => table.range::<&[u8]>((
+                std::ops::Bound::Excluded(after.as_slice()),
+                std::ops::Bound::Unbounded,
+            ))?,
+            None => table.range::<&[u8]>(..)?,
+        };
+        range
+            .take(agents)
+            .map(|r| r.map(|(k, _)| k.value().to_vec()))
+            .collect::<std::result::Result<_, _>>()?
+    };
+    let next = (keys.len() == agents)
+        .then(|| keys.last().cloned())
+        .flatten();
+    let (mut servers, mut alerts) = (0, 0);
+    for key in keys {
+        let (org, agent) = split_agent_key(&key)?;
+        let mut gone: BTreeSet<ServerId> = BTreeSet::new();
+        let stored = super::agents::agent_servers(
+            &txn.open_table(SERVER_IDENTITY)?,
+            &txn.open_table(SERVERS)?,
+            org,
+            agent,
+        )?;
+        for (server, ident) in stored {
+            if server.status == ServerStatus::Dormant && server.last_seen_at < before {
+                remove_server(txn, &server, &ident)?;
+                gone.insert(server.id);
+            }
+        }
+        if !gone.is_empty() {
+            servers += gone.len() as u64;
+            alerts += remove_alerts_of(txn, org, &gone)?;
+        }
+    }
+    Ok((servers, alerts, next))
+}
+
+fn split_agent_key(key: &[u8]) -> Result<(OrgId, AgentId)> {
+    let org: [u8; 16] = key
+        .get(..16)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Error::internal("agent key too short"))?;
+    let agent: [u8; 16] = key
+        .get(16..32)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Error::internal("agent key too short"))?;
+    Ok((OrgId::from_bytes(org), AgentId::from_bytes(agent)))
+}
+
+/// Remove the organisation's alerts about `servers`.
+fn remove_alerts_of(
+    txn: &WriteTransaction,
+    org: OrgId,
+    servers: &BTreeSet<ServerId>,
+) -> Result<u64> {
+    let doomed: Vec<(Vec<u8>, Alert)> = scan_prefix(&txn.open_table(ALERTS)?, &org.to_bytes())?
+        .into_iter()
+        .filter_map(|(k, v)| decode::<Alert>(&v).ok().map(|a| (k, a)))
+        .filter(|(_, a)| a.server_id.is_some_and(|s| servers.contains(&s)))
+        .collect();
+    for (key, alert) in &doomed {
+        remove_alert(txn, key, alert)?;
+    }
+    Ok(doomed.len() as u64)
+}
+
+/// One batch of dismissed alerts dismissed before `before`: up to `rows` alerts read
+/// from after `cursor`. Answers how many went and where the next batch starts.
+pub(super) fn prune_dismissed(
+    txn: &WriteTransaction,
+    before: DateTime<Utc>,
+    cursor: Option<Vec<u8>>,
+    rows: usize,
+) -> Result<(u64, Option<Vec<u8>>)> {
+    let batch: Vec<(Vec<u8>, Vec<u8>)> = {
+        let table = txn.open_table(ALERTS)?;
+        let range = match &cursor {
+            Some(after) => table.range::<&[u8]>((
+                std::ops::Bound::Excluded(after.as_slice()),
+                std::ops::Bound::Unbounded,
+            ))?,
+            None => table.range::<&[u8]>(..)?,
+        };
+        range
+            .take(rows)
+            .map(|r| r.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
+            .collect::<std::result::Result<_, _>>()?
+    };
+    let next = (batch.len() == rows)
+        .then(|| batch.last().map(|(k, _)| k.clone()))
+        .flatten();
+    let mut removed = 0;
+    for (key, value) in batch {
+        let Ok(alert) = decode::<Alert>(&value) else {
+            continue;
+        };
+        if alert.dismissed && alert.dismissed_at.unwrap_or(alert.created_at) < before {
+            remove_alert(txn, &key, &alert)?;
+            removed += 1;
+        }
+    }
+    Ok((removed, next))
+}
