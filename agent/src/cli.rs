@@ -19,6 +19,15 @@ use crate::inventory;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log line format: `text`, or `json` (one object per line, for log shippers).
+    #[arg(
+        long,
+        global = true,
+        env = "MCPWATCH_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: crate::logging::LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -319,6 +328,7 @@ impl ScanArgs {
 
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
+        crate::logging::set_format(self.log_format);
         match self.command {
             Command::Enroll(args) => {
                 crate::logging::to_stderr("warn");

@@ -134,3 +134,65 @@ fn logs_off_a_terminal_have_no_ansi_escapes() {
     assert!(!log.is_empty());
     assert!(!log.contains('\u{1b}'), "{log:?}");
 }
+
+#[test]
+fn every_log_line_of_a_request_carries_its_request_id() {
+    let mut c = TestCollector::start(&["--log-level", "debug", "--log-format", "json"]);
+    c.register("admin@acme.example", "AdminPass123!", "Acme");
+    let (status, _) = c.login("admin@acme.example", "wrong-password");
+    assert_eq!(status, 401);
+    c.kill_hard();
+    let log = c.log();
+    let failed: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == "Login failed.")
+        .collect();
+    assert_eq!(failed.len(), 1, "{log}");
+    let id = failed[0]["span"]["request_id"].as_str().unwrap_or_default();
+    assert_eq!(id.len(), 36, "a request id on the line: {}", failed[0]);
+    assert!(!log.contains('\u{1b}'));
+}
+
+#[test]
+fn the_agents_log_off_a_terminal_has_no_escapes_and_json_lines_when_asked() {
+    let c = TestCollector::start(&[]);
+    c.register("admin@acme.example", "AdminPass123!", "Acme");
+    let admin = c.token("admin@acme.example", "AdminPass123!");
+    let (_, secret) = c.post(
+        "/enroll-secrets",
+        &admin,
+        &serde_json::json!({ "name": "laptops" }),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("etc")).unwrap();
+    std::fs::write(
+        root.path().join("etc/passwd"),
+        "alice:x:1000:1000::/home/alice:/bin/bash\n",
+    )
+    .unwrap();
+    let (code, out) = mcpwatch_tests::TestAgent::enroll(
+        &c.base,
+        secret["secret"].as_str().unwrap(),
+        state.path(),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let mut agent =
+        mcpwatch_tests::TestAgent::start_with(state.path(), root.path(), &["--log-format", "json"]);
+    mcpwatch_tests::eventually(
+        std::time::Duration::from_secs(30),
+        "the agent's first report",
+        || (c.get("/agents", &admin).1[0]["last_report_at"].is_string()).then_some(()),
+    );
+    agent.kill();
+    let log = agent.log();
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+}
