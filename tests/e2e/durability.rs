@@ -165,13 +165,7 @@ fn the_agents_log_off_a_terminal_has_no_escapes_and_json_lines_when_asked() {
         &serde_json::json!({ "name": "laptops" }),
     );
     let state = tempfile::tempdir().unwrap();
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(root.path().join("etc")).unwrap();
-    std::fs::write(
-        root.path().join("etc/passwd"),
-        "alice:x:1000:1000::/home/alice:/bin/bash\n",
-    )
-    .unwrap();
+    let root = mcpwatch_tests::linux_root(&[]);
     let (code, out) = mcpwatch_tests::TestAgent::enroll(
         &c.base,
         secret["secret"].as_str().unwrap(),

@@ -146,19 +146,10 @@ fn https_serves_enrolls_reports_and_reloads_a_swapped_certificate() {
 
     // The agent trusts the private CA, enrolls and reports over TLS.
     let state = tempfile::tempdir().unwrap();
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(root.path().join("etc")).unwrap();
-    std::fs::write(
-        root.path().join("etc/passwd"),
-        "alice:x:1000:1000::/home/alice:/bin/bash\n",
-    )
-    .unwrap();
-    std::fs::create_dir_all(root.path().join("home/alice/.cursor")).unwrap();
-    std::fs::write(
-        root.path().join("home/alice/.cursor/mcp.json"),
+    let root = mcpwatch_tests::linux_root(&[(
+        "home/alice/.cursor/mcp.json",
         r#"{"mcpServers": {"docs": {"command": "npx", "args": ["-y", "docs-mcp@1.0.0"]}}}"#,
-    )
-    .unwrap();
+    )]);
     let ca_arg = ca_path.to_str().unwrap();
     let state_arg = state.path().to_string_lossy().into_owned();
     let (code, out) = mcpwatch_tests::run_agent(&[

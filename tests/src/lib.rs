@@ -520,6 +520,19 @@ pub fn run_agent(args: &[&str]) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
+/// A Linux tree for `mcpwatch-agent --root` with one user, alice, and `files` (paths
+/// relative to the root, and their text).
+pub fn linux_root(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let root = tempfile::tempdir().expect("temp dir");
+    let passwd = [("etc/passwd", "alice:x:1000:1000::/home/alice:/bin/bash\n")];
+    for (rel, text) in passwd.iter().chain(files) {
+        let path = root.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("dirs");
+        std::fs::write(path, text).expect("a file");
+    }
+    root
+}
+
 /// A running `mcpwatch-agent run`.
 pub struct TestAgent {
     child: Option<Child>,

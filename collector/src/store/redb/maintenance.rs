@@ -12,11 +12,9 @@ use redb::{
 };
 
 use super::schema::{
-    AGENT_KEYS, AGENTS, ALERTS, ALERTS_OPEN, API_TOKEN_HASHES, API_TOKENS, Bytes, CENSUS,
-    CENSUS_MEMBERS, CENSUS_QUEUE, CENSUS_RANK, CHANNELS, COUNTS, DELIVERIES, DELIVERY_DUE,
-    ENROLL_HASHES, ENROLL_SECRETS, EVENTS, INVENTORY_REV, IndexEntries, META, ORGS, POLICIES,
-    SERVER_CHANGES, SERVER_IDENTITY, SERVERS, SESSIONS, SRV_AGENT, SRV_RANK, USER_EMAILS,
-    USER_SESSIONS, USERS, decode,
+    AGENT_KEYS, AGENTS, ALERTS, ALERTS_OPEN, API_TOKEN_HASHES, API_TOKENS, Bytes, CENSUS_MEMBERS,
+    CENSUS_RANK, COUNTS, DELIVERY_DUE, ENROLL_HASHES, ENROLL_SECRETS, INVENTORY_REV, IndexEntries,
+    META, ROW_TABLES, SERVERS, SRV_AGENT, SRV_RANK, USER_EMAILS, USER_SESSIONS, USERS, decode,
 };
 use crate::model::{Alert, Server};
 use crate::store::{Error, Result};
@@ -52,31 +50,7 @@ pub(super) fn snapshot(txn: &ReadTransaction, out: &Path) -> Result<u64> {
         .map_err(|e| Error::internal(format!("cannot create {}: {e}", out.display())))?;
     let w = target.begin_write()?;
     let mut rows = copy(txn, &w, META)?;
-    for def in [
-        ORGS,
-        USERS,
-        SESSIONS,
-        AGENTS,
-        AGENT_KEYS,
-        ENROLL_SECRETS,
-        ENROLL_HASHES,
-        SERVERS,
-        SERVER_IDENTITY,
-        SRV_RANK,
-        SRV_AGENT,
-        ALERTS,
-        ALERT_SUBJECTS,
-        POLICIES,
-        SERVER_CHANGES,
-        EVENTS,
-        CHANNELS,
-        DELIVERIES,
-        API_TOKENS,
-        API_TOKEN_HASHES,
-        AUDIT,
-        CENSUS,
-        CENSUS_QUEUE,
-    ] {
+    for def in ROW_TABLES {
         rows += copy(txn, &w, def)?;
     }
     rows += copy(txn, &w, USER_EMAILS)?;
@@ -91,8 +65,6 @@ pub(super) fn snapshot(txn: &ReadTransaction, out: &Path) -> Result<u64> {
     drop(target);
     Ok(rows)
 }
-
-use super::schema::{ALERT_SUBJECTS, AUDIT};
 
 /// Every key of a table.
 fn keys<V: Value + 'static>(

@@ -10,11 +10,31 @@ use mcpwatch_protocol::ids::{AgentId, OrgId, ServerId};
 use redb::{ReadableTable, WriteTransaction};
 
 use super::schema::{
-    AGENTS, ALERT_SUBJECTS, ALERTS, ALERTS_OPEN, SERVER_CHANGES, SERVER_IDENTITY, SERVERS,
+    AGENTS, ALERT_SUBJECTS, ALERTS, ALERTS_OPEN, Bytes, SERVER_CHANGES, SERVER_IDENTITY, SERVERS,
     add_count, agent_key, cat, count_key_alerts, decode, scan_prefix, server_key,
 };
 use crate::model::{Alert, Server, ServerStatus};
 use crate::store::{Error, Result};
+
+/// Up to `n` rows after `cursor` (from the start without one).
+fn after<T: ReadableTable<Bytes, Bytes>>(
+    table: &T,
+    cursor: Option<&[u8]>,
+    n: usize,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    use std::ops::Bound::{Excluded, Unbounded};
+    let range = match cursor {
+        Some(c) => table.range::<&[u8]>((Excluded(c), Unbounded))?,
+        None => table.range::<&[u8]>(..)?,
+    };
+    range
+        .take(n)
+        .map(|r| {
+            r.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))
+                .map_err(Error::from)
+        })
+        .collect()
+}
 
 /// Remove one server and everything kept about it but its alerts: its index entries
 /// and counts, its census membership, its history and its identity.
@@ -70,20 +90,10 @@ pub(super) fn prune_dormant(
     cursor: Option<Vec<u8>>,
     agents: usize,
 ) -> Result<(u64, u64, Option<Vec<u8>>)> {
-    let keys: Vec<Vec<u8>> = {
-        let table = txn.open_table(AGENTS)?;
-        let range = match &cursor {
-            Some(after) => table.range::<&[u8]>((
-                std::ops::Bound::Excluded(after.as_slice()),
-                std::ops::Bound::Unbounded,
-            ))?,
-            None => table.range::<&[u8]>(..)?,
-        };
-        range
-            .take(agents)
-            .map(|r| r.map(|(k, _)| k.value().to_vec()))
-            .collect::<std::result::Result<_, _>>()?
-    };
+    let keys: Vec<Vec<u8>> = after(&txn.open_table(AGENTS)?, cursor.as_deref(), agents)?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     let next = (keys.len() == agents)
         .then(|| keys.last().cloned())
         .flatten();
@@ -148,20 +158,7 @@ pub(super) fn prune_dismissed(
     cursor: Option<Vec<u8>>,
     rows: usize,
 ) -> Result<(u64, Option<Vec<u8>>)> {
-    let batch: Vec<(Vec<u8>, Vec<u8>)> = {
-        let table = txn.open_table(ALERTS)?;
-        let range = match &cursor {
-            Some(after) => table.range::<&[u8]>((
-                std::ops::Bound::Excluded(after.as_slice()),
-                std::ops::Bound::Unbounded,
-            ))?,
-            None => table.range::<&[u8]>(..)?,
-        };
-        range
-            .take(rows)
-            .map(|r| r.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
-            .collect::<std::result::Result<_, _>>()?
-    };
+    let batch = after(&txn.open_table(ALERTS)?, cursor.as_deref(), rows)?;
     let next = (batch.len() == rows)
         .then(|| batch.last().map(|(k, _)| k.clone()))
         .flatten();

@@ -63,7 +63,7 @@ pub(super) const DELIVERY_DUE: TableDefinition<'_, Bytes, ()> =
     TableDefinition::new("delivery_due");
 
 /// Every table of records and links (byte keys to byte values).
-const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 23] = [
+pub(super) const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 23] = [
     ORGS,
     USERS,
     SESSIONS,
