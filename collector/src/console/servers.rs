@@ -1,6 +1,7 @@
 //! Servers: the list (the filters, search, sort and paging of `GET /mcp/servers`)
 //! and one server (its launch, findings with their remediation, its change history
-//! as before and after, where it runs, and verification for analysts).
+//! as before and after, the host and user it runs for, and verification for
+//! analysts).
 
 use axum::extract::{Path, RawQuery};
 use axum::http::Method;
@@ -157,18 +158,6 @@ pub async fn detail(
 ) -> Result<Response, Refusal> {
     cx.check(&Method::GET, "/mcp/servers/{id}")?;
     let d = servers::get(cx.state(), cx.user.clone(), Path(id)).await?.0;
-    cx.check(&Method::GET, "/mcp/servers")?;
-    let name = d.summary.record.server_name.clone();
-    let same_name = servers::list(
-        cx.state(),
-        cx.user.clone(),
-        ApiQuery(super::dashboard::params(&[
-            ("search", &name),
-            ("page_size", "100"),
-        ])?),
-    )
-    .await?
-    .0;
     let done_code = known_pairs(raw.as_deref(), &["done"]);
     let title = d.summary.record.server_name.clone();
     let body = html! {
@@ -180,8 +169,6 @@ pub async fn detail(
         (verification(&cx, &d))
         h2 { "Launch" }
         (facts(&d))
-        h2 { "Where it runs" }
-        (runs_on(&same_name.items, &name))
         h2 { "Findings" }
         (findings(&d))
         h2 { "Change history" }
@@ -231,37 +218,10 @@ fn facts(d: &ServerDetail) -> Markup {
             @if !r.header_names.is_empty() { dt { "Headers (names only)" } dd { (mono(&r.header_names.join(", "))) } }
             dt { "First seen" } dd { (when(s.first_seen_at)) }
             dt { "Last seen" } dd { (when(s.last_seen_at)) }
-        }
-    }
-}
-
-/// The servers of this name on every host: which hosts and users run it, and whether
-/// they launch the same thing.
-fn runs_on(servers: &[ServerView], name: &str) -> Markup {
-    let same: Vec<&ServerView> = servers
-        .iter()
-        .filter(|s| s.record.server_name == name)
-        .collect();
-    html! {
-        div.scroll {
-            table #runs-on {
-                thead { tr { th { "Host" } th { "User" } th { "Client" } th { "Level" } th.optional { "Launch" } th { "Status" } } }
-                tbody {
-                    @for s in &same {
-                        tr {
-                            td.wrap { a href={ "/ui/servers/" (seg(s.id)) } { (s.hostname.as_deref().unwrap_or("(unnamed host)")) } }
-                            td.wrap { (s.record.os_user.as_deref().unwrap_or("")) }
-                            td.wrap { (s.record.client.as_deref().unwrap_or("")) }
-                            td { (level(s.risk_level)) }
-                            td.optional { code { (s.fingerprint.get(..12).unwrap_or(&s.fingerprint)) } }
-                            td { (wire(&s.status)) }
-                        }
-                    }
-                }
+            dt { "Elsewhere" } dd {
+                a href={ "/ui/servers?search=" (seg(&r.server_name)) } { "Every server with this name, on every host" }
             }
         }
-        @if same.len() >= 100 { p.muted { "The first 100 are shown." } }
-        p.muted { "The launch column is a fingerprint of the command or URL: a different one under the same name is a different program." }
     }
 }
 
