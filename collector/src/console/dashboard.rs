@@ -11,7 +11,7 @@ use super::servers::server_link;
 use super::session::{Cx, Refusal};
 use crate::api::extract::ApiQuery;
 use crate::api::servers::ServerView;
-use crate::api::{agents, alerts, dashboard};
+use crate::api::{alerts, dashboard};
 use crate::model::Alert;
 use mcpwatch_protocol::risk::RiskLevel;
 
@@ -42,9 +42,17 @@ pub async fn page(cx: Cx) -> Result<Response, Refusal> {
     )
     .await?
     .0;
+    // The agents' numbers, not their records: a count of their keys, and the online
+    // count the stats already hold (the same the API answers).
     cx.check(&Method::GET, "/agents")?;
-    let fleet = agents::list(cx.state(), cx.user.clone()).await?.0;
-    let online = fleet.iter().filter(|a| a.is_online).count();
+    let agents = cx
+        .console
+        .state
+        .store
+        .agent_count(cx.user.user.org_id)
+        .await
+        .map_err(crate::api::error::ApiError::from)?;
+    let online = stats.active_agents;
     let distribution = [
         (RiskLevel::Critical, stats.critical_count),
         (RiskLevel::High, stats.high_count),
@@ -52,7 +60,7 @@ pub async fn page(cx: Cx) -> Result<Response, Refusal> {
         (RiskLevel::Low, stats.low_count),
     ];
     let body = html! {
-        @if fleet.is_empty() {
+        @if agents == 0 {
             (empty("No agents yet: create an enroll secret and install the agent on a laptop.",
                 Some(("/ui/settings/enroll", "Create an enroll secret"))))
         }
@@ -64,7 +72,7 @@ pub async fn page(cx: Cx) -> Result<Response, Refusal> {
                 h2 { "Agents" }
                 p {
                     span data-stat="agents_online" { (online) } " online, "
-                    span data-stat="agents_offline" { (fleet.len() - online) } " offline · "
+                    span data-stat="agents_offline" { (agents.saturating_sub(online)) } " offline · "
                     a href="/ui/agents" { "all agents" }
                 }
             }

@@ -287,6 +287,8 @@ pub trait Store: Send + Sync + 'static {
     async fn find_agent_by_key(&self, key_hash: [u8; 32]) -> Result<Option<Agent>>;
     async fn get_agent(&self, org: OrgId, agent: AgentId) -> Result<Agent>;
     async fn list_agents(&self, org: OrgId) -> Result<Vec<Agent>>;
+    /// How many agents the organisation has (their keys counted, not read).
+    async fn agent_count(&self, org: OrgId) -> Result<u64>;
     /// Removes the agent, its key and its servers.
     async fn delete_agent(&self, org: OrgId, agent: AgentId, now: DateTime<Utc>) -> Result<()>;
     async fn record_heartbeat(

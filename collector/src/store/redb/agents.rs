@@ -7,7 +7,7 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use super::schema::{
     AGENT_KEYS, AGENTS, ENROLL_HASHES, ENROLL_SECRETS, INVENTORY_REV, SERVER_IDENTITY, SERVERS,
     THIRD_PART, agent_key, cat, decode, get_json, get_via, list_json, org_key, put_json,
-    scan_prefix,
+    scan_prefix, walk_prefix,
 };
 use super::{alerts, servers};
 use crate::ingest::agent::{self as rules, HeartbeatUpdate};
@@ -85,6 +85,15 @@ pub(super) fn put_agent(txn: &WriteTransaction, agent: &Agent) -> Result<()> {
 
 pub(super) fn list_agents(txn: &ReadTransaction, org: OrgId) -> Result<Vec<Agent>> {
     list_json(&txn.open_table(AGENTS)?, &org.to_bytes())
+}
+
+pub(super) fn agent_count(txn: &ReadTransaction, org: OrgId) -> Result<u64> {
+    let mut n = 0;
+    walk_prefix(&txn.open_table(AGENTS)?, &org.to_bytes(), |_, _| {
+        n += 1;
+        Ok(std::ops::ControlFlow::Continue(()))
+    })?;
+    Ok(n)
 }
 
 /// The agent's servers, each with its identity hash.

@@ -385,6 +385,10 @@ impl Store for RedbStore {
         self.read(move |txn| agents::list_agents(txn, org)).await
     }
 
+    async fn agent_count(&self, org: OrgId) -> Result<u64> {
+        self.read(move |txn| agents::agent_count(txn, org)).await
+    }
+
     async fn delete_agent(&self, org: OrgId, agent: AgentId, now: DateTime<Utc>) -> Result<()> {
         self.write(move |txn| agents::delete_agent(txn, org, agent, now))
             .await
