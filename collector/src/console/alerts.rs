@@ -13,7 +13,6 @@ use super::layout::{self, Nav, done, empty, level, pager, seg, when};
 use super::servers::{known_pairs, value};
 use super::session::{Cx, NoFields, Posted, Refusal};
 use crate::api::alerts;
-use crate::api::extract::ApiQuery;
 
 const LIST_KEYS: [&str; 5] = ["dismissed", "severity", "sort", "page", "page_size"];
 
@@ -37,15 +36,11 @@ pub async fn list(cx: Cx, RawQuery(raw): RawQuery) -> Result<Response, Refusal> 
             }
         }
     };
-    let refs: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
     cx.check(&Method::GET, "/alerts")?;
     let page = alerts::list(
         cx.state(),
         cx.user.clone(),
-        ApiQuery(super::dashboard::params(&refs)?),
+        super::dashboard::query(&pairs)?,
     )
     .await?
     .0;

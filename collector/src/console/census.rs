@@ -11,22 +11,17 @@ use super::layout::{self, Nav, empty, level, maybe_when, mono, pager};
 use super::servers::{known_pairs, value};
 use super::session::{Cx, Refusal};
 use crate::api::census;
-use crate::api::extract::ApiQuery;
 
 const KEYS: [&str; 4] = ["group_by", "sort", "page", "page_size"];
 
 /// `GET /ui/census`.
 pub async fn page(cx: Cx, RawQuery(raw): RawQuery) -> Result<Response, Refusal> {
     let pairs = known_pairs(raw.as_deref(), &KEYS);
-    let refs: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
     cx.check(&Method::GET, "/mcp/census")?;
     let rows = census::census(
         cx.state(),
         cx.user.clone(),
-        ApiQuery(super::dashboard::params(&refs)?),
+        super::dashboard::query(&pairs)?,
     )
     .await?
     .0;

@@ -22,6 +22,16 @@ pub fn params<T: serde::de::DeserializeOwned>(pairs: &[(&str, &str)]) -> Result<
         .map_err(|e| Refusal::new(axum::http::StatusCode::BAD_REQUEST, e.to_string()))
 }
 
+/// A handler's query parameters from the page's own (the pairs it passes on).
+pub fn query<T: serde::de::DeserializeOwned>(
+    pairs: &[(String, String)],
+) -> Result<ApiQuery<T>, Refusal> {
+    let query = serde_urlencoded::to_string(pairs).unwrap_or_default();
+    serde_urlencoded::from_str(&query)
+        .map(ApiQuery)
+        .map_err(|e| Refusal::new(axum::http::StatusCode::BAD_REQUEST, e.to_string()))
+}
+
 /// `GET /ui/`.
 pub async fn page(cx: Cx) -> Result<Response, Refusal> {
     cx.check(&Method::GET, "/dashboard/stats")?;

@@ -13,7 +13,6 @@ use serde_json::json;
 
 use super::layout::{self, Nav, done, empty, level, maybe_when, mono, pager, seg, when, wire};
 use super::session::{Cx, Posted, Refusal};
-use crate::api::extract::ApiQuery;
 use crate::api::servers::{self, ServerDetail, ServerView};
 use crate::model::ServerChange;
 
@@ -65,15 +64,11 @@ fn select(name: &str, label: &str, current: &str, options: &[(&str, &str)]) -> M
 /// `GET /ui/servers`.
 pub async fn list(cx: Cx, RawQuery(raw): RawQuery) -> Result<Response, Refusal> {
     let pairs = known_pairs(raw.as_deref(), &LIST_KEYS);
-    let refs: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
     cx.check(&Method::GET, "/mcp/servers")?;
     let page = servers::list(
         cx.state(),
         cx.user.clone(),
-        ApiQuery(super::dashboard::params(&refs)?),
+        super::dashboard::query(&pairs)?,
     )
     .await?
     .0;
@@ -141,13 +136,9 @@ pub async fn export(cx: Cx, RawQuery(raw): RawQuery) -> Result<Response, Refusal
     let mut keys = LIST_KEYS.to_vec();
     keys.push("format");
     let pairs = known_pairs(raw.as_deref(), &keys);
-    let refs: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
     cx.check(&Method::GET, "/mcp/servers/export")?;
-    let params = super::dashboard::params(&refs)?;
-    Ok(crate::api::export::export(cx.state(), cx.user.clone(), ApiQuery(params)).await?)
+    let params = super::dashboard::query(&pairs)?;
+    Ok(crate::api::export::export(cx.state(), cx.user.clone(), params).await?)
 }
 
 /// `GET /ui/servers/{id}`.

@@ -16,7 +16,6 @@ use super::ConsoleState;
 use super::layout::{self, Nav, done, empty, maybe_when, mono, pager, seg, when, wire};
 use super::servers::{known_pairs, value};
 use super::session::{Cx, NoFields, Posted, Refusal};
-use crate::api::extract::ApiQuery;
 use crate::api::{audit, enroll, notifications, tokens, users};
 
 /// The settings routes.
@@ -520,15 +519,11 @@ pub async fn delete_token(
 /// `GET /ui/settings/audit`.
 pub async fn audit_page(cx: Cx, RawQuery(raw): RawQuery) -> Result<Response, Refusal> {
     let pairs = known_pairs(raw.as_deref(), &["action", "page"]);
-    let refs: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
     cx.check(&Method::GET, "/audit")?;
     let page = audit::list(
         cx.state(),
         cx.user.clone(),
-        ApiQuery(super::dashboard::params(&refs)?),
+        super::dashboard::query(&pairs)?,
     )
     .await?
     .0;

@@ -1839,7 +1839,13 @@ async fn retention_deletes_exactly_what_is_old_and_keeps_counts_and_indexes_righ
     let other = agent(&o, 2);
     store.create_agent(other.clone()).await.unwrap();
     assert_eq!(store.agent_count(o.id).await.unwrap(), 2);
-    assert_eq!(store.agent_count(mcpwatch_protocol::ids::OrgId::new()).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .agent_count(mcpwatch_protocol::ids::OrgId::new())
+            .await
+            .unwrap(),
+        0
+    );
     let now = Utc::now();
     let days = |d: i64| now - chrono::Duration::days(d);
     let all = fleet();
@@ -1901,7 +1907,11 @@ async fn retention_deletes_exactly_what_is_old_and_keeps_counts_and_indexes_righ
     assert_eq!(store.check().await.unwrap(), Vec::<String>::new());
     let counts = store.server_counts(o.id).await.unwrap();
     assert_eq!(counts.total(), 3);
-    assert_eq!(store.agent_count(o.id).await.unwrap(), 2, "agents are never deleted by age");
+    assert_eq!(
+        store.agent_count(o.id).await.unwrap(),
+        2,
+        "agents are never deleted by age"
+    );
     // The history went too: a new report of a deleted server starts a new history.
     store
         .apply_report(o.id, a.id, report_at(all[..1].to_vec(), now))
