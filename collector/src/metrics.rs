@@ -3,7 +3,9 @@
 //! operations per request), and gauges of the fleet read when scraped.
 //!
 //! `/metrics` answers a bearer token equal to `--metrics-token`; without that setting
-//! it answers loopback clients only.
+//! it answers loopback clients only, and not a request a proxy forwarded (one with a
+//! `Forwarded`, `X-Forwarded-For` or `X-Real-IP` header): behind a reverse proxy on
+//! the same machine every client looks like loopback.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -310,7 +312,7 @@ fn process_usage() -> (u64, f64) {
 }
 
 /// Whether the request may read the metrics: the configured token, or (without one)
-/// a loopback client.
+/// a loopback client that no proxy forwarded.
 fn allowed(token: Option<&str>, client: std::net::IpAddr, headers: &axum::http::HeaderMap) -> bool {
     match token {
         Some(token) => headers
@@ -320,7 +322,12 @@ fn allowed(token: Option<&str>, client: std::net::IpAddr, headers: &axum::http::
             .is_some_and(|given| {
                 crate::auth::keys::hash(given.trim()) == crate::auth::keys::hash(token)
             }),
-        None => client.is_loopback(),
+        None => {
+            let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"]
+                .iter()
+                .any(|h| headers.contains_key(*h));
+            client.is_loopback() && !forwarded
+        }
     }
 }
 
@@ -336,7 +343,7 @@ pub async fn scrape(
                 ApiError::unauthorized("metrics need Authorization: Bearer <the --metrics-token>")
             }
             None => ApiError::forbidden(
-                "metrics answer loopback clients only; set --metrics-token to scrape from elsewhere",
+                "metrics answer loopback clients only (not requests a proxy forwarded); set --metrics-token to scrape from elsewhere",
             ),
         });
     }
@@ -375,6 +382,15 @@ mod tests {
         assert!(allowed(None, lo, &headers(None)));
         assert!(allowed(None, "::1".parse().unwrap(), &headers(None)));
         assert!(!allowed(None, lan, &headers(Some("Bearer anything"))));
+        let mut proxied = headers(None);
+        proxied.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        assert!(
+            !allowed(None, lo, &proxied),
+            "a request a local proxy forwarded"
+        );
+        let mut proxied = headers(None);
+        proxied.insert("forwarded", "for=203.0.113.9".parse().unwrap());
+        assert!(!allowed(None, lo, &proxied));
         assert!(allowed(
             Some("s3cret"),
             lan,

@@ -257,13 +257,34 @@ pub fn restore(input: &Path, data_dir: &Path, force: bool) -> Result<u64, Upkeep
             )));
         }
         for name in [KEY_FILE, DB_FILE] {
-            fs::rename(staging.join(name), data_dir.join(name))
+            let target = data_dir.join(name);
+            fs::rename(staging.join(name), &target)
                 .map_err(io(format!("moving {name} into place")))?;
+            same_owner_as(data_dir, &target)
+                .map_err(io(format!("giving {name} to the data dir's owner")))?;
         }
         Ok(manifest.rows)
     });
     let _ = fs::remove_dir_all(&staging);
     result
+}
+
+/// Give `file` the owner of `dir` (a restore run as root into the service's data dir
+/// leaves files the service can read).
+#[cfg(unix)]
+fn same_owner_as(dir: &Path, file: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let owner = fs::metadata(dir)?;
+    let current = fs::metadata(file)?;
+    if (current.uid(), current.gid()) == (owner.uid(), owner.gid()) {
+        return Ok(());
+    }
+    std::os::unix::fs::chown(file, Some(owner.uid()), Some(owner.gid()))
+}
+
+#[cfg(not(unix))]
+fn same_owner_as(_dir: &Path, _file: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Read the backup's three files into `dir`; nothing else in the archive is written

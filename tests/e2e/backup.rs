@@ -263,3 +263,56 @@ fn retention_deletes_dormant_servers_and_dismissed_alerts_and_counts_stay_right(
     // The agent stays listed.
     assert_eq!(c.get("/agents", &admin).1.as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn a_stopped_collector_is_backed_up_offline_and_restored_files_get_the_data_dirs_owner() {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut c = TestCollector::start(&[]);
+    c.register("admin@a.example", "AdminPass123!", "A");
+    c.kill_hard();
+    let data = c.data_dir.to_string_lossy().into_owned();
+    assert!(
+        !c.data_dir.join("control.sock").exists()
+            || std::os::unix::net::UnixStream::connect(c.data_dir.join("control.sock")).is_err()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("offline.tar");
+    let (code, out) = collector(&[
+        "backup",
+        "--data-dir",
+        &data,
+        "--output",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let mode = std::fs::metadata(&file).unwrap().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the backup holds the signing key: owner-only");
+    let target = dir.path().join("data");
+    std::fs::create_dir(&target).unwrap();
+    // As root, a data dir owned by another user (the service's) gets files it can open.
+    let service_owned = std::os::unix::fs::chown(&target, Some(65534), Some(65534)).is_ok();
+    let (code, out) = collector(&[
+        "restore",
+        "--input",
+        file.to_str().unwrap(),
+        "--data-dir",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    for name in ["mcpwatch.redb", "token-signing.key"] {
+        let m = std::fs::metadata(target.join(name)).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o600, "{name}");
+        if service_owned {
+            assert_eq!(
+                (m.uid(), m.gid()),
+                (65534, 65534),
+                "{name} belongs to the data dir's owner"
+            );
+        }
+    }
+    if !service_owned {
+        eprintln!("SKIPPED the ownership check: changing a file's owner needs root");
+    }
+    let (code, out) = collector(&["check", "--data-dir", target.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+}

@@ -266,6 +266,8 @@ pub enum OfflineError {
     Missing(String),
     #[error("a running mcpwatch-collector has {0} open")]
     Running(String),
+    #[error("{0} was not closed cleanly and needs repair")]
+    NeedsRepair(String),
     #[error("cannot open {path}: {message}")]
     Open { path: String, message: String },
 }
@@ -279,6 +281,7 @@ pub fn open_read_only(data_dir: &Path) -> std::result::Result<ReadOnlyDatabase, 
     }
     ReadOnlyDatabase::open(&path).map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => OfflineError::Running(show),
+        redb::DatabaseError::RepairAborted => OfflineError::NeedsRepair(show),
         other => OfflineError::Open {
             path: show,
             message: other.to_string(),
@@ -286,18 +289,35 @@ pub fn open_read_only(data_dir: &Path) -> std::result::Result<ReadOnlyDatabase, 
     })
 }
 
+/// Run `f` in a read transaction of a stopped collector's database. A database left
+/// by a crash (a SIGKILL, a power cut) needs redb's repair before it can be read: it is
+/// opened for writing once, which repairs it, as the collector's next start would.
+fn offline_read<T>(
+    data_dir: &Path,
+    f: impl FnOnce(&ReadTransaction) -> Result<T>,
+) -> std::result::Result<T, String> {
+    let run = |txn: std::result::Result<ReadTransaction, redb::TransactionError>| {
+        f(&txn.map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+    };
+    match open_read_only(data_dir) {
+        Ok(db) => run(db.begin_read()),
+        Err(OfflineError::NeedsRepair(path)) => {
+            let db = Database::open(&path).map_err(|e| format!("cannot repair {path}: {e}"))?;
+            tracing::info!(path, "The database was not closed cleanly; repaired it.");
+            run(db.begin_read())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Snapshot a stopped collector's database into `out`.
 pub fn snapshot_offline(data_dir: &Path, out: &Path) -> std::result::Result<u64, String> {
-    let db = open_read_only(data_dir).map_err(|e| e.to_string())?;
-    let txn = db.begin_read().map_err(|e| e.to_string())?;
-    snapshot(&txn, out).map_err(|e| e.to_string())
+    offline_read(data_dir, |txn| snapshot(txn, out))
 }
 
 /// Check a stopped collector's database (or a restored one).
 pub fn check_offline(data_dir: &Path) -> std::result::Result<Vec<String>, String> {
-    let db = open_read_only(data_dir).map_err(|e| e.to_string())?;
-    let txn = db.begin_read().map_err(|e| e.to_string())?;
-    check(&txn).map_err(|e| e.to_string())
+    offline_read(data_dir, check)
 }
 
 /// Compact a stopped collector's database, giving free pages back to the file
