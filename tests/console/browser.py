@@ -15,12 +15,18 @@ import json
 import os
 import sys
 import threading
+import time
 import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException, NoSuchElementException
+from selenium.common.exceptions import (
+    NoAlertPresentException,
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 
@@ -60,6 +66,31 @@ def wait(driver, condition, what, timeout=15):
         raise Failed(f"waited {timeout}s for {what}; at {driver.current_url}: {driver.title!r}") from e
 
 
+def goes(driver, action, what):
+    """Do `action`, which loads a new page, and wait until the new one is there
+    (reading before that would read the old one): the old page's root is gone, or the
+    address changed, and the new document is parsed."""
+    old, url = driver.find_element(By.TAG_NAME, "html"), driver.current_url
+
+    def loaded(d):
+        gone = EC.staleness_of(old)(d) or d.current_url != url
+        return gone and d.execute_script("return document.readyState") in ("interactive", "complete")
+
+    action()
+    wait(driver, loaded, what)
+
+
+def texts(driver, css):
+    """The texts of the elements `css` selects, read again if the page changed under
+    the reading."""
+    for _ in range(50):
+        try:
+            return [e.text for e in driver.find_elements(By.CSS_SELECTOR, css)]
+        except StaleElementReferenceException:
+            time.sleep(0.1)
+    raise Failed(f"{css} kept changing")
+
+
 def no_dialog(driver, where):
     try:
         text = driver.switch_to.alert.text
@@ -77,13 +108,13 @@ def login(driver, base, email, password):
     title_is(driver, "Log in")
     driver.find_element(By.NAME, "email").send_keys(email)
     driver.find_element(By.NAME, "password").send_keys(password)
-    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    goes(driver, driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click, "the login")
     title_is(driver, "Dashboard")
     print(f"logged in as {email}")
 
 
 def logout(driver):
-    driver.find_element(By.CSS_SELECTOR, "form[action='/ui/logout'] button").click()
+    goes(driver, driver.find_element(By.CSS_SELECTOR, "form[action='/ui/logout'] button").click, "the logout")
     title_is(driver, "Log in")
 
 
@@ -109,11 +140,12 @@ def flow(cfg):
         shot(driver, cfg, "dashboard")
 
         # Filter servers (the select applies itself) and search, then open one.
-        driver.find_element(By.LINK_TEXT, "Servers").click()
+        goes(driver, driver.find_element(By.LINK_TEXT, "Servers").click, "the servers page")
         title_is(driver, "Servers")
-        Select(driver.find_element(By.NAME, "risk_level")).select_by_value("critical")
-        wait(driver, lambda d: "risk_level=critical" in d.current_url, "the level filter")
-        levels = {e.text for e in driver.find_elements(By.CSS_SELECTOR, "#servers td .level")}
+        level = Select(driver.find_element(By.NAME, "risk_level"))
+        goes(driver, lambda: level.select_by_value("critical"), "the level filter")
+        check("risk_level=critical" in driver.current_url, f"the filter is in the URL: {driver.current_url}")
+        levels = set(texts(driver, "#servers td .level"))
         check(levels == {"critical"}, f"filtered to critical, rows show {levels}")
         rows = len(driver.find_elements(By.CSS_SELECTOR, "#servers tbody tr"))
         check(rows == cfg["critical_servers"], f"{rows} critical rows, expected {cfg['critical_servers']}")
@@ -121,31 +153,33 @@ def flow(cfg):
         search = driver.find_element(By.NAME, "search")
         search.clear()
         search.send_keys(cfg["verify_server"])
-        driver.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
-        wait(driver, lambda d: "search=" in d.current_url, "the search")
-        names = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#servers tbody td:first-child a")]
+        goes(driver, driver.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click, "the search")
+        check(f"search={cfg['verify_server']}" in driver.current_url, f"the search is in the URL: {driver.current_url}")
+        names = texts(driver, "#servers tbody td:first-child a")
         check(names == [cfg["verify_server"]], f"search found {names}")
-        driver.find_element(By.LINK_TEXT, cfg["verify_server"]).click()
+        goes(driver, driver.find_element(By.LINK_TEXT, cfg["verify_server"]).click, "the server's page")
         title_is(driver, cfg["verify_server"])
         check(driver.find_elements(By.CSS_SELECTOR, "#findings tbody tr"), "the server's findings are listed")
         print("filtered, searched and opened", cfg["verify_server"])
 
         # Verify as an analyst.
-        driver.find_element(By.XPATH, "//div[@id='verification']//button[text()='Verify']").click()
-        wait(driver, lambda d: "done=verified" in d.current_url, "the verification")
+        verify = driver.find_element(By.XPATH, "//div[@id='verification']//button[text()='Verify']")
+        goes(driver, verify.click, "the verification")
+        check("done=verified" in driver.current_url, f"verified: {driver.current_url}")
         check("The server is marked as verified." in driver.page_source, "verification is confirmed")
         check(driver.find_element(By.ID, "verification").text.startswith("Verified"), "the server shows verified")
         shot(driver, cfg, "server")
         print("verified as an analyst")
 
         # Dismiss one alert.
-        driver.find_element(By.LINK_TEXT, "Alerts").click()
+        goes(driver, driver.find_element(By.LINK_TEXT, "Alerts").click, "the alerts page")
         title_is(driver, "Alerts")
         before = len(driver.find_elements(By.CSS_SELECTOR, "#alerts tbody tr"))
         check(before == cfg["open_alerts"], f"{before} open alerts shown, the API has {cfg['open_alerts']}")
         shot(driver, cfg, "alerts")
-        driver.find_element(By.XPATH, "//table[@id='alerts']//button[text()='Dismiss']").click()
-        wait(driver, lambda d: "done=dismissed" in d.current_url, "the dismissal")
+        dismiss = driver.find_element(By.XPATH, "//table[@id='alerts']//button[text()='Dismiss']")
+        goes(driver, dismiss.click, "the dismissal")
+        check("done=dismissed" in driver.current_url, f"dismissed: {driver.current_url}")
         after = len(driver.find_elements(By.CSS_SELECTOR, "#alerts tbody tr"))
         check(after == before - 1, f"{after} open alerts after dismissing one of {before}")
         print(f"dismissed an alert: {before} -> {after} open")
@@ -155,8 +189,8 @@ def flow(cfg):
             wait(driver, lambda d: d.find_elements(By.TAG_NAME, "h1"), page)
             shot(driver, cfg, name)
         driver.get(base + "/ui/agents")
-        driver.find_element(By.CSS_SELECTOR, "#agents tbody a").click()
-        wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "dl.facts"), "the agent's page")
+        goes(driver, driver.find_element(By.CSS_SELECTOR, "#agents tbody a").click, "the agent's page")
+        wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "dl.facts"), "the agent's facts")
         shot(driver, cfg, "agent")
 
         # A new alert while a page is open: the page says so, live.
@@ -207,7 +241,7 @@ def flow(cfg):
         title_is(driver, "Forbidden")
         check("analyst" in driver.find_element(By.CSS_SELECTOR, "p.error").text, "the refusal names the role")
         print("a viewer is refused:", driver.find_element(By.CSS_SELECTOR, "p.error").text)
-        driver.find_element(By.LINK_TEXT, "Back to the dashboard").click()
+        goes(driver, driver.find_element(By.LINK_TEXT, "Back to the dashboard").click, "the dashboard")
         title_is(driver, "Dashboard")
         logout(driver)
 
@@ -216,7 +250,8 @@ def flow(cfg):
         driver.get(base + "/ui/settings/enroll")
         title_is(driver, "Enroll secrets")
         driver.find_element(By.NAME, "name").send_keys("laptops")
-        driver.find_element(By.CSS_SELECTOR, "form[action='/ui/settings/enroll'] button").click()
+        make = driver.find_element(By.CSS_SELECTOR, "form[action='/ui/settings/enroll'] button")
+        goes(driver, make.click, "the new enroll secret")
         wait(driver, lambda d: d.find_elements(By.ID, "install-deb"), "the install commands")
         secret = driver.find_element(By.ID, "enroll-secret").text
         check(secret.startswith("mcp_es_"), f"the secret is shown once: {secret[:8]}")
@@ -269,8 +304,8 @@ def xss(cfg):
         check(cfg["hostname"] in driver.find_element(By.TAG_NAME, "h1").text, "the host name is shown as text")
         # Clicking the host name link (to the agent) goes to the agent, never runs script.
         driver.get(base + "/ui/servers/" + cfg["server_ids"][0])
-        driver.find_element(By.CSS_SELECTOR, "dl.facts a[href^='/ui/agents/']").click()
-        wait(driver, lambda d: "/ui/agents/" in d.current_url, "the agent link")
+        goes(driver, driver.find_element(By.CSS_SELECTOR, "dl.facts a[href^='/ui/agents/']").click, "the agent link")
+        check("/ui/agents/" in driver.current_url, f"the agent's page: {driver.current_url}")
         no_dialog(driver, "after clicking the host name")
         shot(driver, cfg, "hostile-agent")
         print("hostile strings render as inert text")
