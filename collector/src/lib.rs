@@ -4,11 +4,14 @@
 //! # Layout
 //!
 //! - [`cli`], [`config`], [`logging`]: the command line, settings and log setup;
+//!   [`upkeep`]: backups, restores, consistency checks and compaction;
+//!   [`metrics`]: the Prometheus metrics;
 //! - [`server`]: the accept loop; [`tls`]: HTTPS and its certificate reloads; [`router`]: the route table (method, path, the
 //!   role each route needs, its audit action and OpenAPI description), request ids
 //!   and spans; [`openapi`]: the OpenAPI document and reference page made from it; [`jobs`]: the background
 //!   scheduler (presence, silent agents, rescoring);
 //! - [`api`]: one module per resource, the error envelope and the auth extractors;
+//!   [`console`]: the web console over them;
 //! - [`auth`]: passwords, tokens, API keys;
 //! - [`ingest`]: what a report, a heartbeat, silence or a new rule set does to stored
 //!   servers and agents, and which alerts that raises; [`alerts`]: every alert's
