@@ -346,7 +346,7 @@ fn unpack(input: &Path, dir: &Path) -> Result<Manifest, UpkeepError> {
 /// (a snapshot, streamed) and `check`. Only the data dir's owner can reach it.
 #[cfg(unix)]
 pub async fn control(state: crate::state::SharedState) {
-    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
     let path = state.settings.data_dir.join(CONTROL_SOCKET);
     let _ = fs::remove_file(&path);
     let listener = match tokio::net::UnixListener::bind(&path) {
@@ -368,7 +368,8 @@ pub async fn control(state: crate::state::SharedState) {
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
-            let mut reader = tokio::io::BufReader::new(read);
+            // A command is a word: a longer line is not read past 64 bytes.
+            let mut reader = tokio::io::BufReader::new(read.take(64));
             if reader.read_line(&mut line).await.is_err() {
                 return;
             }

@@ -316,3 +316,43 @@ fn a_stopped_collector_is_backed_up_offline_and_restored_files_get_the_data_dirs
     let (code, out) = collector(&["check", "--data-dir", target.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}");
 }
+
+#[test]
+fn the_control_socket_answers_unknown_and_oversized_commands_with_an_error() {
+    use std::io::{BufRead as _, Write as _};
+    let c = TestCollector::start(&[]);
+    let socket = c.data_dir.join("control.sock");
+    eventually(Duration::from_secs(10), "the control socket", || {
+        socket.exists().then_some(())
+    });
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    for command in [
+        "rm -rf /\n".to_owned(),
+        format!("{}\n", "x".repeat(100_000)),
+        "\u{1b}[31mbackup\n".to_owned(),
+    ] {
+        let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        // The collector may stop reading a long line early; the answer still comes.
+        let _ = stream.write_all(command.as_bytes());
+        let mut answer = String::new();
+        std::io::BufReader::new(&stream)
+            .read_line(&mut answer)
+            .unwrap();
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer["ok"], false, "{answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap()
+                .contains("unknown command"),
+            "{answer}"
+        );
+    }
+    // Still serving, and still answering a real command.
+    assert_eq!(
+        collector(&["check", "--data-dir", c.data_dir.to_str().unwrap()]).0,
+        Some(0)
+    );
+}

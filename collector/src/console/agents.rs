@@ -11,7 +11,6 @@ use super::layout::{self, Nav, done, empty, level, maybe_when, mono, pager, seg}
 use super::servers::{known_pairs, server_link, value};
 use super::session::{Cx, NoFields, Posted, Refusal};
 use crate::api::agents::{self, AgentView};
-use crate::api::extract::ApiQuery;
 
 const PAGE_SIZE: u64 = 50;
 
@@ -87,10 +86,7 @@ pub async fn detail(cx: Cx, Path(id): Path<String>) -> Result<Response, Refusal>
     let servers = crate::api::servers::list(
         cx.state(),
         cx.user.clone(),
-        ApiQuery(super::dashboard::params(&[
-            ("agent_id", &agent_id),
-            ("page_size", "50"),
-        ])?),
+        super::dashboard::query([("agent_id", agent_id.as_str()), ("page_size", "50")])?,
     )
     .await?
     .0;

@@ -15,16 +15,10 @@ use crate::api::{alerts, dashboard};
 use crate::model::Alert;
 use mcpwatch_protocol::risk::RiskLevel;
 
-/// Query parameters for a handler, from pairs (what a URL would carry).
-pub fn params<T: serde::de::DeserializeOwned>(pairs: &[(&str, &str)]) -> Result<T, Refusal> {
-    let query = serde_urlencoded::to_string(pairs).unwrap_or_default();
-    serde_urlencoded::from_str(&query)
-        .map_err(|e| Refusal::new(axum::http::StatusCode::BAD_REQUEST, e.to_string()))
-}
-
-/// A handler's query parameters from the page's own (the pairs it passes on).
+/// A handler's query parameters from pairs, as a URL would carry them (the page's own
+/// that it passes on, or the page's fixed ones).
 pub fn query<T: serde::de::DeserializeOwned>(
-    pairs: &[(String, String)],
+    pairs: impl serde::Serialize,
 ) -> Result<ApiQuery<T>, Refusal> {
     let query = serde_urlencoded::to_string(pairs).unwrap_or_default();
     serde_urlencoded::from_str(&query)
@@ -37,18 +31,14 @@ pub async fn page(cx: Cx) -> Result<Response, Refusal> {
     cx.check(&Method::GET, "/dashboard/stats")?;
     let stats = dashboard::stats(cx.state(), cx.user.clone()).await?.0;
     cx.check(&Method::GET, "/dashboard/top-risks")?;
-    let top = dashboard::top_risks(
-        cx.state(),
-        cx.user.clone(),
-        ApiQuery(params(&[("limit", "5")])?),
-    )
-    .await?
-    .0;
+    let top = dashboard::top_risks(cx.state(), cx.user.clone(), query([("limit", "5")])?)
+        .await?
+        .0;
     cx.check(&Method::GET, "/alerts")?;
     let recent = alerts::list(
         cx.state(),
         cx.user.clone(),
-        ApiQuery(params(&[("dismissed", "false"), ("page_size", "5")])?),
+        query([("dismissed", "false"), ("page_size", "5")])?,
     )
     .await?
     .0;

@@ -20,7 +20,7 @@ fn alert_key(alert: &Alert) -> Vec<u8> {
 }
 
 /// The alert's entry in `alert_subjects`: org·subject·kind.
-fn subject_key(alert: &Alert) -> Vec<u8> {
+pub(super) fn subject_key(alert: &Alert) -> Vec<u8> {
     cat(&[
         &alert.org_id.to_bytes(),
         &alert.subject(),

@@ -66,11 +66,7 @@ fn remove_alert(txn: &WriteTransaction, key: &[u8], alert: &Alert) -> Result<()>
             add_count(txn, &count_key_alerts(alert.org_id), -1)?;
         }
         let mut subjects = txn.open_table(ALERT_SUBJECTS)?;
-        let subject = cat(&[
-            &alert.org_id.to_bytes(),
-            &alert.subject(),
-            &[alert.kind.code()],
-        ]);
+        let subject = super::alerts::subject_key(alert);
         if subjects
             .get(subject.as_slice())?
             .is_some_and(|v| v.value() == key)
