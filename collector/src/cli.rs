@@ -190,6 +190,22 @@ pub struct ServeArgs {
     /// for links in notifications.
     #[arg(long, env = "MCPWATCH_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Keep everything in PostgreSQL instead of the data dir's embedded database:
+    /// `postgres://user@host:5432/dbname?sslmode=require` (sslmode disable, prefer or
+    /// require; TLS certificates are verified). Several collectors can share one
+    /// database behind a load balancer. The schema is created or migrated at start.
+    #[arg(long, env = "MCPWATCH_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// A file holding the database password (its first line; wins over the URL's).
+    #[arg(
+        long,
+        env = "MCPWATCH_DATABASE_PASSWORD_FILE",
+        requires = "database_url"
+    )]
+    pub database_password_file: Option<PathBuf>,
+    /// PEM certificates to trust for the database's TLS (default: the system's).
+    #[arg(long, env = "MCPWATCH_DATABASE_CA_FILE", requires = "database_url")]
+    pub database_ca_file: Option<PathBuf>,
 }
 
 /// Why the command failed, with the exit code to use.
@@ -315,6 +331,15 @@ impl ServeArgs {
                 from,
             });
         }
+        settings.database = self
+            .database_url
+            .map(|url| url.trim().to_owned())
+            .filter(|url| !url.is_empty())
+            .map(|url| crate::store::postgres::PgOptions {
+                url,
+                password_file: self.database_password_file,
+                ca_file: self.database_ca_file,
+            });
         settings.validate()?;
         Ok(settings)
     }
@@ -352,10 +377,7 @@ async fn serve(settings: Settings) -> Result<(), Failure> {
     create_data_dir(&settings.data_dir)
         .with_context(|| format!("creating data dir {}", settings.data_dir.display()))
         .map_err(config_failure)?;
-    let store = RedbStore::open_with_cache(&settings.data_dir, settings.cache_mb)
-        .map_err(|e| config_failure(e.into()))?;
-    let tokens =
-        TokenService::load_or_create(&settings.data_dir).map_err(|e| config_failure(e.into()))?;
+    let (store, tokens) = open_store(&settings).await.map_err(config_failure)?;
     let tls = match &settings.tls {
         None => None,
         Some(files) => Some(Arc::new(
@@ -374,12 +396,7 @@ async fn serve(settings: Settings) -> Result<(), Failure> {
     let notifier = crate::notify::send::Notifier::new(&settings.notify)
         .map_err(|e| config_failure(e.into()))?;
     let data_dir = settings.data_dir.clone();
-    let state = Arc::new(AppState::new(
-        Arc::new(store),
-        tokens,
-        settings,
-        Arc::new(notifier),
-    ));
+    let state = Arc::new(AppState::new(store, tokens, settings, Arc::new(notifier)));
     #[allow(clippy::print_stdout)]
     {
         // Tests and scripts read this line to learn the port.
@@ -393,6 +410,22 @@ async fn serve(settings: Settings) -> Result<(), Failure> {
         .map_err(|error| Failure { error, code: 1 })?;
     tracing::info!("Collector stopped.");
     Ok(())
+}
+
+/// The store the settings choose (PostgreSQL, else redb in the data dir) and the
+/// token service with its signing key (shared through PostgreSQL by every instance,
+/// else the data dir's key file).
+async fn open_store(
+    settings: &Settings,
+) -> Result<(Arc<dyn crate::store::Store>, TokenService), anyhow::Error> {
+    let Some(options) = &settings.database else {
+        let store = RedbStore::open_with_cache(&settings.data_dir, settings.cache_mb)?;
+        let tokens = TokenService::load_or_create(&settings.data_dir)?;
+        return Ok((Arc::new(store), tokens));
+    };
+    let store = crate::store::postgres::PgStore::connect(options).await?;
+    let tokens = TokenService::shared(&store).await?;
+    Ok((Arc::new(store), tokens))
 }
 
 async fn shutdown_signal() {

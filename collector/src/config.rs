@@ -42,6 +42,8 @@ pub struct Settings {
     pub tls: Option<crate::tls::TlsFiles>,
     /// How notifications are sent (SMTP, the outbound address policy).
     pub notify: crate::notify::send::NotifySettings,
+    /// Store everything in this PostgreSQL database instead of the data dir.
+    pub database: Option<crate::store::postgres::PgOptions>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
@@ -93,6 +95,7 @@ impl Settings {
             metrics_token: None,
             cache_mb: crate::store::redb::DEFAULT_CACHE_MB,
             notify: crate::notify::send::NotifySettings::default(),
+            database: None,
         }
     }
 

@@ -60,23 +60,48 @@ pub async fn run(state: SharedState) {
             _ = flush.tick() => {
                 state.presence.flush(state.store.as_ref()).await;
                 state.token_use.flush(state.store.as_ref()).await;
+                if state.store.is_shared() {
+                    presence_from_others(&state).await;
+                }
             }
-            _ = census.tick() => drain_census(&state).await,
-            _ = sweep.tick() => sweep_silent(&state).await,
-            _ = audit.tick() => {
+            // With several instances on one database, one runs these at a time.
+            _ = census.tick() => if state.store.lead().await {
+                drain_census(&state).await;
+            },
+            _ = sweep.tick() => if state.store.lead().await {
+                sweep_silent(&state).await;
+            } else {
+                state.presence.flush(state.store.as_ref()).await;
+            },
+            _ = audit.tick() => if state.store.lead().await {
                 prune_audit(&state).await;
                 retention(&state).await;
-            }
+            },
             () = state.rescore_wanted.notified() => {
                 // A pass in progress starts over: the new policy applies to all.
                 pass = Some(Pass::default());
             }
             () = std::future::ready(()), if rescoring => {
+                // Any instance rescores (the one whose policy changed): each server is
+                // read again and rescored in the writing transaction, so two at once
+                // do no harm.
                 if let Some(current) = pass.take() {
                     pass = rescore_batch(&state, current).await;
                 }
             }
         }
+    }
+}
+
+/// Read back when agents were heard from by other instances on the same database
+/// (they flush every [`PRESENCE_FLUSH_INTERVAL`]), so that every instance shows
+/// them online.
+async fn presence_from_others(state: &SharedState) {
+    let since =
+        Utc::now() - chrono::Duration::from_std(PRESENCE_FLUSH_INTERVAL * 3).unwrap_or_default();
+    match state.store.agents_seen_since(since).await {
+        Ok(seen) => state.presence.load(seen),
+        Err(e) => tracing::debug!(error = %e, "Cannot read presence from the store."),
     }
 }
 

@@ -331,13 +331,23 @@ async fn verify_signature(
         return Err(refuse(signing::Error::BadSignature));
     }
     let nonce = header.nonce_value().map_err(refuse)?;
-    let mut replay = state
+    state
         .replay
         .lock()
-        .map_err(|_| ApiError::internal("replay guard lock poisoned"))?;
-    replay
+        .map_err(|_| ApiError::internal("replay guard lock poisoned"))?
         .check_and_record((agent.id, nonce), header.timestamp, now)
-        .map_err(refuse)
+        .map_err(refuse)?;
+    // Instances sharing a database share the guard too: a request accepted by another
+    // instance is refused here.
+    let until = header
+        .timestamp
+        .saturating_add(signing::REPLAY_WINDOW_SECS)
+        .clamp(now, now.saturating_add(2 * signing::REPLAY_WINDOW_SECS));
+    let until = chrono::DateTime::from_timestamp(until, 0).unwrap_or_else(Utc::now);
+    if !state.store.claim_nonce(agent.id, nonce, until).await? {
+        return Err(refuse(signing::Error::Replayed));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ pub const REFRESH_TTL: Duration = Duration::days(7);
 pub const CONSOLE_TTL: Duration = Duration::hours(12);
 /// The file in the data dir that holds the signing key's 32-byte seed.
 pub const KEY_FILE: &str = "token-signing.key";
+/// The name of the signing key's seed among a shared store's secrets.
+const SHARED_KEY_NAME: &str = "token-signing-key";
 
 const ISSUER: &str = "mcpwatch-collector";
 
@@ -92,6 +94,23 @@ impl TokenService {
             }
             Err(e) => return Err(err(e.to_string())),
         };
+        Self::from_seed(&seed).map_err(|e| err(e.to_string()))
+    }
+
+    /// The signing key every instance on one database shares, kept in the store
+    /// (made by the first instance to start).
+    pub async fn shared(store: &dyn crate::store::Store) -> Result<Self> {
+        let err = |message: String| Error::SigningKey {
+            path: "(the database)".into(),
+            message,
+        };
+        let mut made = [0u8; 32];
+        random_bytes(&mut made)?;
+        let seed = store
+            .shared_secret(SHARED_KEY_NAME, made)
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .ok_or_else(|| err("this store keeps no shared secrets".into()))?;
         Self::from_seed(&seed).map_err(|e| err(e.to_string()))
     }
 

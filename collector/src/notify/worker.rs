@@ -41,6 +41,10 @@ pub async fn find_channel(
     }
 }
 
+/// How often an instance that does not deliver asks whether it should now (the one
+/// that did has gone).
+const FOLLOWER_WAIT: Duration = Duration::from_secs(2);
+
 /// Work deliveries until the task is dropped.
 pub async fn run(store: Arc<dyn Store>, notifier: Arc<Notifier>) {
     let mut signal = store.event_signal();
@@ -48,6 +52,12 @@ pub async fn run(store: Arc<dyn Store>, notifier: Arc<Notifier>) {
     let mut horizon: Option<DateTime<Utc>> = Some(DateTime::<Utc>::MAX_UTC);
     loop {
         signal.borrow_and_update();
+        // With several instances on one database, one delivers (each delivery once).
+        if !store.lead().await {
+            horizon = Some(DateTime::<Utc>::MAX_UTC);
+            tokio::time::sleep(FOLLOWER_WAIT).await;
+            continue;
+        }
         let before = horizon.take().unwrap_or_else(Utc::now);
         let due = match store.due_deliveries(before, BATCH).await {
             Ok(due) => due,

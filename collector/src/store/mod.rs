@@ -9,7 +9,11 @@
 //! [`redb::RedbStore`] is the embedded implementation; another backend implements
 //! [`Store`] and passes the conformance tests in `tests.rs`.
 
+pub mod postgres;
 pub mod redb;
+pub mod tally;
+#[cfg(test)]
+pub mod test_pg;
 #[cfg(test)]
 mod tests;
 
@@ -30,7 +34,7 @@ use crate::model::{
 use crate::notify::{Channel, Delivery, DeliveryStatus};
 
 /// What can go wrong in the store, as the API needs to tell it apart.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// The record does not exist in this organisation.
     #[error("not found")]
@@ -227,6 +231,36 @@ pub trait Store: Send + Sync + 'static {
     /// (the process should be restarted); `Ok` while it works or is still recovering.
     fn alive(&self) -> std::result::Result<(), String> {
         Ok(())
+    }
+
+    // What several instances on one database share (one instance: nothing to share).
+    /// Whether this instance runs the background jobs (rescoring, the silent-agent
+    /// sweep, retention, the census, notification delivery): with several instances
+    /// on one database, one at a time.
+    async fn lead(&self) -> bool {
+        true
+    }
+    /// Whether other instances may write to this store (then presence is read back
+    /// from it, see `jobs`).
+    fn is_shared(&self) -> bool {
+        false
+    }
+    /// Record a signed request's nonce, valid until `expires_at`; `false` when it was
+    /// seen before by any instance. One instance keeps the replay guard in memory
+    /// (see `state`), so the embedded store has nothing to add.
+    async fn claim_nonce(
+        &self,
+        _agent: AgentId,
+        _nonce: u128,
+        _expires_at: DateTime<Utc>,
+    ) -> Result<bool> {
+        Ok(true)
+    }
+    /// The secret every instance shares under `name` (the stored one, else `made`,
+    /// stored now); `None` when the store keeps no shared secrets (the embedded store:
+    /// the signing key is a file in the data dir).
+    async fn shared_secret(&self, _name: &str, _made: [u8; 32]) -> Result<Option<[u8; 32]>> {
+        Ok(None)
     }
 
     // Organisations and users.

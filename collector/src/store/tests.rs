@@ -523,6 +523,15 @@ async fn redb_store_passes_the_story() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_passes_the_story() {
+    let Some(store) = super::test_pg::fresh_store().await else {
+        return;
+    };
+    story(&store).await;
+    assert_eq!(store.check().await.unwrap(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_reports_are_group_committed_and_all_counted() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(RedbStore::open(dir.path()).unwrap());

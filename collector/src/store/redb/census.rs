@@ -22,26 +22,14 @@ use super::schema::{
     CENSUS, CENSUS_MEMBERS, CENSUS_QUEUE, CENSUS_RANK, COUNTS, add_count, cat, count, decode,
     encode, get_json, walk_prefix,
 };
-use crate::census::{Counts, Group, Mark, Member, VersionHosts, marks};
+use crate::census::{Counts, Group, VersionHosts};
 use crate::model::Server;
+use crate::store::tally::{Change, RowChange, Tally, tally, transition, version_key};
 use crate::store::{CensusQuery, Direction, Page, Result};
 
 /// The counts row of an organisation's census rows of one group.
 fn rows_count_key(org: OrgId, group: Group) -> Vec<u8> {
     cat(&[&org.to_bytes(), b"C", &[group.code()]])
-}
-
-/// A row's key bytes: its key, a package's after its ecosystem, without NULs.
-fn key_bytes(mark_key: &str, ecosystem: Option<&str>) -> Vec<u8> {
-    let clean = |s: &str| s.replace('\0', "\u{fffd}");
-    match ecosystem {
-        Some(eco) => [clean(eco).as_bytes(), &[1], clean(mark_key).as_bytes()].concat(),
-        None => clean(mark_key).into_bytes(),
-    }
-}
-
-fn row_key(org: OrgId, group: Group, key: &[u8]) -> Vec<u8> {
-    cat(&[&org.to_bytes(), &[group.code()], key, &[0]])
 }
 
 fn rank_key(org: OrgId, group: Group, hosts: u64, key: &[u8]) -> Vec<u8> {
@@ -54,36 +42,6 @@ fn rank_key(org: OrgId, group: Group, hosts: u64, key: &[u8]) -> Vec<u8> {
     ])
 }
 
-/// Where a row's members are kept: org·group·(the first 8 bytes of the SHA-256 of the
-/// row's key), so that member keys stay short however long the row's key is.
-fn members_of(row: &[u8]) -> Vec<u8> {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(row);
-    cat(&[&row[..17], &digest[..8]])
-}
-
-/// A member's bytes as kept: long ones (a launch's fingerprint, a user's name) as the
-/// first 8 bytes of their SHA-256 after the host.
-fn member_bytes(kind: Member, bytes: &[u8]) -> Vec<u8> {
-    use sha2::Digest as _;
-    match kind {
-        Member::Host | Member::VersionHost | Member::Client => bytes.to_vec(),
-        Member::User => {
-            let (host, name) = bytes.split_at(16.min(bytes.len()));
-            cat(&[host, &sha2::Sha256::digest(name)[..8]])
-        }
-        Member::Launch => sha2::Sha256::digest(bytes)[..8].to_vec(),
-    }
-}
-
-/// What one server write does to one row: its servers and levels, and when it was seen.
-struct RowChange {
-    mark: Mark,
-    servers: i64,
-    levels: [i64; 4],
-    seen: bool,
-}
-
 /// Count a server's change: its marks before out, its marks after in, netted per row
 /// and per member first, so that a change that keeps a server's host, user and client
 /// (a new version, say) touches only what differs.
@@ -92,27 +50,10 @@ pub(super) fn apply(
     before: Option<&Server>,
     after: Option<&Server>,
 ) -> Result<()> {
-    let old = before.map(marks).unwrap_or_default();
-    let new = after.map(marks).unwrap_or_default();
-    if old.len() == new.len() && old.iter().zip(&new).all(|(a, b)| a.same_counts(b)) {
-        return Ok(());
+    match Change::of(before, after) {
+        Some(change) => enqueue(txn, &change),
+        None => Ok(()),
     }
-    let Some(org) = before.or(after).map(|s| s.org_id) else {
-        return Ok(());
-    };
-    enqueue(txn, &Change { org, old, new })
-}
-
-/// A member key's net change: its row key, its kind, the version it names (a version's
-/// host), and the change.
-type MemberChange = (Vec<u8>, Member, Option<String>, i64);
-
-/// One server's change, waiting in `census_queue` to be counted.
-#[derive(serde::Serialize, serde::Deserialize)]
-pub(super) struct Change {
-    org: OrgId,
-    old: Vec<Mark>,
-    new: Vec<Mark>,
 }
 
 const QUEUE_SEQ: &str = "census_queue_seq";
@@ -159,55 +100,22 @@ pub(super) fn drain(txn: &WriteTransaction, limit: usize) -> Result<usize> {
 /// differs.
 fn count_changes(txn: &WriteTransaction, changes: &[Change]) -> Result<()> {
     use std::collections::BTreeMap;
-    let mut rows: BTreeMap<Vec<u8>, RowChange> = BTreeMap::new();
-    let mut members: BTreeMap<Vec<u8>, MemberChange> = BTreeMap::new();
-    let marked = changes.iter().flat_map(|c| {
-        c.old
-            .iter()
-            .map(move |m| (c.org, m, -1))
-            .chain(c.new.iter().map(move |m| (c.org, m, 1)))
-    });
-    for (org, mark, delta) in marked {
-        let key = key_bytes(&mark.key, mark.ecosystem.as_deref());
-        let row = row_key(org, mark.group, &key);
-        let change = rows.entry(row.clone()).or_insert_with(|| RowChange {
-            mark: mark.clone(),
-            servers: 0,
-            levels: [0; 4],
-            seen: false,
-        });
-        change.servers += delta;
-        change.levels[crate::census::level_index(mark.level)] += delta;
-        if delta > 0 {
-            change.mark = mark.clone();
-            change.seen = true;
-        }
-        let prefix = members_of(&row);
-        for kind in Member::ALL {
-            let Some(bytes) = kind.of(mark) else { continue };
-            let member = cat(&[&prefix, &[kind.code()], &member_bytes(kind, &bytes)]);
-            let entry = members
-                .entry(member)
-                .or_insert_with(|| (row.clone(), kind, mark.version.clone(), 0));
-            entry.3 += delta;
-        }
-    }
+    let Tally { rows, members } = tally(changes);
     // Which counters of which rows the members that appeared or went move.
     let mut moved: BTreeMap<Vec<u8>, [i64; 4]> = BTreeMap::new();
-    for (member_key, (row, kind, version, delta)) in members {
-        if delta == 0 {
+    for (member_key, m) in members {
+        if m.delta == 0 {
             continue;
         }
-        let change = member(txn, &member_key, delta)?;
+        let change = member(txn, &member_key, m.delta)?;
         if change == 0 {
             continue;
         }
-        match kind.counter_index() {
-            Some(i) => moved.entry(row).or_default()[i] += change,
+        match m.kind.counter_index() {
+            Some(i) => moved.entry(m.row).or_default()[i] += change,
             None => {
-                if let Some(version) = version {
-                    let prefix = members_of(&row);
-                    member(txn, &cat(&[&prefix, b"V", version.as_bytes()]), change)?;
+                if let Some(version) = m.version {
+                    member(txn, &version_key(&m.row, &version), change)?;
                 }
             }
         }
@@ -229,7 +137,7 @@ fn write_row(
     change: &RowChange,
     counters: [i64; 4],
 ) -> Result<()> {
-    if change.servers == 0 && change.levels == [0; 4] && counters == [0; 4] && !change.seen {
+    if change.is_empty(counters) {
         return Ok(());
     }
     let stored: Option<Counts> = get_json(&txn.open_table(CENSUS)?, row)?;
@@ -279,16 +187,12 @@ fn member(txn: &WriteTransaction, key: &[u8], delta: i64) -> Result<i64> {
     } else {
         table.insert(key, new)?;
     }
-    Ok(match (old, new) {
-        (0, n) if n > 0 => 1,
-        (o, 0) if o > 0 => -1,
-        _ => 0,
-    })
+    Ok(transition(old, new))
 }
 
 /// A row's versions with their hosts, most hosts first.
 fn versions(txn: &ReadTransaction, row: &[u8]) -> Result<Vec<VersionHosts>> {
-    let prefix = cat(&[&members_of(row), b"V"]);
+    let prefix = version_key(row, "");
     let mut out = Vec::new();
     walk_prefix(
         &txn.open_table(CENSUS_MEMBERS)?,
@@ -372,11 +276,7 @@ pub(super) fn count_in(txn: &WriteTransaction, batch: &[(Vec<u8>, Vec<u8>)]) -> 
     let mut changes = Vec::with_capacity(batch.len());
     for (_, value) in batch {
         let server: Server = decode(value)?;
-        changes.push(Change {
-            org: server.org_id,
-            old: Vec::new(),
-            new: marks(&server),
-        });
+        changes.push(Change::existing(&server));
     }
     count_changes(txn, &changes)
 }

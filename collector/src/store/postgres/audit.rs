@@ -1,0 +1,88 @@
+//! The audit log: entries keyed by their time-ordered id, appended with their event,
+//! filtered and paged newest first, and pruned by age.
+
+use chrono::{DateTime, Utc};
+use mcpwatch_protocol::ids::OrgId;
+
+use super::sql::{Db, count, docs, exec, get, json, row, rows, window};
+use crate::audit::Entry;
+use crate::store::{AuditQuery, Page, Result};
+
+/// The smallest (`fill` 0) or largest (`fill` 0xff) entry id made at `at`: ids start
+/// with their 48-bit millisecond time.
+fn id_bound(at: DateTime<Utc>, fill: u8) -> uuid::Uuid {
+    let millis = at.timestamp_millis().max(0) as u64;
+    let mut id = [fill; 16];
+    id[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    uuid::Uuid::from_bytes(id)
+}
+
+pub(super) async fn record(db: &Db, entry: &Entry) -> Result<()> {
+    exec(
+        db,
+        "INSERT INTO audit (org, id, doc) VALUES ($1, $2, $3)",
+        &[&entry.organization_id.0, &entry.id.0, &json(entry)?],
+    )
+    .await?;
+    super::events::append(db, crate::audit::event(entry), entry.at).await?;
+    Ok(())
+}
+
+pub(super) async fn list(db: &Db, org: OrgId, query: &AuditQuery) -> Result<Page<Entry>> {
+    let start = query.since.map_or(uuid::Uuid::nil(), |t| id_bound(t, 0));
+    let end = query.until.map_or(uuid::Uuid::max(), |t| id_bound(t, 0xff));
+    let action = query
+        .action
+        .and_then(|a| serde_json::to_value(a).ok())
+        .and_then(|v| v.as_str().map(str::to_owned));
+    let where_clause = "org = $1 AND id >= $2 AND id <= $3 \
+        AND ($4::text IS NULL OR doc->>'action' = $4) \
+        AND ($5::text IS NULL OR doc->'actor'->>'id' = $5 OR doc->'actor'->>'user_id' = $5) \
+        AND ($6::text IS NULL OR doc->'target'->>'id' = $6)";
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        &org.0,
+        &start,
+        &end,
+        &action,
+        &query.actor_id,
+        &query.target_id,
+    ];
+    let total = row(
+        db,
+        &format!("SELECT count(*) FROM audit WHERE {where_clause}"),
+        &params,
+    )
+    .await?
+    .map(|r| get::<i64>(&r, 0))
+    .transpose()?
+    .map_or(0, count);
+    let (offset, size) = window(query.page, query.page_size);
+    let paged: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+        .iter()
+        .copied()
+        .chain([&offset as _, &size as _])
+        .collect();
+    let items = docs(
+        &rows(
+            db,
+            &format!(
+                "SELECT doc FROM audit WHERE {where_clause} ORDER BY id DESC OFFSET $7 LIMIT $8"
+            ),
+            &paged,
+        )
+        .await?,
+    )?;
+    Ok(Page { items, total })
+}
+
+pub(super) async fn prune(db: &Db, before: DateTime<Utc>, limit: usize) -> Result<usize> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let removed = exec(
+        db,
+        "DELETE FROM audit WHERE (org, id) IN \
+         (SELECT org, id FROM audit WHERE id < $1 LIMIT $2)",
+        &[&id_bound(before, 0), &limit],
+    )
+    .await?;
+    Ok(usize::try_from(removed).unwrap_or(usize::MAX))
+}

@@ -1,0 +1,182 @@
+//! How queued census changes become counts, shared by every backend: a server's
+//! marks before out and after in ([`Change`]), netted per census row and per member
+//! across a whole batch ([`tally`]), so that a popular row is written once however
+//! many changes touch it. A backend keeps the member counters and rows; the keys are
+//! the same bytes in each:
+//!
+//! - a row is org·group·key·0 (a key never holds a NUL; a package's is
+//!   ecosystem·1·name);
+//! - a row's members are org·group·h(row)·kind·member, with h the first 8 bytes of a
+//!   SHA-256 (and long members hashed the same way); a version's hosts are
+//!   org·group·h(row)·`V`·version.
+
+use std::collections::BTreeMap;
+
+use mcpwatch_protocol::ids::OrgId;
+
+use crate::census::{Group, Mark, Member, marks};
+use crate::model::Server;
+
+/// One server's change, waiting to be counted.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Change {
+    pub org: OrgId,
+    pub old: Vec<Mark>,
+    pub new: Vec<Mark>,
+}
+
+impl Change {
+    /// A server write's change, if it changes any count.
+    pub fn of(before: Option<&Server>, after: Option<&Server>) -> Option<Self> {
+        let old = before.map(marks).unwrap_or_default();
+        let new = after.map(marks).unwrap_or_default();
+        if old.len() == new.len() && old.iter().zip(&new).all(|(a, b)| a.same_counts(b)) {
+            return None;
+        }
+        let org = before.or(after).map(|s| s.org_id)?;
+        Some(Self { org, old, new })
+    }
+
+    /// A stored server counted in (building the census of an older database).
+    pub fn existing(server: &Server) -> Self {
+        Self {
+            org: server.org_id,
+            old: Vec::new(),
+            new: marks(server),
+        }
+    }
+}
+
+/// What a batch does to one row: its servers and levels, and the mark last seen.
+pub struct RowChange {
+    pub mark: Mark,
+    pub servers: i64,
+    pub levels: [i64; 4],
+    pub seen: bool,
+}
+
+impl RowChange {
+    /// Whether the batch left the row as it was.
+    pub fn is_empty(&self, counters: [i64; 4]) -> bool {
+        self.servers == 0 && self.levels == [0; 4] && counters == [0; 4] && !self.seen
+    }
+}
+
+/// A member key's net change: its row key, its kind, the version it names (a
+/// version's host), and the change.
+pub struct MemberChange {
+    pub row: Vec<u8>,
+    pub kind: Member,
+    pub version: Option<String>,
+    pub delta: i64,
+}
+
+/// A batch of changes netted per row and per member.
+#[derive(Default)]
+pub struct Tally {
+    pub rows: BTreeMap<Vec<u8>, RowChange>,
+    pub members: BTreeMap<Vec<u8>, MemberChange>,
+}
+
+/// A row's key bytes: its key, a package's after its ecosystem, without NULs.
+pub fn key_bytes(mark_key: &str, ecosystem: Option<&str>) -> Vec<u8> {
+    let clean = |s: &str| s.replace('\0', "\u{fffd}");
+    match ecosystem {
+        Some(eco) => [clean(eco).as_bytes(), &[1], clean(mark_key).as_bytes()].concat(),
+        None => clean(mark_key).into_bytes(),
+    }
+}
+
+/// A row: org·group·key·0.
+pub fn row_key(org: OrgId, group: Group, key: &[u8]) -> Vec<u8> {
+    [org.to_bytes().as_slice(), &[group.code()], key, &[0]].concat()
+}
+
+/// A row key's organisation and key bytes (without the trailing NUL).
+pub fn split_row(row: &[u8]) -> Option<(OrgId, &[u8])> {
+    let org: [u8; 16] = row.get(..16)?.try_into().ok()?;
+    let key = row.get(17..row.len().checked_sub(1)?)?;
+    Some((OrgId::from_bytes(org), key))
+}
+
+/// Where a row's members are kept: org·group·(the first 8 bytes of the SHA-256 of the
+/// row's key), so that member keys stay short however long the row's key is.
+pub fn members_of(row: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(row);
+    [&row[..17.min(row.len())], &digest[..8]].concat()
+}
+
+/// The counter of a version's hosts in a row.
+pub fn version_key(row: &[u8], version: &str) -> Vec<u8> {
+    [members_of(row).as_slice(), b"V", version.as_bytes()].concat()
+}
+
+/// A member's bytes as kept: long ones (a launch's fingerprint, a user's name) as the
+/// first 8 bytes of their SHA-256 after the host.
+fn member_bytes(kind: Member, bytes: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    match kind {
+        Member::Host | Member::VersionHost | Member::Client => bytes.to_vec(),
+        Member::User => {
+            let (host, name) = bytes.split_at(16.min(bytes.len()));
+            [host, &sha2::Sha256::digest(name)[..8]].concat()
+        }
+        Member::Launch => sha2::Sha256::digest(bytes)[..8].to_vec(),
+    }
+}
+
+/// Net a batch of changes per row and per member.
+pub fn tally(changes: &[Change]) -> Tally {
+    let mut out = Tally::default();
+    let marked = changes.iter().flat_map(|c| {
+        c.old
+            .iter()
+            .map(move |m| (c.org, m, -1))
+            .chain(c.new.iter().map(move |m| (c.org, m, 1)))
+    });
+    for (org, mark, delta) in marked {
+        let key = key_bytes(&mark.key, mark.ecosystem.as_deref());
+        let row = row_key(org, mark.group, &key);
+        let change = out.rows.entry(row.clone()).or_insert_with(|| RowChange {
+            mark: mark.clone(),
+            servers: 0,
+            levels: [0; 4],
+            seen: false,
+        });
+        change.servers += delta;
+        change.levels[crate::census::level_index(mark.level)] += delta;
+        if delta > 0 {
+            change.mark = mark.clone();
+            change.seen = true;
+        }
+        let prefix = members_of(&row);
+        for kind in Member::ALL {
+            let Some(bytes) = kind.of(mark) else { continue };
+            let member = [
+                prefix.as_slice(),
+                &[kind.code()],
+                &member_bytes(kind, &bytes),
+            ]
+            .concat();
+            let entry = out.members.entry(member).or_insert_with(|| MemberChange {
+                row: row.clone(),
+                kind,
+                version: mark.version.clone(),
+                delta: 0,
+            });
+            entry.delta += delta;
+        }
+    }
+    out
+}
+
+/// Whether a member counter going from `old` to `new` adds a distinct member (1),
+/// removes one (−1), or neither (0).
+pub fn transition(old: u64, new: u64) -> i64 {
+    match (old, new) {
+        (0, n) if n > 0 => 1,
+        (o, 0) if o > 0 => -1,
+        _ => 0,
+    }
+}
