@@ -107,7 +107,7 @@ fn fleet() -> Vec<ServerRecord> {
 }
 
 /// The first ten servers of `org`, riskiest first.
-async fn first_page(store: &RedbStore, org: OrgId) -> Page<Server> {
+async fn first_page(store: &dyn Store, org: OrgId) -> Page<Server> {
     store
         .list_servers(
             org,
@@ -125,6 +125,36 @@ async fn first_page(store: &RedbStore, org: OrgId) -> Page<Server> {
 async fn one_agent() -> (tempfile::TempDir, RedbStore, Org, Agent) {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(dir.path()).unwrap();
+    let (o, a) = one_agent_on(&store).await;
+    (dir, store, o, a)
+}
+
+/// A store to test, and what must live as long as it.
+struct Backend {
+    _dir: Option<tempfile::TempDir>,
+    store: Box<dyn Store>,
+}
+
+/// Every backend to test: redb in a temporary dir, and PostgreSQL when there is a
+/// test server (see `test_pg`).
+async fn backends() -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let redb = RedbStore::open(dir.path()).unwrap();
+    let mut out = vec![Backend {
+        _dir: Some(dir),
+        store: Box::new(redb),
+    }];
+    if let Some(pg) = super::test_pg::fresh_store().await {
+        out.push(Backend {
+            _dir: None,
+            store: Box::new(pg),
+        });
+    }
+    out
+}
+
+/// Organisation "A", its admin and one agent in `store`.
+async fn one_agent_on(store: &dyn Store) -> (Org, Agent) {
     let o = org("A");
     store
         .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
@@ -132,7 +162,7 @@ async fn one_agent() -> (tempfile::TempDir, RedbStore, Org, Agent) {
         .unwrap();
     let a = agent(&o, 1);
     store.create_agent(a.clone()).await.unwrap();
-    (dir, store, o, a)
+    (o, a)
 }
 
 async fn story(store: &dyn Store) {
@@ -533,8 +563,12 @@ async fn postgres_store_passes_the_story() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_reports_are_group_committed_and_all_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(RedbStore::open(dir.path()).unwrap());
+    for backend in backends().await {
+        concurrent_reports_on(Arc::from(backend.store)).await;
+    }
+}
+
+async fn concurrent_reports_on(store: Arc<dyn Store>) {
     let o = org("A");
     store
         .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
@@ -572,7 +606,51 @@ async fn concurrent_reports_are_group_committed_and_all_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_planned_before_another_write_is_planned_again() {
     let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(dir.path()).unwrap();
+    race_story(&RedbStore::open(dir.path()).unwrap()).await;
+    if let Some(pg) = super::test_pg::fresh_store().await {
+        race_story(&pg).await;
+    }
+}
+
+/// What the race story needs of a store: a report applied with another write landing
+/// between its planning and its application.
+trait Racing: Store {
+    fn apply_report_racing(
+        &self,
+        org: OrgId,
+        agent: AgentId,
+        report: ReportInput,
+        meanwhile: impl std::future::Future<Output = ()> + Send,
+    ) -> impl std::future::Future<Output = Result<mcpwatch_protocol::wire::ReportResponse>> + Send;
+}
+
+impl Racing for RedbStore {
+    fn apply_report_racing(
+        &self,
+        org: OrgId,
+        agent: AgentId,
+        report: ReportInput,
+        meanwhile: impl std::future::Future<Output = ()> + Send,
+    ) -> impl std::future::Future<Output = Result<mcpwatch_protocol::wire::ReportResponse>> + Send
+    {
+        RedbStore::apply_report_racing(self, org, agent, report, meanwhile)
+    }
+}
+
+impl Racing for super::postgres::PgStore {
+    fn apply_report_racing(
+        &self,
+        org: OrgId,
+        agent: AgentId,
+        report: ReportInput,
+        meanwhile: impl std::future::Future<Output = ()> + Send,
+    ) -> impl std::future::Future<Output = Result<mcpwatch_protocol::wire::ReportResponse>> + Send
+    {
+        super::postgres::PgStore::apply_report_racing(self, org, agent, report, meanwhile)
+    }
+}
+
+async fn race_story(store: &impl Racing) {
     let o = org("A");
     let admin = user(&o, "a@a.example", Role::Admin);
     store
@@ -654,7 +732,7 @@ async fn a_report_planned_before_another_write_is_planned_again() {
         })
         .await
         .unwrap();
-    let after = first_page(&store, o.id).await;
+    let after = first_page(store, o.id).await;
     let memory = find(&after, "memory");
     assert_eq!(
         memory.risk_level,
@@ -671,7 +749,13 @@ async fn a_report_planned_before_another_write_is_planned_again() {
 /// A large report is planned on the blocking pool; it lands the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_report_is_stored_whole() {
-    let (_dir, store, o, a) = one_agent().await;
+    for backend in backends().await {
+        a_large_report_is_stored_whole_on(backend.store.as_ref()).await;
+    }
+}
+
+async fn a_large_report_is_stored_whole_on(store: &dyn Store) {
+    let (o, a) = one_agent_on(store).await;
     let many: Vec<ServerRecord> = (0..250)
         .map(|n| server(&format!("s{n}"), &["-y", &format!("mcp-s{n}@1.0.0")]))
         .collect();
@@ -688,7 +772,13 @@ async fn a_large_report_is_stored_whole() {
 /// The history keeps the newest changes, numbered on, and goes with its agent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_history_keeps_the_newest_and_goes_with_the_agent() {
-    let (_dir, store, o, a) = one_agent().await;
+    for backend in backends().await {
+        change_history_keeps_the_newest_and_goes_with_the_agent_on(backend.store.as_ref()).await;
+    }
+}
+
+async fn change_history_keeps_the_newest_and_goes_with_the_agent_on(store: &dyn Store) {
+    let (o, a) = one_agent_on(store).await;
     let edits = crate::model::MAX_SERVER_CHANGES + 10;
     for v in 0..edits {
         let time = server("time", &["-y", &format!("mcp-time@1.0.{v}")]);
@@ -843,8 +933,12 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_agents_make_their_servers_dormant_until_heard_from() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(dir.path()).unwrap();
+    for backend in backends().await {
+        silent_agents_make_their_servers_dormant_until_heard_from_on(backend.store.as_ref()).await;
+    }
+}
+
+async fn silent_agents_make_their_servers_dormant_until_heard_from_on(store: &dyn Store) {
     let o = org("A");
     store
         .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
@@ -976,9 +1070,13 @@ fn open_alerts_of(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_fire_once_repeat_as_updates_and_dismissal_sticks() {
+    for backend in backends().await {
+        alerts_fire_once_repeat_as_updates_and_dismissal_sticks_on(backend.store.as_ref()).await;
+    }
+}
+
+async fn alerts_fire_once_repeat_as_updates_and_dismissal_sticks_on(store: &dyn Store) {
     use crate::model::AlertKind;
-    let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(dir.path()).unwrap();
     let o = org("A");
     let admin = user(&o, "a@a.example", Role::Admin);
     store
@@ -1231,8 +1329,14 @@ async fn servers_scored_by_older_rules_are_rescored_in_batches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn combinations_follow_the_snapshot() {
+    for backend in backends().await {
+        combinations_follow_the_snapshot_on(backend.store.as_ref()).await;
+    }
+}
+
+async fn combinations_follow_the_snapshot_on(store: &dyn Store) {
     use crate::model::AlertKind;
-    let (_dir, store, o, a) = one_agent().await;
+    let (o, a) = one_agent_on(store).await;
     let fs = server(
         "files",
         &[
@@ -1246,7 +1350,7 @@ async fn combinations_follow_the_snapshot() {
         .apply_report(o.id, a.id, report(vec![fs.clone()]))
         .await
         .unwrap();
-    let alone = first_page(&store, o.id).await.items[0].risk_score;
+    let alone = first_page(store, o.id).await.items[0].risk_score;
 
     store
         .apply_report(o.id, a.id, report(vec![fs.clone(), fetch]))
@@ -1302,7 +1406,7 @@ async fn combinations_follow_the_snapshot() {
             .combinations
             .is_empty()
     );
-    let page = first_page(&store, o.id).await;
+    let page = first_page(store, o.id).await;
     for s in &page.items {
         assert!(
             !s.findings
@@ -1322,8 +1426,13 @@ async fn combinations_follow_the_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_seen_since_lists_only_recent_ones_across_organisations() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(dir.path()).unwrap();
+    for backend in backends().await {
+        agents_seen_since_lists_only_recent_ones_across_organisations_on(backend.store.as_ref())
+            .await;
+    }
+}
+
+async fn agents_seen_since_lists_only_recent_ones_across_organisations_on(store: &dyn Store) {
     let (a, b) = (org("A"), org("B"));
     for o in [&a, &b] {
         store
@@ -1379,8 +1488,19 @@ fn channel(org: &Org, name: &str, min: RiskLevel) -> crate::notify::Channel {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_make_deliveries_for_the_channels_that_want_them_in_their_organisation() {
+    for backend in backends().await {
+        events_make_deliveries_for_the_channels_that_want_them_in_their_organisation_on(
+            backend.store.as_ref(),
+        )
+        .await;
+    }
+}
+
+async fn events_make_deliveries_for_the_channels_that_want_them_in_their_organisation_on(
+    store: &dyn Store,
+) {
     use crate::notify::{self, DeliveryStatus, Outcome};
-    let (_dir, store, o, a) = one_agent().await;
+    let (o, a) = one_agent_on(store).await;
     let other = org("B");
     store
         .create_org_with_admin(
@@ -1574,7 +1694,7 @@ async fn events_make_deliveries_for_the_channels_that_want_them_in_their_organis
 type Recount =
     std::collections::BTreeMap<(u8, String), (u64, usize, usize, usize, usize, Vec<(String, u64)>)>;
 
-async fn recount(store: &RedbStore, org: OrgId) -> Recount {
+async fn recount(store: &dyn Store, org: OrgId) -> Recount {
     use std::collections::{BTreeMap, BTreeSet};
     let all = store
         .list_servers(
@@ -1641,7 +1761,7 @@ async fn recount(store: &RedbStore, org: OrgId) -> Recount {
         .collect()
 }
 
-async fn census_now(store: &RedbStore, org: OrgId) -> Recount {
+async fn census_now(store: &dyn Store, org: OrgId) -> Recount {
     let mut out = Recount::new();
     for group in crate::census::Group::ALL {
         for by_hosts in [true, false] {
@@ -1687,7 +1807,13 @@ async fn census_now(store: &RedbStore, org: OrgId) -> Recount {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_census_always_equals_a_full_recount() {
-    let (_dir, store, o, a) = one_agent().await;
+    for backend in backends().await {
+        the_census_always_equals_a_full_recount_on(backend.store.as_ref()).await;
+    }
+}
+
+async fn the_census_always_equals_a_full_recount_on(store: &dyn Store) {
+    let (o, a) = one_agent_on(store).await;
     let b = agent(&o, 2);
     store.create_agent(b.clone()).await.unwrap();
     let with_user = |mut s: ServerRecord, user: &str, client: &str| {
@@ -1753,8 +1879,8 @@ async fn the_census_always_equals_a_full_recount() {
             .apply_report(o.id, agent_id, report(servers))
             .await
             .unwrap();
-        let census = census_now(&store, o.id).await;
-        assert_eq!(census, recount(&store, o.id).await, "after step {n}");
+        let census = census_now(store, o.id).await;
+        assert_eq!(census, recount(store, o.id).await, "after step {n}");
         if n == 1 {
             let package = (
                 crate::census::Group::Package.code(),
@@ -1770,7 +1896,7 @@ async fn the_census_always_equals_a_full_recount() {
             )));
         }
     }
-    let files = census_now(&store, o.id).await;
+    let files = census_now(store, o.id).await;
     let row = &files[&(crate::census::Group::ServerName.code(), "files".to_owned())];
     assert_eq!(
         (row.1, row.4),
@@ -1780,12 +1906,12 @@ async fn the_census_always_equals_a_full_recount() {
 
     store.delete_agent(o.id, b.id, Utc::now()).await.unwrap();
     assert_eq!(
-        census_now(&store, o.id).await,
-        recount(&store, o.id).await,
+        census_now(store, o.id).await,
+        recount(store, o.id).await,
         "after deleting an agent"
     );
     // Another organisation's census is its own.
-    assert!(census_now(&store, OrgId::new()).await.is_empty());
+    assert!(census_now(store, OrgId::new()).await.is_empty());
 }
 
 /// Open the database in `dir` again once the previous store has let go of it.
@@ -1844,7 +1970,18 @@ fn report_at(servers: Vec<ServerRecord>, at: DateTime<Utc>) -> ReportInput {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_exactly_what_is_old_and_keeps_counts_and_indexes_right() {
-    let (_dir, store, o, a) = one_agent().await;
+    for backend in backends().await {
+        retention_deletes_exactly_what_is_old_and_keeps_counts_and_indexes_right_on(
+            backend.store.as_ref(),
+        )
+        .await;
+    }
+}
+
+async fn retention_deletes_exactly_what_is_old_and_keeps_counts_and_indexes_right_on(
+    store: &dyn Store,
+) {
+    let (o, a) = one_agent_on(store).await;
     let other = agent(&o, 2);
     store.create_agent(other.clone()).await.unwrap();
     assert_eq!(store.agent_count(o.id).await.unwrap(), 2);
@@ -1895,7 +2032,7 @@ async fn retention_deletes_exactly_what_is_old_and_keeps_counts_and_indexes_righ
         servers, 3,
         "root-fs, home-fs and postgres of the first agent"
     );
-    let left: Vec<String> = first_page(&store, o.id)
+    let left: Vec<String> = first_page(store, o.id)
         .await
         .items
         .iter()
@@ -1926,7 +2063,7 @@ async fn retention_deletes_exactly_what_is_old_and_keeps_counts_and_indexes_righ
         .apply_report(o.id, a.id, report_at(all[..1].to_vec(), now))
         .await
         .unwrap();
-    let again = first_page(&store, o.id)
+    let again = first_page(store, o.id)
         .await
         .items
         .into_iter()

@@ -201,12 +201,20 @@ pub(super) async fn agents_seen_since(
 ) -> Result<Vec<(OrgId, AgentId, DateTime<Utc>)>> {
     rows(
         db,
-        "SELECT org, id, last_seen FROM agents WHERE last_seen >= $1",
+        // The document's time keeps the nanoseconds the column rounds away.
+        "SELECT org, id, doc->'last_seen_at' FROM agents WHERE last_seen >= date_trunc('milliseconds', $1::timestamptz) - interval '1 millisecond'",
         &[&since],
     )
     .await?
     .iter()
-    .map(|r| Ok((OrgId(get(r, 0)?), AgentId(get(r, 1)?), get(r, 2)?)))
+    .filter_map(|r| {
+        let at: Result<tokio_postgres::types::Json<DateTime<Utc>>> = get(r, 2);
+        match at {
+            Ok(at) if at.0 >= since => Some(Ok((OrgId(get(r, 0).ok()?), AgentId(get(r, 1).ok()?), at.0))),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        }
+    })
     .collect()
 }
 

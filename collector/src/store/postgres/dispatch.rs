@@ -11,8 +11,7 @@ use mcpwatch_protocol::ids::{
 use mcpwatch_protocol::wire::ReportResponse;
 
 use super::{
-    PgStore, accounts, agents, alerts, audit, census, events, notifications, reports, servers,
-    tokens,
+    PgStore, accounts, agents, alerts, audit, census, events, notifications, servers, tokens,
 };
 use crate::model::{
     Agent, Alert, ApiToken, EnrollSecret, LevelCounts, Org, OrgPolicy, Server, ServerChange,
@@ -250,14 +249,8 @@ impl Store for PgStore {
         agent: AgentId,
         report: ReportInput,
     ) -> Result<ReportResponse> {
-        let snapshot = report.servers.clone();
-        let prepared = read!(self, |db| {
-            reports::prepare(&db, (org, agent), snapshot, report.received_at, false).await
-        })?;
-        let (snapshot, report) = report.split();
-        write!(self, |db| {
-            reports::commit(db, (org, agent), snapshot, report, prepared).await
-        })
+        let prepared = self.prepare_report(org, agent, &report).await?;
+        self.commit_report(org, agent, report, prepared).await
     }
 
     async fn list_servers(&self, org: OrgId, query: ServerQuery) -> Result<Page<Server>> {

@@ -89,3 +89,54 @@ pub(super) async fn commit(
     }
     Ok(plan.outcome)
 }
+
+impl super::PgStore {
+    /// Plan a report against a read of the agent's servers (off the writer).
+    pub(super) async fn prepare_report(
+        &self,
+        org: OrgId,
+        agent: AgentId,
+        report: &crate::store::ReportInput,
+    ) -> Result<PreparedReport> {
+        let db = self.db().await?;
+        prepare(
+            &db,
+            (org, agent),
+            report.servers.clone(),
+            report.received_at,
+            false,
+        )
+        .await
+    }
+
+    /// Apply a prepared report in the writer's next transaction.
+    pub(super) async fn commit_report(
+        &self,
+        org: OrgId,
+        agent: AgentId,
+        report: crate::store::ReportInput,
+        prepared: PreparedReport,
+    ) -> Result<ReportResponse> {
+        let (snapshot, report) = report.split();
+        self.writer
+            .write(move |db| {
+                Box::pin(async move { commit(db, (org, agent), snapshot, report, prepared).await })
+            })
+            .await
+    }
+
+    /// [`crate::store::Store::apply_report`] with `meanwhile` awaited between planning
+    /// and applying, as when another write lands while a report is being planned.
+    #[cfg(test)]
+    pub async fn apply_report_racing(
+        &self,
+        org: OrgId,
+        agent: AgentId,
+        report: crate::store::ReportInput,
+        meanwhile: impl std::future::Future<Output = ()>,
+    ) -> Result<ReportResponse> {
+        let prepared = self.prepare_report(org, agent, &report).await?;
+        meanwhile.await;
+        self.commit_report(org, agent, report, prepared).await
+    }
+}
