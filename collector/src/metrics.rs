@@ -281,9 +281,7 @@ async fn refresh(state: &SharedState) -> Result<(), ApiError> {
     m.agents
         .get_or_create(&AgentState { state: "offline" })
         .set(gauge(fleet.agents.saturating_sub(online)));
-    let file = state.settings.data_dir.join(crate::store::redb::DB_FILE);
-    m.database_bytes
-        .set(std::fs::metadata(file).map_or(0, |f| i64::try_from(f.len()).unwrap_or(i64::MAX)));
+    m.database_bytes.set(gauge(fleet.database_bytes));
     let (resident, cpu) = process_usage();
     m.resident_bytes.set(gauge(resident));
     m.cpu_seconds.set(cpu);

@@ -35,6 +35,7 @@ fn report(n: usize) -> Value {
 
 #[test]
 fn a_backup_under_load_restores_every_acknowledged_report() {
+    mcpwatch_tests::redb_only!();
     const AGENTS: usize = 6;
     let c = TestCollector::start(&[]);
     c.register("admin@a.example", "AdminPass123!", "A");
@@ -181,6 +182,7 @@ fn a_backup_under_load_restores_every_acknowledged_report() {
 
 #[test]
 fn a_damaged_or_foreign_backup_is_refused_and_compaction_needs_the_collector_stopped() {
+    mcpwatch_tests::redb_only!();
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.tar");
     std::fs::write(&junk, b"not a tar file at all").unwrap();
@@ -207,6 +209,7 @@ fn a_damaged_or_foreign_backup_is_refused_and_compaction_needs_the_collector_sto
 
 #[test]
 fn retention_deletes_dormant_servers_and_dismissed_alerts_and_counts_stay_right() {
+    mcpwatch_tests::redb_only!();
     let mut c = TestCollector::start(&["--retain-dormant-days", "0", "--retain-alerts-days", "0"]);
     c.register("admin@a.example", "AdminPass123!", "A");
     let admin = c.token("admin@a.example", "AdminPass123!");
@@ -266,6 +269,7 @@ fn retention_deletes_dormant_servers_and_dismissed_alerts_and_counts_stay_right(
 
 #[test]
 fn a_stopped_collector_is_backed_up_offline_and_restored_files_get_the_data_dirs_owner() {
+    mcpwatch_tests::redb_only!();
     use std::os::unix::fs::MetadataExt as _;
     let mut c = TestCollector::start(&[]);
     c.register("admin@a.example", "AdminPass123!", "A");
@@ -319,6 +323,7 @@ fn a_stopped_collector_is_backed_up_offline_and_restored_files_get_the_data_dirs
 
 #[test]
 fn the_control_socket_answers_unknown_and_oversized_commands_with_an_error() {
+    mcpwatch_tests::redb_only!();
     use std::io::{BufRead as _, Write as _};
     let c = TestCollector::start(&[]);
     let socket = c.data_dir.join("control.sock");

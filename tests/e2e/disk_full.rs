@@ -80,6 +80,7 @@ fn fill(fs: &Tmpfs, leave: u64) -> PathBuf {
 
 #[test]
 fn a_full_disk_refuses_writes_keeps_reads_and_recovers_without_a_restart() {
+    mcpwatch_tests::redb_only!();
     let Some(fs) = Tmpfs::mount("160m") else {
         eprintln!("skipped: mounting a tmpfs is not allowed here (needs root); CI runs it as root");
         return;

@@ -88,6 +88,7 @@ fn a_zero_byte_database_file_is_refused_not_reset() {
 #[cfg(unix)]
 #[test]
 fn the_data_dir_and_database_are_owner_only() {
+    mcpwatch_tests::redb_only!();
     use std::os::unix::fs::PermissionsExt as _;
     let mut c = TestCollector::start(&[]);
     c.register("admin@acme.example", "AdminPass123!", "Acme");

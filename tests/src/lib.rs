@@ -19,6 +19,8 @@ use reqwest::blocking::{Client, RequestBuilder};
 use serde_json::{Value, json};
 
 /// How long the collector may take to start.
+pub mod postgres;
+
 const START_DEADLINE: Duration = Duration::from_secs(30);
 
 /// An HTTP client for tests. In a workspace build reqwest carries the agent's
@@ -75,7 +77,17 @@ pub fn eventually<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> 
     }
 }
 
-/// A running collector.
+/// When the suite runs on PostgreSQL, point a collector's arguments at a new
+/// database (unless they name one).
+fn with_suite_database(args: &mut Vec<String>) {
+    if args.iter().any(|a| a == "--database-url") {
+        return;
+    }
+    if let Some(url) = postgres::suite_database() {
+        args.extend(["--database-url".to_owned(), url]);
+    }
+}
+
 /// Resident memory (VmRSS) of process `pid`, in KiB (Linux).
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -87,6 +99,7 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// A running collector.
 pub struct TestCollector {
     child: Option<Child>,
     pub base: String,
@@ -131,6 +144,7 @@ impl TestCollector {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
+        with_suite_database(&mut args);
         let mut c = Self::spawn(&data_dir, args, env, None);
         c._temp = Some(temp);
         c
@@ -140,7 +154,8 @@ impl TestCollector {
     /// talked to by a client that trusts `ca_pem`.
     pub fn start_tls(extra_args: &[&str], ca_pem: &[u8]) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
-        let args = extra_args.iter().map(|a| (*a).to_owned()).collect();
+        let mut args = extra_args.iter().map(|a| (*a).to_owned()).collect();
+        with_suite_database(&mut args);
         let mut c = Self::spawn(temp.path(), args, Vec::new(), Some(ca_pem.to_vec()));
         c._temp = Some(temp);
         c

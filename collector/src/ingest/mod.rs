@@ -143,7 +143,12 @@ fn is_blocked(server: &Server) -> bool {
 
 /// Whether a server was scored under other rules or another policy version.
 pub fn is_outdated(server: &Server, policy_version: u64) -> bool {
-    server.rules_version != risk::RULES_VERSION || server.policy_version != policy_version
+    scored_by_other(server.rules_version, server.policy_version, policy_version)
+}
+
+/// [`is_outdated`] from the versions a server was scored under, and the policy's now.
+pub fn scored_by_other(rules_version: u32, scored_policy: u64, policy_version: u64) -> bool {
+    rules_version != risk::RULES_VERSION || scored_policy != policy_version
 }
 
 /// The snapshot without repeats: the last entry wins when a snapshot names the same

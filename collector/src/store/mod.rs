@@ -113,6 +113,8 @@ pub struct FleetGauges {
     pub open_alerts: [u64; 4],
     pub agents: u64,
     pub pending_deliveries: u64,
+    /// The database's size on disk.
+    pub database_bytes: u64,
 }
 
 /// Filters for listing servers. Pages start at 1.

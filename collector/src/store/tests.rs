@@ -2089,3 +2089,69 @@ async fn retention_deletes_exactly_what_is_old_and_keeps_counts_and_indexes_righ
     assert_eq!(n, 0);
     assert_eq!(store.check().await.unwrap(), Vec::<String>::new());
 }
+
+/// Text a laptop or a person wrote is stored as given, whatever it holds (NULs and
+/// other control characters, which PostgreSQL's text refuses), and found again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_with_nul_and_control_characters_is_stored_as_given() {
+    for backend in backends().await {
+        hostile_text_on(backend.store.as_ref()).await;
+    }
+}
+
+async fn hostile_text_on(store: &dyn Store) {
+    let (o, a) = one_agent_on(store).await;
+    let name = "evil\0name\u{1b}[31m";
+    let mut record = server(name, &["-y", "pkg\0@1.0.0"]);
+    record.env_vars = vec!["TOKEN\0X".into()];
+    let mut input = report(vec![record]);
+    input.facts.hostname = Some("host\0name".into());
+    store.apply_report(o.id, a.id, input).await.unwrap();
+    let found = store
+        .list_servers(
+            o.id,
+            ServerQuery {
+                search: Some("l\0n".into()),
+                sort: Some((ServerSort::Hostname, Direction::Asc)),
+                page: 1,
+                page_size: 10,
+                ..ServerQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.total, 1);
+    assert_eq!(found.items[0].record.server_name, name);
+    assert_eq!(found.items[0].record.args[1], "pkg\0@1.0.0");
+    assert_eq!(
+        store
+            .get_agent(o.id, a.id)
+            .await
+            .unwrap()
+            .facts
+            .hostname
+            .as_deref(),
+        Some("host\0name")
+    );
+    let mut policy = store.get_policy(o.id).await.unwrap();
+    policy.scoring.blocked.push("bad\0pkg".into());
+    let stored = store.put_policy(o.id, policy).await.unwrap();
+    assert_eq!(
+        store.get_policy(o.id).await.unwrap().scoring.blocked,
+        stored.scoring.blocked
+    );
+    let census = store
+        .census(
+            o.id,
+            CensusQuery {
+                group: crate::census::Group::ServerName,
+                by_hosts: true,
+                direction: Direction::Desc,
+                page: 1,
+                page_size: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(census.total, 1);
+}

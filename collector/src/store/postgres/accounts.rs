@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::{OrgId, SessionId, UserId};
 
-use super::sql::{Db, doc, docs, exec, is_unique_violation, json, row, rows};
+use super::sql::{Db, doc, docs, exec, is_unique_violation, json, row, rows, text};
 use crate::model::{Org, Role, Session, User};
 use crate::store::{Error, OrgPatch, Result, UserPatch};
 
@@ -18,7 +18,7 @@ async fn insert_user(db: &Db, user: &User) -> Result<()> {
     match db
         .execute(
             &statement,
-            &[&user.org_id.0, &user.id.0, &user.email, &json(user)?],
+            &[&user.org_id.0, &user.id.0, &text(&user.email), &json(user)?],
         )
         .await
     {
@@ -41,9 +41,13 @@ pub(super) async fn create_org_with_admin(
             return Err(Error::RegistrationClosed);
         }
     }
-    if row(db, "SELECT 1 FROM users WHERE email = $1", &[&admin.email])
-        .await?
-        .is_some()
+    if row(
+        db,
+        "SELECT 1 FROM users WHERE email = $1",
+        &[&text(&admin.email)],
+    )
+    .await?
+    .is_some()
     {
         return Err(EMAIL_TAKEN);
     }
@@ -91,10 +95,14 @@ pub(super) async fn update_org(
 }
 
 pub(super) async fn find_user_by_email(db: &Db, email: &str) -> Result<Option<User>> {
-    row(db, "SELECT doc FROM users WHERE email = $1", &[&email])
-        .await?
-        .map(|r| doc(&r, 0))
-        .transpose()
+    row(
+        db,
+        "SELECT doc FROM users WHERE email = $1",
+        &[&text(email)],
+    )
+    .await?
+    .map(|r| doc(&r, 0))
+    .transpose()
 }
 
 pub(super) async fn get_user(db: &Db, org: OrgId, user: UserId) -> Result<User> {
@@ -137,13 +145,13 @@ async fn is_last_admin(db: &Db, user: &User) -> Result<bool> {
     }
     let admins = rows(
         db,
-        "SELECT doc FROM users WHERE org = $1 AND doc->>'role' = 'admin' FOR UPDATE",
+        "SELECT doc FROM users WHERE org = $1 FOR UPDATE",
         &[&user.org_id.0],
     )
     .await?;
     let active = docs::<User>(&admins)?
         .iter()
-        .filter(|u| u.is_active)
+        .filter(|u| u.role == Role::Admin && u.is_active)
         .count();
     Ok(active <= 1)
 }
@@ -193,7 +201,7 @@ pub(super) async fn update_user(
     match db
         .execute(
             &statement,
-            &[&org.0, &user.0, &record.email, &json(&record)?],
+            &[&org.0, &user.0, &text(&record.email), &json(&record)?],
         )
         .await
     {

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::{AgentId, EnrollSecretId, OrgId, ServerId};
 
-use super::sql::{Db, count, doc, docs, exec, get, is_unique_violation, json, row, rows};
+use super::sql::{Db, count, doc, docs, exec, get, is_unique_violation, json, row, rows, text};
 use super::{alerts, servers};
 use crate::ingest::agent::{self as rules, HeartbeatUpdate};
 use crate::model::{Agent, EnrollSecret, ServerStatus};
@@ -12,10 +12,23 @@ use crate::store::{Error, Result};
 
 const KEY_COLLISION: Error = Error::Conflict("api key collision");
 
+/// The agent's host name (else its name), lowercased: the servers' sort by host.
+fn host_of(agent: &Agent) -> String {
+    text(
+        &agent
+            .facts
+            .hostname
+            .as_deref()
+            .unwrap_or(&agent.name)
+            .to_lowercase(),
+    )
+}
+
 async fn insert_agent(db: &Db, agent: &Agent) -> Result<()> {
     let statement = db
         .prepare_cached(
-            "INSERT INTO agents (org, id, key_hash, last_seen, doc) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO agents (org, id, key_hash, last_seen, host, doc) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .await?;
     match db
@@ -26,6 +39,7 @@ async fn insert_agent(db: &Db, agent: &Agent) -> Result<()> {
                 &agent.id.0,
                 &agent.key_hash.as_slice(),
                 &agent.last_seen_at,
+                &host_of(agent),
                 &json(agent)?,
             ],
         )
@@ -108,11 +122,12 @@ pub(super) async fn agent_for_write(db: &Db, org: OrgId, agent: AgentId) -> Resu
 pub(super) async fn put_agent(db: &Db, agent: &Agent) -> Result<()> {
     exec(
         db,
-        "UPDATE agents SET last_seen = $3, doc = $4 WHERE org = $1 AND id = $2",
+        "UPDATE agents SET last_seen = $3, host = $4, doc = $5 WHERE org = $1 AND id = $2",
         &[
             &agent.org_id.0,
             &agent.id.0,
             &agent.last_seen_at,
+            &host_of(agent),
             &json(agent)?,
         ],
     )
@@ -199,23 +214,23 @@ pub(super) async fn agents_seen_since(
     db: &Db,
     since: DateTime<Utc>,
 ) -> Result<Vec<(OrgId, AgentId, DateTime<Utc>)>> {
-    rows(
-        db,
-        // The document's time keeps the nanoseconds the column rounds away.
-        "SELECT org, id, doc->'last_seen_at' FROM agents WHERE last_seen >= date_trunc('milliseconds', $1::timestamptz) - interval '1 millisecond'",
-        &[&since],
-    )
-    .await?
-    .iter()
-    .filter_map(|r| {
-        let at: Result<tokio_postgres::types::Json<DateTime<Utc>>> = get(r, 2);
-        match at {
-            Ok(at) if at.0 >= since => Some(Ok((OrgId(get(r, 0).ok()?), AgentId(get(r, 1).ok()?), at.0))),
-            Ok(_) => None,
-            Err(e) => Some(Err(e)),
-        }
-    })
-    .collect()
+    // The column is rounded to microseconds; the record keeps the exact time.
+    let recent: Vec<Agent> = docs(
+        &rows(
+            db,
+            "SELECT doc FROM agents WHERE last_seen >= $1::timestamptz - interval '1 millisecond'",
+            &[&since],
+        )
+        .await?,
+    )?;
+    Ok(recent
+        .into_iter()
+        .filter_map(|a| {
+            a.last_seen_at
+                .filter(|at| *at >= since)
+                .map(|at| (a.org_id, a.id, at))
+        })
+        .collect())
 }
 
 pub(super) async fn silent_agents(db: &Db, cutoff: DateTime<Utc>) -> Result<Vec<(OrgId, AgentId)>> {
@@ -260,13 +275,15 @@ pub(super) async fn touch_agents(
     seen: Vec<(OrgId, AgentId, DateTime<Utc>)>,
 ) -> Result<()> {
     for (org, agent, at) in seen {
-        exec(
-            db,
-            "UPDATE agents SET last_seen = $3, doc = jsonb_set(doc, '{last_seen_at}', $4) \
-             WHERE org = $1 AND id = $2 AND (last_seen IS NULL OR last_seen < $3)",
-            &[&org.0, &agent.0, &at, &json(&at)?],
-        )
-        .await?;
+        let mut record = match agent_for_write(db, org, agent).await {
+            Ok(record) => record,
+            Err(Error::NotFound) => continue,
+            Err(e) => return Err(e),
+        };
+        if record.last_seen_at.is_none_or(|prev| prev < at) {
+            record.last_seen_at = Some(at);
+            put_agent(db, &record).await?;
+        }
     }
     Ok(())
 }

@@ -14,9 +14,10 @@ use crate::store::{AlertQuery, AlertSort, Direction, Error, FleetGauges, Page, R
 async fn put_alert(db: &Db, alert: &Alert) -> Result<()> {
     exec(
         db,
-        "INSERT INTO alerts (org, id, subject, kind, severity, dismissed, server, doc) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (org, id) DO UPDATE SET \
-         severity = EXCLUDED.severity, dismissed = EXCLUDED.dismissed, doc = EXCLUDED.doc",
+        "INSERT INTO alerts (org, id, subject, kind, severity, dismissed, server, created_at, \
+         updated_at, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (org, id) DO UPDATE SET severity = EXCLUDED.severity, \
+         dismissed = EXCLUDED.dismissed, updated_at = EXCLUDED.updated_at, doc = EXCLUDED.doc",
         &[
             &alert.org_id.0,
             &alert.id.0,
@@ -25,6 +26,8 @@ async fn put_alert(db: &Db, alert: &Alert) -> Result<()> {
             &i16::from(alert.severity.rank()),
             &alert.dismissed,
             &alert.server_id.map(|s| s.0),
+            &alert.created_at,
+            &alert.updated_at.unwrap_or(alert.created_at),
             &json(alert)?,
         ],
     )
@@ -95,16 +98,10 @@ async fn append_event(db: &Db, alert: &Alert, event: EventName, at: DateTime<Utc
 fn order_of(query: &AlertQuery) -> &'static str {
     match query.sort {
         None => "id DESC",
-        Some((AlertSort::CreatedAt, Direction::Asc)) => "(doc->>'created_at')::timestamptz, id",
-        Some((AlertSort::CreatedAt, Direction::Desc)) => {
-            "(doc->>'created_at')::timestamptz DESC, id"
-        }
-        Some((AlertSort::UpdatedAt, Direction::Asc)) => {
-            "COALESCE(doc->>'updated_at', doc->>'created_at')::timestamptz, id"
-        }
-        Some((AlertSort::UpdatedAt, Direction::Desc)) => {
-            "COALESCE(doc->>'updated_at', doc->>'created_at')::timestamptz DESC, id"
-        }
+        Some((AlertSort::CreatedAt, Direction::Asc)) => "created_at, id",
+        Some((AlertSort::CreatedAt, Direction::Desc)) => "created_at DESC, id",
+        Some((AlertSort::UpdatedAt, Direction::Asc)) => "updated_at, id",
+        Some((AlertSort::UpdatedAt, Direction::Desc)) => "updated_at DESC, id",
         // The rank runs from critical (0) to low (3): ascending severity is descending rank.
         Some((AlertSort::Severity, Direction::Asc)) => "severity DESC, id",
         Some((AlertSort::Severity, Direction::Desc)) => "severity, id",
@@ -229,6 +226,7 @@ pub(super) async fn fleet_gauges(db: &Db) -> Result<FleetGauges> {
     };
     out.agents = one("SELECT count(*) FROM agents").await?;
     out.pending_deliveries = one("SELECT count(*) FROM deliveries WHERE due IS NOT NULL").await?;
+    out.database_bytes = one("SELECT pg_database_size(current_database())").await?;
     Ok(out)
 }
 

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::OrgId;
 
-use super::sql::{Db, count, docs, exec, get, json, row, rows, window};
+use super::sql::{Db, count, docs, exec, get, json, row, rows, text, window};
 use crate::audit::Entry;
 use crate::store::{AuditQuery, Page, Result};
 
@@ -17,11 +17,28 @@ fn id_bound(at: DateTime<Utc>, fill: u8) -> uuid::Uuid {
     uuid::Uuid::from_bytes(id)
 }
 
+/// An action's name as the API spells it.
+fn action_name(action: crate::audit::Action) -> String {
+    serde_json::to_value(action)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 pub(super) async fn record(db: &Db, entry: &Entry) -> Result<()> {
     exec(
         db,
-        "INSERT INTO audit (org, id, doc) VALUES ($1, $2, $3)",
-        &[&entry.organization_id.0, &entry.id.0, &json(entry)?],
+        "INSERT INTO audit (org, id, action, actor_id, actor_user, target_id, doc) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &entry.organization_id.0,
+            &entry.id.0,
+            &action_name(entry.action),
+            &entry.actor.id.as_deref().map(text),
+            &entry.actor.user_id.as_deref().map(text),
+            &entry.target.id.as_deref().map(text),
+            &json(entry)?,
+        ],
     )
     .await?;
     super::events::append(db, crate::audit::event(entry), entry.at).await?;
@@ -31,22 +48,15 @@ pub(super) async fn record(db: &Db, entry: &Entry) -> Result<()> {
 pub(super) async fn list(db: &Db, org: OrgId, query: &AuditQuery) -> Result<Page<Entry>> {
     let start = query.since.map_or(uuid::Uuid::nil(), |t| id_bound(t, 0));
     let end = query.until.map_or(uuid::Uuid::max(), |t| id_bound(t, 0xff));
-    let action = query
-        .action
-        .and_then(|a| serde_json::to_value(a).ok())
-        .and_then(|v| v.as_str().map(str::to_owned));
+    let action = query.action.map(action_name);
+    let actor = query.actor_id.as_deref().map(text);
+    let target = query.target_id.as_deref().map(text);
     let where_clause = "org = $1 AND id >= $2 AND id <= $3 \
-        AND ($4::text IS NULL OR doc->>'action' = $4) \
-        AND ($5::text IS NULL OR doc->'actor'->>'id' = $5 OR doc->'actor'->>'user_id' = $5) \
-        AND ($6::text IS NULL OR doc->'target'->>'id' = $6)";
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
-        &org.0,
-        &start,
-        &end,
-        &action,
-        &query.actor_id,
-        &query.target_id,
-    ];
+        AND ($4::text IS NULL OR action = $4) \
+        AND ($5::text IS NULL OR actor_id = $5 OR actor_user = $5) \
+        AND ($6::text IS NULL OR target_id = $6)";
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+        [&org.0, &start, &end, &action, &actor, &target];
     let total = row(
         db,
         &format!("SELECT count(*) FROM audit WHERE {where_clause}"),

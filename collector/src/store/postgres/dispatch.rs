@@ -23,6 +23,9 @@ use crate::store::{
     OrgPatch, Page, ReportInput, Result, ServerQuery, Store, UserPatch,
 };
 
+/// Servers an export reads ahead of its writer: one page.
+const EXPORT_BUFFER: usize = 50;
+
 /// Census changes counted per transaction.
 const CENSUS_BATCH: usize = 500;
 
@@ -284,7 +287,7 @@ impl Store for PgStore {
         query: ServerQuery,
     ) -> Result<tokio::sync::mpsc::Receiver<Result<Server>>> {
         let db = self.db().await?;
-        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_BUFFER);
         tokio::spawn(async move {
             if let Err(e) = servers::export_servers(&db, org, &query, tx.clone()).await {
                 let _ = tx.send(Err(e)).await;

@@ -42,14 +42,21 @@ pub async fn migrate(db: &Db) -> Result<i32, MigrateError> {
 }
 
 async fn migrate_locked(db: &Db) -> Result<i32, MigrateError> {
-    db.batch_execute(
-        "CREATE TABLE IF NOT EXISTS mcpwatch_schema (
-            version integer PRIMARY KEY,
-            applied_at timestamptz NOT NULL DEFAULT now()
-        )",
-    )
-    .await
-    .map_err(MigrateError::Read)?;
+    let exists: Option<String> = db
+        .query_one("SELECT to_regclass('mcpwatch_schema')::text", &[])
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(MigrateError::Read)?;
+    if exists.is_none() {
+        db.batch_execute(
+            "CREATE TABLE mcpwatch_schema (
+                version integer PRIMARY KEY,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )",
+        )
+        .await
+        .map_err(MigrateError::Read)?;
+    }
     let found: i32 = db
         .query_one("SELECT COALESCE(max(version), 0) FROM mcpwatch_schema", &[])
         .await

@@ -1,8 +1,9 @@
 //! The PostgreSQL store, for deployments that outgrow one machine: several identical
 //! collectors on one database.
 //!
-//! Records are the same serde documents the embedded store keeps, in `jsonb`, beside
-//! the columns their indexes and filters need (see `migrations/`). Counts the
+//! Records are the same serde documents the embedded store keeps (JSON bytes: text a
+//! laptop wrote may hold NULs, which PostgreSQL's text and jsonb refuse), beside the
+//! columns their indexes, filters and sorts need (see `migrations/`). Counts the
 //! dashboard reads are kept at write time by triggers. Writes of one instance go
 //! through one group-commit writer (`writer`); reads use a pool. What several
 //! instances share lives in the database: the token-signing key, the replay guard's

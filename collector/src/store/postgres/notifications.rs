@@ -102,15 +102,31 @@ pub(super) async fn fan_out(db: &Db, event: &Event, now: DateTime<Utc>) -> Resul
     Ok(())
 }
 
+/// A status's name as the API spells it.
+fn status_name(status: DeliveryStatus) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 async fn put_delivery(db: &Db, d: &Delivery) -> Result<()> {
     let open = d.status.is_open();
     let due = d.next_attempt_at.filter(|_| open);
     exec(
         db,
-        "INSERT INTO deliveries (org, id, channel, is_open, due, doc) VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (org, id) DO UPDATE SET is_open = EXCLUDED.is_open, due = EXCLUDED.due, \
-         doc = EXCLUDED.doc",
-        &[&d.org_id.0, &d.id.0, &d.channel_id.0, &open, &due, &json(d)?],
+        "INSERT INTO deliveries (org, id, channel, is_open, status, due, doc) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (org, id) DO UPDATE SET \
+         is_open = EXCLUDED.is_open, status = EXCLUDED.status, due = EXCLUDED.due, doc = EXCLUDED.doc",
+        &[
+            &d.org_id.0,
+            &d.id.0,
+            &d.channel_id.0,
+            &open,
+            &status_name(d.status),
+            &due,
+            &json(d)?,
+        ],
     )
     .await?;
     Ok(())
@@ -208,11 +224,9 @@ pub(super) async fn list_deliveries(
     query: &DeliveryQuery,
 ) -> Result<Page<Delivery>> {
     let channel = query.channel_id.map(|c| c.0);
-    let status = query
-        .status
-        .and_then(|s| serde_json::to_value(s).ok())
-        .and_then(|v| v.as_str().map(str::to_owned));
-    let where_clause = "org = $1 AND ($2::uuid IS NULL OR channel = $2) AND ($3::text IS NULL OR doc->>'status' = $3)";
+    let status = query.status.map(status_name);
+    let where_clause =
+        "org = $1 AND ($2::uuid IS NULL OR channel = $2) AND ($3::text IS NULL OR status = $3)";
     let total = row(
         db,
         &format!("SELECT count(*) FROM deliveries WHERE {where_clause}"),

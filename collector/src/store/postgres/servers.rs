@@ -8,13 +8,12 @@ use mcpwatch_protocol::ids::{AgentId, OrgId, ServerId, UserId};
 use mcpwatch_protocol::risk::RiskLevel;
 use tokio_postgres::types::ToSql;
 
-use super::sql::{Db, count, doc, docs, exec, get, json, row, rows, window};
+use super::sql::{Db, count, doc, docs, exec, get, json, row, rows, text, window};
 use crate::ingest::{self, ServerWrite, rescore};
 use crate::model::{LevelCounts, MAX_SERVER_CHANGES, OrgPolicy, Server, ServerChange};
 use crate::store::{Direction, Error, Page, Result, ServerQuery, ServerSort};
 
-const SERVER_COLUMNS: &str =
-    "org, id, agent, ident, rank, inv_score, status, name_lc, last_seen_at, doc";
+const SERVER_COLUMNS: &str = "org, id, agent, ident, rank, inv_score, status, name_lc, last_seen_at, rules_version, policy_version, doc";
 
 /// Store a server write: the record, its index columns, its census change, its
 /// history entry, and the agent's inventory revision.
@@ -24,9 +23,10 @@ pub(super) async fn put_server(db: &Db, write: &ServerWrite) -> Result<()> {
     exec(
         db,
         &format!(
-            "INSERT INTO servers ({SERVER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+            "INSERT INTO servers ({SERVER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (org, id) DO UPDATE SET rank = EXCLUDED.rank, inv_score = EXCLUDED.inv_score, \
              status = EXCLUDED.status, name_lc = EXCLUDED.name_lc, last_seen_at = EXCLUDED.last_seen_at, \
+             rules_version = EXCLUDED.rules_version, policy_version = EXCLUDED.policy_version, \
              doc = EXCLUDED.doc"
         ),
         &[
@@ -37,8 +37,10 @@ pub(super) async fn put_server(db: &Db, write: &ServerWrite) -> Result<()> {
             &i16::from(s.risk_level.rank()),
             &(255 - i16::from(s.risk_score)),
             &i16::from(s.status.code()),
-            &s.record.server_name.to_lowercase(),
+            &text(&s.record.server_name.to_lowercase()),
             &s.last_seen_at,
+            &i32::try_from(s.rules_version).unwrap_or(i32::MAX),
+            &i64::try_from(s.policy_version).unwrap_or(i64::MAX),
             &json(s)?,
         ],
     )
@@ -231,9 +233,11 @@ pub(super) async fn outdated_servers(
 ) -> Result<(Vec<(OrgId, ServerId)>, Cursor)> {
     let (org, id) = cursor.map_or((uuid::Uuid::nil(), uuid::Uuid::nil()), |(o, s)| (o.0, s.0));
     let budget = i64::try_from(scan_budget).unwrap_or(i64::MAX);
+    // The versions only, not the records: a pass reads every server.
     let scanned = rows(
         db,
-        "SELECT s.doc, COALESCE(p.version, 0) FROM servers s LEFT JOIN policies p ON p.org = s.org \
+        "SELECT s.org, s.id, s.rules_version::bigint, s.policy_version, COALESCE(p.version, 0) \
+         FROM servers s LEFT JOIN policies p ON p.org = s.org \
          WHERE (s.org, s.id) > ($1, $2) ORDER BY s.org, s.id LIMIT $3",
         &[&org, &id, &budget],
     )
@@ -241,11 +245,12 @@ pub(super) async fn outdated_servers(
     let mut keys = Vec::new();
     let mut last = None;
     for r in &scanned {
-        let server: Server = doc(r, 0)?;
-        let policy_version: i64 = get(r, 1)?;
-        last = Some((server.org_id, server.id));
-        if ingest::is_outdated(&server, count(policy_version)) {
-            keys.push((server.org_id, server.id));
+        let key = (OrgId(get(r, 0)?), ServerId(get(r, 1)?));
+        let (rules, scored, policy): (i64, i64, i64) = (get(r, 2)?, get(r, 3)?, get(r, 4)?);
+        last = Some(key);
+        let rules = u32::try_from(rules).unwrap_or(u32::MAX);
+        if ingest::scored_by_other(rules, count(scored), count(policy)) {
+            keys.push(key);
             if keys.len() >= limit {
                 return Ok((keys, last));
             }
@@ -310,7 +315,7 @@ impl Filter {
             filter.push("s.status = $", Box::new(i16::from(status.code())));
         }
         if let Some(needle) = &query.search {
-            let pattern = format!("%{}%", like_escaped(&needle.to_lowercase()));
+            let pattern = format!("%{}%", like_escaped(&text(&needle.to_lowercase())));
             filter.push("s.name_lc LIKE $", Box::new(pattern));
         }
         filter
@@ -338,24 +343,25 @@ fn like_escaped(text: &str) -> String {
 }
 
 /// The `ORDER BY` of a server query (ties broken as the redb store breaks them).
-fn order_of(query: &ServerQuery) -> &'static str {
-    match query.sort {
+fn order_of(query: &ServerQuery) -> String {
+    let order = match query.sort {
         None | Some((ServerSort::RiskScore, Direction::Desc)) => "s.rank, s.inv_score, s.id",
         Some((ServerSort::RiskScore, Direction::Asc)) => "s.rank DESC, s.inv_score DESC, s.id DESC",
         Some((ServerSort::ServerName, Direction::Asc)) => r#"s.name_lc COLLATE "C", s.id"#,
         Some((ServerSort::ServerName, Direction::Desc)) => r#"s.name_lc COLLATE "C" DESC, s.id"#,
-        Some((ServerSort::Hostname, Direction::Asc)) => r#"host COLLATE "C", s.id"#,
-        Some((ServerSort::Hostname, Direction::Desc)) => r#"host COLLATE "C" DESC, s.id"#,
+        Some((ServerSort::Hostname, Direction::Asc)) => return format!("{HOST}, s.id"),
+        Some((ServerSort::Hostname, Direction::Desc)) => return format!("{HOST} DESC, s.id"),
         Some((ServerSort::FirstSeenAt, Direction::Asc)) => "s.id",
         Some((ServerSort::FirstSeenAt, Direction::Desc)) => "s.id DESC",
         Some((ServerSort::LastSeenAt, Direction::Asc)) => "s.last_seen_at, s.id",
         Some((ServerSort::LastSeenAt, Direction::Desc)) => "s.last_seen_at DESC, s.id",
-    }
+    };
+    order.to_owned()
 }
 
 /// The agent's host name (else its name), lowercased, for sorting by host.
-const HOST: &str = "(SELECT lower(COALESCE(a.doc->'facts'->>'hostname', a.doc->>'name')) \
-                    FROM agents a WHERE a.org = s.org AND a.id = s.agent) AS host";
+const HOST: &str =
+    "(SELECT a.host FROM agents a WHERE a.org = s.org AND a.id = s.agent) COLLATE \"C\"";
 
 /// How many servers a query's filters match: the counts when only level and status
 /// filter, else counted.
@@ -398,13 +404,8 @@ pub(super) async fn list_servers(db: &Db, org: OrgId, query: &ServerQuery) -> Re
     let filter = Filter::of(org, query);
     let total = total(db, org, query, &filter).await?;
     let (offset, size) = window(query.page, query.page_size);
-    let host = if matches!(query.sort, Some((ServerSort::Hostname, _))) {
-        format!(", {HOST}")
-    } else {
-        String::new()
-    };
     let sql = format!(
-        "SELECT s.doc{host} FROM servers s WHERE {} ORDER BY {} OFFSET {offset} LIMIT {size}",
+        "SELECT s.doc FROM servers s WHERE {} ORDER BY {} OFFSET {offset} LIMIT {size}",
         filter.clause,
         order_of(query)
     );
@@ -413,7 +414,7 @@ pub(super) async fn list_servers(db: &Db, org: OrgId, query: &ServerQuery) -> Re
 }
 
 /// Rows an export reads per query (keyset pages, so memory stays flat).
-const EXPORT_PAGE: i64 = 500;
+const EXPORT_PAGE: i64 = 200;
 
 /// Every server matching `query`'s filters in risk order, a page at a time, handed to
 /// `send` until it answers `false`.

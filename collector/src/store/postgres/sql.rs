@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_postgres::Row;
-use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::store::Error;
@@ -24,10 +24,18 @@ impl From<tokio_postgres::Error> for Error {
         if e.is_closed() || e.code().is_none() && e.as_db_error().is_none() {
             return Error::Unavailable(format!("the database connection failed: {e}"));
         }
-        match e.code().map(tokio_postgres::error::SqlState::code) {
+        match (
+            e.code().map(tokio_postgres::error::SqlState::code),
+            e.as_db_error(),
+        ) {
             // Serialisation failures and deadlocks between instances: the caller may try
             // again (an agent does).
-            Some("40001" | "40P01") => Error::Unavailable(format!("write conflict: {e}")),
+            (Some("40001" | "40P01"), _) => Error::Unavailable(format!("write conflict: {e}")),
+            (Some(code), Some(db)) => Error::internal(format!(
+                "database error {code}: {}{}",
+                db.message(),
+                db.detail().map(|d| format!(" ({d})")).unwrap_or_default()
+            )),
             _ => Error::Internal(std::sync::Arc::new(e)),
         }
     }
@@ -73,8 +81,8 @@ pub(super) fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
 
 /// The JSON document in column `idx` of `row`.
 pub(super) fn doc<T: DeserializeOwned>(row: &Row, idx: usize) -> Result<T, Error> {
-    let value: Json<serde_json::Value> = get(row, idx)?;
-    serde_json::from_value(value.0)
+    let bytes: &[u8] = get(row, idx)?;
+    serde_json::from_slice(bytes)
         .map_err(|e| Error::internal(format!("stored record is unreadable: {e}")))
 }
 
@@ -83,11 +91,14 @@ pub(super) fn docs<T: DeserializeOwned>(rows: &[Row]) -> Result<Vec<T>, Error> {
     rows.iter().map(|r| doc(r, 0)).collect()
 }
 
-/// A record as a JSON parameter.
-pub(super) fn json<T: Serialize>(value: &T) -> Result<Json<serde_json::Value>, Error> {
-    serde_json::to_value(value)
-        .map(Json)
-        .map_err(|e| Error::internal(format!("encoding record: {e}")))
+/// A record as a document parameter (JSON bytes).
+pub(super) fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(value).map_err(|e| Error::internal(format!("encoding record: {e}")))
+}
+
+/// Text for an index column: NUL (which PostgreSQL's text refuses) replaced.
+pub(super) fn text(value: &str) -> String {
+    value.replace('\0', "\u{fffd}")
 }
 
 /// A 16-byte id as a UUID.

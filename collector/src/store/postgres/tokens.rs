@@ -69,15 +69,23 @@ pub(super) async fn delete(db: &Db, org: OrgId, id: ApiTokenId) -> Result<ApiTok
 
 pub(super) async fn touch(db: &Db, used: &[(OrgId, ApiTokenId, DateTime<Utc>)]) -> Result<()> {
     for (org, id, at) in used {
-        let at = json(at)?;
-        exec(
+        let found = row(
             db,
-            "UPDATE api_tokens SET doc = jsonb_set(doc, '{last_used_at}', $3) \
-             WHERE org = $1 AND id = $2 AND (doc->>'last_used_at' IS NULL \
-             OR (doc->>'last_used_at')::timestamptz < ($3::jsonb #>> '{}')::timestamptz)",
-            &[&org.0, &id.0, &at],
+            "SELECT doc FROM api_tokens WHERE org = $1 AND id = $2 FOR UPDATE",
+            &[&org.0, &id.0],
         )
         .await?;
+        let Some(found) = found else { continue };
+        let mut token: ApiToken = doc(&found, 0)?;
+        if token.last_used_at.is_none_or(|t| t < *at) {
+            token.last_used_at = Some(*at);
+            exec(
+                db,
+                "UPDATE api_tokens SET doc = $3 WHERE org = $1 AND id = $2",
+                &[&org.0, &id.0, &json(&token)?],
+            )
+            .await?;
+        }
     }
     Ok(())
 }

@@ -572,7 +572,9 @@ impl Store for RedbStore {
     }
 
     async fn fleet_gauges(&self) -> Result<super::FleetGauges> {
-        self.read(alerts::fleet_gauges).await
+        let mut gauges = self.read(alerts::fleet_gauges).await?;
+        gauges.database_bytes = std::fs::metadata(self.db.path()).map_or(0, |f| f.len());
+        Ok(gauges)
     }
 
     async fn snapshot(&self, out: PathBuf) -> Result<u64> {

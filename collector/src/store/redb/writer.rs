@@ -66,6 +66,11 @@ impl Slot {
         }
     }
 
+    /// The database file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     pub fn db(&self) -> Result<Arc<Database>> {
         let current = self
             .current

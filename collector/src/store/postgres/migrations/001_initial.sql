@@ -1,17 +1,19 @@
--- mcpwatch schema 1. Records are JSON documents (the same serde shapes redb stores);
--- the columns beside them are what the indexes and filters need. Every table but the
+-- mcpwatch schema 1. Records are JSON documents (the same serde bytes redb stores,
+-- in bytea: text in a laptop's config may hold NUL characters, which jsonb and text
+-- refuse); the columns beside them are what the indexes, filters and sorts need,
+-- with NULs replaced. Every table but the
 -- instance-wide ones (meta, the census queue) is keyed by organisation first.
 
 CREATE TABLE orgs (
     id uuid PRIMARY KEY,
-    doc jsonb NOT NULL
+    doc bytea NOT NULL
 );
 
 CREATE TABLE users (
     org uuid NOT NULL,
     id uuid NOT NULL,
     email text NOT NULL UNIQUE,
-    doc jsonb NOT NULL,
+    doc bytea NOT NULL,
     PRIMARY KEY (org, id)
 );
 
@@ -19,7 +21,7 @@ CREATE TABLE sessions (
     id uuid PRIMARY KEY,
     org uuid NOT NULL,
     user_id uuid NOT NULL,
-    doc jsonb NOT NULL
+    doc bytea NOT NULL
 );
 CREATE INDEX sessions_of_user ON sessions (org, user_id);
 
@@ -31,7 +33,9 @@ CREATE TABLE agents (
     inventory_rev bigint NOT NULL DEFAULT 0,
     -- When it was last heard from (presence, shared by every instance).
     last_seen timestamptz,
-    doc jsonb NOT NULL,
+    -- Its host name (else its name), lowercased: sorting servers by host.
+    host text NOT NULL,
+    doc bytea NOT NULL,
     PRIMARY KEY (org, id)
 );
 CREATE INDEX agents_by_last_seen ON agents (last_seen);
@@ -40,7 +44,7 @@ CREATE TABLE enroll_secrets (
     org uuid NOT NULL,
     id uuid NOT NULL,
     secret_hash bytea NOT NULL UNIQUE,
-    doc jsonb NOT NULL,
+    doc bytea NOT NULL,
     PRIMARY KEY (org, id)
 );
 
@@ -56,7 +60,10 @@ CREATE TABLE servers (
     status smallint NOT NULL,
     name_lc text NOT NULL,
     last_seen_at timestamptz NOT NULL,
-    doc jsonb NOT NULL,
+    -- The rule set and policy version it was scored under (rescoring).
+    rules_version integer NOT NULL,
+    policy_version bigint NOT NULL,
+    doc bytea NOT NULL,
     PRIMARY KEY (org, id),
     UNIQUE (org, agent, ident)
 );
@@ -67,14 +74,14 @@ CREATE TABLE server_changes (
     org uuid NOT NULL,
     server uuid NOT NULL,
     seq bigint NOT NULL,
-    doc jsonb NOT NULL,
+    doc bytea NOT NULL,
     PRIMARY KEY (org, server, seq)
 );
 
 CREATE TABLE policies (
     org uuid PRIMARY KEY,
     version bigint NOT NULL,
-    doc jsonb NOT NULL
+    doc bytea NOT NULL
 );
 
 CREATE TABLE alerts (
@@ -85,7 +92,10 @@ CREATE TABLE alerts (
     severity smallint NOT NULL,
     dismissed boolean NOT NULL,
     server uuid,
-    doc jsonb NOT NULL,
+    created_at timestamptz NOT NULL,
+    -- When it last changed (its creation until then).
+    updated_at timestamptz NOT NULL,
+    doc bytea NOT NULL,
     PRIMARY KEY (org, id)
 );
 -- One open alert per subject and kind.
@@ -98,14 +108,14 @@ CREATE TABLE events (
     org uuid NOT NULL,
     id bigint NOT NULL,
     at timestamptz NOT NULL,
-    doc jsonb NOT NULL,
+    doc bytea NOT NULL,
     PRIMARY KEY (org, id)
 );
 
 CREATE TABLE channels (
     org uuid NOT NULL,
     id uuid NOT NULL,
-    doc jsonb NOT NULL,
+    doc bytea NOT NULL,
     PRIMARY KEY (org, id)
 );
 
@@ -114,9 +124,10 @@ CREATE TABLE deliveries (
     id uuid NOT NULL,
     channel uuid NOT NULL,
     is_open boolean NOT NULL,
+    status text NOT NULL,
     -- When it is next tried (open deliveries only).
     due timestamptz,
-    doc jsonb NOT NULL,
+    doc bytea NOT NULL,
     PRIMARY KEY (org, id)
 );
 CREATE INDEX deliveries_due ON deliveries (due, org, id) WHERE due IS NOT NULL;
@@ -126,14 +137,19 @@ CREATE TABLE api_tokens (
     id uuid NOT NULL,
     user_id uuid NOT NULL,
     token_hash bytea NOT NULL UNIQUE,
-    doc jsonb NOT NULL,
+    doc bytea NOT NULL,
     PRIMARY KEY (org, id)
 );
 
 CREATE TABLE audit (
     org uuid NOT NULL,
     id uuid NOT NULL,
-    doc jsonb NOT NULL,
+    action text NOT NULL,
+    actor_id text,
+    -- The person behind an API token.
+    actor_user text,
+    target_id text,
+    doc bytea NOT NULL,
     PRIMARY KEY (org, id)
 );
 
@@ -144,7 +160,7 @@ CREATE TABLE census (
     grp smallint NOT NULL,
     key bytea NOT NULL,
     hosts bigint NOT NULL,
-    doc jsonb NOT NULL,
+    doc bytea NOT NULL,
     PRIMARY KEY (org, grp, key)
 );
 CREATE INDEX census_by_hosts ON census (org, grp, hosts, key);
@@ -156,7 +172,7 @@ CREATE TABLE census_members (
 
 CREATE TABLE census_queue (
     seq bigserial PRIMARY KEY,
-    doc jsonb NOT NULL
+    doc bytea NOT NULL
 );
 
 -- Counts kept at write time (by the triggers below and by the store): servers by
