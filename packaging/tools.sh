@@ -3,10 +3,11 @@
 # cargo-deb, cargo-generate-rpm, rpm and rpmlint, the Windows target and cross
 # compiler, wixl/msitools, lintian, wine; and rsyslog, the real syslog receiver of the
 # notification tests (they fall back to a socket server without it); chromium and
-# chromium-driver, the real browser of the console tests.
+# chromium-driver, the real browser of the console tests; postgresql, the database of
+# the PostgreSQL store's tests (started by packaging/ci/postgres).
 set -euo pipefail
 
-packages=(gcc-mingw-w64-x86-64 wixl msitools lintian wine wine64 systemd adduser curl python3 rpm rpmlint rsyslog chromium chromium-driver)
+packages=(gcc-mingw-w64-x86-64 wixl msitools lintian wine wine64 systemd adduser curl python3 rpm rpmlint rsyslog chromium chromium-driver postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -19,6 +19,7 @@ mod events;
 mod export;
 mod hostile_machine;
 mod install;
+mod instances;
 mod inventory;
 mod limits;
 mod metrics;

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 /// How long the collector may take to start.
 pub mod postgres;
+pub mod receiver;
 
 const START_DEADLINE: Duration = Duration::from_secs(30);
 

@@ -73,3 +73,20 @@ macro_rules! redb_only {
         }
     };
 }
+
+/// Run `sql` in the database at `url` (a test reaching behind the collector).
+pub fn execute(url: &str, sql: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for the database");
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("reach the test database");
+        let task = tokio::spawn(connection);
+        client.batch_execute(sql).await.expect("the statement runs");
+        drop(client);
+        let _ = task.await;
+    });
+}

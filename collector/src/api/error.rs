@@ -193,13 +193,15 @@ impl From<store::Error> for ApiError {
                 "storage_full",
                 "the collector's disk is full: nothing can be stored until space is freed; reads still work",
             ),
-            store::Error::Unavailable(why) => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                format!(
-                    "the collector's store is recovering from a storage failure; retry shortly ({why})"
-                ),
-            ),
+            store::Error::Unavailable(why) => {
+                // The cause may name the database's host: logged, not answered.
+                tracing::warn!(error = %why, "The store is unavailable.");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "the collector's store is unavailable (recovering from a storage failure, or its database cannot be reached); retry shortly",
+                )
+            }
             store::Error::Internal(cause) => Self::internal(cause),
         }
     }

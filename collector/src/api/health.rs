@@ -54,7 +54,7 @@ pub async fn ready(State(state): State<SharedState>) -> (StatusCode, Json<Value>
             let reason = match e {
                 crate::store::Error::StorageFull => "the disk holding the database is full",
                 crate::store::Error::Unavailable(_) => {
-                    "the store is recovering from a storage failure"
+                    "the store is unavailable: recovering from a storage failure, or the database cannot be reached"
                 }
                 _ => "store is not usable",
             };

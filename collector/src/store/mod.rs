@@ -52,7 +52,9 @@ pub enum Error {
     /// space returns; reads go on.
     #[error("the disk holding the database is full")]
     StorageFull,
-    /// The store is recovering from a storage failure (reopening the database).
+    /// The store is recovering from a storage failure (reopening the database), or
+    /// its database cannot be reached (PostgreSQL), or a write collided with another
+    /// instance's: the caller may try again.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
     /// Anything else: the storage itself failed.
