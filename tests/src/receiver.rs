@@ -28,7 +28,7 @@ impl Received {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
+        serde_json::from_slice(&self.body).expect("a JSON body")
     }
 }
 
@@ -41,11 +41,14 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(answers: &[u16]) -> Self {
-        Self::on(TcpListener::bind("127.0.0.1:0").unwrap(), answers)
+        Self::on(
+            TcpListener::bind("127.0.0.1:0").expect("a loopback port"),
+            answers,
+        )
     }
 
     pub fn on(listener: TcpListener, answers: &[u16]) -> Self {
-        let port = listener.local_addr().unwrap().port();
+        let port = listener.local_addr().expect("its address").port();
         let got = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&got);
         let answers = answers.to_vec();
@@ -56,7 +59,7 @@ impl Receiver {
                     continue;
                 };
                 let n = {
-                    let mut seen = seen.lock().unwrap();
+                    let mut seen = seen.lock().expect("the receiver lock");
                     seen.push(request);
                     seen.len()
                 };
@@ -76,7 +79,7 @@ impl Receiver {
     }
 
     pub fn received(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
+        self.got.lock().expect("the receiver lock").clone()
     }
 
     /// Wait until it has `n` requests.
