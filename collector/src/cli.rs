@@ -25,7 +25,8 @@ pub const EXIT_CONFIG: u8 = 78;
     version,
     about = "Collects MCP server inventories from mcpwatch agents, scores their risk and raises alerts",
     long_about = "Collects MCP server inventories from mcpwatch agents, scores their risk and raises alerts.\n\n\
-        One self-hosted binary: a JSON API over HTTP with an embedded database (one redb file in the data dir)."
+        One self-hosted binary: a JSON API over HTTP with an embedded database (one redb file in the data dir), \
+        or PostgreSQL (--database-url) for several collectors on one database."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -79,6 +80,28 @@ pub enum Command {
     Compact {
         #[command(flatten)]
         dir: DataDirArg,
+    },
+    /// Copy a stopped collector's data dir into PostgreSQL (then serve with
+    /// --database-url). Resumable: run it again after an interruption; records already
+    /// copied are kept. Every table's count is compared at the end.
+    MigrateStore {
+        /// The data dir to copy from (its collector stopped).
+        #[arg(long, value_name = "DIR")]
+        from_data_dir: PathBuf,
+        /// The database to copy into: postgres://user@host:5432/dbname
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "MCPWATCH_DATABASE_URL",
+            hide_env_values = true
+        )]
+        to: String,
+        /// A file holding the database password (its first line).
+        #[arg(long, env = "MCPWATCH_DATABASE_PASSWORD_FILE")]
+        database_password_file: Option<PathBuf>,
+        /// PEM certificates to trust for the database's TLS (default: the system's).
+        #[arg(long, env = "MCPWATCH_DATABASE_CA_FILE")]
+        database_ca_file: Option<PathBuf>,
     },
     /// Print the version.
     Version,
@@ -249,6 +272,19 @@ impl Cli {
                     code: 1,
                 })
             }
+            Command::MigrateStore {
+                from_data_dir,
+                to,
+                database_password_file,
+                database_ca_file,
+            } => {
+                let options = crate::store::postgres::PgOptions {
+                    url: to,
+                    password_file: database_password_file,
+                    ca_file: database_ca_file,
+                };
+                migrate_store(&from_data_dir, &options)
+            }
             Command::Compact { dir } => {
                 let (before, after) = crate::upkeep::compact(&dir.resolve()?).map_err(failed)?;
                 say(&format!("compacted: {before} bytes before, {after} after"));
@@ -409,6 +445,37 @@ async fn serve(settings: Settings) -> Result<(), Failure> {
         .context("serving")
         .map_err(|error| Failure { error, code: 1 })?;
     tracing::info!("Collector stopped.");
+    Ok(())
+}
+
+/// Run `migrate-store` and say what it copied.
+fn migrate_store(
+    from: &std::path::Path,
+    options: &crate::store::postgres::PgOptions,
+) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .map_err(|error| Failure { error, code: 1 })?;
+    let summary = runtime
+        .block_on(crate::move_store::run(from, options))
+        .map_err(|e| Failure {
+            code: match e {
+                crate::move_store::MoveError::Open(_) => EXIT_CONFIG,
+                _ => 1,
+            },
+            error: e.into(),
+        })?;
+    for (table, held, copied) in &summary.tables {
+        say(&format!("{table}: {held} records, {copied} copied now"));
+    }
+    if summary.key_differs {
+        say(
+            "note: the database already had another token-signing key, which stays: people sign in again; agents keep working",
+        );
+    }
+    say("copied and checked: serve with --database-url to use it");
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //!
 //! - [`cli`], [`config`], [`logging`]: the command line, settings and log setup;
 //!   [`upkeep`]: backups, restores, consistency checks and compaction;
+//!   [`move_store`]: copying a data dir into PostgreSQL;
 //!   [`metrics`]: the Prometheus metrics;
 //! - [`server`]: the accept loop; [`tls`]: HTTPS and its certificate reloads; [`router`]: the route table (method, path, the
 //!   role each route needs, its audit action and OpenAPI description), request ids
@@ -20,7 +21,8 @@
 //!   wants, sending (webhook, Slack, email, syslog) and the delivery worker; [`audit`]:
 //!   the audit log's actions and entries;
 //! - [`store`]: the storage interface, which finds, stores and indexes (and decides
-//!   nothing a user reads), and its redb implementation;
+//!   nothing a user reads), and its two implementations: redb (embedded, the default)
+//!   and PostgreSQL (several collectors on one database);
 //! - [`model`]: the stored records; [`presence`], [`limits`]: in-memory state.
 
 #![cfg_attr(not(test), deny(clippy::too_many_lines))]
@@ -40,6 +42,7 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod move_store;
 pub mod notify;
 pub mod openapi;
 pub mod presence;

@@ -321,3 +321,20 @@ fn without_its_database_a_collector_is_not_ready_and_recovers_by_itself() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(c.get("/mcp/servers", &admin).1["total"], 1);
 }
+
+/// Login lockouts and agent rate limits are counted by each instance on its own
+/// (docs/deployment.md says so): an account locked at one instance still gets its
+/// own budget of tries at another, and neither instance forgets its own count.
+#[test]
+fn login_lockouts_are_counted_per_instance() {
+    let Some((a, b, _)) = pair() else { return };
+    a.register("jane@example.com", "SecurePass123!", "Acme");
+    for _ in 0..10 {
+        assert_eq!(a.login("jane@example.com", "guess-guess").0, 401);
+    }
+    assert_eq!(a.login("jane@example.com", "SecurePass123!").0, 429);
+    // B has seen no failure of this account.
+    assert_eq!(b.login("jane@example.com", "guess-guess").0, 401);
+    assert_eq!(b.login("jane@example.com", "SecurePass123!").0, 200);
+    assert_eq!(a.login("jane@example.com", "SecurePass123!").0, 429);
+}

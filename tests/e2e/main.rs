@@ -23,6 +23,7 @@ mod instances;
 mod inventory;
 mod limits;
 mod metrics;
+mod migrate_store;
 mod notifications;
 mod openapi;
 mod policy;

@@ -151,6 +151,16 @@ impl TestCollector {
         c
     }
 
+    /// Start a collector on its embedded store (a fresh data dir) even when the suite
+    /// runs on PostgreSQL.
+    pub fn start_embedded(extra_args: &[&str]) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let args = extra_args.iter().map(|a| (*a).to_owned()).collect();
+        let mut c = Self::spawn(temp.path(), args, Vec::new(), None);
+        c._temp = Some(temp);
+        c
+    }
+
     /// Start a collector serving HTTPS (`extra_args` name the certificate and key),
     /// talked to by a client that trusts `ca_pem`.
     pub fn start_tls(extra_args: &[&str], ca_pem: &[u8]) -> Self {

@@ -114,6 +114,30 @@ impl TokenService {
         Self::from_seed(&seed).map_err(|e| err(e.to_string()))
     }
 
+    /// Offer the data dir's signing key (if it has one) as the key `store` shares;
+    /// answers whether the store's key is now that one (`false`: it already had
+    /// another, which stays).
+    pub async fn share_key_file(data_dir: &Path, store: &dyn crate::store::Store) -> Result<bool> {
+        let path = data_dir.join(KEY_FILE);
+        let err = |message: String| Error::SigningKey {
+            path: path.display().to_string(),
+            message,
+        };
+        let seed: [u8; 32] = match fs::read(&path) {
+            Ok(bytes) => bytes
+                .try_into()
+                .map_err(|_| err("must hold exactly 32 bytes".into()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+            Err(e) => return Err(err(e.to_string())),
+        };
+        let shared = store
+            .shared_secret(SHARED_KEY_NAME, seed)
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .ok_or_else(|| err("this store keeps no shared secrets".into()))?;
+        Ok(shared == seed)
+    }
+
     fn from_seed(seed: &[u8; 32]) -> Result<Self> {
         let signing = SigningKey::from_bytes(seed);
         let der = signing.to_pkcs8_der().map_err(|e| Error::SigningKey {

@@ -10,6 +10,7 @@
 //! [`Store`] and passes the conformance tests in `tests.rs`.
 
 pub mod postgres;
+pub mod records;
 pub mod redb;
 pub mod tally;
 #[cfg(test)]

@@ -24,31 +24,46 @@ fn host_of(agent: &Agent) -> String {
     )
 }
 
+/// Insert an agent's row (`copy`: kept if its key is taken); answers the rows written.
+async fn write_agent(
+    db: &Db,
+    agent: &Agent,
+    doc: &[u8],
+    copy: bool,
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    let sql = if copy {
+        "INSERT INTO agents (org, id, key_hash, last_seen, host, doc) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
+    } else {
+        "INSERT INTO agents (org, id, key_hash, last_seen, host, doc) \
+         VALUES ($1, $2, $3, $4, $5, $6)"
+    };
+    let statement = db.prepare_cached(sql).await?;
+    db.execute(
+        &statement,
+        &[
+            &agent.org_id.0,
+            &agent.id.0,
+            &agent.key_hash.as_slice(),
+            &agent.last_seen_at,
+            &host_of(agent),
+            &doc,
+        ],
+    )
+    .await
+}
+
 async fn insert_agent(db: &Db, agent: &Agent) -> Result<()> {
-    let statement = db
-        .prepare_cached(
-            "INSERT INTO agents (org, id, key_hash, last_seen, host, doc) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .await?;
-    match db
-        .execute(
-            &statement,
-            &[
-                &agent.org_id.0,
-                &agent.id.0,
-                &agent.key_hash.as_slice(),
-                &agent.last_seen_at,
-                &host_of(agent),
-                &json(agent)?,
-            ],
-        )
-        .await
-    {
+    match write_agent(db, agent, &json(agent)?, false).await {
         Ok(_) => Ok(()),
         Err(e) if is_unique_violation(&e) => Err(KEY_COLLISION),
         Err(e) => Err(e.into()),
     }
+}
+
+/// An agent copied in from another store (kept if there already); answers 1 if new.
+pub(super) async fn copy_in(db: &Db, agent: &Agent) -> Result<u64> {
+    Ok(write_agent(db, agent, &json(agent)?, true).await?)
 }
 
 pub(super) async fn create_agent(db: &Db, agent: &Agent) -> Result<()> {

@@ -10,14 +10,15 @@ use crate::events::{AlertContext, EventName};
 use crate::model::{Agent, Alert, Server};
 use crate::store::{AlertQuery, AlertSort, Direction, Error, FleetGauges, Page, Result};
 
-/// Store an alert (new or changed) with its index columns.
-async fn put_alert(db: &Db, alert: &Alert) -> Result<()> {
+/// Insert an alert's row with its index columns, `conflict` saying what to do when
+/// its key is taken; answers the rows written.
+async fn write_alert(db: &Db, alert: &Alert, conflict: &str) -> Result<u64> {
     exec(
         db,
-        "INSERT INTO alerts (org, id, subject, kind, severity, dismissed, server, created_at, \
-         updated_at, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-         ON CONFLICT (org, id) DO UPDATE SET severity = EXCLUDED.severity, \
-         dismissed = EXCLUDED.dismissed, updated_at = EXCLUDED.updated_at, doc = EXCLUDED.doc",
+        &format!(
+            "INSERT INTO alerts (org, id, subject, kind, severity, dismissed, server, created_at, \
+             updated_at, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT {conflict}"
+        ),
         &[
             &alert.org_id.0,
             &alert.id.0,
@@ -31,8 +32,24 @@ async fn put_alert(db: &Db, alert: &Alert) -> Result<()> {
             &json(alert)?,
         ],
     )
+    .await
+}
+
+/// Store an alert (new or changed).
+async fn put_alert(db: &Db, alert: &Alert) -> Result<()> {
+    write_alert(
+        db,
+        alert,
+        "(org, id) DO UPDATE SET severity = EXCLUDED.severity, dismissed = EXCLUDED.dismissed, \
+         updated_at = EXCLUDED.updated_at, doc = EXCLUDED.doc",
+    )
     .await?;
     Ok(())
+}
+
+/// An alert copied in from another store (kept if there already); answers 1 if new.
+pub(super) async fn copy_in(db: &Db, alert: &Alert) -> Result<u64> {
+    write_alert(db, alert, "DO NOTHING").await
 }
 
 /// Raise an alert, unless one of the same kind is open for the same subject: then

@@ -25,11 +25,15 @@ fn action_name(action: crate::audit::Action) -> String {
         .unwrap_or_default()
 }
 
-pub(super) async fn record(db: &Db, entry: &Entry) -> Result<()> {
+/// Insert an entry's row (`copy`: kept if its key is taken); answers the rows written.
+async fn write_entry(db: &Db, entry: &Entry, copy: bool) -> Result<u64> {
+    let conflict = if copy { " ON CONFLICT DO NOTHING" } else { "" };
     exec(
         db,
-        "INSERT INTO audit (org, id, action, actor_id, actor_user, target_id, doc) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &format!(
+            "INSERT INTO audit (org, id, action, actor_id, actor_user, target_id, doc) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7){conflict}"
+        ),
         &[
             &entry.organization_id.0,
             &entry.id.0,
@@ -40,9 +44,18 @@ pub(super) async fn record(db: &Db, entry: &Entry) -> Result<()> {
             &json(entry)?,
         ],
     )
-    .await?;
+    .await
+}
+
+pub(super) async fn record(db: &Db, entry: &Entry) -> Result<()> {
+    write_entry(db, entry, false).await?;
     super::events::append(db, crate::audit::event(entry), entry.at).await?;
     Ok(())
+}
+
+/// An entry copied in from another store (kept if there already); answers 1 if new.
+pub(super) async fn copy_in(db: &Db, entry: &Entry) -> Result<u64> {
+    write_entry(db, entry, true).await
 }
 
 pub(super) async fn list(db: &Db, org: OrgId, query: &AuditQuery) -> Result<Page<Entry>> {

@@ -22,6 +22,7 @@ mod census;
 mod connect;
 mod dispatch;
 mod events;
+mod load;
 mod migrate;
 mod notifications;
 mod reports;

@@ -110,14 +110,17 @@ fn status_name(status: DeliveryStatus) -> String {
         .unwrap_or_default()
 }
 
-async fn put_delivery(db: &Db, d: &Delivery) -> Result<()> {
+/// Insert a delivery's row, `conflict` saying what to do when its key is taken;
+/// answers the rows written.
+async fn write_delivery(db: &Db, d: &Delivery, conflict: &str) -> Result<u64> {
     let open = d.status.is_open();
     let due = d.next_attempt_at.filter(|_| open);
     exec(
         db,
-        "INSERT INTO deliveries (org, id, channel, is_open, status, due, doc) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (org, id) DO UPDATE SET \
-         is_open = EXCLUDED.is_open, status = EXCLUDED.status, due = EXCLUDED.due, doc = EXCLUDED.doc",
+        &format!(
+            "INSERT INTO deliveries (org, id, channel, is_open, status, due, doc) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT {conflict}"
+        ),
         &[
             &d.org_id.0,
             &d.id.0,
@@ -128,8 +131,23 @@ async fn put_delivery(db: &Db, d: &Delivery) -> Result<()> {
             &json(d)?,
         ],
     )
+    .await
+}
+
+async fn put_delivery(db: &Db, d: &Delivery) -> Result<()> {
+    write_delivery(
+        db,
+        d,
+        "(org, id) DO UPDATE SET is_open = EXCLUDED.is_open, status = EXCLUDED.status, \
+         due = EXCLUDED.due, doc = EXCLUDED.doc",
+    )
     .await?;
     Ok(())
+}
+
+/// A delivery copied in from another store (kept if there already); answers 1 if new.
+pub(super) async fn copy_in(db: &Db, d: &Delivery) -> Result<u64> {
+    write_delivery(db, d, "DO NOTHING").await
 }
 
 /// Remove a few of the organisation's oldest deliveries that are done and beyond

@@ -15,19 +15,15 @@ use crate::store::{Direction, Error, Page, Result, ServerQuery, ServerSort};
 
 const SERVER_COLUMNS: &str = "org, id, agent, ident, rank, inv_score, status, name_lc, last_seen_at, rules_version, policy_version, doc";
 
-/// Store a server write: the record, its index columns, its census change, its
-/// history entry, and the agent's inventory revision.
-pub(super) async fn put_server(db: &Db, write: &ServerWrite) -> Result<()> {
-    let s = &write.after;
+/// Insert a server's row, `conflict` saying what to do when its key is taken;
+/// answers the rows written.
+async fn write_row(db: &Db, s: &Server, conflict: &str) -> Result<u64> {
     let ident = ingest::identity_key(&s.record).to_vec();
     exec(
         db,
         &format!(
-            "INSERT INTO servers ({SERVER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-             ON CONFLICT (org, id) DO UPDATE SET rank = EXCLUDED.rank, inv_score = EXCLUDED.inv_score, \
-             status = EXCLUDED.status, name_lc = EXCLUDED.name_lc, last_seen_at = EXCLUDED.last_seen_at, \
-             rules_version = EXCLUDED.rules_version, policy_version = EXCLUDED.policy_version, \
-             doc = EXCLUDED.doc"
+            "INSERT INTO servers ({SERVER_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT {conflict}"
         ),
         &[
             &s.org_id.0,
@@ -43,6 +39,26 @@ pub(super) async fn put_server(db: &Db, write: &ServerWrite) -> Result<()> {
             &i64::try_from(s.policy_version).unwrap_or(i64::MAX),
             &json(s)?,
         ],
+    )
+    .await
+}
+
+/// A server copied in from another store (kept if there already); answers 1 if new.
+pub(super) async fn copy_in(db: &Db, s: &Server) -> Result<u64> {
+    write_row(db, s, "DO NOTHING").await
+}
+
+/// Store a server write: the record, its index columns, its census change, its
+/// history entry, and the agent's inventory revision.
+pub(super) async fn put_server(db: &Db, write: &ServerWrite) -> Result<()> {
+    let s = &write.after;
+    write_row(
+        db,
+        s,
+        "(org, id) DO UPDATE SET rank = EXCLUDED.rank, inv_score = EXCLUDED.inv_score, \
+         status = EXCLUDED.status, name_lc = EXCLUDED.name_lc, last_seen_at = EXCLUDED.last_seen_at, \
+         rules_version = EXCLUDED.rules_version, policy_version = EXCLUDED.policy_version, \
+         doc = EXCLUDED.doc",
     )
     .await?;
     super::census::apply(db, write.before.as_ref(), Some(s)).await?;

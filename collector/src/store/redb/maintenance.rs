@@ -292,7 +292,7 @@ pub fn open_read_only(data_dir: &Path) -> std::result::Result<ReadOnlyDatabase, 
 /// Run `f` in a read transaction of a stopped collector's database. A database left
 /// by a crash (a SIGKILL, a power cut) needs redb's repair before it can be read: it is
 /// opened for writing once, which repairs it, as the collector's next start would.
-fn offline_read<T>(
+pub fn offline_read<T>(
     data_dir: &Path,
     f: impl FnOnce(&ReadTransaction) -> Result<T>,
 ) -> std::result::Result<T, String> {

@@ -71,6 +71,7 @@ mod agents;
 mod alerts;
 mod audit;
 mod census;
+pub mod dump;
 mod events;
 mod files;
 pub mod maintenance;
