@@ -69,6 +69,14 @@ struct Args {
     /// query-p200, stats, top-risks, census); all of them when not given.
     #[arg(long, value_delimiter = ',', value_parser = parse_kind)]
     kinds: Vec<Kind>,
+    /// Run the collector on PostgreSQL: a server and a user who may create databases
+    /// (a new database is made for the run), e.g. postgres://mcpwatch@127.0.0.1:5432/postgres.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Collectors sharing the one database (needs --database-url): each simulated
+    /// agent and analyst worker talks to one of them, as behind a load balancer.
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=8))]
+    instances: usize,
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -206,7 +214,7 @@ fn report_body(agent: usize, round: u64, servers: usize, changed_share: f64) -> 
 
 async fn phase(
     http: &reqwest::Client,
-    base: &str,
+    bases: &[String],
     agents: &Arc<Vec<Agent>>,
     admin: &str,
     kind: Kind,
@@ -226,9 +234,10 @@ async fn phase(
         args.concurrency.min(agents.len())
     };
     for worker in 0..workers {
+        // Each worker keeps to one instance, as a load balancer spreads connections.
         let (http, base, agents, admin, counter, acked) = (
             http.clone(),
-            base.to_owned(),
+            bases[worker % bases.len()].clone(),
             Arc::clone(agents),
             admin.to_owned(),
             Arc::clone(&counter),
@@ -480,6 +489,19 @@ async fn check_acknowledged(
     missing
 }
 
+/// The database's size as the collector's metrics tell it (the redb file, or the
+/// PostgreSQL database).
+async fn database_size(http: &reqwest::Client, base: &str) -> u64 {
+    let Ok(response) = http.get(format!("{base}/metrics")).send().await else {
+        return 0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("mcpwatch_database_size_bytes "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 /// GET `url` as the analyst; the JSON answer.
 async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
     http.get(url)
@@ -580,17 +602,32 @@ fn main() {
 
 async fn run(args: Args) {
     // TestCollector talks with a blocking HTTP client: keep it off the async workers.
-    let (collector, admin, secret) = tokio::task::spawn_blocking(|| {
-        let c = TestCollector::start(&["--agent-rate-limit", "100000000", "--log-level", "warn"]);
+    assert!(
+        args.instances == 1 || args.database_url.is_some(),
+        "--instances needs --database-url"
+    );
+    let database = args.database_url.clone();
+    let instances = args.instances;
+    let (collectors, admin, secret) = tokio::task::spawn_blocking(move || {
+        let database = database.map(|url| mcpwatch_tests::postgres::create_database(&url));
+        let mut flags = vec!["--agent-rate-limit", "100000000", "--log-level", "warn"];
+        if let Some(url) = &database {
+            flags.extend(["--database-url", url.as_str()]);
+        }
+        let collectors: Vec<TestCollector> = (0..instances)
+            .map(|_| TestCollector::start_embedded(&flags))
+            .collect();
+        let c = &collectors[0];
         c.register("load@example.com", "LoadPass123!", "Load");
         let admin = c.token("load@example.com", "LoadPass123!");
         let (_, secret) = c.post("/enroll-secrets", &admin, &json!({ "name": "load" }));
         let secret = secret["secret"].as_str().unwrap().to_owned();
-        (c, admin, secret)
+        (collectors, admin, secret)
     })
     .await
     .unwrap();
-    let base = collector.base.clone();
+    let bases: Vec<String> = collectors.iter().map(|c| c.base.clone()).collect();
+    let base = bases[0].clone();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
@@ -637,7 +674,7 @@ async fn run(args: Args) {
         results.push(
             phase(
                 &http,
-                &base,
+                &bases,
                 &agents,
                 &admin,
                 kind,
@@ -663,22 +700,31 @@ async fn run(args: Args) {
                 kind.name(),
                 args.duration
             );
-            results.push(phase(&http, &bare, &agents, &admin, kind, &args, "bare", &none).await);
+            results.push(
+                phase(
+                    &http,
+                    std::slice::from_ref(&bare),
+                    &agents,
+                    &admin,
+                    kind,
+                    &args,
+                    "bare",
+                    &none,
+                )
+                .await,
+            );
         }
         // Closing its stdin ends it.
         drop(bare_process.stdin.take());
         let _ = tokio::task::spawn_blocking(move || bare_process.wait()).await;
     }
-    let collector_rss_mb = collector
-        .pid()
-        .map_or(0.0, |pid| rss_kib(pid) as f64 / 1024.0);
-    let database_mb = std::fs::metadata(
-        collector
-            .data_dir
-            .join(mcpwatch_collector::store::redb::DB_FILE),
-    )
-    .map_or(0.0, |m| m.len() as f64 / 1e6);
-    tokio::task::spawn_blocking(move || drop(collector))
+    let collector_rss_mb: f64 = collectors
+        .iter()
+        .filter_map(TestCollector::pid)
+        .map(|pid| rss_kib(pid) as f64 / 1024.0)
+        .sum();
+    let database_mb = database_size(&http, &base).await as f64 / 1e6;
+    tokio::task::spawn_blocking(move || drop(collectors))
         .await
         .unwrap();
 
@@ -761,7 +807,8 @@ async fn run(args: Args) {
             );
         }
         println!(
-            "collector at the end: {collector_rss_mb:.0} MB resident, database file {database_mb:.0} MB"
+            "collector at the end: {collector_rss_mb:.0} MB resident ({} instance(s)), database {database_mb:.0} MB",
+            args.instances
         );
     }
     if missing > 0 || tampered > 0 || unexpected > 0 {
