@@ -146,12 +146,13 @@ impl PgStore {
         }
         tokio::spawn(events::watch_others(pool.clone(), signal.clone()));
         let writer = writer::Writer::start(pool.clone(), signal.clone());
+        let nonces = super::nonces::Nonces::start(pool.clone());
         Ok(Self {
             pool,
             writer,
             events: signal,
             leader: Mutex::new(None),
-            nonces: std::sync::atomic::AtomicU64::new(0),
+            nonces,
         })
     }
 }

@@ -24,14 +24,13 @@ mod dispatch;
 mod events;
 mod load;
 mod migrate;
+mod nonces;
 mod notifications;
 mod reports;
 mod servers;
 mod sql;
 mod tokens;
 mod writer;
-
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Mutex, watch};
 
@@ -43,9 +42,6 @@ use crate::store::{Error, Result};
 /// The advisory lock key of the background jobs' leader ("mcpwlead").
 const LEADER_LOCK: i64 = 0x6d63_7077_6c65_6164;
 
-/// Signed requests between two sweeps of expired nonces.
-const NONCE_SWEEP_EVERY: u64 = 1024;
-
 /// The PostgreSQL-backed [`crate::store::Store`].
 pub struct PgStore {
     pool: deadpool_postgres::Pool,
@@ -53,7 +49,7 @@ pub struct PgStore {
     events: watch::Sender<u64>,
     /// The connection holding the leader lock, while this instance leads.
     leader: Mutex<Option<deadpool_postgres::ClientWrapper>>,
-    nonces: AtomicU64,
+    nonces: nonces::Nonces,
 }
 
 impl PgStore {
@@ -102,28 +98,7 @@ impl PgStore {
         nonce: u128,
         expires_at: chrono::DateTime<chrono::Utc>,
     ) -> Result<bool> {
-        let db = self.db().await?;
-        let nonce = nonce.to_be_bytes();
-        let fresh = sql::exec(
-            &db,
-            "INSERT INTO request_nonces (agent, nonce, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT DO NOTHING",
-            &[&agent.0, &nonce.as_slice(), &expires_at],
-        )
-        .await?;
-        if self
-            .nonces
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(NONCE_SWEEP_EVERY)
-        {
-            sql::exec(
-                &db,
-                "DELETE FROM request_nonces WHERE expires_at < now()",
-                &[],
-            )
-            .await?;
-        }
-        Ok(fresh == 1)
+        self.nonces.claim(agent, nonce, expires_at).await
     }
 
     /// The secret every instance shares under `name`: the stored one, else `made`
