@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::{AlertId, OrgId, ServerId, UserId};
 
-use super::sql::{Db, count, doc, docs, exec, get, json, row, rows, uuid, window};
+use super::sql::{Db, count, decode, doc, docs, exec, get, json, row, rows, uuid, window};
 use crate::alerts as rules;
 use crate::events::{AlertContext, EventName};
 use crate::model::{Agent, Alert, Server};
@@ -81,28 +81,22 @@ pub(super) async fn raise(db: &Db, alert: &Alert) -> Result<bool> {
 
 /// Record the event of an alert's change, with its server and agent as stored now.
 async fn append_event(db: &Db, alert: &Alert, event: EventName, at: DateTime<Utc>) -> Result<()> {
-    let server: Option<Server> = match alert.server_id {
-        Some(id) => row(
-            db,
-            "SELECT doc FROM servers WHERE org = $1 AND id = $2",
-            &[&alert.org_id.0, &id.0],
-        )
-        .await?
-        .map(|r| doc(&r, 0))
-        .transpose()?,
-        None => None,
-    };
-    let agent: Option<Agent> = match alert.agent_id {
-        Some(id) => row(
-            db,
-            "SELECT doc FROM agents WHERE org = $1 AND id = $2",
-            &[&alert.org_id.0, &id.0],
-        )
-        .await?
-        .map(|r| doc(&r, 0))
-        .transpose()?,
-        None => None,
-    };
+    // Both read in one trip.
+    let found = row(
+        db,
+        "SELECT (SELECT doc FROM servers WHERE org = $1 AND id = $2), \
+                (SELECT doc FROM agents WHERE org = $1 AND id = $3)",
+        &[
+            &alert.org_id.0,
+            &alert.server_id.map(|s| s.0),
+            &alert.agent_id.map(|a| a.0),
+        ],
+    )
+    .await?
+    .ok_or_else(|| Error::internal("the alert's context answered nothing"))?;
+    let bytes = |i: usize| get::<Option<Vec<u8>>>(&found, i);
+    let server: Option<Server> = bytes(0)?.map(|b| decode(&b)).transpose()?;
+    let agent: Option<Agent> = bytes(1)?.map(|b| decode(&b)).transpose()?;
     let context = AlertContext {
         server: server.as_ref(),
         agent: agent.as_ref(),

@@ -46,33 +46,72 @@ pub(super) async fn drain(db: &Db, limit: usize) -> Result<usize> {
     Ok(changes.len())
 }
 
-/// Change a member counter by `delta`; answers the distinct-member transition.
-async fn member(db: &Db, key: &[u8], delta: i64) -> Result<i64> {
-    let found = row(
+/// Change member counters by their deltas (each key once), locking them in key order
+/// (so that two instances draining at once wait for each other, never deadlock);
+/// answers each key's distinct-member transition.
+async fn bump_members(db: &Db, deltas: &BTreeMap<Vec<u8>, i64>) -> Result<BTreeMap<Vec<u8>, i64>> {
+    if deltas.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let keys: Vec<&[u8]> = deltas.keys().map(Vec::as_slice).collect();
+    let mut old: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+    for r in rows(
         db,
-        "INSERT INTO census_members (member, n) VALUES ($1, $2) \
-         ON CONFLICT (member) DO UPDATE SET n = GREATEST(census_members.n + EXCLUDED.n, 0) \
-         RETURNING n",
-        &[&key, &delta],
+        "SELECT member, n FROM census_members WHERE member = ANY($1) ORDER BY member FOR UPDATE",
+        &[&keys],
     )
     .await?
-    .ok_or_else(|| Error::internal("census member upsert answered nothing"))?;
-    let new: i64 = get(&found, 0)?;
-    let old = (new - delta).max(0);
-    if new == 0 {
-        exec(db, "DELETE FROM census_members WHERE member = $1", &[&key]).await?;
+    {
+        old.insert(get(&r, 0)?, get(&r, 1)?);
     }
-    Ok(transition(count(old), count(new)))
+    let (mut kept, mut counts, mut gone) = (Vec::new(), Vec::new(), Vec::new());
+    let mut transitions = BTreeMap::new();
+    for (key, delta) in deltas {
+        let before = old.get(key).copied().unwrap_or(0).max(0);
+        let after = before.saturating_add(*delta).max(0);
+        transitions.insert(key.clone(), transition(count(before), count(after)));
+        if after == 0 {
+            gone.push(key.as_slice());
+        } else {
+            kept.push(key.as_slice());
+            counts.push(after);
+        }
+    }
+    if !kept.is_empty() {
+        exec(
+            db,
+            "INSERT INTO census_members (member, n) SELECT * FROM unnest($1::bytea[], $2::bigint[]) \
+             ON CONFLICT (member) DO UPDATE SET n = EXCLUDED.n",
+            &[&kept, &counts],
+        )
+        .await?;
+    }
+    if !gone.is_empty() {
+        exec(
+            db,
+            "DELETE FROM census_members WHERE member = ANY($1)",
+            &[&gone],
+        )
+        .await?;
+    }
+    Ok(transitions)
 }
 
 async fn count_changes(db: &Db, changes: &[Change]) -> Result<()> {
-    let Tally { rows, members } = tally(changes);
+    let Tally {
+        rows: changed,
+        members,
+    } = tally(changes);
+    let deltas: BTreeMap<Vec<u8>, i64> = members
+        .iter()
+        .filter(|(_, m)| m.delta != 0)
+        .map(|(k, m)| (k.clone(), m.delta))
+        .collect();
+    let transitions = bump_members(db, &deltas).await?;
     let mut moved: BTreeMap<Vec<u8>, [i64; 4]> = BTreeMap::new();
+    let mut versions: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
     for (key, m) in members {
-        if m.delta == 0 {
-            continue;
-        }
-        let change = member(db, &key, m.delta).await?;
+        let change = transitions.get(&key).copied().unwrap_or(0);
         if change == 0 {
             continue;
         }
@@ -80,57 +119,104 @@ async fn count_changes(db: &Db, changes: &[Change]) -> Result<()> {
             Some(i) => moved.entry(m.row).or_default()[i] += change,
             None => {
                 if let Some(version) = m.version {
-                    member(db, &version_key(&m.row, &version), change).await?;
+                    *versions.entry(version_key(&m.row, &version)).or_default() += change;
                 }
             }
         }
     }
-    for (row_key, change) in rows {
-        let counters = moved.remove(&row_key).unwrap_or_default();
-        write_row(db, &row_key, &change, counters).await?;
-    }
-    Ok(())
+    versions.retain(|_, d| *d != 0);
+    bump_members(db, &versions).await?;
+    write_rows(db, changed, moved).await
 }
 
-/// Store a row's new counts; a row left without servers goes.
-async fn write_row(db: &Db, row_key: &[u8], change: &RowChange, counters: [i64; 4]) -> Result<()> {
-    if change.is_empty(counters) {
+/// A census row's place: organisation, group code, key bytes.
+type RowAt = (uuid::Uuid, i16, Vec<u8>);
+
+/// Store the rows' new counts (read and locked together, in key order; written in
+/// two statements); rows left without servers go.
+async fn write_rows(
+    db: &Db,
+    changed: BTreeMap<Vec<u8>, RowChange>,
+    mut moved: BTreeMap<Vec<u8>, [i64; 4]>,
+) -> Result<()> {
+    let mut wanted: Vec<(RowAt, RowChange, [i64; 4])> = Vec::new();
+    for (row_key, change) in changed {
+        let counters = moved.remove(&row_key).unwrap_or_default();
+        if change.is_empty(counters) {
+            continue;
+        }
+        let (org, key) =
+            split_row(&row_key).ok_or_else(|| Error::internal("census row key is too short"))?;
+        let at = (org.0, i16::from(change.mark.group.code()), key.to_vec());
+        wanted.push((at, change, counters));
+    }
+    if wanted.is_empty() {
         return Ok(());
     }
-    let (org, key) =
-        split_row(row_key).ok_or_else(|| Error::internal("census row key is too short"))?;
-    let group = i16::from(change.mark.group.code());
-    let stored = row(
+    let orgs: Vec<uuid::Uuid> = wanted.iter().map(|(at, ..)| at.0).collect();
+    let groups: Vec<i16> = wanted.iter().map(|(at, ..)| at.1).collect();
+    let keys: Vec<&[u8]> = wanted.iter().map(|(at, ..)| at.2.as_slice()).collect();
+    let mut stored: BTreeMap<RowAt, Counts> = BTreeMap::new();
+    for r in rows(
         db,
-        "SELECT doc FROM census WHERE org = $1 AND grp = $2 AND key = $3 FOR UPDATE",
-        &[&org.0, &group, &key],
+        "SELECT c.org, c.grp, c.key, c.doc FROM census c \
+         JOIN unnest($1::uuid[], $2::smallint[], $3::bytea[]) AS t(org, grp, key) \
+         ON c.org = t.org AND c.grp = t.grp AND c.key = t.key \
+         ORDER BY c.org, c.grp, c.key FOR UPDATE OF c",
+        &[&orgs, &groups, &keys],
     )
-    .await?;
-    let mut counts: Counts = stored.map(|r| doc(&r, 0)).transpose()?.unwrap_or_default();
-    counts.apply(
-        &change.mark,
-        change.servers,
-        change.levels,
-        counters,
-        change.seen,
-    );
-    if counts.servers == 0 {
+    .await?
+    {
+        stored.insert((get(&r, 0)?, get(&r, 1)?, get(&r, 2)?), doc(&r, 3)?);
+    }
+    let mut put: (
+        Vec<uuid::Uuid>,
+        Vec<i16>,
+        Vec<Vec<u8>>,
+        Vec<i64>,
+        Vec<Vec<u8>>,
+    ) = Default::default();
+    let mut gone: (Vec<uuid::Uuid>, Vec<i16>, Vec<Vec<u8>>) = Default::default();
+    for (at, change, counters) in wanted {
+        let mut counts = stored.remove(&at).unwrap_or_default();
+        counts.apply(
+            &change.mark,
+            change.servers,
+            change.levels,
+            counters,
+            change.seen,
+        );
+        if counts.servers == 0 {
+            gone.0.push(at.0);
+            gone.1.push(at.1);
+            gone.2.push(at.2);
+        } else {
+            put.0.push(at.0);
+            put.1.push(at.1);
+            put.2.push(at.2);
+            put.3.push(i64::try_from(counts.hosts).unwrap_or(i64::MAX));
+            put.4.push(json(&counts)?);
+        }
+    }
+    if !put.0.is_empty() {
         exec(
             db,
-            "DELETE FROM census WHERE org = $1 AND grp = $2 AND key = $3",
-            &[&org.0, &group, &key],
+            "INSERT INTO census (org, grp, key, hosts, doc) \
+             SELECT * FROM unnest($1::uuid[], $2::smallint[], $3::bytea[], $4::bigint[], $5::bytea[]) \
+             ON CONFLICT (org, grp, key) DO UPDATE SET hosts = EXCLUDED.hosts, doc = EXCLUDED.doc",
+            &[&put.0, &put.1, &put.2, &put.3, &put.4],
         )
         .await?;
-        return Ok(());
     }
-    let hosts = i64::try_from(counts.hosts).unwrap_or(i64::MAX);
-    exec(
-        db,
-        "INSERT INTO census (org, grp, key, hosts, doc) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (org, grp, key) DO UPDATE SET hosts = EXCLUDED.hosts, doc = EXCLUDED.doc",
-        &[&org.0, &group, &key, &hosts, &json(&counts)?],
-    )
-    .await?;
+    if !gone.0.is_empty() {
+        exec(
+            db,
+            "DELETE FROM census c USING unnest($1::uuid[], $2::smallint[], $3::bytea[]) AS t(org, grp, key) \
+             WHERE c.org = t.org AND c.grp = t.grp AND c.key = t.key",
+            &[&gone.0, &gone.1, &gone.2],
+        )
+        .await?;
+    }
     Ok(())
 }
 

@@ -485,7 +485,20 @@ impl Store for PgStore {
     }
 
     async fn drain_census(&self, limit: usize) -> Result<usize> {
-        write!(self, |db| census::drain(db, limit).await)
+        // Its own transaction on a pooled connection, beside the writer: counting
+        // thousands of members must not hold up the reports queued behind it.
+        let db = self.db().await?;
+        db.batch_execute("BEGIN").await?;
+        match census::drain(&db, limit).await {
+            Ok(n) => {
+                db.batch_execute("COMMIT").await?;
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = db.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
+        }
     }
 
     async fn census(

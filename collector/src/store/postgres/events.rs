@@ -41,17 +41,26 @@ pub(super) async fn append(db: &Db, draft: Draft, now: DateTime<Utc>) -> Result<
 }
 
 /// Remove the organisation's oldest events while there are too many or they are too
-/// old (a few per call).
+/// old (a few per call): one trip to see whether any must go, one to remove them.
 async fn prune(db: &Db, org: OrgId, now: DateTime<Utc>) -> Result<()> {
-    let kept = row(
+    let found = row(
         db,
-        "SELECT n FROM counts WHERE org = $1 AND key = 'E'",
+        "SELECT COALESCE((SELECT n FROM counts WHERE org = $1 AND key = 'E'), 0), \
+                (SELECT doc FROM events WHERE org = $1 ORDER BY id LIMIT 1)",
         &[&org.0],
     )
     .await?
-    .map(|r| get::<i64>(&r, 0))
-    .transpose()?
-    .map_or(0, super::sql::count);
+    .ok_or_else(|| crate::store::Error::internal("the outbox's size answered nothing"))?;
+    let kept = super::sql::count(get(&found, 0)?);
+    let oldest: Option<Event> = get::<Option<Vec<u8>>>(&found, 1)?
+        .map(|b| super::sql::decode(&b))
+        .transpose()?;
+    let Some(oldest) = oldest else {
+        return Ok(());
+    };
+    if kept <= MAX_EVENTS_PER_ORG && !events::expired(&oldest, now) {
+        return Ok(());
+    }
     let oldest = rows(
         db,
         "SELECT id, doc FROM events WHERE org = $1 ORDER BY id LIMIT $2",
@@ -59,20 +68,21 @@ async fn prune(db: &Db, org: OrgId, now: DateTime<Utc>) -> Result<()> {
     )
     .await?;
     let mut left = kept;
+    let mut gone: Vec<i64> = Vec::new();
     for r in &oldest {
         let event: Event = doc(r, 1)?;
         if left <= MAX_EVENTS_PER_ORG && !events::expired(&event, now) {
             break;
         }
-        let id: i64 = get(r, 0)?;
-        exec(
-            db,
-            "DELETE FROM events WHERE org = $1 AND id = $2",
-            &[&org.0, &id],
-        )
-        .await?;
+        gone.push(get(r, 0)?);
         left -= 1;
     }
+    exec(
+        db,
+        "DELETE FROM events WHERE org = $1 AND id = ANY($2)",
+        &[&org.0, &gone],
+    )
+    .await?;
     Ok(())
 }
 

@@ -84,7 +84,12 @@ async fn insert(
 ) -> Result<HashSet<(uuid::Uuid, Vec<u8>)>> {
     let db = pool.get().await?;
     if sweep {
-        exec(&db, "DELETE FROM request_nonces WHERE expires_at < now()", &[]).await?;
+        exec(
+            &db,
+            "DELETE FROM request_nonces WHERE expires_at < now()",
+            &[],
+        )
+        .await?;
     }
     let agents: Vec<uuid::Uuid> = batch.iter().map(|c| c.agent.0).collect();
     let nonces: Vec<&[u8]> = batch.iter().map(|c| c.nonce.as_slice()).collect();

@@ -88,11 +88,22 @@ pub(super) async fn delete_channel(db: &Db, org: OrgId, id: ChannelId) -> Result
 /// Make a delivery of `event` for every channel of its organisation that wants it.
 pub(super) async fn fan_out(db: &Db, event: &Event, now: DateTime<Utc>) -> Result<()> {
     let org = event.organization_id;
-    let mut channels = list_channels(db, org).await?;
-    let record: Option<Org> = row(db, "SELECT doc FROM orgs WHERE id = $1", &[&org.0])
-        .await?
-        .map(|r| doc(&r, 0))
-        .transpose()?;
+    // The organisation (its alert email) and its channels in one trip.
+    let (mut channels, mut record): (Vec<Channel>, Option<Org>) = (Vec::new(), None);
+    for r in rows(
+        db,
+        "SELECT false, doc FROM orgs WHERE id = $1 \
+         UNION ALL (SELECT true, doc FROM channels WHERE org = $1 ORDER BY id)",
+        &[&org.0],
+    )
+    .await?
+    {
+        if get::<bool>(&r, 0)? {
+            channels.push(doc(&r, 1)?);
+        } else {
+            record = Some(doc(&r, 1)?);
+        }
+    }
     channels.extend(record.as_ref().and_then(notify::alert_email_channel));
     channels.retain(|c| notify::wants(c, event));
     for channel in channels {

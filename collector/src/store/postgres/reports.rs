@@ -78,8 +78,9 @@ pub(super) async fn commit(
         // Something wrote the agent's servers or the policy since: plan again.
         prepare(db, (org, agent), snapshot, report.received_at, true).await?
     };
-    for write in &plan.writes {
-        servers::put_server(db, write).await?;
+    if !plan.writes.is_empty() {
+        servers::store_servers(db, &plan.writes).await?;
+        servers::bump_revision(db, org, agent).await?;
     }
     let raised = ingest::agent::reported(&mut record, report, combinations, plan.active_count);
     // The agent first, so that the alerts' events show it as just reported.

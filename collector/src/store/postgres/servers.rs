@@ -51,26 +51,48 @@ pub(super) async fn copy_in(db: &Db, s: &Server) -> Result<u64> {
 /// Store a server write: the record, its index columns, its census change, its
 /// history entry, and the agent's inventory revision.
 pub(super) async fn put_server(db: &Db, write: &ServerWrite) -> Result<()> {
+    store_server(db, write).await?;
+    bump_revision(db, write.after.org_id, write.after.agent_id).await
+}
+
+/// Note that an agent's servers were written (optimistic report planning checks it).
+pub(super) async fn bump_revision(db: &Db, org: OrgId, agent: AgentId) -> Result<()> {
+    exec(
+        db,
+        "UPDATE agents SET inventory_rev = inventory_rev + 1 WHERE org = $1 AND id = $2",
+        &[&org.0, &agent.0],
+    )
+    .await?;
+    Ok(())
+}
+
+/// [`put_server`] without the revision (the caller bumps it once for many).
+/// Its three statements (row, census change, history) are independent: sent together
+/// (pipelined on the connection), they cost one trip.
+pub(super) async fn store_server(db: &Db, write: &ServerWrite) -> Result<()> {
     let s = &write.after;
-    write_row(
+    let row = write_row(
         db,
         s,
         "(org, id) DO UPDATE SET rank = EXCLUDED.rank, inv_score = EXCLUDED.inv_score, \
          status = EXCLUDED.status, name_lc = EXCLUDED.name_lc, last_seen_at = EXCLUDED.last_seen_at, \
          rules_version = EXCLUDED.rules_version, policy_version = EXCLUDED.policy_version, \
          doc = EXCLUDED.doc",
-    )
-    .await?;
-    super::census::apply(db, write.before.as_ref(), Some(s)).await?;
-    if let Some(change) = &write.change {
-        record_change(db, s, change).await?;
-    }
-    exec(
-        db,
-        "UPDATE agents SET inventory_rev = inventory_rev + 1 WHERE org = $1 AND id = $2",
-        &[&s.org_id.0, &s.agent_id.0],
-    )
-    .await?;
+    );
+    let census = super::census::apply(db, write.before.as_ref(), Some(s));
+    let history = async {
+        match &write.change {
+            Some(change) => record_change(db, s, change).await,
+            None => Ok(()),
+        }
+    };
+    tokio::try_join!(row, census, history)?;
+    Ok(())
+}
+
+/// Store many server writes (of any servers) together, pipelined.
+pub(super) async fn store_servers(db: &Db, writes: &[ServerWrite]) -> Result<()> {
+    futures_util::future::try_join_all(writes.iter().map(|w| store_server(db, w))).await?;
     Ok(())
 }
 
@@ -80,18 +102,14 @@ async fn record_change(db: &Db, s: &Server, change: &ServerChange) -> Result<()>
         .checked_sub(1)
         .ok_or_else(|| Error::internal("a server change without a number"))?;
     let seq = i64::try_from(seq).map_err(|_| Error::internal("change number too large"))?;
-    exec(
-        db,
-        "INSERT INTO server_changes (org, server, seq, doc) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (org, server, seq) DO UPDATE SET doc = EXCLUDED.doc",
-        &[&s.org_id.0, &s.id.0, &seq, &json(change)?],
-    )
-    .await?;
     let keep = i64::try_from(MAX_SERVER_CHANGES).unwrap_or(i64::MAX);
+    // The entry and the end of the oldest kept beyond the newest MAX, in one trip.
     exec(
         db,
-        "DELETE FROM server_changes WHERE org = $1 AND server = $2 AND seq <= $3::bigint - $4::bigint",
-        &[&s.org_id.0, &s.id.0, &seq, &keep],
+        "WITH added AS (INSERT INTO server_changes (org, server, seq, doc) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (org, server, seq) DO UPDATE SET doc = EXCLUDED.doc) \
+         DELETE FROM server_changes WHERE org = $1 AND server = $2 AND seq <= $3::bigint - $5::bigint",
+        &[&s.org_id.0, &s.id.0, &seq, &json(change)?, &keep],
     )
     .await?;
     Ok(())

@@ -81,7 +81,11 @@ pub(super) fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
 
 /// The JSON document in column `idx` of `row`.
 pub(super) fn doc<T: DeserializeOwned>(row: &Row, idx: usize) -> Result<T, Error> {
-    let bytes: &[u8] = get(row, idx)?;
+    decode(get(row, idx)?)
+}
+
+/// A stored JSON document.
+pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(bytes)
         .map_err(|e| Error::internal(format!("stored record is unreadable: {e}")))
 }

@@ -114,23 +114,28 @@ async fn apply(db: &Db, batch: Vec<Job>) -> (std::time::Duration, usize, bool) {
     let size = batch.len();
     let savepoints = size > 1;
     let mut done = Vec::with_capacity(size);
-    let mut broken: Option<Error> = db.batch_execute("BEGIN").await.err().map(Error::from);
-    for job in batch {
+    // Savepoint commands ride along with the next command: one trip per write.
+    let begin = if savepoints {
+        "BEGIN; SAVEPOINT job"
+    } else {
+        "BEGIN"
+    };
+    let mut broken: Option<Error> = db.batch_execute(begin).await.err().map(Error::from);
+    for (i, job) in batch.into_iter().enumerate() {
         if broken.is_some() {
             break;
         }
-        if savepoints && let Err(e) = db.batch_execute("SAVEPOINT job").await {
-            broken = Some(e.into());
-            break;
-        }
         let (completion, failed) = job(db).await;
-        let step = match (savepoints, failed) {
-            (true, true) => db.batch_execute("ROLLBACK TO SAVEPOINT job").await,
-            (true, false) => db.batch_execute("RELEASE SAVEPOINT job").await,
-            (false, _) => Ok(()),
-        };
-        if let Err(e) = step {
-            broken = Some(e.into());
+        if savepoints {
+            let step = match (failed, i + 1 == size) {
+                // The savepoint stays: the next write goes on inside it.
+                (true, _) => "ROLLBACK TO SAVEPOINT job",
+                (false, true) => "RELEASE SAVEPOINT job",
+                (false, false) => "RELEASE SAVEPOINT job; SAVEPOINT job",
+            };
+            if let Err(e) = db.batch_execute(step).await {
+                broken = Some(e.into());
+            }
         }
         done.push((completion, failed));
     }
