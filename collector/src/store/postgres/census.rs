@@ -169,14 +169,7 @@ async fn write_rows(
     {
         stored.insert((get(&r, 0)?, get(&r, 1)?, get(&r, 2)?), doc(&r, 3)?);
     }
-    let mut put: (
-        Vec<uuid::Uuid>,
-        Vec<i16>,
-        Vec<Vec<u8>>,
-        Vec<i64>,
-        Vec<Vec<u8>>,
-    ) = Default::default();
-    let mut gone: (Vec<uuid::Uuid>, Vec<i16>, Vec<Vec<u8>>) = Default::default();
+    let (mut put, mut gone) = (Columns::default(), Columns::default());
     for (at, change, counters) in wanted {
         let mut counts = stored.remove(&at).unwrap_or_default();
         counts.apply(
@@ -187,66 +180,105 @@ async fn write_rows(
             change.seen,
         );
         if counts.servers == 0 {
-            gone.0.push(at.0);
-            gone.1.push(at.1);
-            gone.2.push(at.2);
+            gone.push(at, None)?;
         } else {
-            put.0.push(at.0);
-            put.1.push(at.1);
-            put.2.push(at.2);
-            put.3.push(i64::try_from(counts.hosts).unwrap_or(i64::MAX));
-            put.4.push(json(&counts)?);
+            put.push(at, Some(&counts))?;
         }
     }
-    if !put.0.is_empty() {
+    save_rows(db, &put, &gone).await
+}
+
+/// Census rows as columns, for one bulk statement.
+#[derive(Default)]
+struct Columns {
+    orgs: Vec<uuid::Uuid>,
+    groups: Vec<i16>,
+    keys: Vec<Vec<u8>>,
+    hosts: Vec<i64>,
+    docs: Vec<Vec<u8>>,
+}
+
+impl Columns {
+    fn push(&mut self, (org, group, key): RowAt, counts: Option<&Counts>) -> Result<()> {
+        self.orgs.push(org);
+        self.groups.push(group);
+        self.keys.push(key);
+        if let Some(counts) = counts {
+            self.hosts
+                .push(i64::try_from(counts.hosts).unwrap_or(i64::MAX));
+            self.docs.push(json(counts)?);
+        }
+        Ok(())
+    }
+}
+
+/// Write the rows in `put` and remove those in `gone`.
+async fn save_rows(db: &Db, put: &Columns, gone: &Columns) -> Result<()> {
+    if !put.orgs.is_empty() {
         exec(
             db,
             "INSERT INTO census (org, grp, key, hosts, doc) \
              SELECT * FROM unnest($1::uuid[], $2::smallint[], $3::bytea[], $4::bigint[], $5::bytea[]) \
              ON CONFLICT (org, grp, key) DO UPDATE SET hosts = EXCLUDED.hosts, doc = EXCLUDED.doc",
-            &[&put.0, &put.1, &put.2, &put.3, &put.4],
+            &[&put.orgs, &put.groups, &put.keys, &put.hosts, &put.docs],
         )
         .await?;
     }
-    if !gone.0.is_empty() {
+    if !gone.orgs.is_empty() {
         exec(
             db,
             "DELETE FROM census c USING unnest($1::uuid[], $2::smallint[], $3::bytea[]) AS t(org, grp, key) \
              WHERE c.org = t.org AND c.grp = t.grp AND c.key = t.key",
-            &[&gone.0, &gone.1, &gone.2],
+            &[&gone.orgs, &gone.groups, &gone.keys],
         )
         .await?;
     }
     Ok(())
 }
 
-/// A row's versions with their hosts, most hosts first.
-async fn versions(db: &Db, row_key: &[u8]) -> Result<Vec<VersionHosts>> {
-    let prefix = version_key(row_key, "");
-    let mut upper = prefix.clone();
-    if let Some(last) = upper.last_mut() {
-        *last += 1;
+/// Each row's versions with their hosts, most hosts first: one statement for a page.
+async fn versions(db: &Db, row_keys: &[Vec<u8>]) -> Result<Vec<Vec<VersionHosts>>> {
+    let mut out: Vec<Vec<VersionHosts>> = vec![Vec::new(); row_keys.len()];
+    if row_keys.is_empty() {
+        return Ok(out);
     }
-    let mut out = Vec::new();
+    let (mut lows, mut highs) = (Vec::new(), Vec::new());
+    for row_key in row_keys {
+        let low = version_key(row_key, "");
+        let mut high = low.clone();
+        if let Some(last) = high.last_mut() {
+            *last += 1;
+        }
+        lows.push(low);
+        highs.push(high);
+    }
     for r in rows(
         db,
-        "SELECT member, n FROM census_members WHERE member >= $1 AND member < $2",
-        &[&prefix, &upper],
+        "SELECT t.i, m.member, m.n FROM unnest($1::bytea[], $2::bytea[]) WITH ORDINALITY AS t(lo, hi, i) \
+         JOIN census_members m ON m.member >= t.lo AND m.member < t.hi",
+        &[&lows, &highs],
     )
     .await?
     {
-        let member: Vec<u8> = get(&r, 0)?;
-        let version = String::from_utf8_lossy(&member[prefix.len()..]).into_owned();
-        out.push(VersionHosts {
+        let i = usize::try_from(get::<i64>(&r, 0)? - 1)
+            .map_err(|_| Error::internal("census row index out of range"))?;
+        let member: Vec<u8> = get(&r, 1)?;
+        let (Some(list), Some(low)) = (out.get_mut(i), lows.get(i)) else {
+            continue;
+        };
+        let version = String::from_utf8_lossy(member.get(low.len()..).unwrap_or_default()).into_owned();
+        list.push(VersionHosts {
             version,
-            hosts: count(get(&r, 1)?),
+            hosts: count(get(&r, 2)?),
         });
     }
-    out.sort_by(|a, b| {
-        b.hosts
-            .cmp(&a.hosts)
-            .then_with(|| a.version.cmp(&b.version))
-    });
+    for list in &mut out {
+        list.sort_by(|a, b| {
+            b.hosts
+                .cmp(&a.hosts)
+                .then_with(|| a.version.cmp(&b.version))
+        });
+    }
     Ok(out)
 }
 
@@ -281,12 +313,16 @@ pub(super) async fn list(
         &[&org.0, &group, &offset, &size],
     )
     .await?;
-    let mut items = Vec::with_capacity(found.len());
+    let mut counts = Vec::with_capacity(found.len());
+    let mut row_keys = Vec::with_capacity(found.len());
     for r in &found {
         let key: Vec<u8> = get(r, 0)?;
-        let counts: Counts = doc(r, 1)?;
-        let row_key = crate::store::tally::row_key(org, query.group, &key);
-        items.push((counts, versions(db, &row_key).await?));
+        counts.push(doc::<Counts>(r, 1)?);
+        row_keys.push(crate::store::tally::row_key(org, query.group, &key));
     }
-    Ok(Page { items, total })
+    let versions = versions(db, &row_keys).await?;
+    Ok(Page {
+        items: counts.into_iter().zip(versions).collect(),
+        total,
+    })
 }
