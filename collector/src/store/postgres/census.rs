@@ -254,8 +254,11 @@ async fn versions(db: &Db, row_keys: &[Vec<u8>]) -> Result<Vec<Vec<VersionHosts>
     }
     for r in rows(
         db,
+        // LATERAL: one index range scan per row (a join the planner could turn into a
+        // scan of every member).
         "SELECT t.i, m.member, m.n FROM unnest($1::bytea[], $2::bytea[]) WITH ORDINALITY AS t(lo, hi, i) \
-         JOIN census_members m ON m.member >= t.lo AND m.member < t.hi",
+         CROSS JOIN LATERAL (SELECT member, n FROM census_members \
+                             WHERE member >= t.lo AND member < t.hi) m",
         &[&lows, &highs],
     )
     .await?

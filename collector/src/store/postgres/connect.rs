@@ -113,6 +113,13 @@ impl PgStore {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         config.application_name("mcpwatch-collector");
+        // Short queries only: JIT compiling one (tens of ms when an estimate runs
+        // high) costs more than running it.
+        let session = match config.get_options() {
+            Some(given) => format!("{given} -c jit=off"),
+            None => "-c jit=off".to_owned(),
+        };
+        config.options(&session);
         let where_to = target(&config);
         let tls =
             tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(options.ca_file.as_ref())?);
