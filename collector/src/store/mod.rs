@@ -188,6 +188,32 @@ pub struct UserPatch {
     pub password_hash: Option<String>,
 }
 
+impl UserPatch {
+    /// Apply every field but the email (each backend keeps its email index with it).
+    pub fn apply_except_email(self, user: &mut User, now: DateTime<Utc>) {
+        let Self {
+            email: _,
+            full_name,
+            role,
+            is_active,
+            password_hash,
+        } = self;
+        if let Some(name) = full_name {
+            user.full_name = name;
+        }
+        if let Some(role) = role {
+            user.role = role;
+        }
+        if let Some(active) = is_active {
+            user.is_active = active;
+        }
+        if let Some(hash) = password_hash {
+            user.password_hash = hash;
+        }
+        user.updated_at = now;
+    }
+}
+
 /// Changes to an organisation.
 #[derive(Debug, Clone, Default)]
 pub struct OrgPatch {

@@ -170,7 +170,7 @@ pub(super) async fn update_user(
     db: &Db,
     org: OrgId,
     user: UserId,
-    patch: UserPatch,
+    mut patch: UserPatch,
     now: DateTime<Utc>,
 ) -> Result<User> {
     let mut record = user_for_write(db, org, user).await?;
@@ -179,22 +179,10 @@ pub(super) async fn update_user(
     if !stays_admin && is_last_admin(db, &record).await? {
         return Err(LAST_ADMIN);
     }
-    if let Some(email) = patch.email.filter(|e| *e != record.email) {
+    if let Some(email) = patch.email.take().filter(|e| *e != record.email) {
         record.email = email;
     }
-    if let Some(name) = patch.full_name {
-        record.full_name = name;
-    }
-    if let Some(role) = patch.role {
-        record.role = role;
-    }
-    if let Some(active) = patch.is_active {
-        record.is_active = active;
-    }
-    if let Some(hash) = patch.password_hash {
-        record.password_hash = hash;
-    }
-    record.updated_at = now;
+    patch.apply_except_email(&mut record, now);
     let statement = db
         .prepare_cached("UPDATE users SET email = $3, doc = $4 WHERE org = $1 AND id = $2")
         .await?;

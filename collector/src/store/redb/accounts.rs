@@ -123,7 +123,7 @@ pub(super) fn update_user(
     txn: &WriteTransaction,
     org: OrgId,
     user: UserId,
-    patch: UserPatch,
+    mut patch: UserPatch,
     now: DateTime<Utc>,
 ) -> Result<User> {
     let key = user_key(org, user);
@@ -133,7 +133,7 @@ pub(super) fn update_user(
     if !stays_admin && is_last_admin(txn, &record)? {
         return Err(LAST_ADMIN);
     }
-    let new_email = patch.email.filter(|e| *e != record.email);
+    let new_email = patch.email.take().filter(|e| *e != record.email);
     if let Some(email) = &new_email
         && email_taken(txn, email)?
     {
@@ -146,19 +146,7 @@ pub(super) fn update_user(
         emails.insert(email.as_str(), key.as_slice())?;
         record.email = email;
     }
-    if let Some(name) = patch.full_name {
-        record.full_name = name;
-    }
-    if let Some(role) = patch.role {
-        record.role = role;
-    }
-    if let Some(active) = patch.is_active {
-        record.is_active = active;
-    }
-    if let Some(hash) = patch.password_hash {
-        record.password_hash = hash;
-    }
-    record.updated_at = now;
+    patch.apply_except_email(&mut record, now);
     put_json(txn, USERS, &key, &record)?;
     Ok(record)
 }
