@@ -161,8 +161,11 @@ pub struct Agent {
     pub public_key: Option<[u8; 32]>,
     pub enrollment: Enrollment,
     pub facts: HostFacts,
+    #[serde(with = "mcpwatch_protocol::compact::time")]
     pub created_at: DateTime<Utc>,
+    #[serde(default, with = "mcpwatch_protocol::compact::optional_time")]
     pub last_seen_at: Option<DateTime<Utc>>,
+    #[serde(default, with = "mcpwatch_protocol::compact::optional_time")]
     pub last_report_at: Option<DateTime<Utc>>,
     /// Servers in the agent's latest snapshot.
     pub server_count: u64,
@@ -271,6 +274,7 @@ impl PartialEq<&str> for ChangeKind {
 /// One recorded change of a server.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ServerChange {
+    #[serde(with = "mcpwatch_protocol::compact::time")]
     pub at: DateTime<Utc>,
     pub kind: ChangeKind,
     /// The fields whose values changed.
@@ -325,9 +329,13 @@ pub struct Server {
     pub in_snapshot: bool,
     pub is_verified: bool,
     pub verified_by: Option<UserId>,
+    #[serde(default, with = "mcpwatch_protocol::compact::optional_time")]
     pub verified_at: Option<DateTime<Utc>>,
+    #[serde(with = "mcpwatch_protocol::compact::time")]
     pub first_seen_at: DateTime<Utc>,
+    #[serde(with = "mcpwatch_protocol::compact::time")]
     pub last_seen_at: DateTime<Utc>,
+    #[serde(with = "mcpwatch_protocol::compact::time")]
     pub updated_at: DateTime<Utc>,
     /// How many changes have been recorded; the history itself is stored apart from
     /// the server (the newest [`MAX_SERVER_CHANGES`] of them), read only for its detail.

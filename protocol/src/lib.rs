@@ -13,6 +13,7 @@
 //! The agent uses it to build and sign what it sends and to show scores in `scan`;
 //! the collector uses it to check what it receives and to score it the same way.
 
+pub mod compact;
 pub mod ids;
 pub mod launch;
 pub mod limits;

@@ -14,90 +14,122 @@ use sha2::{Digest, Sha256};
 pub const REDACTED: &str = "[REDACTED]";
 
 /// One MCP server entry of a client's configuration.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerRecord {
     /// The key the client's config gives the server (`"filesystem"`).
     pub server_name: String,
     /// What it is: package name, container image, or remote host.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub server_type: Option<String>,
     /// The command line (secrets redacted), or the URL for remote servers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub command: Option<String>,
     /// The filesystem path or resource the server is pointed at, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub scope: Option<String>,
     /// Names of the environment variables the config sets for the server; never values.
     #[serde(default)]
     pub env_vars: Vec<String>,
 
     /// Every filesystem path the server is pointed at (`scope` holds the main one).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub scope_paths: Vec<String>,
     /// The MCP client application whose config this is (`claude-desktop`, `cursor`, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub client: Option<String>,
     /// The config file the server was found in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub config_path: Option<String>,
     /// Whether the config file is the user's own or a project's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub config_scope: Option<ConfigScope>,
     /// For project-level configs, the project directory.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub project_path: Option<String>,
     /// The operating-system user whose config it is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub os_user: Option<String>,
     /// How the client talks to the server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub transport: Option<Transport>,
     /// The arguments after the command, secrets redacted.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub args: Vec<String>,
     /// The URL of a remote server, secrets redacted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub url: Option<String>,
     /// Names of the HTTP headers the config sends to a remote server; never values.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub header_names: Vec<String>,
     /// The package the launcher runs, when one could be recognised.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub package: Option<Package>,
     /// The client's config marks the server as disabled.
     #[serde(default)]
     pub disabled: bool,
     /// Tools the client runs without asking the user (`"*"` for all of them).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub auto_approve: Vec<String>,
     /// Secrets the agent found and removed, without their values.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub secrets_found: Vec<SecretFinding>,
     /// Stable hash of what identifies the launch; see [`ServerRecord::compute_fingerprint`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub fingerprint: Option<String>,
     /// The launch as the agent parsed it (absent for remote servers and for agents
     /// that do not parse); the rules read it before the command line.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub launch: Option<LaunchInfo>,
     /// The seed agent's name for the client application (`"Claude Desktop"`); read as
     /// `client` when that is absent (see [`ServerRecord::normalise`]), never stored.
-    #[serde(default, skip_serializing)]
+    #[serde(default)]
     pub source: Option<String>,
 }
+
+crate::omit_empty_in_json!(ServerRecord {
+    server_name,
+    server_type if Option::is_none,
+    command if Option::is_none,
+    scope if Option::is_none,
+    env_vars,
+    scope_paths if Vec::is_empty,
+    client if Option::is_none,
+    config_path if Option::is_none,
+    config_scope if Option::is_none,
+    project_path if Option::is_none,
+    os_user if Option::is_none,
+    transport if Option::is_none,
+    args if Vec::is_empty,
+    url if Option::is_none,
+    header_names if Vec::is_empty,
+    package if Option::is_none,
+    disabled,
+    auto_approve if Vec::is_empty,
+    secrets_found if Vec::is_empty,
+    fingerprint if Option::is_none,
+    launch if Option::is_none,
+    // Read as `client` when that is absent, never stored or sent.
+    source if crate::compact::always,
+});
 
 /// A stdio launch, parsed: the program as configured (its arguments are the record's
 /// `args`), the wrappers taken off it in order (`"cmd /c"`, `"sudo"`, `"env"`,
 /// `"bash -c"`), and the program that really runs.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LaunchInfo {
     pub program: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub wrappers: Vec<String>,
     pub runs: String,
 }
+
+crate::omit_empty_in_json!(LaunchInfo {
+    program,
+    wrappers if Vec::is_empty,
+    runs,
+});
 
 /// Where a config file lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

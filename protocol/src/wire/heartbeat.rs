@@ -57,40 +57,53 @@ impl HeartbeatRequest {
 }
 
 /// What an agent can tell about its machine beyond its name and OS (all optional).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MachineFacts {
     /// The OS name and version as people say it (`"Ubuntu 24.04.1 LTS"`, `"macOS 15.2"`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub os_name: Option<String>,
     /// The kernel version (`"6.8.0-45-generic"`, `"24.2.0"`, `"26100"`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub kernel_version: Option<String>,
     /// The CPU architecture (`"x86_64"`, `"arm64"`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub arch: Option<String>,
     /// The hardware maker (`"LENOVO"`, `"Apple Inc."`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub hardware_vendor: Option<String>,
     /// The hardware model (`"20AN"`, `"MacBookPro18,3"`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub hardware_model: Option<String>,
     /// The hardware serial number, where the OS shows it to the agent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub hardware_serial: Option<String>,
     /// The machine's hardware UUID, where the OS shows it to the agent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub machine_id: Option<String>,
     /// When the machine booted, RFC 3339.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub boot_time: Option<String>,
     /// The machine's human users (the ones whose configs the agent scans).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub users: Option<Vec<String>>,
     /// The machine's address as the agent sees it (the seed agent sends it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub ip_address: Option<String>,
 }
+
+crate::omit_empty_in_json!(MachineFacts {
+    os_name if Option::is_none,
+    kernel_version if Option::is_none,
+    arch if Option::is_none,
+    hardware_vendor if Option::is_none,
+    hardware_model if Option::is_none,
+    hardware_serial if Option::is_none,
+    machine_id if Option::is_none,
+    boot_time if Option::is_none,
+    users if Option::is_none,
+    ip_address if Option::is_none,
+});
 
 impl MachineFacts {
     /// Whether no fact is known.

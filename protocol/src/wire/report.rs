@@ -34,17 +34,23 @@ pub struct ReportRequest {
 
 /// A config file the agent could not read or parse. `error` names the line and the
 /// reason, never the file's contents.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfigError {
     /// The file's path.
     pub path: String,
     /// The client the file belongs to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub client: Option<String>,
     /// What went wrong, with the line and column when it is a parse error.
     pub error: String,
 }
+
+crate::omit_empty_in_json!(ConfigError {
+    path,
+    client if Option::is_none,
+    error,
+});
 
 /// What the collector did with a report. Sent only after the report is durably stored.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

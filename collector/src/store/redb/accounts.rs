@@ -5,8 +5,8 @@ use mcpwatch_protocol::ids::{OrgId, SessionId, UserId};
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use super::schema::{
-    Bytes, ORGS, SESSIONS, THIRD_PART, USER_EMAILS, USER_SESSIONS, USERS, cat, decode, get_json,
-    id_at, keys_with_prefix, list_json, put_json, scan_prefix, user_key,
+    Bytes, ORGS, SESSIONS, THIRD_PART, USER_EMAILS, USER_SESSIONS, USERS, cat, decode, get_record,
+    id_at, keys_with_prefix, list_records, put_record, scan_prefix, user_key,
 };
 use crate::model::{Org, Role, Session, User};
 use crate::store::{Error, OrgPatch, Result, UserPatch};
@@ -21,7 +21,7 @@ fn email_taken(txn: &WriteTransaction, email: &str) -> Result<bool> {
 /// Store a new user and its email link.
 fn insert_user(txn: &WriteTransaction, user: &User) -> Result<()> {
     let key = user_key(user.org_id, user.id);
-    put_json(txn, USERS, &key, user)?;
+    put_record(txn, USERS, &key, user)?;
     txn.open_table(USER_EMAILS)?
         .insert(user.email.as_str(), key.as_slice())?;
     Ok(())
@@ -39,12 +39,12 @@ pub(super) fn create_org_with_admin(
     if email_taken(txn, &admin.email)? {
         return Err(EMAIL_TAKEN);
     }
-    put_json(txn, ORGS, &org.id.to_bytes(), org)?;
+    put_record(txn, ORGS, &org.id.to_bytes(), org)?;
     insert_user(txn, admin)
 }
 
 pub(super) fn get_org(txn: &ReadTransaction, org: OrgId) -> Result<Org> {
-    get_json(&txn.open_table(ORGS)?, &org.to_bytes())?.ok_or(Error::NotFound)
+    get_record(&txn.open_table(ORGS)?, &org.to_bytes())?.ok_or(Error::NotFound)
 }
 
 pub(super) fn update_org(
@@ -54,7 +54,7 @@ pub(super) fn update_org(
     now: DateTime<Utc>,
 ) -> Result<Org> {
     let mut record: Org =
-        get_json(&txn.open_table(ORGS)?, &org.to_bytes())?.ok_or(Error::NotFound)?;
+        get_record(&txn.open_table(ORGS)?, &org.to_bytes())?.ok_or(Error::NotFound)?;
     if let Some(name) = patch.name {
         record.name = name;
     }
@@ -62,7 +62,7 @@ pub(super) fn update_org(
         record.alert_email = email;
     }
     record.updated_at = now;
-    put_json(txn, ORGS, &org.to_bytes(), &record)?;
+    put_record(txn, ORGS, &org.to_bytes(), &record)?;
     Ok(record)
 }
 
@@ -74,15 +74,15 @@ pub(super) fn find_user_by_email(txn: &ReadTransaction, email: &str) -> Result<O
     else {
         return Ok(None);
     };
-    get_json(&txn.open_table(USERS)?, &key)
+    get_record(&txn.open_table(USERS)?, &key)
 }
 
 pub(super) fn get_user(txn: &ReadTransaction, org: OrgId, user: UserId) -> Result<User> {
-    get_json(&txn.open_table(USERS)?, &user_key(org, user))?.ok_or(Error::NotFound)
+    get_record(&txn.open_table(USERS)?, &user_key(org, user))?.ok_or(Error::NotFound)
 }
 
 pub(super) fn list_users(txn: &ReadTransaction, org: OrgId) -> Result<Vec<User>> {
-    list_json(&txn.open_table(USERS)?, &org.to_bytes())
+    list_records(&txn.open_table(USERS)?, &org.to_bytes())
 }
 
 pub(super) fn create_user(txn: &WriteTransaction, org: OrgId, user: &User) -> Result<()> {
@@ -127,7 +127,7 @@ pub(super) fn update_user(
     now: DateTime<Utc>,
 ) -> Result<User> {
     let key = user_key(org, user);
-    let mut record: User = get_json(&txn.open_table(USERS)?, &key)?.ok_or(Error::NotFound)?;
+    let mut record: User = get_record(&txn.open_table(USERS)?, &key)?.ok_or(Error::NotFound)?;
     let stays_admin = patch.role.unwrap_or(record.role) == Role::Admin
         && patch.is_active.unwrap_or(record.is_active);
     if !stays_admin && is_last_admin(txn, &record)? {
@@ -147,13 +147,13 @@ pub(super) fn update_user(
         record.email = email;
     }
     patch.apply_except_email(&mut record, now);
-    put_json(txn, USERS, &key, &record)?;
+    put_record(txn, USERS, &key, &record)?;
     Ok(record)
 }
 
 pub(super) fn delete_user(txn: &WriteTransaction, org: OrgId, user: UserId) -> Result<()> {
     let key = user_key(org, user);
-    let record: User = get_json(&txn.open_table(USERS)?, &key)?.ok_or(Error::NotFound)?;
+    let record: User = get_record(&txn.open_table(USERS)?, &key)?.ok_or(Error::NotFound)?;
     if is_last_admin(txn, &record)? {
         return Err(LAST_ADMIN);
     }
@@ -172,7 +172,7 @@ fn session_link(session: &Session) -> Vec<u8> {
 }
 
 pub(super) fn create_session(txn: &WriteTransaction, session: &Session) -> Result<()> {
-    put_json(txn, SESSIONS, &session.id.to_bytes(), session)?;
+    put_record(txn, SESSIONS, &session.id.to_bytes(), session)?;
     txn.open_table(USER_SESSIONS)?
         .insert(session_link(session).as_slice(), ())?;
     Ok(())
@@ -180,7 +180,7 @@ pub(super) fn create_session(txn: &WriteTransaction, session: &Session) -> Resul
 
 pub(super) fn get_session(txn: &ReadTransaction, session: SessionId) -> Result<(Session, User)> {
     let record: Session =
-        get_json(&txn.open_table(SESSIONS)?, &session.to_bytes())?.ok_or(Error::NotFound)?;
+        get_record(&txn.open_table(SESSIONS)?, &session.to_bytes())?.ok_or(Error::NotFound)?;
     let user = get_user(txn, record.org_id, record.user_id)?;
     Ok((record, user))
 }
@@ -194,7 +194,7 @@ pub(super) fn rotate_session(
     new_jti: String,
     expires_at: DateTime<Utc>,
 ) -> Result<Option<Session>> {
-    let Some(mut record) = get_json::<Session, _>(&txn.open_table(SESSIONS)?, &session.to_bytes())?
+    let Some(mut record) = get_record::<Session, _>(&txn.open_table(SESSIONS)?, &session.to_bytes())?
     else {
         return Ok(None);
     };
@@ -205,12 +205,12 @@ pub(super) fn rotate_session(
     }
     record.refresh_jti = new_jti;
     record.expires_at = expires_at;
-    put_json(txn, SESSIONS, &session.to_bytes(), &record)?;
+    put_record(txn, SESSIONS, &session.to_bytes(), &record)?;
     Ok(Some(record))
 }
 
 pub(super) fn delete_session(txn: &WriteTransaction, session: SessionId) -> Result<()> {
-    let found = get_json::<Session, _>(&txn.open_table(SESSIONS)?, &session.to_bytes())?;
+    let found = get_record::<Session, _>(&txn.open_table(SESSIONS)?, &session.to_bytes())?;
     match found {
         Some(record) => end_one_session(txn, &record),
         None => Ok(()),

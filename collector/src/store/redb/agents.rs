@@ -6,7 +6,7 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::schema::{
     AGENT_KEYS, AGENTS, ENROLL_HASHES, ENROLL_SECRETS, INVENTORY_REV, SERVER_IDENTITY, SERVERS,
-    THIRD_PART, agent_key, cat, decode, get_json, get_via, list_json, org_key, put_json,
+    THIRD_PART, agent_key, cat, decode, get_record, get_via, list_records, org_key, put_record,
     scan_prefix, walk_prefix,
 };
 use super::{alerts, servers};
@@ -25,7 +25,7 @@ fn insert_agent(txn: &WriteTransaction, agent: &Agent) -> Result<()> {
         return Err(KEY_COLLISION);
     }
     let key = agent_key(agent.org_id, agent.id);
-    put_json(txn, AGENTS, &key, agent)?;
+    put_record(txn, AGENTS, &key, agent)?;
     txn.open_table(AGENT_KEYS)?
         .insert(agent.key_hash.as_slice(), key.as_slice())?;
     Ok(())
@@ -50,7 +50,7 @@ pub(super) fn enroll_agent(
     else {
         return Err(Error::InvalidEnrollSecret);
     };
-    let mut secret: EnrollSecret = get_json(&txn.open_table(ENROLL_SECRETS)?, &secret_key)?
+    let mut secret: EnrollSecret = get_record(&txn.open_table(ENROLL_SECRETS)?, &secret_key)?
         .ok_or(Error::InvalidEnrollSecret)?;
     if secret.expires_at.is_some_and(|at| at <= now) {
         return Err(Error::InvalidEnrollSecret);
@@ -59,7 +59,7 @@ pub(super) fn enroll_agent(
     insert_agent(txn, &agent)?;
     super::events::append(txn, crate::events::agent_enrolled(&agent), now)?;
     secret.enrolled_count += 1;
-    put_json(txn, ENROLL_SECRETS, &secret_key, &secret)?;
+    put_record(txn, ENROLL_SECRETS, &secret_key, &secret)?;
     Ok(agent)
 }
 
@@ -71,20 +71,20 @@ pub(super) fn find_agent_by_key(
 }
 
 pub(super) fn get_agent(txn: &ReadTransaction, org: OrgId, agent: AgentId) -> Result<Agent> {
-    get_json(&txn.open_table(AGENTS)?, &agent_key(org, agent))?.ok_or(Error::NotFound)
+    get_record(&txn.open_table(AGENTS)?, &agent_key(org, agent))?.ok_or(Error::NotFound)
 }
 
 /// The stored agent, for a write.
 pub(super) fn agent_for_write(txn: &WriteTransaction, org: OrgId, agent: AgentId) -> Result<Agent> {
-    get_json(&txn.open_table(AGENTS)?, &agent_key(org, agent))?.ok_or(Error::NotFound)
+    get_record(&txn.open_table(AGENTS)?, &agent_key(org, agent))?.ok_or(Error::NotFound)
 }
 
 pub(super) fn put_agent(txn: &WriteTransaction, agent: &Agent) -> Result<()> {
-    put_json(txn, AGENTS, &agent_key(agent.org_id, agent.id), agent)
+    put_record(txn, AGENTS, &agent_key(agent.org_id, agent.id), agent)
 }
 
 pub(super) fn list_agents(txn: &ReadTransaction, org: OrgId) -> Result<Vec<Agent>> {
-    list_json(&txn.open_table(AGENTS)?, &org.to_bytes())
+    list_records(&txn.open_table(AGENTS)?, &org.to_bytes())
 }
 
 pub(super) fn agent_count(txn: &ReadTransaction, org: OrgId) -> Result<u64> {
@@ -113,7 +113,7 @@ where
             .get(THIRD_PART..)
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| Error::internal("identity key has the wrong length"))?;
-        if let Some(server) = get_json::<Server, _>(servers, &cat(&[&org.to_bytes(), &value]))? {
+        if let Some(server) = get_record::<Server, _>(servers, &cat(&[&org.to_bytes(), &value]))? {
             out.push((server, ident));
         }
     }
@@ -235,7 +235,7 @@ pub(super) fn mark_silent(
 ) -> Result<Vec<(OrgId, AgentId)>> {
     let mut marked = Vec::new();
     for key in keys {
-        let Some(mut agent) = get_json::<Agent, _>(&txn.open_table(AGENTS)?, &key)? else {
+        let Some(mut agent) = get_record::<Agent, _>(&txn.open_table(AGENTS)?, &key)? else {
             continue;
         };
         if !rules::is_silent(&agent, cutoff) {
@@ -258,7 +258,7 @@ pub(super) fn touch_agents(
     let mut agents = txn.open_table(AGENTS)?;
     for (org, agent, at) in seen {
         let key = agent_key(org, agent);
-        let Some(mut record) = get_json::<Agent, _>(&agents, &key)? else {
+        let Some(mut record) = get_record::<Agent, _>(&agents, &key)? else {
             continue;
         };
         if record.last_seen_at.is_none_or(|prev| prev < at) {
@@ -278,14 +278,14 @@ pub(super) fn create_enroll_secret(txn: &WriteTransaction, secret: &EnrollSecret
         return Err(Error::Conflict("enroll secret collision"));
     }
     let key = org_key(secret.org_id, secret.id.to_bytes());
-    put_json(txn, ENROLL_SECRETS, &key, secret)?;
+    put_record(txn, ENROLL_SECRETS, &key, secret)?;
     txn.open_table(ENROLL_HASHES)?
         .insert(secret.secret_hash.as_slice(), key.as_slice())?;
     Ok(())
 }
 
 pub(super) fn list_enroll_secrets(txn: &ReadTransaction, org: OrgId) -> Result<Vec<EnrollSecret>> {
-    list_json(&txn.open_table(ENROLL_SECRETS)?, &org.to_bytes())
+    list_records(&txn.open_table(ENROLL_SECRETS)?, &org.to_bytes())
 }
 
 pub(super) fn delete_enroll_secret(
@@ -295,7 +295,7 @@ pub(super) fn delete_enroll_secret(
 ) -> Result<()> {
     let key = org_key(org, id.to_bytes());
     let secret: EnrollSecret =
-        get_json(&txn.open_table(ENROLL_SECRETS)?, &key)?.ok_or(Error::NotFound)?;
+        get_record(&txn.open_table(ENROLL_SECRETS)?, &key)?.ok_or(Error::NotFound)?;
     txn.open_table(ENROLL_SECRETS)?.remove(key.as_slice())?;
     txn.open_table(ENROLL_HASHES)?
         .remove(secret.secret_hash.as_slice())?;

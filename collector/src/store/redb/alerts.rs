@@ -7,7 +7,7 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::schema::{
     AGENTS, ALERT_SUBJECTS, ALERTS, ALERTS_OPEN, COUNTS, SERVERS, add_count, agent_key, cat, count,
-    count_key_alerts, decode, get_json, keys_with_prefix, org_key, put_json, scan_prefix,
+    count_key_alerts, decode, get_record, keys_with_prefix, org_key, put_record, scan_prefix,
     server_key,
 };
 use crate::alerts as rules;
@@ -38,10 +38,10 @@ pub(super) fn raise(txn: &WriteTransaction, alert: &Alert) -> Result<bool> {
         .get(subject.as_slice())?
         .map(|v| v.value().to_vec());
     if let Some(key) = open_key {
-        let previous = get_json::<Alert, _>(&txn.open_table(ALERTS)?, &key)?;
+        let previous = get_record::<Alert, _>(&txn.open_table(ALERTS)?, &key)?;
         if let Some(mut previous) = previous.filter(|p| !p.dismissed) {
             rules::repeat(&mut previous, alert);
-            put_json(txn, ALERTS, &key, &previous)?;
+            put_record(txn, ALERTS, &key, &previous)?;
             append_event(txn, &previous, EventName::AlertUpdated, alert.created_at)?;
             return Ok(false);
         }
@@ -62,11 +62,11 @@ fn append_event(
     at: DateTime<Utc>,
 ) -> Result<()> {
     let server: Option<Server> = match alert.server_id {
-        Some(id) => get_json(&txn.open_table(SERVERS)?, &server_key(alert.org_id, id))?,
+        Some(id) => get_record(&txn.open_table(SERVERS)?, &server_key(alert.org_id, id))?,
         None => None,
     };
     let agent: Option<Agent> = match alert.agent_id {
-        Some(id) => get_json(&txn.open_table(AGENTS)?, &agent_key(alert.org_id, id))?,
+        Some(id) => get_record(&txn.open_table(AGENTS)?, &agent_key(alert.org_id, id))?,
         None => None,
     };
     let context = AlertContext {
@@ -92,7 +92,7 @@ fn put_alert(txn: &WriteTransaction, alert: &Alert, was_open: Option<bool>) -> R
             subjects.remove(subject.as_slice())?;
         }
     }
-    put_json(txn, ALERTS, &key, alert)?;
+    put_record(txn, ALERTS, &key, alert)?;
     let open_now = !alert.dismissed;
     if was_open != Some(open_now) {
         let mut open = txn.open_table(ALERTS_OPEN)?;
@@ -139,7 +139,7 @@ pub(super) fn list_alerts(
     if query.dismissed == Some(false) {
         let keys = keys_with_prefix(&txn.open_table(ALERTS_OPEN)?, &org_b)?;
         for key in keys.iter().rev() {
-            if let Some(alert) = get_json::<Alert, _>(&alerts, key)? {
+            if let Some(alert) = get_record::<Alert, _>(&alerts, key)? {
                 consider(alert);
             }
         }
@@ -184,7 +184,7 @@ pub(super) fn dismiss_alert(
     (by, at): (UserId, DateTime<Utc>),
 ) -> Result<Alert> {
     let key = org_key(org, alert.to_bytes());
-    let mut record: Alert = get_json(&txn.open_table(ALERTS)?, &key)?.ok_or(Error::NotFound)?;
+    let mut record: Alert = get_record(&txn.open_table(ALERTS)?, &key)?.ok_or(Error::NotFound)?;
     if !record.dismissed {
         rules::dismiss(&mut record, by, at);
         put_alert(txn, &record, Some(true))?;
@@ -202,7 +202,7 @@ pub(super) fn dismiss_all_alerts(
     let keys = keys_with_prefix(&txn.open_table(ALERTS_OPEN)?, &org.to_bytes())?;
     let mut dismissed = 0;
     for key in keys {
-        let Some(mut record) = get_json::<Alert, _>(&txn.open_table(ALERTS)?, &key)? else {
+        let Some(mut record) = get_record::<Alert, _>(&txn.open_table(ALERTS)?, &key)? else {
             continue;
         };
         rules::dismiss(&mut record, by, at);
@@ -238,7 +238,7 @@ pub(super) fn fleet_gauges(txn: &ReadTransaction) -> Result<crate::store::FleetG
     let all = txn.open_table(ALERTS)?;
     for row in txn.open_table(ALERTS_OPEN)?.iter()? {
         let (key, ()) = row.map(|(k, v)| (k.value().to_vec(), v.value()))?;
-        if let Some(alert) = get_json::<Alert, _>(&all, &key)? {
+        if let Some(alert) = get_record::<Alert, _>(&all, &key)? {
             out.open_alerts[usize::from(alert.severity.rank())] += 1;
         }
     }

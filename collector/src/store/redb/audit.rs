@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::OrgId;
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
-use super::schema::{AUDIT, ORGS, decode, org_key, put_json};
+use super::schema::{AUDIT, ORGS, decode, org_key, put_record};
 use crate::audit::Entry;
 use crate::store::{AuditQuery, Page, Result};
 
@@ -20,7 +20,7 @@ fn id_bound(at: DateTime<Utc>, fill: u8) -> [u8; 16] {
 }
 
 pub(super) fn record(txn: &WriteTransaction, entry: &Entry) -> Result<()> {
-    put_json(
+    put_record(
         txn,
         AUDIT,
         &org_key(entry.organization_id, entry.id.to_bytes()),

@@ -20,7 +20,7 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::schema::{
     CENSUS, CENSUS_MEMBERS, CENSUS_QUEUE, CENSUS_RANK, COUNTS, add_count, cat, count, decode,
-    encode, get_json, walk_prefix,
+    encode, get_record, walk_prefix,
 };
 use crate::census::{Counts, Group, VersionHosts};
 use crate::model::Server;
@@ -140,7 +140,7 @@ fn write_row(
     if change.is_empty(counters) {
         return Ok(());
     }
-    let stored: Option<Counts> = get_json(&txn.open_table(CENSUS)?, row)?;
+    let stored: Option<Counts> = get_record(&txn.open_table(CENSUS)?, row)?;
     let existed = stored.is_some();
     let mut counts = stored.unwrap_or_default();
     let hosts_before = counts.hosts;

@@ -9,7 +9,7 @@ use mcpwatch_protocol::ids::OrgId;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::schema::{
-    EVENTS, META, add_count, count, count_key_events, decode, event_key, put_json, walk_prefix,
+    EVENTS, META, add_count, count, count_key_events, decode, event_key, put_record, walk_prefix,
 };
 use crate::events::{self, Draft, Event, MAX_EVENTS_PER_ORG};
 use crate::store::{Error, Result};
@@ -38,7 +38,7 @@ pub(super) fn append(txn: &WriteTransaction, draft: Draft, now: DateTime<Utc>) -
         .insert(SEQ_KEY, id.to_be_bytes().as_slice())?;
     let org = draft.organization_id;
     let event = draft.numbered(id, now);
-    put_json(txn, EVENTS, &event_key(org, id), &event)?;
+    put_record(txn, EVENTS, &event_key(org, id), &event)?;
     add_count(txn, &count_key_events(org), 1)?;
     prune(txn, org, now)?;
     super::notifications::fan_out(txn, &event, now)?;

@@ -142,10 +142,14 @@ fn next_servers(
 
 /// Move the inline histories of one batch of server records; answers how many moved.
 fn move_histories(txn: &redb::WriteTransaction, batch: &[(Vec<u8>, Vec<u8>)]) -> Result<u64> {
-    #[derive(serde::Deserialize)]
+    #[derive(serde::Serialize, serde::Deserialize)]
     struct InlineHistory {
         #[serde(default)]
         changes: Vec<ServerChange>,
+    }
+    // Layout 1 was JSON throughout.
+    impl super::schema::Record for InlineHistory {
+        const COMPACT: bool = false;
     }
     let mut servers = txn.open_table(SERVERS)?;
     let mut history = txn.open_table(SERVER_CHANGES)?;

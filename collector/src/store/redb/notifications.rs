@@ -10,7 +10,7 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::schema::{
     CHANNELS, COUNTS, DELIVERIES, DELIVERY_DUE, ORGS, add_count, count, count_key_deliveries,
-    decode, due_key, get_json, list_json, org_key, put_json, walk_prefix,
+    decode, due_key, get_record, list_records, org_key, put_record, walk_prefix,
 };
 use crate::events::Event;
 use crate::model::{Alert, Org};
@@ -29,7 +29,7 @@ fn delivery_key(d: &Delivery) -> Vec<u8> {
 }
 
 pub(super) fn create_channel(txn: &WriteTransaction, channel: &Channel) -> Result<()> {
-    put_json(
+    put_record(
         txn,
         CHANNELS,
         &channel_key(channel.org_id, channel.id),
@@ -38,11 +38,11 @@ pub(super) fn create_channel(txn: &WriteTransaction, channel: &Channel) -> Resul
 }
 
 pub(super) fn list_channels(txn: &ReadTransaction, org: OrgId) -> Result<Vec<Channel>> {
-    list_json(&txn.open_table(CHANNELS)?, &org.to_bytes())
+    list_records(&txn.open_table(CHANNELS)?, &org.to_bytes())
 }
 
 pub(super) fn get_channel(txn: &ReadTransaction, org: OrgId, id: ChannelId) -> Result<Channel> {
-    get_json(&txn.open_table(CHANNELS)?, &channel_key(org, id))?.ok_or(Error::NotFound)
+    get_record(&txn.open_table(CHANNELS)?, &channel_key(org, id))?.ok_or(Error::NotFound)
 }
 
 pub(super) fn update_channel(txn: &WriteTransaction, channel: &Channel) -> Result<()> {
@@ -50,7 +50,7 @@ pub(super) fn update_channel(txn: &WriteTransaction, channel: &Channel) -> Resul
     if txn.open_table(CHANNELS)?.get(key.as_slice())?.is_none() {
         return Err(Error::NotFound);
     }
-    put_json(txn, CHANNELS, &key, channel)
+    put_record(txn, CHANNELS, &key, channel)
 }
 
 /// Remove a channel; its deliveries still to try are marked failed.
@@ -87,8 +87,8 @@ pub(super) fn delete_channel(txn: &WriteTransaction, org: OrgId, id: ChannelId) 
 /// The channels of `org` that want `event`: its own, and its `alert_email`.
 fn channels_wanting(txn: &WriteTransaction, event: &Event) -> Result<Vec<Channel>> {
     let org = event.organization_id;
-    let mut channels: Vec<Channel> = list_json(&txn.open_table(CHANNELS)?, &org.to_bytes())?;
-    let record: Option<Org> = get_json(&txn.open_table(ORGS)?, &org.to_bytes())?;
+    let mut channels: Vec<Channel> = list_records(&txn.open_table(CHANNELS)?, &org.to_bytes())?;
+    let record: Option<Org> = get_record(&txn.open_table(ORGS)?, &org.to_bytes())?;
     channels.extend(record.as_ref().and_then(notify::alert_email_channel));
     channels.retain(|c| notify::wants(c, event));
     Ok(channels)
@@ -120,7 +120,7 @@ fn put_delivery(txn: &WriteTransaction, d: &Delivery, before: Option<&Delivery>)
         due.insert(due_key(at, d.org_id, d.id.to_bytes()).as_slice(), ())?;
     }
     drop(due);
-    put_json(txn, DELIVERIES, &delivery_key(d), d)
+    put_record(txn, DELIVERIES, &delivery_key(d), d)
 }
 
 /// Remove the organisation's oldest finished deliveries beyond the bounds of
@@ -173,7 +173,7 @@ pub(super) fn due_deliveries(
             .value()
             .get(8..)
             .ok_or_else(|| Error::internal("bad due key"))?;
-        if let Some(d) = get_json::<Delivery, _>(&deliveries, key)? {
+        if let Some(d) = get_record::<Delivery, _>(&deliveries, key)? {
             out.push(d);
         }
         if out.len() >= limit {
@@ -206,7 +206,7 @@ pub(super) fn record_attempt(
     delivery: &Delivery,
     failure: Option<&Alert>,
 ) -> Result<()> {
-    let before: Option<Delivery> = get_json(&txn.open_table(DELIVERIES)?, &delivery_key(delivery))?;
+    let before: Option<Delivery> = get_record(&txn.open_table(DELIVERIES)?, &delivery_key(delivery))?;
     let Some(before) = before.filter(|b| b.status.is_open()) else {
         return Ok(());
     };

@@ -3,7 +3,8 @@
 //!
 //! Keys are byte strings built from fixed-width parts (16-byte UUIDs, one-byte level
 //! ranks), so that every organisation's rows form one contiguous key range and a
-//! prefix scan never crosses into another organisation. Values are JSON. The offsets
+//! prefix scan never crosses into another organisation. Records are postcard behind a
+//! one-byte format mark (see [`encode`]). The offsets
 //! of the parts inside a key are named here, next to the builders that make them.
 
 use mcpwatch_protocol::ids::{AgentId, OrgId, ServerId, UserId};
@@ -202,13 +203,53 @@ impl IndexEntries {
     }
 }
 
-pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| Error::internal(format!("encoding record: {e}")))
+/// The first byte of a record in the compact encoding: postcard, with the fields of
+/// each type in declaration order. A record of layout 3 or older is JSON, whose first
+/// byte is always `{` or `[`; [`decode`] reads both, so that an interrupted upgrade
+/// (which converts record by record) leaves a database every reader understands.
+pub(super) const COMPACT: u8 = 0;
+
+/// A type the store keeps as a record, and in which encoding.
+pub(super) trait Record: Serialize + DeserializeOwned {
+    /// Postcard behind [`COMPACT`]; `false` keeps JSON, for a type postcard cannot
+    /// carry (a flattened field, free-form JSON details) and that is one of a few per
+    /// organisation or per alert, not per server.
+    const COMPACT: bool;
 }
 
-pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::internal(format!("stored record is unreadable: {e}")))
+macro_rules! records {
+    (compact: $($c:ty),*; json: $($j:ty),*) => {
+        $(impl Record for $c { const COMPACT: bool = true; })*
+        $(impl Record for $j { const COMPACT: bool = false; })*
+    };
+}
+records!(
+    compact: crate::model::Server, crate::model::ServerChange, crate::model::Org,
+        crate::model::User, crate::model::Session, crate::model::EnrollSecret,
+        crate::model::ApiToken, crate::census::Counts, crate::store::tally::Change, crate::model::Agent;
+    json: crate::model::Alert, crate::model::OrgPolicy,
+        crate::events::Event, crate::audit::Entry, crate::notify::Channel,
+        crate::notify::Delivery
+);
+
+/// A record's stored bytes.
+pub(super) fn encode<T: Record>(value: &T) -> Result<Vec<u8>> {
+    let bytes = if T::COMPACT {
+        postcard::to_extend(value, vec![COMPACT]).map_err(|e| e.to_string())
+    } else {
+        serde_json::to_vec(value).map_err(|e| e.to_string())
+    };
+    bytes.map_err(|e| Error::internal(format!("encoding record: {e}")))
+}
+
+/// A record from its stored bytes, in either encoding (a type's records are JSON until
+/// the upgrade to layout 4 has converted them).
+pub(super) fn decode<T: Record>(bytes: &[u8]) -> Result<T> {
+    let value = match bytes.split_first() {
+        Some((&COMPACT, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+        _ => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+    };
+    value.map_err(|e| Error::internal(format!("stored record is unreadable: {e}")))
 }
 
 /// The 16-byte id at `at` in a key.
@@ -266,7 +307,7 @@ where
     Ok(out)
 }
 
-pub(super) fn get_json<T: DeserializeOwned, Tb: ReadableTable<Bytes, Bytes>>(
+pub(super) fn get_record<T: Record, Tb: ReadableTable<Bytes, Bytes>>(
     table: &Tb,
     key: &[u8],
 ) -> Result<Option<T>> {
@@ -277,7 +318,7 @@ pub(super) fn get_json<T: DeserializeOwned, Tb: ReadableTable<Bytes, Bytes>>(
 }
 
 /// Every record stored under `prefix`.
-pub(super) fn list_json<T: DeserializeOwned, Tb: ReadableTable<Bytes, Bytes>>(
+pub(super) fn list_records<T: Record, Tb: ReadableTable<Bytes, Bytes>>(
     table: &Tb,
     prefix: &[u8],
 ) -> Result<Vec<T>> {
@@ -288,7 +329,7 @@ pub(super) fn list_json<T: DeserializeOwned, Tb: ReadableTable<Bytes, Bytes>>(
 }
 
 /// The record an index entry points at.
-pub(super) fn get_via<T: DeserializeOwned>(
+pub(super) fn get_via<T: Record>(
     txn: &ReadTransaction,
     index: TableDefinition<'_, Bytes, Bytes>,
     key: &[u8],
@@ -297,11 +338,11 @@ pub(super) fn get_via<T: DeserializeOwned>(
     let Some(target) = txn.open_table(index)?.get(key)?.map(|v| v.value().to_vec()) else {
         return Ok(None);
     };
-    get_json(&txn.open_table(data)?, &target)
+    get_record(&txn.open_table(data)?, &target)
 }
 
 /// Store a record.
-pub(super) fn put_json<T: Serialize>(
+pub(super) fn put_record<T: Record>(
     txn: &WriteTransaction,
     table: TableDefinition<'_, Bytes, Bytes>,
     key: &[u8],

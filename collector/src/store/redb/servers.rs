@@ -15,7 +15,7 @@ use super::schema::{
     AGENT_RANK_KEY_SERVER, AGENT_RANK_VALUE_NAME, Bytes, COUNTS, INVENTORY_REV, IndexEntries,
     POLICIES, RANK_KEY_SERVER, RANK_VALUE_NAME, RANK_VALUE_STATUS, SERVER_CHANGES, SERVERS,
     SRV_AGENT, SRV_RANK, add_count, agent_key, change_key, count, count_key_servers, decode,
-    encode, get_json, id_at, list_json, put_json, server_key,
+    encode, get_record, id_at, list_records, put_record, server_key,
 };
 use crate::ingest::{self, ServerWrite, rescore};
 use crate::model::{
@@ -104,7 +104,7 @@ pub(super) fn revision_of<T: ReadableTable<Bytes, u64>>(revisions: &T, key: &[u8
 }
 
 pub(super) fn get_server(txn: &ReadTransaction, org: OrgId, server: ServerId) -> Result<Server> {
-    get_json(&txn.open_table(SERVERS)?, &server_key(org, server))?.ok_or(Error::NotFound)
+    get_record(&txn.open_table(SERVERS)?, &server_key(org, server))?.ok_or(Error::NotFound)
 }
 
 pub(super) fn server_changes(
@@ -112,7 +112,7 @@ pub(super) fn server_changes(
     org: OrgId,
     server: ServerId,
 ) -> Result<Vec<ServerChange>> {
-    list_json(&txn.open_table(SERVER_CHANGES)?, &server_key(org, server))
+    list_records(&txn.open_table(SERVER_CHANGES)?, &server_key(org, server))
 }
 
 pub(super) fn set_server_verified(
@@ -122,7 +122,7 @@ pub(super) fn set_server_verified(
     (verified, by, at): (bool, UserId, DateTime<Utc>),
 ) -> Result<Server> {
     let before: Server =
-        get_json(&txn.open_table(SERVERS)?, &server_key(org, server))?.ok_or(Error::NotFound)?;
+        get_record(&txn.open_table(SERVERS)?, &server_key(org, server))?.ok_or(Error::NotFound)?;
     let Some(write) = rescore::verification(&before, verified, by, at) else {
         return Ok(before);
     };
@@ -134,7 +134,7 @@ pub(super) fn policy_of<T: ReadableTable<Bytes, Bytes>>(
     table: &T,
     org: OrgId,
 ) -> Result<OrgPolicy> {
-    Ok(get_json(table, &org.to_bytes())?.unwrap_or_default())
+    Ok(get_record(table, &org.to_bytes())?.unwrap_or_default())
 }
 
 pub(super) fn put_policy(
@@ -144,7 +144,7 @@ pub(super) fn put_policy(
 ) -> Result<OrgPolicy> {
     let previous = policy_of(&txn.open_table(POLICIES)?, org)?;
     policy.version = previous.version + 1;
-    put_json(txn, POLICIES, &org.to_bytes(), &policy)?;
+    put_record(txn, POLICIES, &org.to_bytes(), &policy)?;
     Ok(policy)
 }
 
@@ -212,7 +212,7 @@ pub(super) fn rescore_servers(
     let mut n = 0;
     let mut policies: HashMap<OrgId, OrgPolicy> = HashMap::new();
     for key in keys {
-        let Some(before) = get_json::<Server, _>(&txn.open_table(SERVERS)?, &key)? else {
+        let Some(before) = get_record::<Server, _>(&txn.open_table(SERVERS)?, &key)? else {
             continue;
         };
         let policy = match policies.entry(before.org_id) {
@@ -369,7 +369,7 @@ pub(super) fn export_servers(
             return Ok(ControlFlow::Continue(()));
         }
         let id = id_at(key, scan.id_at)?;
-        let Some(server) = get_json::<Server, _>(&servers, &super::schema::org_key(org, id))?
+        let Some(server) = get_record::<Server, _>(&servers, &super::schema::org_key(org, id))?
         else {
             return Ok(ControlFlow::Continue(()));
         };
@@ -398,7 +398,7 @@ fn servers_by_id(txn: &ReadTransaction, org: OrgId, ids: Vec<[u8; 16]>) -> Resul
     let servers = txn.open_table(SERVERS)?;
     let mut items = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some(server) = get_json::<Server, _>(&servers, &super::schema::org_key(org, id))? {
+        if let Some(server) = get_record::<Server, _>(&servers, &super::schema::org_key(org, id))? {
             items.push(server);
         }
     }
@@ -505,7 +505,7 @@ fn sorted(
                 None => Vec::new(),
             },
             ServerSort::LastSeenAt => {
-                get_json::<Server, _>(&servers, &super::schema::org_key(org, id))?
+                get_record::<Server, _>(&servers, &super::schema::org_key(org, id))?
                     .map(|s| s.last_seen_at.timestamp_micros().to_be_bytes().to_vec())
                     .unwrap_or_default()
             }

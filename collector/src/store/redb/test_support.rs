@@ -7,7 +7,7 @@ use mcpwatch_protocol::wire::ReportResponse;
 
 use super::RedbStore;
 use super::schema::{
-    SERVER_CHANGES, SERVERS, get_json, keys_with_prefix, list_json, put_json, server_key,
+    SERVER_CHANGES, SERVERS, get_record, keys_with_prefix, list_records, put_record, server_key,
 };
 use super::{migrate, servers};
 use crate::ingest::ServerWrite;
@@ -98,20 +98,22 @@ impl RedbStore {
     pub async fn make_layout_1_for_test(&self, org: OrgId, server: ServerId) -> Result<()> {
         self.write(move |txn| {
             let key = server_key(org, server);
-            let changes: Vec<ServerChange> = list_json(&txn.open_table(SERVER_CHANGES)?, &key)?;
+            let changes: Vec<ServerChange> = list_records(&txn.open_table(SERVER_CHANGES)?, &key)?;
             let rows = keys_with_prefix(&txn.open_table(SERVER_CHANGES)?, &key)?;
             let mut history = txn.open_table(SERVER_CHANGES)?;
             for k in rows {
                 history.remove(k.as_slice())?;
             }
             drop(history);
-            let mut record: serde_json::Value =
-                get_json(&txn.open_table(SERVERS)?, &key)?.ok_or(Error::NotFound)?;
+            let server: Server =
+                get_record(&txn.open_table(SERVERS)?, &key)?.ok_or(Error::NotFound)?;
+            let mut record = serde_json::to_value(server).map_err(|e| Error::internal(e.to_string()))?;
             if let Some(fields) = record.as_object_mut() {
                 fields.remove("change_seq");
                 fields.insert("changes".into(), serde_json::json!(changes));
             }
-            put_json(txn, SERVERS, &key, &record)?;
+            let json = serde_json::to_vec(&record).map_err(|e| Error::internal(e.to_string()))?;
+            txn.open_table(SERVERS)?.insert(key.as_slice(), json.as_slice())?;
             forget_census(txn)?;
             migrate::set_version(txn, 1)
         })
@@ -141,7 +143,7 @@ impl RedbStore {
         score: u8,
     ) -> Result<()> {
         self.write(move |txn| {
-            let before: Server = get_json(&txn.open_table(SERVERS)?, &server_key(org, server))?
+            let before: Server = get_record(&txn.open_table(SERVERS)?, &server_key(org, server))?
                 .ok_or(Error::NotFound)?;
             let mut after = before.clone();
             after.rules_version = version;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::{ApiTokenId, OrgId, UserId};
 use redb::{ReadTransaction, WriteTransaction};
 
-use super::schema::{API_TOKEN_HASHES, API_TOKENS, get_json, list_json, org_key, put_json};
+use super::schema::{API_TOKEN_HASHES, API_TOKENS, get_record, list_records, org_key, put_record};
 use crate::model::{ApiToken, User};
 use crate::store::{Error, Result};
 
@@ -15,7 +15,7 @@ fn token_key(org: OrgId, id: ApiTokenId) -> Vec<u8> {
 
 pub(super) fn create(txn: &WriteTransaction, token: &ApiToken) -> Result<()> {
     let key = token_key(token.org_id, token.id);
-    put_json(txn, API_TOKENS, &key, token)?;
+    put_record(txn, API_TOKENS, &key, token)?;
     txn.open_table(API_TOKEN_HASHES)?
         .insert(token.token_hash.as_slice(), key.as_slice())?;
     Ok(())
@@ -30,7 +30,7 @@ pub(super) fn find(txn: &ReadTransaction, hash: [u8; 32]) -> Result<Option<(ApiT
     else {
         return Ok(None);
     };
-    let Some(token) = get_json::<ApiToken, _>(&txn.open_table(API_TOKENS)?, &key)? else {
+    let Some(token) = get_record::<ApiToken, _>(&txn.open_table(API_TOKENS)?, &key)? else {
         return Ok(None);
     };
     match super::accounts::get_user(txn, token.org_id, token.user_id) {
@@ -46,19 +46,19 @@ pub(super) fn list(
     org: OrgId,
     user: Option<UserId>,
 ) -> Result<Vec<ApiToken>> {
-    let mut tokens: Vec<ApiToken> = list_json(&txn.open_table(API_TOKENS)?, &org.to_bytes())?;
+    let mut tokens: Vec<ApiToken> = list_records(&txn.open_table(API_TOKENS)?, &org.to_bytes())?;
     tokens.retain(|t| user.is_none_or(|u| t.user_id == u));
     Ok(tokens)
 }
 
 pub(super) fn get(txn: &ReadTransaction, org: OrgId, id: ApiTokenId) -> Result<ApiToken> {
-    get_json(&txn.open_table(API_TOKENS)?, &token_key(org, id))?.ok_or(Error::NotFound)
+    get_record(&txn.open_table(API_TOKENS)?, &token_key(org, id))?.ok_or(Error::NotFound)
 }
 
 /// Revoke a token: it is gone, and so is its hash.
 pub(super) fn delete(txn: &WriteTransaction, org: OrgId, id: ApiTokenId) -> Result<ApiToken> {
     let key = token_key(org, id);
-    let token: ApiToken = get_json(&txn.open_table(API_TOKENS)?, &key)?.ok_or(Error::NotFound)?;
+    let token: ApiToken = get_record(&txn.open_table(API_TOKENS)?, &key)?.ok_or(Error::NotFound)?;
     txn.open_table(API_TOKENS)?.remove(key.as_slice())?;
     txn.open_table(API_TOKEN_HASHES)?
         .remove(token.token_hash.as_slice())?;
@@ -67,7 +67,7 @@ pub(super) fn delete(txn: &WriteTransaction, org: OrgId, id: ApiTokenId) -> Resu
 
 /// Revoke every token of a user (the user is removed).
 pub(super) fn delete_of_user(txn: &WriteTransaction, org: OrgId, user: UserId) -> Result<()> {
-    let tokens: Vec<ApiToken> = list_json(&txn.open_table(API_TOKENS)?, &org.to_bytes())?;
+    let tokens: Vec<ApiToken> = list_records(&txn.open_table(API_TOKENS)?, &org.to_bytes())?;
     for token in tokens.into_iter().filter(|t| t.user_id == user) {
         delete(txn, org, token.id)?;
     }
@@ -81,12 +81,12 @@ pub(super) fn touch(
 ) -> Result<()> {
     for (org, id, at) in used {
         let key = token_key(*org, *id);
-        let Some(mut token) = get_json::<ApiToken, _>(&txn.open_table(API_TOKENS)?, &key)? else {
+        let Some(mut token) = get_record::<ApiToken, _>(&txn.open_table(API_TOKENS)?, &key)? else {
             continue;
         };
         if token.last_used_at.is_none_or(|t| t < *at) {
             token.last_used_at = Some(*at);
-            put_json(txn, API_TOKENS, &key, &token)?;
+            put_record(txn, API_TOKENS, &key, &token)?;
         }
     }
     Ok(())
