@@ -54,7 +54,9 @@ pub mod time {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<DateTime<Utc>, D::Error> {
         if deserializer.is_human_readable() {
             DateTime::deserialize(deserializer)
         } else {
@@ -84,5 +86,129 @@ pub mod optional_time {
         deserializer: D,
     ) -> Result<Option<DateTime<Utc>>, D::Error> {
         Ok(Option::<Time>::deserialize(deserializer)?.map(|t| t.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::server::{ConfigScope, LaunchInfo, Package, SecretFinding, ServerRecord, Transport};
+    use crate::wire::{ConfigError, MachineFacts};
+
+    fn full() -> ServerRecord {
+        let some = |s: &str| Some(s.to_owned());
+        let many = |s: &str| vec![s.to_owned(), format!("{s}-2")];
+        ServerRecord {
+            server_name: "fs".into(),
+            server_type: some("npm"),
+            command: some("npx -y x"),
+            scope: some("/home/u"),
+            env_vars: many("TOKEN"),
+            scope_paths: many("/home/u"),
+            client: some("cursor"),
+            config_path: some("/home/u/.cursor/mcp.json"),
+            config_scope: Some(ConfigScope::Project),
+            project_path: some("/home/u/p"),
+            os_user: some("u"),
+            transport: Some(Transport::Stdio),
+            args: many("-y"),
+            url: some("https://example.com/mcp"),
+            header_names: many("Authorization"),
+            package: Some(Package {
+                ecosystem: "npm".into(),
+                name: "x".into(),
+                version: some("1.0.0"),
+            }),
+            disabled: true,
+            auto_approve: many("*"),
+            secrets_found: vec![SecretFinding {
+                location: "args[2]".into(),
+                kind: "github_token".into(),
+            }],
+            fingerprint: some("ab12"),
+            launch: Some(LaunchInfo {
+                program: "npx".into(),
+                wrappers: many("sudo"),
+                runs: "node".into(),
+            }),
+            source: None,
+        }
+    }
+
+    #[test]
+    fn every_field_survives_a_compact_record_whether_set_or_empty() {
+        for record in [full(), ServerRecord::default()] {
+            let bytes = postcard::to_allocvec(&record).unwrap();
+            assert_eq!(
+                postcard::from_bytes::<ServerRecord>(&bytes).unwrap(),
+                record
+            );
+        }
+        let facts = MachineFacts {
+            kernel_version: Some("6.8".into()),
+            users: Some(vec!["u".into()]),
+            ..MachineFacts::default()
+        };
+        let bytes = postcard::to_allocvec(&facts).unwrap();
+        assert_eq!(postcard::from_bytes::<MachineFacts>(&bytes).unwrap(), facts);
+        let error = ConfigError {
+            path: "/p".into(),
+            client: None,
+            error: "bad".into(),
+        };
+        let bytes = postcard::to_allocvec(&error).unwrap();
+        assert_eq!(postcard::from_bytes::<ConfigError>(&bytes).unwrap(), error);
+    }
+
+    #[test]
+    fn json_leaves_out_empty_fields_and_never_carries_the_source() {
+        let empty = serde_json::to_value(ServerRecord {
+            source: Some("Claude Desktop".into()),
+            ..ServerRecord::default()
+        })
+        .unwrap();
+        assert_eq!(
+            empty,
+            serde_json::json!({"server_name": "", "env_vars": [], "disabled": false})
+        );
+        let full = serde_json::to_value(full()).unwrap();
+        assert_eq!(full.as_object().unwrap().len(), 21);
+        assert_eq!(
+            full["launch"]["wrappers"],
+            serde_json::json!(["sudo", "sudo-2"])
+        );
+        let back: ServerRecord = serde_json::from_value(full).unwrap();
+        assert_eq!(back, self::full());
+        assert_eq!(
+            serde_json::to_value(MachineFacts::default()).unwrap(),
+            serde_json::json!({})
+        );
+    }
+
+    #[test]
+    fn times_are_rfc3339_in_json_and_exact_in_compact_records() {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct At {
+            #[serde(with = "super::time")]
+            at: chrono::DateTime<chrono::Utc>,
+            #[serde(with = "super::optional_time")]
+            maybe: Option<chrono::DateTime<chrono::Utc>>,
+        }
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 123_456_789).unwrap();
+        let value = At {
+            at,
+            maybe: Some(at),
+        };
+        assert_eq!(
+            serde_json::to_value(&value).unwrap(),
+            serde_json::json!({"at": "2023-11-14T22:13:20.123456789Z", "maybe": "2023-11-14T22:13:20.123456789Z"})
+        );
+        let bytes = postcard::to_allocvec(&value).unwrap();
+        assert!(bytes.len() < 24, "{} bytes", bytes.len());
+        assert_eq!(postcard::from_bytes::<At>(&bytes).unwrap(), value);
+        let none = At { at, maybe: None };
+        assert_eq!(
+            postcard::from_bytes::<At>(&postcard::to_allocvec(&none).unwrap()).unwrap(),
+            none
+        );
     }
 }

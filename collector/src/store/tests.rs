@@ -1960,6 +1960,96 @@ async fn a_database_without_a_census_gets_one_and_an_interrupted_build_goes_on()
     }
 }
 
+/// Everything a reader sees of organisation `o`, for comparing a database before and
+/// after an upgrade.
+async fn everything(store: &dyn Store, o: OrgId, email: &str) -> String {
+    let servers = store
+        .list_servers(
+            o,
+            ServerQuery {
+                page_size: 1000,
+                ..ServerQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut histories = Vec::new();
+    for s in &servers.items {
+        histories.push(store.server_changes(o, s.id).await.unwrap());
+    }
+    format!(
+        "{:?}\n{:?}\n{histories:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        store.get_org(o).await.unwrap(),
+        servers,
+        store.list_agents(o).await.unwrap(),
+        store.find_user_by_email(email).await.unwrap(),
+        store.list_enroll_secrets(o).await.unwrap(),
+        store.list_api_tokens(o, None).await.unwrap(),
+        store.server_counts(o).await.unwrap(),
+        store.top_risks(o, 10).await.unwrap(),
+        census_now(store, o).await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_database_is_made_compact_and_an_interrupted_conversion_goes_on() {
+    for interrupted in [None, Some("servers"), Some("server_changes")] {
+        let dir = tempfile::tempdir().unwrap();
+        let o = org("A");
+        let expected = {
+            let store = RedbStore::open(dir.path()).unwrap();
+            let admin = user(&o, "a@a.example", Role::Admin);
+            store
+                .create_org_with_admin(o.clone(), admin.clone(), true)
+                .await
+                .unwrap();
+            let now = Utc::now();
+            store
+                .create_api_token(crate::model::ApiToken {
+                    id: mcpwatch_protocol::ids::ApiTokenId::new(),
+                    org_id: o.id,
+                    user_id: admin.id,
+                    name: "ci".into(),
+                    role: Role::Analyst,
+                    token_hash: [7; 32],
+                    token_prefix: "mcp_pat_AbCd".into(),
+                    created_at: now,
+                    expires_at: now + chrono::Duration::days(1),
+                    last_used_at: Some(now),
+                })
+                .await
+                .unwrap();
+            for n in 1..=3 {
+                let mut a = agent(&o, n);
+                a.facts.machine.os_name = Some(format!("Linux {n}"));
+                a.last_seen_at = Some(now);
+                store.create_agent(a.clone()).await.unwrap();
+                store
+                    .apply_report(o.id, a.id, report(fleet()))
+                    .await
+                    .unwrap();
+                let mut moved = fleet();
+                moved[3].args.push("--changed".into());
+                store.apply_report(o.id, a.id, report(moved)).await.unwrap();
+            }
+            let before = everything(&store, o.id, "a@a.example").await;
+            assert_eq!(store.legacy_records_for_test().await.unwrap(), 0);
+            store.make_layout_3_for_test(interrupted).await.unwrap();
+            assert!(store.legacy_records_for_test().await.unwrap() > 0);
+            // Readers take JSON records as well: a half-converted database is readable.
+            assert_eq!(everything(&store, o.id, "a@a.example").await, before);
+            before
+        };
+        let store = reopen(dir.path());
+        assert_eq!(store.legacy_records_for_test().await.unwrap(), 0);
+        assert_eq!(
+            everything(&store, o.id, "a@a.example").await,
+            expected,
+            "interrupted in {interrupted:?}"
+        );
+    }
+}
+
 /// A report received at `at`.
 fn report_at(servers: Vec<ServerRecord>, at: DateTime<Utc>) -> ReportInput {
     ReportInput {

@@ -194,7 +194,8 @@ pub(super) fn rotate_session(
     new_jti: String,
     expires_at: DateTime<Utc>,
 ) -> Result<Option<Session>> {
-    let Some(mut record) = get_record::<Session, _>(&txn.open_table(SESSIONS)?, &session.to_bytes())?
+    let Some(mut record) =
+        get_record::<Session, _>(&txn.open_table(SESSIONS)?, &session.to_bytes())?
     else {
         return Ok(None);
     };

@@ -3,14 +3,18 @@
 
 use redb::{Database, ReadableTable};
 
-use super::schema::{META, SERVER_CHANGES, SERVERS, change_key, create_tables, decode, encode};
+use super::schema::{
+    AGENTS, API_TOKENS, Bytes, CENSUS, CENSUS_QUEUE, ENROLL_SECRETS, META, ORGS, Record,
+    SERVER_CHANGES, SERVERS, SESSIONS, USERS, change_key, create_tables, decode, encode, is_legacy,
+};
 use crate::model::{MAX_SERVER_CHANGES, Server, ServerChange};
 use crate::store::{Error, Result};
 
 /// The layout version this code reads and writes. 2: server change histories moved
 /// out of the server records into `server_changes` (see [`migrate_histories`]). 3: the
-/// census kept at write time (see [`build_census`]).
-pub(super) const SCHEMA_VERSION: u32 = 3;
+/// census kept at write time (see [`build_census`]). 4: records in the compact
+/// encoding (see [`compact_records`]).
+pub(super) const SCHEMA_VERSION: u32 = 4;
 /// Where an interrupted census build goes on (the last server key counted).
 pub(super) const CENSUS_CURSOR: &str = "census_cursor";
 /// Servers migrated per transaction when a database is upgraded.
@@ -67,7 +71,91 @@ pub(super) fn upgrade(db: &Database, from: Option<u32>) -> Result<Option<String>
             "the census built from {counted} servers (layout 3)"
         ));
     }
+    if matches!(from, Some(1..=3)) {
+        tracing::info!(
+            "Upgrading the database to layout 4: every record is rewritten in the compact \
+             encoding, in transactions of {MIGRATION_BATCH}; if stopped, it goes on at the \
+             next start."
+        );
+        let converted = compact_records(db)?;
+        done.push(format!(
+            "{converted} records converted to the compact encoding (layout 4)"
+        ));
+    }
     Ok((!done.is_empty()).then(|| format!("Database upgraded: {}.", done.join("; "))))
+}
+
+/// A record read in either encoding and written in the compact one (`true`) or as
+/// JSON (`false`, as layouts up to 3 wrote it: the tests make such databases).
+pub(super) type Recode = fn(&[u8], bool) -> Result<Vec<u8>>;
+
+/// Every table whose records are compact from layout 4, with its record type.
+pub(super) const COMPACT_TABLES: [(redb::TableDefinition<'_, Bytes, Bytes>, Recode); 10] = [
+    (ORGS, recode::<crate::model::Org>),
+    (USERS, recode::<crate::model::User>),
+    (SESSIONS, recode::<crate::model::Session>),
+    (AGENTS, recode::<crate::model::Agent>),
+    (ENROLL_SECRETS, recode::<crate::model::EnrollSecret>),
+    (API_TOKENS, recode::<crate::model::ApiToken>),
+    (SERVERS, recode::<Server>),
+    (SERVER_CHANGES, recode::<ServerChange>),
+    (CENSUS, recode::<crate::census::Counts>),
+    (CENSUS_QUEUE, recode::<crate::store::tally::Change>),
+];
+
+fn recode<T: Record>(bytes: &[u8], compact: bool) -> Result<Vec<u8>> {
+    let record = decode::<T>(bytes)?;
+    if compact {
+        encode(&record)
+    } else {
+        serde_json::to_vec(&record).map_err(|e| Error::internal(format!("encoding record: {e}")))
+    }
+}
+
+/// Layouts up to 3 kept records as JSON; layout 4 keeps most of them compact (see
+/// `schema::encode`). Converts table by table, [`MIGRATION_BATCH`] records per
+/// transaction. A record already compact is left as it is, and readers take either
+/// encoding, so an interrupted conversion goes on where it stopped and the database
+/// is readable meanwhile; then records layout 4. Answers how many records were
+/// converted in this run.
+fn compact_records(db: &Database) -> Result<u64> {
+    let mut converted = 0;
+    for (table, recode) in COMPACT_TABLES {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let txn = db.begin_write()?;
+            let (scanned_to, count) = compact_batch(&txn, table, recode, after.as_deref())?;
+            txn.commit()?;
+            converted += count;
+            match scanned_to {
+                Some(last) => after = Some(last),
+                None => break,
+            }
+        }
+    }
+    let txn = db.begin_write()?;
+    set_version(&txn, 4)?;
+    txn.commit()?;
+    Ok(converted)
+}
+
+/// Convert the JSON records among the next [`MIGRATION_BATCH`] of `table` after the key
+/// `after`; answers the last key looked at (`None` at the end of the table) and how
+/// many were converted.
+pub(super) fn compact_batch(
+    txn: &redb::WriteTransaction,
+    table: redb::TableDefinition<'_, Bytes, Bytes>,
+    recode: Recode,
+    after: Option<&[u8]>,
+) -> Result<(Option<Vec<u8>>, u64)> {
+    let batch = next_rows(txn, table, after)?;
+    let mut rows = txn.open_table(table)?;
+    let mut converted = 0;
+    for (key, value) in batch.iter().filter(|(_, v)| is_legacy(v)) {
+        rows.insert(key.as_slice(), recode(value, true)?.as_slice())?;
+        converted += 1;
+    }
+    Ok((batch.last().map(|(k, _)| k.clone()), converted))
 }
 
 /// Layout 1 kept each server's change history in its record; layout 2 keeps it in
@@ -80,7 +168,7 @@ fn migrate_histories(db: &Database) -> Result<u64> {
     let mut moved = 0;
     loop {
         let txn = db.begin_write()?;
-        let batch = next_servers(&txn, resume.as_deref())?;
+        let batch = next_rows(&txn, SERVERS, resume.as_deref())?;
         let Some((last, _)) = batch.last() else {
             set_version(&txn, 2)?;
             txn.commit()?;
@@ -104,7 +192,7 @@ fn build_census(db: &Database) -> Result<u64> {
             .open_table(META)?
             .get(CENSUS_CURSOR)?
             .map(|v| v.value().to_vec());
-        let batch = next_servers(&txn, resume.as_deref())?;
+        let batch = next_rows(&txn, SERVERS, resume.as_deref())?;
         let Some((last, _)) = batch.last() else {
             txn.open_table(META)?.remove(CENSUS_CURSOR)?;
             set_version(&txn, 3)?;
@@ -119,18 +207,19 @@ fn build_census(db: &Database) -> Result<u64> {
     }
 }
 
-/// The next [`MIGRATION_BATCH`] server records after the key `after` (from the first
-/// when `None`), as key and value bytes.
-fn next_servers(
+/// The next [`MIGRATION_BATCH`] records of `table` after the key `after` (from the
+/// first when `None`), as key and value bytes.
+fn next_rows(
     txn: &redb::WriteTransaction,
+    table: redb::TableDefinition<'_, Bytes, Bytes>,
     after: Option<&[u8]>,
 ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let servers = txn.open_table(SERVERS)?;
+    let rows = txn.open_table(table)?;
     let range = match after {
         Some(k) => {
-            servers.range::<&[u8]>((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))?
+            rows.range::<&[u8]>((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))?
         }
-        None => servers.range::<&[u8]>(..)?,
+        None => rows.range::<&[u8]>(..)?,
     };
     let mut batch = Vec::new();
     for entry in range.take(MIGRATION_BATCH) {

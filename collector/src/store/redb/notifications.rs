@@ -206,7 +206,8 @@ pub(super) fn record_attempt(
     delivery: &Delivery,
     failure: Option<&Alert>,
 ) -> Result<()> {
-    let before: Option<Delivery> = get_record(&txn.open_table(DELIVERIES)?, &delivery_key(delivery))?;
+    let before: Option<Delivery> =
+        get_record(&txn.open_table(DELIVERIES)?, &delivery_key(delivery))?;
     let Some(before) = before.filter(|b| b.status.is_open()) else {
         return Ok(());
     };

@@ -242,6 +242,11 @@ pub(super) fn encode<T: Record>(value: &T) -> Result<Vec<u8>> {
     bytes.map_err(|e| Error::internal(format!("encoding record: {e}")))
 }
 
+/// Whether stored bytes are a record as layouts up to 3 wrote them (JSON).
+pub(super) fn is_legacy(bytes: &[u8]) -> bool {
+    bytes.first() != Some(&COMPACT)
+}
+
 /// A record from its stored bytes, in either encoding (a type's records are JSON until
 /// the upgrade to layout 4 has converted them).
 pub(super) fn decode<T: Record>(bytes: &[u8]) -> Result<T> {

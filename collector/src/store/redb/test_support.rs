@@ -7,7 +7,7 @@ use mcpwatch_protocol::wire::ReportResponse;
 
 use super::RedbStore;
 use super::schema::{
-    SERVER_CHANGES, SERVERS, get_record, keys_with_prefix, list_records, put_record, server_key,
+    SERVER_CHANGES, SERVERS, get_record, keys_with_prefix, list_records, server_key,
 };
 use super::{migrate, servers};
 use crate::ingest::ServerWrite;
@@ -93,6 +93,50 @@ impl RedbStore {
         .await
     }
 
+    /// Put the database back into layout 3: every record JSON, as layouts up to 3
+    /// wrote them; then, when `converted` is given, convert the first batch of that
+    /// table (by name) again, as an upgrade interrupted after its first transaction leaves it.
+    pub async fn make_layout_3_for_test(&self, converted: Option<&'static str>) -> Result<()> {
+        self.write(move |txn| {
+            use redb::ReadableTable as _;
+            for (table, recode) in migrate::COMPACT_TABLES {
+                let rows: Vec<(Vec<u8>, Vec<u8>)> = txn
+                    .open_table(table)?
+                    .iter()?
+                    .map(|e| e.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
+                    .collect::<std::result::Result<_, _>>()?;
+                let mut open = txn.open_table(table)?;
+                for (k, v) in rows {
+                    open.insert(k.as_slice(), recode(&v, false)?.as_slice())?;
+                }
+            }
+            if let Some(name) = converted {
+                let (table, recode) = migrate::COMPACT_TABLES
+                    .into_iter()
+                    .find(|(t, _)| redb::TableHandle::name(t) == name)
+                    .ok_or(Error::NotFound)?;
+                migrate::compact_batch(txn, table, recode, None)?;
+            }
+            migrate::set_version(txn, 3)
+        })
+        .await
+    }
+
+    /// How many records of the tables that are compact from layout 4 are still JSON.
+    pub async fn legacy_records_for_test(&self) -> Result<u64> {
+        self.read(|txn| {
+            use redb::ReadableTable as _;
+            let mut legacy = 0;
+            for (table, _) in migrate::COMPACT_TABLES {
+                for entry in txn.open_table(table)?.iter()? {
+                    legacy += u64::from(super::schema::is_legacy(entry?.1.value()));
+                }
+            }
+            Ok(legacy)
+        })
+        .await
+    }
+
     /// Put a server back into layout 1: its history inside its record, no
     /// `server_changes` rows, and the database marked as layout 1.
     pub async fn make_layout_1_for_test(&self, org: OrgId, server: ServerId) -> Result<()> {
@@ -107,13 +151,15 @@ impl RedbStore {
             drop(history);
             let server: Server =
                 get_record(&txn.open_table(SERVERS)?, &key)?.ok_or(Error::NotFound)?;
-            let mut record = serde_json::to_value(server).map_err(|e| Error::internal(e.to_string()))?;
+            let mut record =
+                serde_json::to_value(server).map_err(|e| Error::internal(e.to_string()))?;
             if let Some(fields) = record.as_object_mut() {
                 fields.remove("change_seq");
                 fields.insert("changes".into(), serde_json::json!(changes));
             }
             let json = serde_json::to_vec(&record).map_err(|e| Error::internal(e.to_string()))?;
-            txn.open_table(SERVERS)?.insert(key.as_slice(), json.as_slice())?;
+            txn.open_table(SERVERS)?
+                .insert(key.as_slice(), json.as_slice())?;
             forget_census(txn)?;
             migrate::set_version(txn, 1)
         })
