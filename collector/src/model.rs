@@ -279,7 +279,9 @@ pub struct ServerChange {
     pub kind: ChangeKind,
     /// The fields whose values changed.
     pub fields: Vec<String>,
+    #[serde(default, with = "mcpwatch_protocol::compact::optional_digest")]
     pub previous_fingerprint: Option<String>,
+    #[serde(default, with = "mcpwatch_protocol::compact::optional_digest")]
     pub fingerprint: Option<String>,
     pub previous_level: Option<RiskLevel>,
     pub level: Option<RiskLevel>,
@@ -314,6 +316,7 @@ pub struct Server {
     pub org_id: OrgId,
     pub agent_id: AgentId,
     pub record: ServerRecord,
+    #[serde(with = "mcpwatch_protocol::compact::digest")]
     pub fingerprint: String,
     pub risk_score: u8,
     pub risk_level: RiskLevel,

@@ -89,6 +89,68 @@ pub mod optional_time {
     }
 }
 
+/// `#[serde(with = "mcpwatch_protocol::compact::digest")]`: a fingerprint, text in
+/// JSON; in a compact record a SHA-256 in lowercase hex (what the collector computes)
+/// is its 32 bytes, and any other text is kept as text.
+pub mod digest {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    enum Compact<T> {
+        Sha256([u8; 32]),
+        Text(T),
+    }
+
+    fn bytes_of(text: &str) -> Option<[u8; 32]> {
+        let mut out = [0; 32];
+        let lowercase = text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        (lowercase && hex::decode_to_slice(text, &mut out).is_ok()).then_some(out)
+    }
+
+    pub fn serialize<S: Serializer>(text: &str, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            return text.serialize(serializer);
+        }
+        match bytes_of(text) {
+            Some(bytes) => Compact::<&str>::Sha256(bytes).serialize(serializer),
+            None => Compact::Text(text).serialize(serializer),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+        if deserializer.is_human_readable() {
+            return String::deserialize(deserializer);
+        }
+        Ok(match Compact::<String>::deserialize(deserializer)? {
+            Compact::Sha256(bytes) => hex::encode(bytes),
+            Compact::Text(text) => text,
+        })
+    }
+}
+
+/// [`digest`] for an optional fingerprint.
+pub mod optional_digest {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Digest(#[serde(with = "super::digest")] String);
+
+    pub fn serialize<S: Serializer>(
+        text: &Option<String>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        text.as_deref()
+            .map(|t| Digest(t.to_owned()))
+            .serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<String>, D::Error> {
+        Ok(Option::<Digest>::deserialize(deserializer)?.map(|d| d.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::server::{ConfigScope, LaunchInfo, Package, SecretFinding, ServerRecord, Transport};
@@ -182,6 +244,39 @@ mod tests {
             serde_json::to_value(MachineFacts::default()).unwrap(),
             serde_json::json!({})
         );
+    }
+
+    #[test]
+    fn fingerprints_are_text_in_json_and_bytes_when_they_are_digests() {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Print {
+            #[serde(with = "super::digest")]
+            print: String,
+            #[serde(with = "super::optional_digest")]
+            maybe: Option<String>,
+        }
+        let digest = "16fe75dd048ebea3ed084c9b311c7faf3b30d5916277d6bfc8382d094a6db496";
+        for (print, maybe) in [
+            (digest, Some(digest)),
+            (digest, None),
+            (
+                "not a digest",
+                Some("16FE75DD048EBEA3ED084C9B311C7FAF3B30D5916277D6BFC8382D094A6DB496"),
+            ),
+            ("", Some("abc")),
+        ] {
+            let value = Print {
+                print: print.into(),
+                maybe: maybe.map(str::to_owned),
+            };
+            let json = serde_json::to_value(&value).unwrap();
+            assert_eq!(json["print"], print);
+            let bytes = postcard::to_allocvec(&value).unwrap();
+            assert_eq!(postcard::from_bytes::<Print>(&bytes).unwrap(), value);
+            if print == digest && maybe.is_none() {
+                assert_eq!(bytes.len(), 1 + 32 + 1);
+            }
+        }
     }
 
     #[test]

@@ -5,9 +5,9 @@ use mcpwatch_protocol::ids::{AgentId, EnrollSecretId, OrgId};
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::schema::{
-    AGENT_KEYS, AGENTS, ENROLL_HASHES, ENROLL_SECRETS, INVENTORY_REV, SERVER_IDENTITY, SERVERS,
-    THIRD_PART, agent_key, cat, decode, get_record, get_via, list_records, org_key, put_record,
-    scan_prefix, walk_prefix,
+    AGENT_KEYS, AGENT_RANK_KEY_SERVER, AGENTS, ENROLL_HASHES, ENROLL_SECRETS, INVENTORY_REV,
+    SERVERS, SRV_AGENT, agent_key, decode, get_record, get_via, id_at, keys_with_prefix,
+    list_records, org_key, put_record, walk_prefix,
 };
 use super::{alerts, servers};
 use crate::ingest::agent::{self as rules, HeartbeatUpdate};
@@ -96,9 +96,10 @@ pub(super) fn agent_count(txn: &ReadTransaction, org: OrgId) -> Result<u64> {
     Ok(n)
 }
 
-/// The agent's servers, each with its identity hash.
+/// The agent's servers with their identity hashes (computed from each record: the
+/// client, config path and name it was stored under), through its rank index.
 pub(super) fn agent_servers<T, U>(
-    identity: &T,
+    by_agent: &T,
     servers: &U,
     org: OrgId,
     agent: AgentId,
@@ -108,12 +109,10 @@ where
     U: ReadableTable<super::schema::Bytes, super::schema::Bytes>,
 {
     let mut out = Vec::new();
-    for (key, value) in scan_prefix(identity, &agent_key(org, agent))? {
-        let ident: [u8; 32] = key
-            .get(THIRD_PART..)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| Error::internal("identity key has the wrong length"))?;
-        if let Some(server) = get_record::<Server, _>(servers, &cat(&[&org.to_bytes(), &value]))? {
+    for key in keys_with_prefix(by_agent, &agent_key(org, agent))? {
+        let id = id_at(&key, AGENT_RANK_KEY_SERVER)?;
+        if let Some(server) = get_record::<Server, _>(servers, &org_key(org, id))? {
+            let ident = crate::ingest::identity_key(&server.record);
             out.push((server, ident));
         }
     }
@@ -127,7 +126,7 @@ fn servers_for_write(
     agent: AgentId,
 ) -> Result<Vec<(Server, [u8; 32])>> {
     agent_servers(
-        &txn.open_table(SERVER_IDENTITY)?,
+        &txn.open_table(SRV_AGENT)?,
         &txn.open_table(SERVERS)?,
         org,
         agent,
@@ -167,8 +166,8 @@ pub(super) fn delete_agent(
     let key = agent_key(org, agent);
     let record = agent_for_write(txn, org, agent)?;
     let servers = servers_for_write(txn, org, agent)?;
-    for (server, ident) in servers {
-        super::retention::remove_server(txn, &server, &ident)?;
+    for (server, _) in servers {
+        super::retention::remove_server(txn, &server)?;
     }
     txn.open_table(AGENT_KEYS)?
         .remove(record.key_hash.as_slice())?;

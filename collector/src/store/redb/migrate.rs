@@ -13,7 +13,8 @@ use crate::store::{Error, Result};
 /// The layout version this code reads and writes. 2: server change histories moved
 /// out of the server records into `server_changes` (see [`migrate_histories`]). 3: the
 /// census kept at write time (see [`build_census`]). 4: records in the compact
-/// encoding (see [`compact_records`]).
+/// encoding (see [`compact_records`]), and no `server_identity` table (an agent's
+/// servers are found through their rank index, the identity computed from each).
 pub(super) const SCHEMA_VERSION: u32 = 4;
 /// Where an interrupted census build goes on (the last server key counted).
 pub(super) const CENSUS_CURSOR: &str = "census_cursor";
@@ -85,6 +86,11 @@ pub(super) fn upgrade(db: &Database, from: Option<u32>) -> Result<Option<String>
     Ok((!done.is_empty()).then(|| format!("Database upgraded: {}.", done.join("; "))))
 }
 
+/// Layouts up to 3 kept a link from each server's identity within its agent to the
+/// server; layout 4 computes the identity from the record.
+pub(super) const SERVER_IDENTITY: redb::TableDefinition<'_, Bytes, Bytes> =
+    redb::TableDefinition::new("server_identity");
+
 /// A record read in either encoding and written in the compact one (`true`) or as
 /// JSON (`false`, as layouts up to 3 wrote it: the tests make such databases).
 pub(super) type Recode = fn(&[u8], bool) -> Result<Vec<u8>>;
@@ -134,6 +140,7 @@ fn compact_records(db: &Database) -> Result<u64> {
         }
     }
     let txn = db.begin_write()?;
+    txn.delete_table(SERVER_IDENTITY)?;
     set_version(&txn, 4)?;
     txn.commit()?;
     Ok(converted)

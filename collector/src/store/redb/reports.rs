@@ -14,7 +14,7 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::RedbStore;
 use super::schema::{
-    Bytes, INVENTORY_REV, POLICIES, SERVER_IDENTITY, SERVERS, agent_key, cat, decode, encode,
+    Bytes, INVENTORY_REV, POLICIES, SERVERS, SRV_AGENT, agent_key, decode, encode,
 };
 use super::{agents, alerts, servers};
 use crate::ingest::{self, agent::AgentReport};
@@ -39,7 +39,7 @@ pub(super) struct PreparedReport {
 macro_rules! planning_tables {
     ($txn:expr) => {
         (
-            &$txn.open_table(SERVER_IDENTITY)?,
+            &$txn.open_table(SRV_AGENT)?,
             &$txn.open_table(SERVERS)?,
             &$txn.open_table(POLICIES)?,
             &$txn.open_table(INVENTORY_REV)?,
@@ -127,16 +127,8 @@ fn commit(
             report.received_at,
         )?
     };
-    let agent_key = agent_key(org, agent);
     for (write, bytes) in plan.writes.iter().zip(&encoded) {
         servers::put_encoded_server(txn, write, bytes)?;
-        if write.before.is_none() {
-            let ident = ingest::identity_key(&write.after.record);
-            txn.open_table(SERVER_IDENTITY)?.insert(
-                cat(&[&agent_key, &ident]).as_slice(),
-                write.after.id.to_bytes().as_slice(),
-            )?;
-        }
     }
     let raised = ingest::agent::reported(&mut record, report, combinations, plan.active_count);
     // The agent first, so that the alerts' events show it as just reported.

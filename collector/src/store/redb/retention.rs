@@ -10,8 +10,8 @@ use mcpwatch_protocol::ids::{AgentId, OrgId, ServerId};
 use redb::{ReadableTable, WriteTransaction};
 
 use super::schema::{
-    AGENTS, ALERT_SUBJECTS, ALERTS, ALERTS_OPEN, Bytes, SERVER_CHANGES, SERVER_IDENTITY, SERVERS,
-    add_count, agent_key, cat, count_key_alerts, decode, scan_prefix, server_key,
+    AGENTS, ALERT_SUBJECTS, ALERTS, ALERTS_OPEN, Bytes, SERVER_CHANGES, SERVERS, SRV_AGENT,
+    add_count, count_key_alerts, decode, scan_prefix, server_key,
 };
 use crate::model::{Alert, Server, ServerStatus};
 use crate::store::{Error, Result};
@@ -38,11 +38,7 @@ fn after<T: ReadableTable<Bytes, Bytes>>(
 
 /// Remove one server and everything kept about it but its alerts: its index entries
 /// and counts, its census membership, its history and its identity.
-pub(super) fn remove_server(
-    txn: &WriteTransaction,
-    server: &Server,
-    ident: &[u8; 32],
-) -> Result<()> {
+pub(super) fn remove_server(txn: &WriteTransaction, server: &Server) -> Result<()> {
     super::servers::index_server(txn, server, false)?;
     super::census::apply(txn, Some(server), None)?;
     let key = server_key(server.org_id, server.id);
@@ -51,10 +47,6 @@ pub(super) fn remove_server(
     for (change_key, _) in scan_prefix(&history, &key)? {
         history.remove(change_key.as_slice())?;
     }
-    drop(history);
-    let agent = agent_key(server.org_id, server.agent_id);
-    txn.open_table(SERVER_IDENTITY)?
-        .remove(cat(&[&agent, ident]).as_slice())?;
     Ok(())
 }
 
@@ -98,14 +90,14 @@ pub(super) fn prune_dormant(
         let (org, agent) = split_agent_key(&key)?;
         let mut gone: BTreeSet<ServerId> = BTreeSet::new();
         let stored = super::agents::agent_servers(
-            &txn.open_table(SERVER_IDENTITY)?,
+            &txn.open_table(SRV_AGENT)?,
             &txn.open_table(SERVERS)?,
             org,
             agent,
         )?;
-        for (server, ident) in stored {
+        for (server, _) in stored {
             if server.status == ServerStatus::Dormant && server.last_seen_at < before {
-                remove_server(txn, &server, &ident)?;
+                remove_server(txn, &server)?;
                 gone.insert(server.id);
             }
         }

@@ -33,8 +33,6 @@ pub(super) const ENROLL_SECRETS: TableDefinition<'_, Bytes, Bytes> =
 pub(super) const ENROLL_HASHES: TableDefinition<'_, Bytes, Bytes> =
     TableDefinition::new("enroll_hashes");
 pub(super) const SERVERS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("servers");
-pub(super) const SERVER_IDENTITY: TableDefinition<'_, Bytes, Bytes> =
-    TableDefinition::new("server_identity");
 pub(super) const SRV_RANK: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("srv_rank");
 pub(super) const SRV_AGENT: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("srv_agent");
 pub(super) const COUNTS: TableDefinition<'_, Bytes, u64> = TableDefinition::new("counts");
@@ -64,7 +62,7 @@ pub(super) const DELIVERY_DUE: TableDefinition<'_, Bytes, ()> =
     TableDefinition::new("delivery_due");
 
 /// Every table of records and links (byte keys to byte values).
-pub(super) const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 23] = [
+pub(super) const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 22] = [
     ORGS,
     USERS,
     SESSIONS,
@@ -73,7 +71,6 @@ pub(super) const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 23] = [
     ENROLL_SECRETS,
     ENROLL_HASHES,
     SERVERS,
-    SERVER_IDENTITY,
     SRV_RANK,
     SRV_AGENT,
     ALERTS,
@@ -92,8 +89,7 @@ pub(super) const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 23] = [
 
 /// The length of an id (a UUID) in a key.
 pub(super) const ID: usize = 16;
-/// Where the third part starts in an org·id·… key (the identity hash of
-/// `server_identity`, the session of `user_sessions`).
+/// Where the third part starts in an org·id·… key (the session of `user_sessions`).
 pub(super) const THIRD_PART: usize = 2 * ID;
 /// Where the server id starts in a `srv_rank` key (org·rank·inverse score·server).
 pub(super) const RANK_KEY_SERVER: usize = ID + 2;

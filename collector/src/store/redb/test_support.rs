@@ -110,6 +110,26 @@ impl RedbStore {
                     open.insert(k.as_slice(), recode(&v, false)?.as_slice())?;
                 }
             }
+            // Layout 3's link from each server's identity to the server.
+            let links: Vec<(Vec<u8>, Vec<u8>)> = txn
+                .open_table(SERVERS)?
+                .iter()?
+                .map(|e| {
+                    let (_, v) = e?;
+                    let server: Server = super::schema::decode(v.value())?;
+                    let ident = crate::ingest::identity_key(&server.record);
+                    let agent = super::schema::agent_key(server.org_id, server.agent_id);
+                    Ok((
+                        super::schema::cat(&[&agent, &ident]),
+                        server.id.to_bytes().to_vec(),
+                    ))
+                })
+                .collect::<Result<_>>()?;
+            let mut identity = txn.open_table(migrate::SERVER_IDENTITY)?;
+            for (k, v) in links {
+                identity.insert(k.as_slice(), v.as_slice())?;
+            }
+            drop(identity);
             if let Some(name) = converted {
                 let (table, recode) = migrate::COMPACT_TABLES
                     .into_iter()
@@ -122,11 +142,16 @@ impl RedbStore {
         .await
     }
 
-    /// How many records of the tables that are compact from layout 4 are still JSON.
+    /// How many records of the tables that are compact from layout 4 are still JSON,
+    /// and the entries of layout 3's identity table if it is still there.
     pub async fn legacy_records_for_test(&self) -> Result<u64> {
         self.read(|txn| {
-            use redb::ReadableTable as _;
-            let mut legacy = 0;
+            use redb::{ReadableTable as _, ReadableTableMetadata as _};
+            let mut legacy = match txn.open_table(migrate::SERVER_IDENTITY) {
+                Ok(table) => table.len()?,
+                Err(redb::TableError::TableDoesNotExist(_)) => 0,
+                Err(e) => return Err(e.into()),
+            };
             for (table, _) in migrate::COMPACT_TABLES {
                 for entry in txn.open_table(table)?.iter()? {
                     legacy += u64::from(super::schema::is_legacy(entry?.1.value()));
