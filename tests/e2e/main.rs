@@ -33,3 +33,4 @@ mod signing;
 mod sorting;
 mod tenancy;
 mod tls;
+mod upgrade;

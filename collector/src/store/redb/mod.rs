@@ -119,8 +119,34 @@ pub const CENSUS_BATCH: usize = 500;
 /// Servers an export reads ahead of its writer.
 const EXPORT_BUFFER: usize = 256;
 
-/// The page cache's size unless told otherwise (redb's own default).
-pub const DEFAULT_CACHE_MB: usize = 1024;
+/// The page cache's size for tests and tools that open a database outside `serve`.
+pub const DEFAULT_CACHE_MB: usize = 64;
+
+/// The page cache `serve` gives the database unless told otherwise: 1/32 of the
+/// machine's memory (or of the container's limit, when lower), between 32 and
+/// 256 MiB. Pages beyond it are read again from the OS's file cache, which costs a
+/// copy, not a disk read, while the file fits in memory; most of a large
+/// inventory's reads are of the upper levels of a few indexes, which stay cached.
+/// Memory that cannot be read gives the smallest.
+pub fn default_cache_mb() -> usize {
+    use sysinfo::{MemoryRefreshKind, RefreshKind, System};
+    let refresh = RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram());
+    // Memory that cannot be read counts as none: the smallest cache.
+    let Ok(system) = System::new_with_specifics(refresh) else {
+        return cache_for_memory(0);
+    };
+    let mut memory = system.total_memory();
+    if let Some(limits) = system.cgroup_limits() {
+        memory = memory.min(limits.total_memory);
+    }
+    cache_for_memory(memory)
+}
+
+/// [`default_cache_mb`] for a machine of `memory` bytes.
+fn cache_for_memory(memory: u64) -> usize {
+    let mb = usize::try_from(memory / 32 / (1024 * 1024)).unwrap_or(usize::MAX);
+    mb.clamp(32, 256)
+}
 
 /// The database file inside the data dir.
 pub const DB_FILE: &str = "mcpwatch.redb";
@@ -714,5 +740,18 @@ impl Store for RedbStore {
 
     async fn drain_census(&self, limit: usize) -> Result<usize> {
         self.write(move |txn| census::drain(txn, limit)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_default_cache_is_a_thirty_second_of_memory_within_bounds() {
+        const GIB: u64 = 1024 * 1024 * 1024;
+        assert_eq!(super::cache_for_memory(GIB / 2), 32);
+        assert_eq!(super::cache_for_memory(4 * GIB), 128);
+        assert_eq!(super::cache_for_memory(24 * GIB), 256);
+        assert_eq!(super::cache_for_memory(u64::MAX), 256);
+        assert!((32..=256).contains(&super::default_cache_mb()));
     }
 }
