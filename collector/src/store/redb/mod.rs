@@ -14,7 +14,6 @@
 //! | `enroll_secrets` | org·secret | [`EnrollSecret`] |
 //! | `enroll_hashes` | sha256(secret) | org·secret |
 //! | `servers` | org·server | [`Server`] |
-//! | `server_identity` | org·agent·sha256(client, path, name) | server |
 //! | `srv_rank` | org·rank·(255−score)·server | status·agent·name |
 //! | `srv_agent` | org·agent·rank·(255−score)·server | status·name |
 //! | `counts` | org·`S`·rank·status, org·`A`, org·`E`, org·`D` | u64 |
@@ -38,7 +37,15 @@
 //!
 //! The rank indexes order servers by risk (critical first, then score, then age) and
 //! carry what the list filters need, so a filtered page reads only the index and the
-//! page's rows; the counts are kept in the same transaction as the rows.
+//! page's rows; the counts are kept in the same transaction as the rows. An agent's
+//! servers are found through `srv_agent`; a server's identity within its agent (client,
+//! config path, name) is computed from its record, not stored.
+//!
+//! Records are postcard (a one-byte mark, then the fields in declaration order: no
+//! names, times and digests as integers and bytes), except the few per organisation
+//! or per alert that postcard cannot carry (free-form JSON details, a flattened
+//! policy), which stay JSON; see `schema::encode`. Layout 4 made them so; the upgrade
+//! from an older layout converts record by record (`migrate`).
 //!
 //! # Modules
 //!
