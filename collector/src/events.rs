@@ -106,9 +106,22 @@ impl EventName {
 pub struct Event {
     pub id: u64,
     pub event: EventName,
+    #[serde(with = "mcpwatch_protocol::compact::time")]
     pub timestamp: DateTime<Utc>,
     pub organization_id: OrgId,
+    #[serde(with = "mcpwatch_protocol::compact::json_text")]
     pub data: serde_json::Value,
+}
+
+/// The start of an [`Event`]: what the outbox's pruning reads of the oldest event
+/// without reading its data (the fields are the event's first ones, in its order, so
+/// a compact record reads as one, and JSON ignores the rest).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EventStamp {
+    pub id: u64,
+    pub event: EventName,
+    #[serde(with = "mcpwatch_protocol::compact::time")]
+    pub timestamp: DateTime<Utc>,
 }
 
 /// An event before the store numbers it.
@@ -205,6 +218,6 @@ pub fn agent_silent(agent: &Agent, cutoff: DateTime<Utc>) -> Draft {
 }
 
 /// Whether an event is old enough to leave an outbox at `now`.
-pub fn expired(event: &Event, now: DateTime<Utc>) -> bool {
-    event.timestamp < now - chrono::Duration::days(MAX_EVENT_AGE_DAYS)
+pub fn expired(at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    at < now - chrono::Duration::days(MAX_EVENT_AGE_DAYS)
 }

@@ -151,6 +151,33 @@ pub mod optional_digest {
     }
 }
 
+/// `#[serde(with = "mcpwatch_protocol::compact::json_text")]`: free-form JSON, itself in
+/// JSON; in a compact record, its text (postcard cannot carry a value whose shape the
+/// type does not say).
+pub mod json_text {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::Value;
+
+    pub fn serialize<S: Serializer>(value: &Value, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            value.serialize(serializer)
+        } else {
+            serde_json::to_string(value)
+                .map_err(serde::ser::Error::custom)?
+                .serialize(serializer)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+        if deserializer.is_human_readable() {
+            Value::deserialize(deserializer)
+        } else {
+            let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+            serde_json::from_str(&text).map_err(serde::de::Error::custom)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::server::{ConfigScope, LaunchInfo, Package, SecretFinding, ServerRecord, Transport};
@@ -277,6 +304,22 @@ mod tests {
                 assert_eq!(bytes.len(), 1 + 32 + 1);
             }
         }
+    }
+
+    #[test]
+    fn free_form_json_is_itself_in_json_and_text_in_compact_records() {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Details {
+            #[serde(with = "super::json_text")]
+            details: serde_json::Value,
+        }
+        let value = Details {
+            details: serde_json::json!({"before": {"a": [1, 2.5, null]}, "after": "\u{0}x"}),
+        };
+        let json = serde_json::to_value(&value).unwrap();
+        assert_eq!(json["details"]["before"]["a"][1], 2.5);
+        let bytes = postcard::to_allocvec(&value).unwrap();
+        assert_eq!(postcard::from_bytes::<Details>(&bytes).unwrap(), value);
     }
 
     #[test]

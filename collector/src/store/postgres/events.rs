@@ -58,7 +58,7 @@ async fn prune(db: &Db, org: OrgId, now: DateTime<Utc>) -> Result<()> {
     let Some(oldest) = oldest else {
         return Ok(());
     };
-    if kept <= MAX_EVENTS_PER_ORG && !events::expired(&oldest, now) {
+    if kept <= MAX_EVENTS_PER_ORG && !events::expired(oldest.timestamp, now) {
         return Ok(());
     }
     let oldest = rows(
@@ -71,7 +71,7 @@ async fn prune(db: &Db, org: OrgId, now: DateTime<Utc>) -> Result<()> {
     let mut gone: Vec<i64> = Vec::new();
     for r in &oldest {
         let event: Event = doc(r, 1)?;
-        if left <= MAX_EVENTS_PER_ORG && !events::expired(&event, now) {
+        if left <= MAX_EVENTS_PER_ORG && !events::expired(event.timestamp, now) {
             break;
         }
         gone.push(get(r, 0)?);

@@ -11,7 +11,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTran
 use super::schema::{
     EVENTS, META, add_count, count, count_key_events, decode, event_key, put_record, walk_prefix,
 };
-use crate::events::{self, Draft, Event, MAX_EVENTS_PER_ORG};
+use crate::events::{self, Draft, Event, EventStamp, MAX_EVENTS_PER_ORG};
 use crate::store::{Error, Result};
 
 const SEQ_KEY: &str = "event_seq";
@@ -53,15 +53,15 @@ fn prune(txn: &WriteTransaction, org: OrgId, now: DateTime<Utc>) -> Result<()> {
             &txn.open_table(super::schema::COUNTS)?,
             &count_key_events(org),
         )?;
-        let mut oldest: Option<(Vec<u8>, Event)> = None;
+        let mut oldest: Option<(Vec<u8>, EventStamp)> = None;
         walk_prefix(&txn.open_table(EVENTS)?, &org.to_bytes(), |k, v: &[u8]| {
             oldest = Some((k.to_vec(), decode(v)?));
             Ok(ControlFlow::Break(()))
         })?;
-        let Some((key, event)) = oldest else {
+        let Some((key, stamp)) = oldest else {
             return Ok(());
         };
-        if kept <= MAX_EVENTS_PER_ORG && !events::expired(&event, now) {
+        if kept <= MAX_EVENTS_PER_ORG && !events::expired(stamp.timestamp, now) {
             return Ok(());
         }
         txn.open_table(EVENTS)?.remove(key.as_slice())?;
@@ -127,6 +127,22 @@ mod tests {
         txn.open_table(META).unwrap();
         txn.commit().unwrap();
         (dir, db)
+    }
+
+    #[test]
+    fn the_stamp_of_an_event_reads_from_either_encoding() {
+        let at = Utc::now();
+        let event = draft(OrgId::new(), 7).numbered(41, at);
+        let compact = super::super::schema::encode(&event).unwrap();
+        let json = serde_json::to_vec(&event).unwrap();
+        for bytes in [compact, json] {
+            let stamp: EventStamp = decode(&bytes).unwrap();
+            assert_eq!(
+                (stamp.id, stamp.event, stamp.timestamp),
+                (41, event.event, at)
+            );
+            assert_eq!(decode::<Event>(&bytes).unwrap(), event);
+        }
     }
 
     #[test]

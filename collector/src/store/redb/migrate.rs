@@ -4,7 +4,7 @@
 use redb::{Database, ReadableTable};
 
 use super::schema::{
-    AGENTS, API_TOKENS, Bytes, CENSUS, CENSUS_QUEUE, ENROLL_SECRETS, META, ORGS, Record,
+    AGENTS, API_TOKENS, Bytes, CENSUS, CENSUS_QUEUE, ENROLL_SECRETS, EVENTS, META, ORGS, Record,
     SERVER_CHANGES, SERVERS, SESSIONS, USERS, change_key, create_tables, decode, encode, is_legacy,
 };
 use crate::model::{MAX_SERVER_CHANGES, Server, ServerChange};
@@ -96,7 +96,7 @@ pub(super) const SERVER_IDENTITY: redb::TableDefinition<'_, Bytes, Bytes> =
 pub(super) type Recode = fn(&[u8], bool) -> Result<Vec<u8>>;
 
 /// Every table whose records are compact from layout 4, with its record type.
-pub(super) const COMPACT_TABLES: [(redb::TableDefinition<'_, Bytes, Bytes>, Recode); 10] = [
+pub(super) const COMPACT_TABLES: [(redb::TableDefinition<'_, Bytes, Bytes>, Recode); 11] = [
     (ORGS, recode::<crate::model::Org>),
     (USERS, recode::<crate::model::User>),
     (SESSIONS, recode::<crate::model::Session>),
@@ -107,6 +107,7 @@ pub(super) const COMPACT_TABLES: [(redb::TableDefinition<'_, Bytes, Bytes>, Reco
     (SERVER_CHANGES, recode::<ServerChange>),
     (CENSUS, recode::<crate::census::Counts>),
     (CENSUS_QUEUE, recode::<crate::store::tally::Change>),
+    (EVENTS, recode::<crate::events::Event>),
 ];
 
 fn recode<T: Record>(bytes: &[u8], compact: bool) -> Result<Vec<u8>> {

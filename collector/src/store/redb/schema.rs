@@ -222,9 +222,10 @@ macro_rules! records {
 records!(
     compact: crate::model::Server, crate::model::ServerChange, crate::model::Org,
         crate::model::User, crate::model::Session, crate::model::EnrollSecret,
-        crate::model::ApiToken, crate::census::Counts, crate::store::tally::Change, crate::model::Agent;
+        crate::model::ApiToken, crate::census::Counts, crate::store::tally::Change, crate::model::Agent,
+        crate::events::Event, crate::events::EventStamp;
     json: crate::model::Alert, crate::model::OrgPolicy,
-        crate::events::Event, crate::audit::Entry, crate::notify::Channel,
+        crate::audit::Entry, crate::notify::Channel,
         crate::notify::Delivery
 );
 
