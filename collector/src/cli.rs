@@ -163,7 +163,7 @@ pub struct ServeArgs {
     pub max_body_bytes: usize,
     /// The database's page cache in MiB (4–1048576): pages read are kept in memory up
     /// to this much; most of the collector's memory on a large inventory. Default:
-    /// 1/32 of this machine's memory (or container limit), between 32 and 256.
+    /// 1/32 of this machine's memory (or container limit), between 32 and 192.
     #[arg(long, env = "MCPWATCH_CACHE_MB", default_value_t = crate::store::redb::default_cache_mb() as u64,
         value_parser = clap::value_parser!(u64).range(4..=1_048_576))]
     pub cache_mb: u64,

@@ -664,6 +664,15 @@ async fn run(args: Args) {
     } else {
         args.kinds.clone()
     };
+    let resident_mb = || -> f64 {
+        collectors
+            .iter()
+            .filter_map(TestCollector::pid)
+            .map(|pid| rss_kib(pid) as f64 / 1024.0)
+            .sum()
+    };
+    // The collector's memory under load: its largest at the end of a phase.
+    let mut under_load_mb = resident_mb();
     let mut results = Vec::new();
     for &kind in &kinds {
         eprintln!(
@@ -684,6 +693,7 @@ async fn run(args: Args) {
             )
             .await,
         );
+        under_load_mb = under_load_mb.max(resident_mb());
     }
 
     // Reliability: every agent with an acknowledged report has all its servers stored.
@@ -718,11 +728,7 @@ async fn run(args: Args) {
         drop(bare_process.stdin.take());
         let _ = tokio::task::spawn_blocking(move || bare_process.wait()).await;
     }
-    let collector_rss_mb: f64 = collectors
-        .iter()
-        .filter_map(TestCollector::pid)
-        .map(|pid| rss_kib(pid) as f64 / 1024.0)
-        .sum();
+    let collector_rss_mb = resident_mb();
     let database_mb = database_size(&http, &base).await as f64 / 1e6;
     tokio::task::spawn_blocking(move || drop(collectors))
         .await
@@ -754,7 +760,8 @@ async fn run(args: Args) {
                 "unexpected_errors": unexpected,
             },
             "agents": args.agents, "concurrency": args.concurrency, "servers_per_report": args.servers,
-            "collector_resident_mb": collector_rss_mb, "database_mb": database_mb,
+            "collector_resident_mb": collector_rss_mb, "collector_resident_under_load_mb": under_load_mb,
+            "database_mb": database_mb,
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap());
     } else {
@@ -800,14 +807,18 @@ async fn run(args: Args) {
             results.iter().map(|r| r.refused).sum::<usize>()
         );
         if args.inventory_agents > 0 {
+            let servers = args.inventory_agents * args.servers;
             println!(
-                "inventory: {} servers from {} agents stored before the phases",
-                args.inventory_agents * args.servers,
-                args.inventory_agents
+                "inventory: {servers} servers from {} agents stored before the phases; \
+                 database {:.0} bytes per server",
+                args.inventory_agents,
+                database_mb * 1e6 / servers as f64
             );
         }
         println!(
-            "collector at the end: {collector_rss_mb:.0} MB resident ({} instance(s)), database {database_mb:.0} MB",
+            "collector: {under_load_mb:.0} MB resident at most under load, {collector_rss_mb:.0} MB \
+             at the end (after the checks, which list every agent) ({} instance(s)); \
+             database {database_mb:.0} MB",
             args.instances
         );
     }
