@@ -131,7 +131,9 @@ pub const DEFAULT_CACHE_MB: usize = 64;
 
 /// The page cache `serve` gives the database unless told otherwise: 1/32 of the
 /// machine's memory (or of the container's limit, when lower), between 32 and
-/// 192 MiB (at 1,000,000 servers the collector then stays under 400 MB). Pages beyond it are read again from the OS's file cache, which costs a
+/// 128 MiB. The cache holds that much page data and about a third more in
+/// allocations (each page is its own buffer); at 1,000,000 servers the collector
+/// then stays under 400 MB. Pages beyond it are read again from the OS's file cache, which costs a
 /// copy, not a disk read, while the file fits in memory; most of a large
 /// inventory's reads are of the upper levels of a few indexes, which stay cached.
 /// Memory that cannot be read gives the smallest.
@@ -152,7 +154,7 @@ pub fn default_cache_mb() -> usize {
 /// [`default_cache_mb`] for a machine of `memory` bytes.
 fn cache_for_memory(memory: u64) -> usize {
     let mb = usize::try_from(memory / 32 / (1024 * 1024)).unwrap_or(usize::MAX);
-    mb.clamp(32, 192)
+    mb.clamp(32, 128)
 }
 
 /// The database file inside the data dir.
@@ -756,9 +758,9 @@ mod tests {
     fn the_default_cache_is_a_thirty_second_of_memory_within_bounds() {
         const GIB: u64 = 1024 * 1024 * 1024;
         assert_eq!(super::cache_for_memory(GIB / 2), 32);
+        assert_eq!(super::cache_for_memory(2 * GIB), 64);
         assert_eq!(super::cache_for_memory(4 * GIB), 128);
-        assert_eq!(super::cache_for_memory(6 * GIB), 192);
-        assert_eq!(super::cache_for_memory(u64::MAX), 192);
-        assert!((32..=192).contains(&super::default_cache_mb()));
+        assert_eq!(super::cache_for_memory(u64::MAX), 128);
+        assert!((32..=128).contains(&super::default_cache_mb()));
     }
 }
