@@ -19,6 +19,9 @@ use crate::state::SharedState;
 pub const PRESENCE_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// How often queued server changes are counted into the census.
 const CENSUS_INTERVAL: Duration = Duration::from_secs(1);
+/// The most queued changes counted in one turn: the census keeps up with 20,000
+/// server changes a second (seeding a large fleet) and catches up after a burst.
+const CENSUS_PER_TURN: usize = 20_000;
 /// How often old audit entries are removed, and how many per transaction.
 const AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// Agents visited, and alerts read, per retention transaction: small, so that reports
@@ -126,10 +129,11 @@ async fn sweep_silent(state: &SharedState) {
 }
 
 /// Count queued server changes into the census, a batch per transaction (short, so
-/// that reports queued behind one on the writer wait little), up to 40 batches a turn.
+/// that reports queued behind one on the writer wait little), up to
+/// [`CENSUS_PER_TURN`] changes a turn.
 async fn drain_census(state: &SharedState) {
     let batch = crate::store::redb::CENSUS_BATCH;
-    for _ in 0..40 {
+    for _ in 0..CENSUS_PER_TURN / batch {
         match state.store.drain_census(batch).await {
             Ok(n) if n >= batch => tokio::task::yield_now().await,
             Ok(_) => return,

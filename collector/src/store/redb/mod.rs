@@ -120,8 +120,11 @@ use migrate::SCHEMA_VERSION;
 use writer::{Completion, Job, Slot};
 
 /// Queued census changes counted in one transaction: short enough that the reports
-/// waiting behind it on the writer wait little.
-pub const CENSUS_BATCH: usize = 500;
+/// waiting behind it on the writer wait little, long enough that the census keeps up
+/// while a large fleet is first seeded. At 1,000,000 servers the report p99 was 60 ms
+/// with 500, 46 ms with 200; with 100 it was 41 ms, but the census fell a minute
+/// behind while 1,000,000 servers were being stored.
+pub const CENSUS_BATCH: usize = 200;
 
 /// Servers an export reads ahead of its writer.
 const EXPORT_BUFFER: usize = 256;
