@@ -71,7 +71,8 @@ pub enum Command {
         force: bool,
     },
     /// Check that the database opens and that its counts and indexes agree with its
-    /// records (exit 0: consistent, 1: not, with what is wrong).
+    /// records (exit 0: consistent, 1: not, with what is wrong). Prints each table's
+    /// entries and bytes, and the file's size, first.
     Check {
         #[command(flatten)]
         dir: DataDirArg,
@@ -263,7 +264,10 @@ impl Cli {
                 Ok(())
             }
             Command::Check { dir } => {
-                let problems = crate::upkeep::check(&dir.resolve()?).map_err(failed)?;
+                let dir = dir.resolve()?;
+                let checked = crate::upkeep::check(&dir).map_err(failed)?;
+                say(&space_table(&checked.space, &dir));
+                let problems = checked.problems;
                 if problems.is_empty() {
                     say("consistent: the counts and indexes agree with the records");
                     return Ok(());
@@ -394,6 +398,31 @@ fn failed(e: crate::upkeep::UpkeepError) -> Failure {
         error: e.into(),
         code: 1,
     }
+}
+
+/// `check`'s table of the tables, largest first, and the file's size.
+fn space_table(space: &[crate::store::TableSpace], dir: &std::path::Path) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "{:<22} {:>12} {:>16} {:>16}\n",
+        "table", "entries", "stored bytes", "B-tree overhead"
+    );
+    for t in space {
+        let _ = writeln!(
+            out,
+            "{:<22} {:>12} {:>16} {:>16}",
+            t.table, t.entries, t.stored_bytes, t.overhead_bytes
+        );
+    }
+    let file = dir.join(crate::store::redb::DB_FILE);
+    let length = std::fs::metadata(&file).map_or(0, |m| m.len());
+    let _ = write!(
+        out,
+        "{}: {length} bytes, {} on disk",
+        file.display(),
+        crate::store::redb::maintenance::disk_bytes(&file)
+    );
+    out
 }
 
 #[allow(clippy::print_stdout)]

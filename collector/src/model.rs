@@ -306,6 +306,40 @@ impl ServerChange {
     }
 }
 
+/// A server's history as shown, from its stored entries (oldest first). A `Created`
+/// entry is stored without the launch, level and fingerprint the server started with
+/// (it is the largest entry, and every server has one): they are the "before" of the
+/// first later change that moved each (an update always records the fingerprint and
+/// level it replaced, and the launch when the fingerprint moved; a rescore, the
+/// level), or else the server's own. Entries stored whole are left as they are.
+pub fn complete_history(server: &Server, changes: &mut [ServerChange]) {
+    for i in 0..changes.len() {
+        let (head, later) = changes.split_at_mut(i + 1);
+        let created = &mut head[i];
+        if created.kind != ChangeKind::Created || created.fingerprint.is_some() {
+            continue;
+        }
+        created.fingerprint = Some(
+            later
+                .iter()
+                .find_map(|c| c.previous_fingerprint.clone())
+                .unwrap_or_else(|| server.fingerprint.clone()),
+        );
+        created.level = Some(
+            later
+                .iter()
+                .find_map(|c| c.previous_level)
+                .unwrap_or(server.risk_level),
+        );
+        created.command = Some(
+            later
+                .iter()
+                .find_map(|c| c.previous_command.clone())
+                .unwrap_or_else(|| server.record.launch_line()),
+        );
+    }
+}
+
 /// How many changes a server keeps (the newest).
 pub const MAX_SERVER_CHANGES: u64 = 50;
 

@@ -55,6 +55,9 @@ struct Answer {
     bytes: u64,
     #[serde(default)]
     problems: Vec<String>,
+    /// `check`: the tables and their sizes.
+    #[serde(default)]
+    space: Vec<crate::store::TableSpace>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -196,15 +199,32 @@ fn ask(
 }
 
 /// `check`: what is inconsistent in the database (nothing when it is consistent).
-pub fn check(data_dir: &Path) -> Result<Vec<String>, UpkeepError> {
-    match maintenance::check_offline(data_dir) {
-        Ok(problems) => Ok(problems),
+pub fn check(data_dir: &Path) -> Result<Checked, UpkeepError> {
+    let offline = maintenance::check_offline(data_dir).and_then(|problems| {
+        Ok(Checked {
+            problems,
+            space: maintenance::space_offline(data_dir)?,
+        })
+    });
+    match offline {
+        Ok(checked) => Ok(checked),
         #[cfg(unix)]
         Err(e) if e.contains("running mcpwatch-collector") => {
-            Ok(ask(data_dir, "check")?.0.problems)
+            let answer = ask(data_dir, "check")?.0;
+            Ok(Checked {
+                problems: answer.problems,
+                space: answer.space,
+            })
         }
         Err(e) => Err(UpkeepError::Database(e)),
     }
+}
+
+/// What `check` found: what disagrees (nothing when consistent), and the tables with
+/// their sizes.
+pub struct Checked {
+    pub problems: Vec<String>,
+    pub space: Vec<crate::store::TableSpace>,
 }
 
 /// `compact`: give the database's free pages back (collector stopped).
@@ -401,6 +421,7 @@ async fn run_command(
         rows: 0,
         bytes: 0,
         problems: Vec::new(),
+        space: Vec::new(),
     };
     match command {
         "backup" => {
@@ -421,6 +442,7 @@ async fn run_command(
                             rows,
                             bytes,
                             problems: Vec::new(),
+                            space: Vec::new(),
                         },
                         Some(file),
                     )
@@ -431,18 +453,19 @@ async fn run_command(
                 }
             }
         }
-        "check" => match state.store.check().await {
-            Ok(problems) => (
+        "check" => match (state.store.check().await, state.store.space().await) {
+            (Ok(problems), Ok(space)) => (
                 Answer {
                     ok: true,
                     error: None,
                     rows: 0,
                     bytes: 0,
                     problems,
+                    space,
                 },
                 None,
             ),
-            Err(e) => (failed(format!("the check failed: {e}")), None),
+            (Err(e), _) | (_, Err(e)) => (failed(format!("the check failed: {e}")), None),
         },
         other => (
             failed(format!("unknown command {other:?}; try backup or check")),

@@ -110,6 +110,9 @@ fn a_backup_under_load_restores_every_acknowledged_report() {
     assert!(out.contains("already exists"), "{out}");
     let (code, out) = collector(&["check", "--data-dir", &data]);
     assert_eq!(code, Some(0), "the live database is consistent: {out}");
+    // It lists the tables with their sizes (asked of the running collector).
+    assert!(table_entries(&out, "servers") > 0, "{out}");
+    assert!(out.contains(" on disk"), "{out}");
     let (code, out) = collector(&[
         "restore",
         "--input",
@@ -144,6 +147,7 @@ fn a_backup_under_load_restores_every_acknowledged_report() {
     assert!(out.contains("--force"), "{out}");
     let (code, out) = collector(&["check", "--data-dir", &target_s]);
     assert_eq!(code, Some(0), "{out}");
+    assert!(table_entries(&out, "servers") > 0, "{out}");
 
     let r = TestCollector::start(&["--data-dir", &target_s]);
     // The admin's session and the agents' keys were in the backup.
@@ -360,4 +364,14 @@ fn the_control_socket_answers_unknown_and_oversized_commands_with_an_error() {
         collector(&["check", "--data-dir", c.data_dir.to_str().unwrap()]).0,
         Some(0)
     );
+}
+
+/// The entries `check` lists for `table` (0 when it does not list it).
+fn table_entries(out: &str, table: &str) -> u64 {
+    out.lines()
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some(table)).then(|| words.next()?.parse().ok())?
+        })
+        .unwrap_or(0)
 }

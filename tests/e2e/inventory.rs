@@ -185,6 +185,15 @@ fn snapshots_update_change_and_retire_servers() {
     assert_eq!(changes.len(), 2);
     assert_eq!(changes[1]["kind"], "updated");
     assert_eq!(changes[1]["previous_command"], "uvx mcp-server-time==0.6.2");
+    // The first entry shows what the server started as, not what it runs now.
+    assert_eq!(changes[0]["kind"], "created");
+    assert_eq!(changes[0]["command"], "uvx mcp-server-time==0.6.2");
+    assert_eq!(
+        changes[0]["fingerprint"],
+        changes[1]["previous_fingerprint"]
+    );
+    assert_eq!(changes[0]["level"], changes[1]["previous_level"]);
+    assert_ne!(changes[0]["level"], "critical");
     let (_, alerts) = c.get("/alerts/?dismissed=false", &token);
     let rug_pull = alerts["items"]
         .as_array()

@@ -278,7 +278,8 @@ async fn detail(state: &SharedState, server: Server) -> Result<ServerDetail, Api
         Err(store::Error::NotFound) => None,
         Err(e) => return Err(e.into()),
     };
-    let changes = state.store.server_changes(server.org_id, server.id).await?;
+    let mut changes = state.store.server_changes(server.org_id, server.id).await?;
+    crate::model::complete_history(&server, &mut changes);
     Ok(ServerDetail::new(server, agent.as_ref(), changes))
 }
 

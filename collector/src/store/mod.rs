@@ -120,6 +120,17 @@ pub struct FleetGauges {
     pub database_bytes: u64,
 }
 
+/// What one table takes in the database (`Store::space`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TableSpace {
+    pub table: String,
+    pub entries: u64,
+    /// Keys and values.
+    pub stored_bytes: u64,
+    /// The B-tree's own bytes and the unused space in its pages.
+    pub overhead_bytes: u64,
+}
+
 /// Filters for listing servers. Pages start at 1.
 #[derive(Debug, Clone, Default)]
 pub struct ServerQuery {
@@ -452,6 +463,8 @@ pub trait Store: Send + Sync + 'static {
     /// What disagrees between the counts and indexes and the records (nothing when
     /// consistent).
     async fn check(&self) -> Result<Vec<String>>;
+    /// Every table's entries and bytes, largest first.
+    async fn space(&self) -> Result<Vec<TableSpace>>;
     /// Delete dormant servers last seen before `before` (with their history and
     /// alerts), visiting up to `agents` agents after `cursor`; answers the servers and
     /// alerts deleted and where the next batch starts (`None`: done).

@@ -767,6 +767,17 @@ async fn a_large_report_is_stored_whole_on(store: &dyn Store) {
     let again = store.apply_report(o.id, a.id, report(many)).await.unwrap();
     assert_eq!((again.created, again.unchanged), (0, 250));
     assert_eq!(store.server_counts(o.id).await.unwrap().total(), 250);
+    // The space report names the servers' table and what its rows take.
+    let space = store.space().await.unwrap();
+    let servers = space.iter().find(|t| t.table == "servers").unwrap();
+    assert!(servers.stored_bytes > 250 * 50, "{servers:?}");
+    assert!(
+        space
+            .windows(2)
+            .all(|w| w[0].stored_bytes + w[0].overhead_bytes
+                >= w[1].stored_bytes + w[1].overhead_bytes),
+        "largest first: {space:?}"
+    );
 }
 
 /// The history keeps the newest changes, numbered on, and goes with its agent.

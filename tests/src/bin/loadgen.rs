@@ -730,6 +730,10 @@ async fn run(args: Args) {
     }
     let collector_rss_mb = resident_mb();
     let database_mb = database_size(&http, &base).await as f64 / 1e6;
+    // The embedded store's file is longer than what it takes on disk: redb sets its
+    // length ahead of the pages it writes.
+    let file_mb = std::fs::metadata(collectors[0].data_dir.join("mcpwatch.redb"))
+        .map_or(0.0, |m| m.len() as f64 / 1e6);
     tokio::task::spawn_blocking(move || drop(collectors))
         .await
         .unwrap();
@@ -762,6 +766,7 @@ async fn run(args: Args) {
             "agents": args.agents, "concurrency": args.concurrency, "servers_per_report": args.servers,
             "collector_resident_mb": collector_rss_mb, "collector_resident_under_load_mb": under_load_mb,
             "database_mb": database_mb,
+            "database_file_mb": file_mb,
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap());
     } else {
@@ -810,7 +815,7 @@ async fn run(args: Args) {
             let servers = args.inventory_agents * args.servers;
             println!(
                 "inventory: {servers} servers from {} agents stored before the phases; \
-                 database {:.0} bytes per server",
+                 database {:.0} bytes per server on disk",
                 args.inventory_agents,
                 database_mb * 1e6 / servers as f64
             );
@@ -818,8 +823,13 @@ async fn run(args: Args) {
         println!(
             "collector: {under_load_mb:.0} MB resident at most under load, {collector_rss_mb:.0} MB \
              at the end (after the checks, which list every agent) ({} instance(s)); \
-             database {database_mb:.0} MB",
-            args.instances
+             database {database_mb:.0} MB on disk{}",
+            args.instances,
+            if file_mb > 0.0 {
+                format!(" (the file's length: {file_mb:.0} MB)")
+            } else {
+                String::new()
+            }
         );
     }
     if missing > 0 || tampered > 0 || unexpected > 0 {

@@ -374,6 +374,10 @@ impl Store for PgStore {
         self.check_counts().await
     }
 
+    async fn space(&self) -> Result<Vec<crate::store::TableSpace>> {
+        self.table_space().await
+    }
+
     async fn prune_dormant_servers(
         &self,
         before: DateTime<Utc>,

@@ -124,6 +124,32 @@ impl PgStore {
             .map_err(|_| Error::internal(format!("the shared secret {name} is not 32 bytes")))
     }
 
+    /// Every table's rows (PostgreSQL's estimate) and bytes with its indexes, largest
+    /// first; the indexes and free space are the overhead.
+    async fn table_space(&self) -> Result<Vec<crate::store::TableSpace>> {
+        let db = self.db().await?;
+        let rows = sql::rows(
+            &db,
+            "SELECT relname::text, GREATEST(n_live_tup, 0), pg_relation_size(relid),                     pg_total_relation_size(relid) - pg_relation_size(relid)              FROM pg_stat_user_tables WHERE schemaname = current_schema()              ORDER BY pg_total_relation_size(relid) DESC, relname",
+            &[],
+        )
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let number = |i: usize| -> Result<u64> {
+                    let n: i64 = sql::get(r, i)?;
+                    Ok(u64::try_from(n).unwrap_or(0))
+                };
+                Ok(crate::store::TableSpace {
+                    table: sql::get(r, 0)?,
+                    entries: number(1)?,
+                    stored_bytes: number(2)?,
+                    overhead_bytes: number(3)?,
+                })
+            })
+            .collect()
+    }
+
     /// What disagrees between the kept counts and a recount from the records.
     async fn check_counts(&self) -> Result<Vec<String>> {
         let db = self.db().await?;

@@ -17,7 +17,7 @@ use super::schema::{
     META, ROW_TABLES, SERVERS, SRV_AGENT, SRV_RANK, USER_EMAILS, USER_SESSIONS, USERS, decode,
 };
 use crate::model::{Alert, Server};
-use crate::store::{Error, Result};
+use crate::store::{Error, Result, TableSpace};
 
 /// Copy one table's rows (none when the source has no such table).
 fn copy<K: Key + 'static, V: Value + 'static>(
@@ -335,4 +335,49 @@ pub fn compact_offline(data_dir: &Path) -> std::result::Result<bool, String> {
         Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
     };
     db.compact().map_err(|e| e.to_string())
+}
+
+/// Every table's entries and bytes, largest first.
+pub(super) fn space(txn: &ReadTransaction) -> Result<Vec<TableSpace>> {
+    use redb::ReadableTableMetadata as _;
+    let mut out = Vec::new();
+    for handle in txn.list_tables()? {
+        let table = txn.open_untyped_table(handle)?;
+        let stats = table.stats()?;
+        out.push(TableSpace {
+            table: redb::TableHandle::name(&table).to_owned(),
+            entries: table.len()?,
+            stored_bytes: stats.stored_bytes(),
+            overhead_bytes: stats.metadata_bytes() + stats.fragmented_bytes(),
+        });
+    }
+    out.sort_by(|a, b| {
+        (b.stored_bytes + b.overhead_bytes)
+            .cmp(&(a.stored_bytes + a.overhead_bytes))
+            .then_with(|| a.table.cmp(&b.table))
+    });
+    Ok(out)
+}
+
+/// A stopped collector's tables and their sizes.
+pub fn space_offline(data_dir: &Path) -> std::result::Result<Vec<TableSpace>, String> {
+    offline_read(data_dir, space)
+}
+
+/// The bytes a file takes on disk: its allocated blocks where the file system says
+/// (a redb file grows ahead of its pages and the part never written takes no disk),
+/// else its length.
+pub fn disk_bytes(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return 0;
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        meta.blocks().saturating_mul(512)
+    }
+    #[cfg(not(unix))]
+    {
+        meta.len()
+    }
 }

@@ -612,7 +612,7 @@ impl Store for RedbStore {
 
     async fn fleet_gauges(&self) -> Result<super::FleetGauges> {
         let mut gauges = self.read(alerts::fleet_gauges).await?;
-        gauges.database_bytes = std::fs::metadata(self.db.path()).map_or(0, |f| f.len());
+        gauges.database_bytes = maintenance::disk_bytes(self.db.path());
         Ok(gauges)
     }
 
@@ -622,6 +622,10 @@ impl Store for RedbStore {
 
     async fn check(&self) -> Result<Vec<String>> {
         self.read(maintenance::check).await
+    }
+
+    async fn space(&self) -> Result<Vec<super::TableSpace>> {
+        self.read(maintenance::space).await
     }
 
     async fn prune_dormant_servers(
