@@ -6,9 +6,11 @@
 //!
 //! - a row is org·group·key·0 (a key never holds a NUL; a package's is
 //!   ecosystem·1·name);
-//! - a row's members are org·group·h(row)·kind·member, with h the first 8 bytes of a
-//!   SHA-256 (and long members hashed the same way); a version's hosts are
-//!   org·group·h(row)·`V`·version.
+//! - a row's members are h(row)·kind·member, with h the first 8 bytes of a SHA-256
+//!   (and long members hashed the same way); a version's hosts are h(row)·`V`·version.
+//!   The row's hash names its organisation and group too (they are in the row's key),
+//!   so member keys carry no prefix: at ten million rows the chance that any two share
+//!   a hash is about one in 370,000, and such a pair would only count together.
 
 use std::collections::BTreeMap;
 
@@ -99,13 +101,20 @@ pub fn split_row(row: &[u8]) -> Option<(OrgId, &[u8])> {
     Some((OrgId::from_bytes(org), key))
 }
 
-/// Where a row's members are kept: org·group·(the first 8 bytes of the SHA-256 of the
-/// row's key), so that member keys stay short however long the row's key is.
+/// Where a row's members are kept: the first 8 bytes of the SHA-256 of the row's key
+/// (organisation, group and key), so that member keys stay short however long the
+/// row's key is.
 pub fn members_of(row: &[u8]) -> Vec<u8> {
     use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(row);
-    [&row[..17.min(row.len())], &digest[..8]].concat()
+    sha2::Sha256::digest(row)[..MEMBER_PREFIX].to_vec()
 }
+
+/// The bytes of a member key before its kind: the row's hash.
+pub const MEMBER_PREFIX: usize = 8;
+
+/// The organisation·group prefix member keys carried before layout 5 (redb) and
+/// schema 2 (PostgreSQL), which their upgrades take off.
+pub const OLD_MEMBER_PREFIX: usize = 17;
 
 /// The counter of a version's hosts in a row.
 pub fn version_key(row: &[u8], version: &str) -> Vec<u8> {

@@ -2004,7 +2004,12 @@ async fn everything(store: &dyn Store, o: OrgId, email: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_json_database_is_made_compact_and_an_interrupted_conversion_goes_on() {
-    for interrupted in [None, Some("servers"), Some("server_changes")] {
+    for interrupted in [
+        None,
+        Some("servers"),
+        Some("server_changes"),
+        Some("census_members"),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let o = org("A");
         let expected = {
@@ -2036,10 +2041,10 @@ async fn a_json_database_is_made_compact_and_an_interrupted_conversion_goes_on()
                 a.last_seen_at = Some(now);
                 store.create_agent(a.clone()).await.unwrap();
                 store
-                    .apply_report(o.id, a.id, report(fleet()))
+                    .apply_report(o.id, a.id, report(pinned_fleet("1.0.0")))
                     .await
                     .unwrap();
-                let mut moved = fleet();
+                let mut moved = pinned_fleet("1.0.0");
                 moved[3].args.push("--changed".into());
                 store.apply_report(o.id, a.id, report(moved)).await.unwrap();
             }
@@ -2047,8 +2052,13 @@ async fn a_json_database_is_made_compact_and_an_interrupted_conversion_goes_on()
             assert_eq!(store.legacy_records_for_test().await.unwrap(), 0);
             store.make_layout_3_for_test(interrupted).await.unwrap();
             assert!(store.legacy_records_for_test().await.unwrap() > 0);
-            // Readers take JSON records as well: a half-converted database is readable.
-            assert_eq!(everything(&store, o.id, "a@a.example").await, before);
+            // Readers take JSON records as well: a half-converted database is readable
+            // (all but the census, whose member keys change with layout 5).
+            let without_census = |s: &str| s[..s.rfind('\n').unwrap()].to_owned();
+            assert_eq!(
+                without_census(&everything(&store, o.id, "a@a.example").await),
+                without_census(&before)
+            );
             before
         };
         let store = reopen(dir.path());
@@ -2058,7 +2068,103 @@ async fn a_json_database_is_made_compact_and_an_interrupted_conversion_goes_on()
             expected,
             "interrupted in {interrupted:?}"
         );
+        // The census goes on counting from the upgraded members: an agent drops two
+        // servers and pins a package, another leaves.
+        let agents = store.list_agents(o.id).await.unwrap();
+        let mut fewer = pinned_fleet("2.0.0");
+        fewer.truncate(3);
+        store
+            .apply_report(o.id, agents[0].id, report(fewer))
+            .await
+            .unwrap();
+        store
+            .apply_report(o.id, agents[1].id, report(Vec::new()))
+            .await
+            .unwrap();
+        assert_eq!(
+            census_now(&store, o.id).await,
+            recount(&store, o.id).await,
+            "interrupted in {interrupted:?}"
+        );
     }
+}
+
+/// Schema 2 of the PostgreSQL store takes the organisation·group prefix off census
+/// member keys: a census counted with schema 1's keys reads and counts on the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_census_of_schema_1_goes_on_counting_after_the_upgrade() {
+    let Some(url) = super::test_pg::fresh_database().await else {
+        return;
+    };
+    let options = super::postgres::PgOptions {
+        url: url.clone(),
+        password_file: None,
+        ca_file: None,
+    };
+    let o = org("A");
+    let expected = {
+        let store = super::postgres::PgStore::connect(&options).await.unwrap();
+        store
+            .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
+            .await
+            .unwrap();
+        for n in 1..=3 {
+            let a = agent(&o, n);
+            store.create_agent(a.clone()).await.unwrap();
+            store
+                .apply_report(o.id, a.id, report(pinned_fleet("1.0.0")))
+                .await
+                .unwrap();
+        }
+        census_now(&store, o.id).await
+    };
+    // Back to schema 1: each member key with its row's organisation and group first.
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let lengthened = client
+        .execute(
+            "UPDATE census_members m SET member = p.prefix || m.member \
+             FROM (SELECT uuid_send(org) || set_byte('\\x00'::bytea, 0, grp) AS prefix, \
+                          substring(sha256(uuid_send(org) || set_byte('\\x00'::bytea, 0, grp) \
+                                           || key || '\\x00'::bytea) FOR 8) AS hash \
+                   FROM census) p \
+             WHERE substring(m.member FOR 8) = p.hash",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(lengthened > 0);
+    client
+        .execute("DELETE FROM mcpwatch_schema WHERE version = 2", &[])
+        .await
+        .unwrap();
+    let store = super::postgres::PgStore::connect(&options).await.unwrap();
+    assert_eq!(census_now(&store, o.id).await, expected);
+    let agents = store.list_agents(o.id).await.unwrap();
+    let mut fewer = pinned_fleet("2.0.0");
+    fewer.truncate(3);
+    store
+        .apply_report(o.id, agents[0].id, report(fewer))
+        .await
+        .unwrap();
+    store
+        .apply_report(o.id, agents[1].id, report(Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(census_now(&store, o.id).await, recount(&store, o.id).await);
+}
+
+/// [`fleet`] with its first server launching a pinned package.
+fn pinned_fleet(version: &str) -> Vec<ServerRecord> {
+    let mut servers = fleet();
+    servers[0].package = Some(mcpwatch_protocol::server::Package {
+        ecosystem: "npm".into(),
+        name: "pinned".into(),
+        version: Some(version.into()),
+    });
+    servers
 }
 
 /// A report received at `at`.

@@ -9,7 +9,7 @@
 //! before every census read, so a read always sees every committed write.
 //!
 //! Keys: a row is org·group·key·0 (a key never holds a NUL; a package's is
-//! ecosystem·1·name); its members are org·group·h(row)·kind·member, with h the first 8
+//! ecosystem·1·name); its members are h(row)·kind·member, with h the first 8
 //! bytes of a SHA-256 (and long members hashed the same way); `census_rank` is
 //! org·group·(u64::MAX − hosts)·key·0.
 

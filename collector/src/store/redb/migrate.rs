@@ -4,8 +4,9 @@
 use redb::{Database, ReadableTable};
 
 use super::schema::{
-    AGENTS, API_TOKENS, Bytes, CENSUS, CENSUS_QUEUE, ENROLL_SECRETS, EVENTS, META, ORGS, Record,
-    SERVER_CHANGES, SERVERS, SESSIONS, USERS, change_key, create_tables, decode, encode, is_legacy,
+    AGENTS, API_TOKENS, Bytes, CENSUS, CENSUS_MEMBERS, CENSUS_QUEUE, ENROLL_SECRETS, EVENTS, META,
+    ORGS, Record, SERVER_CHANGES, SERVERS, SESSIONS, USERS, change_key, create_tables, decode,
+    encode, is_legacy,
 };
 use crate::model::{MAX_SERVER_CHANGES, Server, ServerChange};
 use crate::store::{Error, Result};
@@ -14,8 +15,10 @@ use crate::store::{Error, Result};
 /// out of the server records into `server_changes` (see [`migrate_histories`]). 3: the
 /// census kept at write time (see [`build_census`]). 4: records in the compact
 /// encoding (see [`compact_records`]), and no `server_identity` table (an agent's
-/// servers are found through their rank index, the identity computed from each).
-pub(super) const SCHEMA_VERSION: u32 = 4;
+/// servers are found through their rank index, the identity computed from each). 5:
+/// census member keys without the organisation·group prefix (see
+/// [`shorten_member_keys`]).
+pub(super) const SCHEMA_VERSION: u32 = 5;
 /// Where an interrupted census build goes on (the last server key counted).
 pub(super) const CENSUS_CURSOR: &str = "census_cursor";
 /// Servers migrated per transaction when a database is upgraded.
@@ -83,8 +86,115 @@ pub(super) fn upgrade(db: &Database, from: Option<u32>) -> Result<Option<String>
             "{converted} records converted to the compact encoding (layout 4)"
         ));
     }
+    if matches!(from, Some(1..=4)) {
+        tracing::info!(
+            "Upgrading the database to layout 5: census member keys are rewritten shorter, \
+             in transactions of {MIGRATION_BATCH}; if stopped, it goes on at the next start."
+        );
+        let rewritten = shorten_member_keys(db)?;
+        let txn = db.begin_write()?;
+        set_version(&txn, 5)?;
+        txn.commit()?;
+        done.push(format!(
+            "{rewritten} census member keys rewritten (layout 5)"
+        ));
+    }
     Ok((!done.is_empty()).then(|| format!("Database upgraded: {}.", done.join("; "))))
 }
+
+/// Layouts 3 and 4 kept census members as org·group·h(row)·kind·member; layout 5
+/// drops the org·group prefix (the row's hash names both). The old table is set aside
+/// once, then copied into a new `census_members` in transactions of
+/// [`MIGRATION_BATCH`] with a cursor (two old keys that come out the same are added
+/// together), then deleted. Recorded in `meta` when done, and by a census built in
+/// the new form ([`build_census`]), so keys already short are never cut again.
+/// Answers how many keys were rewritten in this run.
+fn shorten_member_keys(db: &Database) -> Result<u64> {
+    let txn = db.begin_write()?;
+    if !set_members_aside(&txn)? {
+        return Ok(0);
+    }
+    txn.commit()?;
+    let mut rewritten = 0;
+    loop {
+        let txn = db.begin_write()?;
+        let done = shorten_batch(&txn, MIGRATION_BATCH)?;
+        txn.commit()?;
+        match done {
+            Some(n) => rewritten += n,
+            None => return Ok(rewritten),
+        }
+    }
+}
+
+/// Set the old census members aside (once) under their own name, with a new empty
+/// `census_members`; answers false when the keys are already short.
+pub(super) fn set_members_aside(txn: &redb::WriteTransaction) -> Result<bool> {
+    if txn.open_table(META)?.get(MEMBERS_SHORT)?.is_some() {
+        return Ok(false);
+    }
+    let aside = txn
+        .list_tables()?
+        .any(|t| redb::TableHandle::name(&t) == redb::TableHandle::name(&OLD_CENSUS_MEMBERS));
+    if !aside {
+        txn.rename_table(CENSUS_MEMBERS, OLD_CENSUS_MEMBERS)?;
+        txn.open_table(CENSUS_MEMBERS)?;
+    }
+    Ok(true)
+}
+
+/// Copy up to `limit` old members after the cursor with their keys shortened; answers
+/// how many (`None` when there were none left: the old table is deleted and the keys
+/// recorded as short).
+pub(super) fn shorten_batch(txn: &redb::WriteTransaction, limit: usize) -> Result<Option<u64>> {
+    use crate::store::tally::OLD_MEMBER_PREFIX;
+    let cursor: Option<Vec<u8>> = txn
+        .open_table(META)?
+        .get(MEMBERS_CURSOR)?
+        .map(|v| v.value().to_vec());
+    let batch: Vec<(Vec<u8>, u64)> = {
+        let old = txn.open_table(OLD_CENSUS_MEMBERS)?;
+        let range = match &cursor {
+            Some(k) => old.range::<&[u8]>((
+                std::ops::Bound::Excluded(k.as_slice()),
+                std::ops::Bound::Unbounded,
+            ))?,
+            None => old.range::<&[u8]>(..)?,
+        };
+        range
+            .take(limit)
+            .map(|e| e.map(|(k, v)| (k.value().to_vec(), v.value())))
+            .collect::<std::result::Result<_, _>>()?
+    };
+    let Some((last, _)) = batch.last() else {
+        txn.delete_table(OLD_CENSUS_MEMBERS)?;
+        let mut meta = txn.open_table(META)?;
+        meta.remove(MEMBERS_CURSOR)?;
+        meta.insert(MEMBERS_SHORT, [1u8].as_slice())?;
+        return Ok(None);
+    };
+    {
+        let mut members = txn.open_table(CENSUS_MEMBERS)?;
+        for (key, n) in &batch {
+            let short = key.get(OLD_MEMBER_PREFIX..).ok_or_else(|| {
+                Error::internal("a census member key is shorter than its old prefix")
+            })?;
+            let held = members.get(short)?.map_or(0, |v| v.value());
+            members.insert(short, held.saturating_add(*n))?;
+        }
+    }
+    txn.open_table(META)?
+        .insert(MEMBERS_CURSOR, last.as_slice())?;
+    Ok(Some(batch.len() as u64))
+}
+
+/// Layouts 3 and 4's census members, set aside while layout 5 rewrites their keys.
+pub(super) const OLD_CENSUS_MEMBERS: redb::TableDefinition<'_, Bytes, u64> =
+    redb::TableDefinition::new("census_members_layout4");
+/// Where an interrupted rewrite of member keys goes on (the last old key copied).
+const MEMBERS_CURSOR: &str = "census_members_cursor";
+/// Present once every census member key is in the layout-5 form.
+pub(super) const MEMBERS_SHORT: &str = "census_members_short";
 
 /// Layouts up to 3 kept a link from each server's identity within its agent to the
 /// server; layout 4 computes the identity from the record.
@@ -202,7 +312,11 @@ fn build_census(db: &Database) -> Result<u64> {
             .map(|v| v.value().to_vec());
         let batch = next_rows(&txn, SERVERS, resume.as_deref())?;
         let Some((last, _)) = batch.last() else {
-            txn.open_table(META)?.remove(CENSUS_CURSOR)?;
+            let mut meta = txn.open_table(META)?;
+            meta.remove(CENSUS_CURSOR)?;
+            // Counted with the keys of layout 5.
+            meta.insert(MEMBERS_SHORT, [1u8].as_slice())?;
+            drop(meta);
             set_version(&txn, 3)?;
             txn.commit()?;
             return Ok(counted);

@@ -28,7 +28,7 @@
 //! | `api_token_hashes` | sha256(token) | org·token |
 //! | `audit` | org·entry (time-ordered) | [`Entry`] (the audit log) |
 //! | `census` | org·group·key·0 | [`Counts`] (see `census.rs`) |
-//! | `census_members` | row·kind·member | u64: the row's servers with that member |
+//! | `census_members` | h(row)·kind·member | u64: the row's servers with that member |
 //! | `census_rank` | org·group·(max − hosts)·key·0 | – |
 //! | `census_queue` | seq | a server's change still to count into the census |
 //! | `channels` | org·channel | [`Channel`] (notification channels) |

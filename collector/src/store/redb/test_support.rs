@@ -53,6 +53,34 @@ fn forget_census(txn: &redb::WriteTransaction) -> Result<()> {
     Ok(())
 }
 
+/// Give census member keys the organisation·group prefix layouts 3 and 4 wrote.
+fn lengthen_member_keys(txn: &redb::WriteTransaction) -> Result<()> {
+    use super::schema::{CENSUS, CENSUS_MEMBERS, META};
+    use redb::ReadableTable as _;
+    let rows = keys_of(txn, CENSUS, |_| true)?;
+    let mut members = txn.open_table(CENSUS_MEMBERS)?;
+    for row in rows {
+        let hash = crate::store::tally::members_of(&row);
+        let held: Vec<(Vec<u8>, u64)> = members
+            .range::<&[u8]>(hash.as_slice()..)?
+            .map(|e| e.map(|(k, v)| (k.value().to_vec(), v.value())))
+            .take_while(|e| e.as_ref().map_or(true, |(k, _)| k.starts_with(&hash)))
+            .collect::<std::result::Result<_, _>>()?;
+        for (key, n) in held {
+            members.remove(key.as_slice())?;
+            let old = [
+                &row[..crate::store::tally::OLD_MEMBER_PREFIX],
+                key.as_slice(),
+            ]
+            .concat();
+            members.insert(old.as_slice(), n)?;
+        }
+    }
+    drop(members);
+    txn.open_table(META)?.remove(migrate::MEMBERS_SHORT)?;
+    Ok(())
+}
+
 impl RedbStore {
     /// Damage the indexes as a bug would: drop one server's rank entry and bump a
     /// count.
@@ -93,9 +121,10 @@ impl RedbStore {
         .await
     }
 
-    /// Put the database back into layout 3: every record JSON, as layouts up to 3
-    /// wrote them; then, when `converted` is given, convert the first batch of that
-    /// table (by name) again, as an upgrade interrupted after its first transaction leaves it.
+    /// Put the database back into layout 3: every record JSON and census member keys
+    /// long, as layouts up to 3 wrote them; then, when `converted` is given, convert
+    /// the first batch of that table (by name) again, as an upgrade interrupted after
+    /// its first transaction leaves it (`census_members`: its first 3 keys).
     pub async fn make_layout_3_for_test(&self, converted: Option<&'static str>) -> Result<()> {
         self.write(move |txn| {
             use redb::ReadableTable as _;
@@ -130,7 +159,12 @@ impl RedbStore {
                 identity.insert(k.as_slice(), v.as_slice())?;
             }
             drop(identity);
-            if let Some(name) = converted {
+            lengthen_member_keys(txn)?;
+            if converted == Some("census_members") {
+                // Layout 5's rewrite of member keys, stopped after its first few.
+                migrate::set_members_aside(txn)?;
+                migrate::shorten_batch(txn, 3)?;
+            } else if let Some(name) = converted {
                 let (table, recode) = migrate::COMPACT_TABLES
                     .into_iter()
                     .find(|(t, _)| redb::TableHandle::name(t) == name)
