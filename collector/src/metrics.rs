@@ -180,7 +180,7 @@ impl Metrics {
         );
         r.register(
             "database_size_bytes",
-            "Size of the database file",
+            "The database's size on disk (the redb file's allocated blocks, or pg_database_size)",
             self.database_bytes.clone(),
         );
         r.register(

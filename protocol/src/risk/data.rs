@@ -173,22 +173,43 @@ pub fn popular_remote(url: &str) -> Option<&'static Popular> {
 /// Optimal string alignment distance (edits, including swapping neighbours), or
 /// `None` once it exceeds `max`.
 pub fn edit_distance(a: &str, b: &str, max: usize) -> Option<usize> {
+    if a.is_ascii() && b.is_ascii() {
+        return distance_within(a.as_bytes(), b.as_bytes(), max);
+    }
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    distance_within(&a, &b, max)
+}
+
+/// [`edit_distance`] over any symbols: three rows kept and reused, and given up as
+/// soon as no later row can come back under `max` (every cell of a row is at least
+/// the smaller of the previous row's least and the one before's least plus one).
+fn distance_within<T: PartialEq>(a: &[T], b: &[T], max: usize) -> Option<usize> {
     if a.len().abs_diff(b.len()) > max {
         return None;
     }
-    let mut prev2 = vec![0usize; b.len() + 1];
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let width = b.len() + 1;
+    let mut prev2 = vec![0usize; width];
+    let mut prev: Vec<usize> = (0..width).collect();
+    let mut cur = vec![0usize; width];
+    let mut prev_least = 0;
     for i in 1..=a.len() {
-        let mut cur = vec![i; b.len() + 1];
-        for j in 1..=b.len() {
+        cur[0] = i;
+        let mut least = i;
+        for j in 1..width {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            let mut cell = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                cur[j] = cur[j].min(prev2[j - 2] + 1);
+                cell = cell.min(prev2[j - 2] + 1);
             }
+            cur[j] = cell;
+            least = least.min(cell);
         }
-        prev2 = std::mem::replace(&mut prev, cur);
+        if least > max && prev_least >= max {
+            return None;
+        }
+        prev_least = least;
+        std::mem::swap(&mut prev2, &mut prev);
+        std::mem::swap(&mut prev, &mut cur);
     }
     let d = prev[b.len()];
     (d <= max).then_some(d)
@@ -246,10 +267,64 @@ mod tests {
     }
 
     #[test]
+    fn edit_distance_agrees_with_the_whole_table() {
+        // The full optimal-string-alignment table, no early exit.
+        fn full(a: &[u8], b: &[u8]) -> usize {
+            let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+            for (i, row) in d.iter_mut().enumerate() {
+                row[0] = i;
+            }
+            for j in 0..=b.len() {
+                d[0][j] = j;
+            }
+            for i in 1..=a.len() {
+                for j in 1..=b.len() {
+                    let cost = usize::from(a[i - 1] != b[j - 1]);
+                    d[i][j] = (d[i - 1][j] + 1)
+                        .min(d[i][j - 1] + 1)
+                        .min(d[i - 1][j - 1] + cost);
+                    if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                        d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+                    }
+                }
+            }
+            d[a.len()][b.len()]
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let mut word = |n: u64| -> String {
+                (0..next() % n)
+                    .map(|_| char::from(b'a' + (next() % 3) as u8))
+                    .collect()
+            };
+            let (a, b) = (word(9), word(9));
+            for max in 0..4 {
+                let d = full(a.as_bytes(), b.as_bytes());
+                assert_eq!(
+                    edit_distance(&a, &b, max),
+                    (d <= max).then_some(d),
+                    "{a} {b} {max}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn edit_distance_counts_swaps_as_one() {
         assert_eq!(edit_distance("kitten", "sitting", 5), Some(3));
         assert_eq!(edit_distance("mcp-remote", "mcp-remtoe", 2), Some(1));
         assert_eq!(edit_distance("abc", "abcdef", 2), None);
+        assert_eq!(edit_distance("ab", "ba", 1), Some(1));
+        assert_eq!(edit_distance("café-mcp", "cafe-mcp", 2), Some(1));
+        assert_eq!(edit_distance("", "ab", 2), Some(2));
+        // Given up early: far apart from the first letters on.
+        assert_eq!(edit_distance("zzzzzzzzzzzz", "aaaaaaaaaaaa", 2), None);
         assert_eq!(
             lookalike("npm", "mcp-remtoe").map(|(p, d)| (p.name, d)),
             Some(("mcp-remote", 1))
