@@ -34,6 +34,10 @@ pub enum UpkeepError {
     },
     #[error("the running collector answered: {0}")]
     Collector(String),
+    #[error(
+        "the running collector closed the connection without answering (it may have stopped meanwhile)"
+    )]
+    NoAnswer,
     #[error("{0}")]
     Database(String),
 }
@@ -189,6 +193,9 @@ fn ask(
     reader
         .read_line(&mut line)
         .map_err(io("reading the collector's answer"))?;
+    if line.is_empty() {
+        return Err(UpkeepError::NoAnswer);
+    }
     let answer: Answer = serde_json::from_str(&line).map_err(|_| {
         UpkeepError::Collector(format!("an answer that is not JSON: {:?}", line.trim()))
     })?;
