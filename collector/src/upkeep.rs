@@ -207,14 +207,8 @@ fn ask(
 
 /// `check`: what is inconsistent in the database (nothing when it is consistent).
 pub fn check(data_dir: &Path) -> Result<Checked, UpkeepError> {
-    let offline = maintenance::check_offline(data_dir).and_then(|problems| {
-        Ok(Checked {
-            problems,
-            space: maintenance::space_offline(data_dir)?,
-        })
-    });
-    match offline {
-        Ok(checked) => Ok(checked),
+    match maintenance::check_with_space_offline(data_dir) {
+        Ok((problems, space)) => Ok(Checked { problems, space }),
         #[cfg(unix)]
         Err(e) if e.contains("running mcpwatch-collector") => {
             let answer = ask(data_dir, "check")?.0;

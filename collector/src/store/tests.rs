@@ -1938,6 +1938,26 @@ fn reopen(dir: &std::path::Path) -> RedbStore {
         .expect("database reopens once the first store is dropped")
 }
 
+/// Organisation `o` with its admin, and three agents each reporting `servers()`.
+async fn three_agents_reporting(
+    store: &dyn Store,
+    o: &Org,
+    servers: impl Fn() -> Vec<ServerRecord>,
+) {
+    store
+        .create_org_with_admin(o.clone(), user(o, "a@a.example", Role::Admin), true)
+        .await
+        .unwrap();
+    for n in 1..=3 {
+        let a = agent(o, n);
+        store.create_agent(a.clone()).await.unwrap();
+        store
+            .apply_report(o.id, a.id, report(servers()))
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_without_a_census_gets_one_and_an_interrupted_build_goes_on() {
     for counted in [0, 3] {
@@ -1945,18 +1965,7 @@ async fn a_database_without_a_census_gets_one_and_an_interrupted_build_goes_on()
         let o = org("A");
         let expected = {
             let store = RedbStore::open(dir.path()).unwrap();
-            store
-                .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
-                .await
-                .unwrap();
-            for n in 1..=3 {
-                let a = agent(&o, n);
-                store.create_agent(a.clone()).await.unwrap();
-                store
-                    .apply_report(o.id, a.id, report(fleet()))
-                    .await
-                    .unwrap();
-            }
+            three_agents_reporting(&store, &o, fleet).await;
             let expected = census_now(&store, o.id).await;
             assert_eq!(expected, recount(&store, o.id).await);
             store.make_layout_2_for_test(counted).await.unwrap();
@@ -2087,18 +2096,7 @@ async fn a_postgres_census_of_schema_1_goes_on_counting_after_the_upgrade() {
     let o = org("A");
     let expected = {
         let store = super::postgres::PgStore::connect(&options).await.unwrap();
-        store
-            .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
-            .await
-            .unwrap();
-        for n in 1..=3 {
-            let a = agent(&o, n);
-            store.create_agent(a.clone()).await.unwrap();
-            store
-                .apply_report(o.id, a.id, report(pinned_fleet("1.0.0")))
-                .await
-                .unwrap();
-        }
+        three_agents_reporting(&store, &o, || pinned_fleet("1.0.0")).await;
         census_now(&store, o.id).await
     };
     // Back to schema 1: each member key with its row's organisation and group first.

@@ -732,8 +732,12 @@ async fn run(args: Args) {
     let database_mb = database_size(&http, &base).await as f64 / 1e6;
     // The embedded store's file is longer than what it takes on disk: redb sets its
     // length ahead of the pages it writes.
-    let file_mb = std::fs::metadata(collectors[0].data_dir.join("mcpwatch.redb"))
-        .map_or(0.0, |m| m.len() as f64 / 1e6);
+    let file_mb = std::fs::metadata(
+        collectors[0]
+            .data_dir
+            .join(mcpwatch_collector::store::redb::DB_FILE),
+    )
+    .map_or(0.0, |m| m.len() as f64 / 1e6);
     tokio::task::spawn_blocking(move || drop(collectors))
         .await
         .unwrap();

@@ -359,9 +359,12 @@ pub(super) fn space(txn: &ReadTransaction) -> Result<Vec<TableSpace>> {
     Ok(out)
 }
 
-/// A stopped collector's tables and their sizes.
-pub fn space_offline(data_dir: &Path) -> std::result::Result<Vec<TableSpace>, String> {
-    offline_read(data_dir, space)
+/// Check a stopped collector's database and list its tables with their sizes, from
+/// one read transaction.
+pub fn check_with_space_offline(
+    data_dir: &Path,
+) -> std::result::Result<(Vec<String>, Vec<TableSpace>), String> {
+    offline_read(data_dir, |txn| Ok((check(txn)?, space(txn)?)))
 }
 
 /// The bytes a file takes on disk: its allocated blocks where the file system says
