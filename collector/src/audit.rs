@@ -117,17 +117,25 @@ pub enum ActorKind {
     System,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 pub struct Actor {
     pub kind: ActorKind,
     /// The user's (for an API token: its owner's is in `user_id`), agent's or token's id.
     pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub email: Option<String>,
     /// The person behind an API token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub user_id: Option<String>,
 }
+
+// JSON leaves out an absent email and user; a stored entry (compact) carries every field.
+mcpwatch_protocol::omit_empty_in_json!(Actor {
+    kind,
+    id,
+    email if Option::is_none,
+    user_id if Option::is_none,
+});
 
 /// What was acted on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -141,11 +149,13 @@ pub struct Target {
 pub struct Entry {
     pub id: AuditId,
     pub organization_id: OrgId,
+    #[serde(with = "mcpwatch_protocol::compact::time")]
     pub at: DateTime<Utc>,
     pub actor: Actor,
     pub action: Action,
     pub target: Target,
     pub source_ip: Option<String>,
+    #[serde(with = "mcpwatch_protocol::compact::json_text")]
     pub details: serde_json::Value,
 }
 

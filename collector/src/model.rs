@@ -306,13 +306,29 @@ impl ServerChange {
     }
 }
 
-/// A server's history as shown, from its stored entries (oldest first). A `Created`
-/// entry is stored without the launch, level and fingerprint the server started with
-/// (it is the largest entry, and every server has one): they are the "before" of the
-/// first later change that moved each (an update always records the fingerprint and
-/// level it replaced, and the launch when the fingerprint moved; a rescore, the
-/// level), or else the server's own. Entries stored whole are left as they are.
-pub fn complete_history(server: &Server, changes: &mut [ServerChange]) {
+/// A server's history as shown, from its stored entries (oldest first).
+///
+/// Its first entry, `created`, is not stored: it is the server's first sighting
+/// (`first_seen_at`), numbered 0, shown while the newest [`MAX_SERVER_CHANGES`] entries
+/// still reach back to it. Earlier collectors stored it; such a stored entry is
+/// shown as it is. A `created` entry without the launch, level and fingerprint the
+/// server started with gets them from the "before" of the first later change that moved
+/// each (an update always records the fingerprint and level it replaced, and the launch
+/// when the fingerprint moved; a rescore, the level), or else from the server itself.
+pub fn history(server: &Server, stored: Vec<ServerChange>) -> Vec<ServerChange> {
+    let first_is_kept = (1..=MAX_SERVER_CHANGES).contains(&server.change_seq);
+    let created_is_stored = stored
+        .first()
+        .is_some_and(|c| c.kind == ChangeKind::Created);
+    let mut changes = Vec::with_capacity(stored.len() + 1);
+    if first_is_kept && !created_is_stored {
+        changes.push(ServerChange::event(
+            server.first_seen_at,
+            ChangeKind::Created,
+            &[],
+        ));
+    }
+    changes.extend(stored);
     for i in 0..changes.len() {
         let (head, later) = changes.split_at_mut(i + 1);
         let created = &mut head[i];
@@ -338,6 +354,7 @@ pub fn complete_history(server: &Server, changes: &mut [ServerChange]) {
                 .unwrap_or_else(|| server.record.launch_line()),
         );
     }
+    changes
 }
 
 /// How many changes a server keeps (the newest).

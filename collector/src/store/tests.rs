@@ -1293,6 +1293,7 @@ async fn servers_scored_by_older_rules_are_rescored_in_batches() {
         (RiskLevel::Critical, mcpwatch_protocol::risk::RULES_VERSION)
     );
     let history = store.server_changes(o.id, critical.id).await.unwrap();
+    let history = crate::model::history(&after, history);
     assert_eq!(history.last().unwrap().kind, "rescored");
     assert_eq!(after.change_seq, history.len() as u64);
     assert_eq!(
@@ -1997,8 +1998,19 @@ async fn everything(store: &dyn Store, o: OrgId, email: &str) -> String {
     for s in &servers.items {
         histories.push(store.server_changes(o, s.id).await.unwrap());
     }
+    let audit = store
+        .list_audit(
+            o,
+            crate::store::AuditQuery {
+                page: 1,
+                page_size: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     format!(
-        "{:?}\n{:?}\n{histories:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        "{:?}\n{:?}\n{histories:?}\n{audit:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
         store.get_org(o).await.unwrap(),
         servers,
         store.list_agents(o).await.unwrap(),
@@ -2077,6 +2089,98 @@ async fn a_json_database_is_made_compact_and_an_interrupted_conversion_goes_on()
             expected,
             "interrupted in {interrupted:?}"
         );
+        census_goes_on_counting(&store, o.id).await;
+    }
+}
+
+/// An audit entry of `o` with free-form details and every optional part.
+fn audit_entry(o: OrgId, n: u32) -> crate::audit::Entry {
+    use crate::audit::{Action, Actor, ActorKind, Entry, Target};
+    Entry {
+        id: mcpwatch_protocol::ids::AuditId::new(),
+        organization_id: o,
+        at: Utc::now(),
+        actor: Actor {
+            kind: ActorKind::ApiToken,
+            id: Some(format!("token-{n}")),
+            email: Some("a@a.example".into()),
+            user_id: n.is_multiple_of(2).then(|| "owner".to_owned()),
+        },
+        action: Action::AgentEnrolled,
+        target: Target {
+            kind: "agent".into(),
+            id: Some(format!("agent-{n}")),
+        },
+        source_ip: (!n.is_multiple_of(2)).then(|| "127.0.0.1".to_owned()),
+        details: serde_json::json!({ "hostname": format!("host-{n}"), "nested": [1, { "x": null }] }),
+    }
+}
+
+/// Layout 6 stores servers without their key's ids, their computed fingerprint and
+/// their times whole, and audit entries compact: a layout-5 database (servers whole,
+/// audit entries JSON) reads the same before, during (stopped after the servers) and
+/// after the upgrade, and comes out smaller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layout_5_database_is_rewritten_shorter_and_an_interrupted_rewrite_goes_on() {
+    for interrupted in [None, Some("servers")] {
+        let dir = tempfile::tempdir().unwrap();
+        let o = org("A");
+        let bytes = |space: Vec<crate::store::TableSpace>, name: &str| {
+            space
+                .into_iter()
+                .find(|t| t.table == name)
+                .map(|t| t.stored_bytes)
+                .unwrap()
+        };
+        let (expected, written) = {
+            let store = RedbStore::open(dir.path()).unwrap();
+            three_agents_reporting(&store, &o, || pinned_fleet("1.0.0")).await;
+            let a = store.list_agents(o.id).await.unwrap()[0].clone();
+            let mut moved = pinned_fleet("1.0.0");
+            moved[3].args.push("--changed".into());
+            store.apply_report(o.id, a.id, report(moved)).await.unwrap();
+            for n in 0..4 {
+                store.record_audit(audit_entry(o.id, n)).await.unwrap();
+            }
+            let before = everything(&store, o.id, "a@a.example").await;
+            let new = store.space().await.unwrap();
+            assert_eq!(store.legacy_records_for_test().await.unwrap(), 0);
+            store.make_layout_5_for_test(interrupted).await.unwrap();
+            assert!(store.legacy_records_for_test().await.unwrap() > 0);
+            assert_eq!(everything(&store, o.id, "a@a.example").await, before);
+            let old = store.space().await.unwrap();
+            let servers = store
+                .list_servers(o.id, ServerQuery::default())
+                .await
+                .unwrap();
+            let per_server = |space: &Vec<crate::store::TableSpace>| {
+                bytes(space.clone(), "servers") / servers.total
+            };
+            if interrupted.is_none() {
+                assert!(
+                    per_server(&old) >= per_server(&new) + 2 * 16 + 32,
+                    "ids and fingerprint left out: {} then {}",
+                    per_server(&old),
+                    per_server(&new)
+                );
+                assert!(bytes(old.clone(), "audit") > bytes(new.clone(), "audit"));
+            }
+            (before, new)
+        };
+        let store = reopen(dir.path());
+        assert_eq!(store.legacy_records_for_test().await.unwrap(), 0);
+        assert_eq!(
+            everything(&store, o.id, "a@a.example").await,
+            expected,
+            "interrupted in {interrupted:?}"
+        );
+        let upgraded = store.space().await.unwrap();
+        for table in ["servers", "audit"] {
+            assert_eq!(
+                bytes(upgraded.clone(), table),
+                bytes(written.clone(), table)
+            );
+        }
         census_goes_on_counting(&store, o.id).await;
     }
 }
@@ -2264,7 +2368,8 @@ async fn retention_deletes_exactly_what_is_old_and_keeps_counts_and_indexes_righ
         .into_iter()
         .find(|s| s.agent_id == a.id && s.record.server_name == "root-fs")
         .unwrap();
-    assert_eq!(store.server_changes(o.id, again.id).await.unwrap().len(), 1);
+    let history = store.server_changes(o.id, again.id).await.unwrap();
+    assert_eq!(crate::model::history(&again, history).len(), 1);
 
     // Dismissed alerts go after their retention; open ones stay.
     let open = store.open_alert_count(o.id).await.unwrap();

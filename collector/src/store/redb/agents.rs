@@ -111,7 +111,7 @@ where
     let mut out = Vec::new();
     for key in keys_with_prefix(by_agent, &agent_key(org, agent))? {
         let id = id_at(&key, AGENT_RANK_KEY_SERVER)?;
-        if let Some(server) = get_record::<Server, _>(servers, &org_key(org, id))? {
+        if let Some(server) = super::server_value::get(servers, &org_key(org, id))? {
             let ident = crate::ingest::identity_key(&server.record);
             out.push((server, ident));
         }

@@ -62,7 +62,9 @@ fn append_event(
     at: DateTime<Utc>,
 ) -> Result<()> {
     let server: Option<Server> = match alert.server_id {
-        Some(id) => get_record(&txn.open_table(SERVERS)?, &server_key(alert.org_id, id))?,
+        Some(id) => {
+            super::server_value::get(&txn.open_table(SERVERS)?, &server_key(alert.org_id, id))?
+        }
         None => None,
     };
     let agent: Option<Agent> = match alert.agent_id {

@@ -274,8 +274,8 @@ pub(super) fn list(
 /// before it existed).
 pub(super) fn count_in(txn: &WriteTransaction, batch: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
     let mut changes = Vec::with_capacity(batch.len());
-    for (_, value) in batch {
-        let server: Server = decode(value)?;
+    for (key, value) in batch {
+        let server = super::server_value::decode(key, value)?;
         changes.push(Change::existing(&server));
     }
     count_changes(txn, &changes)

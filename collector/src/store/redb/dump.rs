@@ -48,7 +48,7 @@ fn record(table: Table, key: &[u8], value: &[u8]) -> Result<Record> {
         Table::Policies => Record::Policy(OrgId::from_bytes(id_in(key, 0)?), decode(value)?),
         Table::Channels => Record::Channel(decode(value)?),
         Table::ApiTokens => Record::ApiToken(decode(value)?),
-        Table::Servers => Record::Server(decode(value)?),
+        Table::Servers => Record::Server(super::server_value::decode(key, value)?),
         Table::ServerChanges => {
             let seq = key
                 .get(2 * ID..2 * ID + 8)

@@ -16,7 +16,7 @@ use super::schema::{
     CENSUS_RANK, COUNTS, DELIVERY_DUE, ENROLL_HASHES, ENROLL_SECRETS, INVENTORY_REV, IndexEntries,
     META, ROW_TABLES, SERVERS, SRV_AGENT, SRV_RANK, USER_EMAILS, USER_SESSIONS, USERS, decode,
 };
-use crate::model::{Alert, Server};
+use crate::model::Alert;
 use crate::store::{Error, Result, TableSpace};
 
 /// Copy one table's rows (none when the source has no such table).
@@ -116,8 +116,8 @@ struct Expected {
 fn expected(txn: &ReadTransaction) -> Result<Expected> {
     let mut e = Expected::default();
     for row in txn.open_table(SERVERS)?.iter()? {
-        let (_, value) = row?;
-        let Ok(server) = decode::<Server>(value.value()) else {
+        let (key, value) = row?;
+        let Ok(server) = super::server_value::decode(key.value(), value.value()) else {
             e.undecodable += 1;
             continue;
         };

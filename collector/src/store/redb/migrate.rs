@@ -4,9 +4,9 @@
 use redb::{Database, ReadableTable};
 
 use super::schema::{
-    AGENTS, API_TOKENS, Bytes, CENSUS, CENSUS_MEMBERS, CENSUS_QUEUE, ENROLL_SECRETS, EVENTS, META,
-    ORGS, Record, SERVER_CHANGES, SERVERS, SESSIONS, USERS, change_key, create_tables, decode,
-    encode, is_legacy,
+    AGENTS, API_TOKENS, AUDIT, Bytes, CENSUS, CENSUS_MEMBERS, CENSUS_QUEUE, COMPACT,
+    ENROLL_SECRETS, EVENTS, META, ORGS, Record, SERVER, SERVER_CHANGES, SERVERS, SESSIONS, USERS,
+    change_key, create_tables, decode, encode,
 };
 use crate::model::{MAX_SERVER_CHANGES, Server, ServerChange};
 use crate::store::{Error, Result};
@@ -17,8 +17,9 @@ use crate::store::{Error, Result};
 /// encoding (see [`compact_records`]), and no `server_identity` table (an agent's
 /// servers are found through their rank index, the identity computed from each). 5:
 /// census member keys without the organisation·group prefix (see
-/// [`shorten_member_keys`]).
-pub(super) const SCHEMA_VERSION: u32 = 5;
+/// [`shorten_member_keys`]). 6: servers stored without what their key and launch say
+/// (see `server_value`), audit entries compact.
+pub(super) const SCHEMA_VERSION: u32 = 6;
 /// Where an interrupted census build goes on (the last server key counted).
 pub(super) const CENSUS_CURSOR: &str = "census_cursor";
 /// Servers migrated per transaction when a database is upgraded.
@@ -82,6 +83,10 @@ pub(super) fn upgrade(db: &Database, from: Option<u32>) -> Result<Option<String>
              next start."
         );
         let converted = compact_records(db)?;
+        let txn = db.begin_write()?;
+        txn.delete_table(SERVER_IDENTITY)?;
+        set_version(&txn, 4)?;
+        txn.commit()?;
         done.push(format!(
             "{converted} records converted to the compact encoding (layout 4)"
         ));
@@ -97,6 +102,25 @@ pub(super) fn upgrade(db: &Database, from: Option<u32>) -> Result<Option<String>
         txn.commit()?;
         done.push(format!(
             "{rewritten} census member keys rewritten (layout 5)"
+        ));
+    }
+    if matches!(from, Some(1..=5)) {
+        // From layout 3 or older, the conversion above wrote layout 6's forms already.
+        let rewritten = if matches!(from, Some(4 | 5)) {
+            tracing::info!(
+                "Upgrading the database to layout 6: servers and audit entries are \
+                 rewritten shorter, in transactions of {MIGRATION_BATCH}; if stopped, it \
+                 goes on at the next start."
+            );
+            compact_records(db)?
+        } else {
+            0
+        };
+        let txn = db.begin_write()?;
+        set_version(&txn, 6)?;
+        txn.commit()?;
+        done.push(format!(
+            "{rewritten} servers and audit entries rewritten (layout 6)"
         ));
     }
     Ok((!done.is_empty()).then(|| format!("Database upgraded: {}.", done.join("; "))))
@@ -201,47 +225,89 @@ pub(super) const MEMBERS_SHORT: &str = "census_members_short";
 pub(super) const SERVER_IDENTITY: redb::TableDefinition<'_, Bytes, Bytes> =
     redb::TableDefinition::new("server_identity");
 
-/// A record read in either encoding and written in the compact one (`true`) or as
-/// JSON (`false`, as layouts up to 3 wrote it: the tests make such databases).
-pub(super) type Recode = fn(&[u8], bool) -> Result<Vec<u8>>;
+/// A record (its key, its bytes) read in either encoding and written in the compact
+/// one (`true`) or as JSON (`false`, as layouts up to 3 wrote it: the tests make such
+/// databases).
+pub(super) type Recode = fn(&[u8], &[u8], bool) -> Result<Vec<u8>>;
 
-/// Every table whose records are compact from layout 4, with its record type.
-pub(super) const COMPACT_TABLES: [(redb::TableDefinition<'_, Bytes, Bytes>, Recode); 11] = [
-    (ORGS, recode::<crate::model::Org>),
-    (USERS, recode::<crate::model::User>),
-    (SESSIONS, recode::<crate::model::Session>),
-    (AGENTS, recode::<crate::model::Agent>),
-    (ENROLL_SECRETS, recode::<crate::model::EnrollSecret>),
-    (API_TOKENS, recode::<crate::model::ApiToken>),
-    (SERVERS, recode::<Server>),
-    (SERVER_CHANGES, recode::<ServerChange>),
-    (CENSUS, recode::<crate::census::Counts>),
-    (CENSUS_QUEUE, recode::<crate::store::tally::Change>),
-    (EVENTS, recode::<crate::events::Event>),
+/// A table whose records are compact: how to rewrite one, and the first byte of its
+/// newest form.
+#[derive(Clone, Copy)]
+pub(super) struct CompactTable {
+    pub table: redb::TableDefinition<'static, Bytes, Bytes>,
+    pub recode: Recode,
+    pub mark: u8,
+}
+
+const fn compact(
+    table: redb::TableDefinition<'static, Bytes, Bytes>,
+    recode: Recode,
+) -> CompactTable {
+    CompactTable {
+        table,
+        recode,
+        mark: COMPACT,
+    }
+}
+
+/// Every table whose records are compact: from layout 4, and servers in their own
+/// form and audit entries from layout 6.
+pub(super) const COMPACT_TABLES: [CompactTable; 12] = [
+    compact(ORGS, recode::<crate::model::Org>),
+    compact(USERS, recode::<crate::model::User>),
+    compact(SESSIONS, recode::<crate::model::Session>),
+    compact(AGENTS, recode::<crate::model::Agent>),
+    compact(ENROLL_SECRETS, recode::<crate::model::EnrollSecret>),
+    compact(API_TOKENS, recode::<crate::model::ApiToken>),
+    CompactTable {
+        table: SERVERS,
+        recode: recode_server,
+        mark: SERVER,
+    },
+    compact(SERVER_CHANGES, recode::<ServerChange>),
+    compact(CENSUS, recode::<crate::census::Counts>),
+    compact(CENSUS_QUEUE, recode::<crate::store::tally::Change>),
+    compact(EVENTS, recode::<crate::events::Event>),
+    compact(AUDIT, recode::<crate::audit::Entry>),
 ];
 
-fn recode<T: Record>(bytes: &[u8], compact: bool) -> Result<Vec<u8>> {
+fn recode<T: Record>(_key: &[u8], bytes: &[u8], compact: bool) -> Result<Vec<u8>> {
     let record = decode::<T>(bytes)?;
     if compact {
         encode(&record)
     } else {
-        serde_json::to_vec(&record).map_err(|e| Error::internal(format!("encoding record: {e}")))
+        json(&record)
     }
 }
 
+/// [`recode`] for a server, whose compact form leaves out what its key says.
+fn recode_server(key: &[u8], bytes: &[u8], compact: bool) -> Result<Vec<u8>> {
+    let server = super::server_value::decode(key, bytes)?;
+    if compact {
+        super::server_value::encode(&server)
+    } else {
+        json(&server)
+    }
+}
+
+fn json<T: serde::Serialize>(record: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(record).map_err(|e| Error::internal(format!("encoding record: {e}")))
+}
+
 /// Layouts up to 3 kept records as JSON; layout 4 keeps most of them compact (see
-/// `schema::encode`). Converts table by table, [`MIGRATION_BATCH`] records per
-/// transaction. A record already compact is left as it is, and readers take either
-/// encoding, so an interrupted conversion goes on where it stopped and the database
-/// is readable meanwhile; then records layout 4. Answers how many records were
-/// converted in this run.
+/// `schema::encode`), and layout 6 servers in their own form and audit entries compact
+/// too. Rewrites every record not in its newest form, table by table,
+/// [`MIGRATION_BATCH`] records per transaction. A record already in it is left as it
+/// is, and readers take every form, so an interrupted conversion goes on where it
+/// stopped and the database is readable meanwhile. Answers how many records were
+/// rewritten in this run.
 fn compact_records(db: &Database) -> Result<u64> {
     let mut converted = 0;
-    for (table, recode) in COMPACT_TABLES {
+    for table in COMPACT_TABLES {
         let mut after: Option<Vec<u8>> = None;
         loop {
             let txn = db.begin_write()?;
-            let (scanned_to, count) = compact_batch(&txn, table, recode, after.as_deref())?;
+            let (scanned_to, count) = compact_batch(&txn, table, after.as_deref())?;
             txn.commit()?;
             converted += count;
             match scanned_to {
@@ -250,27 +316,26 @@ fn compact_records(db: &Database) -> Result<u64> {
             }
         }
     }
-    let txn = db.begin_write()?;
-    txn.delete_table(SERVER_IDENTITY)?;
-    set_version(&txn, 4)?;
-    txn.commit()?;
     Ok(converted)
 }
 
-/// Convert the JSON records among the next [`MIGRATION_BATCH`] of `table` after the key
-/// `after`; answers the last key looked at (`None` at the end of the table) and how
-/// many were converted.
+/// Rewrite the records not in their newest form among the next [`MIGRATION_BATCH`] of
+/// a table after the key `after`; answers the last key looked at (`None` at the end of
+/// the table) and how many were rewritten.
 pub(super) fn compact_batch(
     txn: &redb::WriteTransaction,
-    table: redb::TableDefinition<'_, Bytes, Bytes>,
-    recode: Recode,
+    CompactTable {
+        table,
+        recode,
+        mark,
+    }: CompactTable,
     after: Option<&[u8]>,
 ) -> Result<(Option<Vec<u8>>, u64)> {
     let batch = next_rows(txn, table, after)?;
     let mut rows = txn.open_table(table)?;
     let mut converted = 0;
-    for (key, value) in batch.iter().filter(|(_, v)| is_legacy(v)) {
-        rows.insert(key.as_slice(), recode(value, true)?.as_slice())?;
+    for (key, value) in batch.iter().filter(|(_, v)| v.first() != Some(&mark)) {
+        rows.insert(key.as_slice(), recode(key, value, true)?.as_slice())?;
         converted += 1;
     }
     Ok((batch.last().map(|(k, _)| k.clone()), converted))
@@ -370,14 +435,17 @@ fn move_histories(txn: &redb::WriteTransaction, batch: &[(Vec<u8>, Vec<u8>)]) ->
         if inline.changes.is_empty() {
             continue;
         }
-        let mut server: Server = decode(value)?;
+        let mut server: Server = super::schema::decode_either(value)?;
         let count = inline.changes.len() as u64;
         let first_kept = count.saturating_sub(MAX_SERVER_CHANGES);
         for (seq, change) in (0..count).zip(&inline.changes).skip(first_kept as usize) {
             history.insert(change_key(key, seq).as_slice(), encode(change)?.as_slice())?;
         }
         server.change_seq = count;
-        servers.insert(key.as_slice(), encode(&server)?.as_slice())?;
+        servers.insert(
+            key.as_slice(),
+            super::server_value::encode(&server)?.as_slice(),
+        )?;
         moved += 1;
     }
     Ok(moved)

@@ -87,6 +87,7 @@ mod notifications;
 mod reports;
 mod retention;
 mod schema;
+mod server_value;
 mod servers;
 #[cfg(test)]
 mod test_support;

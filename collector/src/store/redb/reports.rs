@@ -13,9 +13,7 @@ use mcpwatch_protocol::wire::ReportResponse;
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::RedbStore;
-use super::schema::{
-    Bytes, INVENTORY_REV, POLICIES, SERVERS, SRV_AGENT, agent_key, decode, encode,
-};
+use super::schema::{Bytes, INVENTORY_REV, POLICIES, SERVERS, SRV_AGENT, agent_key, decode};
 use super::{agents, alerts, servers};
 use crate::ingest::{self, agent::AgentReport};
 use crate::model::OrgPolicy;
@@ -74,7 +72,7 @@ where
     let encoded = plan
         .writes
         .iter()
-        .map(|w| encode(&w.after))
+        .map(|w| super::server_value::encode(&w.after))
         .collect::<Result<_>>()?;
     Ok(PreparedReport {
         revision,

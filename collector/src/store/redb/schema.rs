@@ -205,6 +205,9 @@ impl IndexEntries {
 /// (which converts record by record) leaves a database every reader understands.
 pub(super) const COMPACT: u8 = 0;
 
+/// The first byte of a server in the form of layout 6 (see `server_value`).
+pub(super) const SERVER: u8 = 1;
+
 /// A type the store keeps as a record, and in which encoding.
 pub(super) trait Record: Serialize + DeserializeOwned {
     /// Postcard behind [`COMPACT`]; `false` keeps JSON, for a type postcard cannot
@@ -220,12 +223,11 @@ macro_rules! records {
     };
 }
 records!(
-    compact: crate::model::Server, crate::model::ServerChange, crate::model::Org,
+    compact: crate::model::ServerChange, crate::model::Org,
         crate::model::User, crate::model::Session, crate::model::EnrollSecret,
         crate::model::ApiToken, crate::census::Counts, crate::store::tally::Change, crate::model::Agent,
-        crate::events::Event, crate::events::EventStamp;
-    json: crate::model::Alert, crate::model::OrgPolicy,
-        crate::audit::Entry, crate::notify::Channel,
+        crate::events::Event, crate::events::EventStamp, crate::audit::Entry;
+    json: crate::model::Alert, crate::model::OrgPolicy, crate::notify::Channel,
         crate::notify::Delivery
 );
 
@@ -239,14 +241,14 @@ pub(super) fn encode<T: Record>(value: &T) -> Result<Vec<u8>> {
     bytes.map_err(|e| Error::internal(format!("encoding record: {e}")))
 }
 
-/// Whether stored bytes are a record as layouts up to 3 wrote them (JSON).
-pub(super) fn is_legacy(bytes: &[u8]) -> bool {
-    bytes.first() != Some(&COMPACT)
-}
-
 /// A record from its stored bytes, in either encoding (a type's records are JSON until
 /// the upgrade to layout 4 has converted them).
 pub(super) fn decode<T: Record>(bytes: &[u8]) -> Result<T> {
+    decode_either(bytes)
+}
+
+/// [`decode`] for any type: postcard behind [`COMPACT`], or JSON.
+pub(super) fn decode_either<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     let value = match bytes.split_first() {
         Some((&COMPACT, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
         _ => serde_json::from_slice(bytes).map_err(|e| e.to_string()),

@@ -14,9 +14,10 @@ use super::alerts;
 use super::schema::{
     AGENT_RANK_KEY_SERVER, AGENT_RANK_VALUE_NAME, Bytes, COUNTS, INVENTORY_REV, IndexEntries,
     POLICIES, RANK_KEY_SERVER, RANK_VALUE_NAME, RANK_VALUE_STATUS, SERVER_CHANGES, SERVERS,
-    SRV_AGENT, SRV_RANK, add_count, agent_key, change_key, count, count_key_servers, decode,
-    encode, get_record, id_at, list_records, put_record, server_key,
+    SRV_AGENT, SRV_RANK, add_count, agent_key, change_key, count, count_key_servers, encode,
+    get_record, id_at, list_records, put_record, server_key,
 };
+use super::server_value;
 use crate::ingest::{self, ServerWrite, rescore};
 use crate::model::{
     LevelCounts, MAX_SERVER_CHANGES, OrgPolicy, Server, ServerChange, ServerStatus,
@@ -41,7 +42,7 @@ pub(super) fn index_server(txn: &WriteTransaction, s: &Server, add: bool) -> Res
 }
 
 pub(super) fn put_server(txn: &WriteTransaction, write: &ServerWrite) -> Result<()> {
-    put_encoded_server(txn, write, &encode(&write.after)?)
+    put_encoded_server(txn, write, &server_value::encode(&write.after)?)
 }
 
 /// [`put_server`] with the new record already encoded.
@@ -104,7 +105,7 @@ pub(super) fn revision_of<T: ReadableTable<Bytes, u64>>(revisions: &T, key: &[u8
 }
 
 pub(super) fn get_server(txn: &ReadTransaction, org: OrgId, server: ServerId) -> Result<Server> {
-    get_record(&txn.open_table(SERVERS)?, &server_key(org, server))?.ok_or(Error::NotFound)
+    server_value::get(&txn.open_table(SERVERS)?, &server_key(org, server))?.ok_or(Error::NotFound)
 }
 
 pub(super) fn server_changes(
@@ -121,8 +122,8 @@ pub(super) fn set_server_verified(
     server: ServerId,
     (verified, by, at): (bool, UserId, DateTime<Utc>),
 ) -> Result<Server> {
-    let before: Server =
-        get_record(&txn.open_table(SERVERS)?, &server_key(org, server))?.ok_or(Error::NotFound)?;
+    let before = server_value::get(&txn.open_table(SERVERS)?, &server_key(org, server))?
+        .ok_or(Error::NotFound)?;
     let Some(write) = rescore::verification(&before, verified, by, at) else {
         return Ok(before);
     };
@@ -187,7 +188,7 @@ pub(super) fn outdated_servers(
     let (mut keys, mut scanned) = (Vec::new(), 0usize);
     for entry in range {
         let (k, v) = entry?;
-        let server: Server = decode(v.value())?;
+        let server = server_value::decode(k.value(), v.value())?;
         let policy_version = match versions.entry(server.org_id) {
             Entry::Occupied(e) => *e.get(),
             Entry::Vacant(e) => *e.insert(policy_of(&policies, server.org_id)?.version),
@@ -212,7 +213,7 @@ pub(super) fn rescore_servers(
     let mut n = 0;
     let mut policies: HashMap<OrgId, OrgPolicy> = HashMap::new();
     for key in keys {
-        let Some(before) = get_record::<Server, _>(&txn.open_table(SERVERS)?, &key)? else {
+        let Some(before) = server_value::get(&txn.open_table(SERVERS)?, &key)? else {
             continue;
         };
         let policy = match policies.entry(before.org_id) {
@@ -369,8 +370,7 @@ pub(super) fn export_servers(
             return Ok(ControlFlow::Continue(()));
         }
         let id = id_at(key, scan.id_at)?;
-        let Some(server) = get_record::<Server, _>(&servers, &super::schema::org_key(org, id))?
-        else {
+        let Some(server) = server_value::get(&servers, &super::schema::org_key(org, id))? else {
             return Ok(ControlFlow::Continue(()));
         };
         Ok(if send(server) {
@@ -398,7 +398,7 @@ fn servers_by_id(txn: &ReadTransaction, org: OrgId, ids: Vec<[u8; 16]>) -> Resul
     let servers = txn.open_table(SERVERS)?;
     let mut items = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some(server) = get_record::<Server, _>(&servers, &super::schema::org_key(org, id))? {
+        if let Some(server) = server_value::get(&servers, &super::schema::org_key(org, id))? {
             items.push(server);
         }
     }
@@ -505,7 +505,7 @@ fn sorted(
                 None => Vec::new(),
             },
             ServerSort::LastSeenAt => {
-                get_record::<Server, _>(&servers, &super::schema::org_key(org, id))?
+                server_value::get(&servers, &super::schema::org_key(org, id))?
                     .map(|s| s.last_seen_at.timestamp_micros().to_be_bytes().to_vec())
                     .unwrap_or_default()
             }

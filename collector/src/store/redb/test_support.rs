@@ -6,12 +6,12 @@ use mcpwatch_protocol::risk::RiskLevel;
 use mcpwatch_protocol::wire::ReportResponse;
 
 use super::RedbStore;
-use super::schema::{
-    SERVER_CHANGES, SERVERS, get_record, keys_with_prefix, list_records, server_key,
-};
+use redb::{TableDefinition, WriteTransaction};
+
+use super::schema::{Bytes, SERVER_CHANGES, SERVERS, keys_with_prefix, list_records, server_key};
 use super::{migrate, servers};
 use crate::ingest::ServerWrite;
-use crate::model::{Server, ServerChange};
+use crate::model::ServerChange;
 use crate::store::{Error, ReportInput, Result};
 
 /// Every key of `table` for which `keep` holds.
@@ -128,24 +128,16 @@ impl RedbStore {
     pub async fn make_layout_3_for_test(&self, converted: Option<&'static str>) -> Result<()> {
         self.write(move |txn| {
             use redb::ReadableTable as _;
-            for (table, recode) in migrate::COMPACT_TABLES {
-                let rows: Vec<(Vec<u8>, Vec<u8>)> = txn
-                    .open_table(table)?
-                    .iter()?
-                    .map(|e| e.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
-                    .collect::<std::result::Result<_, _>>()?;
-                let mut open = txn.open_table(table)?;
-                for (k, v) in rows {
-                    open.insert(k.as_slice(), recode(&v, false)?.as_slice())?;
-                }
+            for compact in migrate::COMPACT_TABLES {
+                rewrite(txn, compact.table, |k, v| (compact.recode)(k, v, false))?;
             }
             // Layout 3's link from each server's identity to the server.
             let links: Vec<(Vec<u8>, Vec<u8>)> = txn
                 .open_table(SERVERS)?
                 .iter()?
                 .map(|e| {
-                    let (_, v) = e?;
-                    let server: Server = super::schema::decode(v.value())?;
+                    let (k, v) = e?;
+                    let server = super::server_value::decode(k.value(), v.value())?;
                     let ident = crate::ingest::identity_key(&server.record);
                     let agent = super::schema::agent_key(server.org_id, server.agent_id);
                     Ok((
@@ -165,19 +157,38 @@ impl RedbStore {
                 migrate::set_members_aside(txn)?;
                 migrate::shorten_batch(txn, 3)?;
             } else if let Some(name) = converted {
-                let (table, recode) = migrate::COMPACT_TABLES
-                    .into_iter()
-                    .find(|(t, _)| redb::TableHandle::name(t) == name)
-                    .ok_or(Error::NotFound)?;
-                migrate::compact_batch(txn, table, recode, None)?;
+                migrate::compact_batch(txn, compact_table(name)?, None)?;
             }
             migrate::set_version(txn, 3)
         })
         .await
     }
 
-    /// How many records of the tables that are compact from layout 4 are still JSON,
-    /// and the entries of layout 3's identity table if it is still there.
+    /// Put the database back into layout 5: every server whole behind the compact mark
+    /// and every audit entry JSON, as layouts 4 and 5 wrote them; then, when `converted`
+    /// is given, convert that table (by name) again, as an upgrade interrupted after it
+    /// leaves the database.
+    pub async fn make_layout_5_for_test(&self, converted: Option<&'static str>) -> Result<()> {
+        self.write(move |txn| {
+            rewrite(txn, SERVERS, |k, v| {
+                let server = super::server_value::decode(k, v)?;
+                postcard::to_extend(&server, vec![super::schema::COMPACT])
+                    .map_err(|e| Error::internal(e.to_string()))
+            })?;
+            rewrite(txn, super::schema::AUDIT, |_, v| {
+                let entry: crate::audit::Entry = super::schema::decode(v)?;
+                serde_json::to_vec(&entry).map_err(|e| Error::internal(e.to_string()))
+            })?;
+            if let Some(name) = converted {
+                migrate::compact_batch(txn, compact_table(name)?, None)?;
+            }
+            migrate::set_version(txn, 5)
+        })
+        .await
+    }
+
+    /// How many records of the compact tables are not in their newest form, and the
+    /// entries of layout 3's identity table if it is still there.
     pub async fn legacy_records_for_test(&self) -> Result<u64> {
         self.read(|txn| {
             use redb::{ReadableTable as _, ReadableTableMetadata as _};
@@ -186,9 +197,9 @@ impl RedbStore {
                 Err(redb::TableError::TableDoesNotExist(_)) => 0,
                 Err(e) => return Err(e.into()),
             };
-            for (table, _) in migrate::COMPACT_TABLES {
-                for entry in txn.open_table(table)?.iter()? {
-                    legacy += u64::from(super::schema::is_legacy(entry?.1.value()));
+            for compact in migrate::COMPACT_TABLES {
+                for entry in txn.open_table(compact.table)?.iter()? {
+                    legacy += u64::from(entry?.1.value().first() != Some(&compact.mark));
                 }
             }
             Ok(legacy)
@@ -196,8 +207,9 @@ impl RedbStore {
         .await
     }
 
-    /// Put a server back into layout 1: its history inside its record, no
-    /// `server_changes` rows, and the database marked as layout 1.
+    /// Put a server back into layout 1: its whole history (with its `created` entry, as
+    /// layout 1 kept it) inside its record, no `server_changes` rows, and the database
+    /// marked as layout 1.
     pub async fn make_layout_1_for_test(&self, org: OrgId, server: ServerId) -> Result<()> {
         self.write(move |txn| {
             let key = server_key(org, server);
@@ -208,8 +220,9 @@ impl RedbStore {
                 history.remove(k.as_slice())?;
             }
             drop(history);
-            let server: Server =
-                get_record(&txn.open_table(SERVERS)?, &key)?.ok_or(Error::NotFound)?;
+            let server = super::server_value::get(&txn.open_table(SERVERS)?, &key)?
+                .ok_or(Error::NotFound)?;
+            let changes = crate::model::history(&server, changes);
             let mut record =
                 serde_json::to_value(server).map_err(|e| Error::internal(e.to_string()))?;
             if let Some(fields) = record.as_object_mut() {
@@ -248,8 +261,9 @@ impl RedbStore {
         score: u8,
     ) -> Result<()> {
         self.write(move |txn| {
-            let before: Server = get_record(&txn.open_table(SERVERS)?, &server_key(org, server))?
-                .ok_or(Error::NotFound)?;
+            let before =
+                super::server_value::get(&txn.open_table(SERVERS)?, &server_key(org, server))?
+                    .ok_or(Error::NotFound)?;
             let mut after = before.clone();
             after.rules_version = version;
             after.risk_score = score;
@@ -258,4 +272,31 @@ impl RedbStore {
         })
         .await
     }
+}
+
+/// Every record of `table` replaced by `recode(key, value)`.
+fn rewrite(
+    txn: &WriteTransaction,
+    table: TableDefinition<'_, Bytes, Bytes>,
+    recode: impl Fn(&[u8], &[u8]) -> Result<Vec<u8>>,
+) -> Result<()> {
+    use redb::ReadableTable as _;
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = txn
+        .open_table(table)?
+        .iter()?
+        .map(|e| e.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut open = txn.open_table(table)?;
+    for (k, v) in rows {
+        open.insert(k.as_slice(), recode(&k, &v)?.as_slice())?;
+    }
+    Ok(())
+}
+
+/// The compact table named `name`.
+fn compact_table(name: &str) -> Result<migrate::CompactTable> {
+    migrate::COMPACT_TABLES
+        .into_iter()
+        .find(|c| redb::TableHandle::name(&c.table) == name)
+        .ok_or(Error::NotFound)
 }

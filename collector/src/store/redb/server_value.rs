@@ -1,0 +1,231 @@
+//! A server's stored bytes. A server is the one record there are millions of, so its
+//! value leaves out what it can rebuild exactly: its organisation and id (they are its
+//! key, org·server), its fingerprint when it is the one its launch computes to (the
+//! collector's own, always, unless an older collector stored another), and its last
+//! sighting and update as offsets from its first (nothing, at first).
+//!
+//! The value is postcard behind [`SERVER`]. Servers written by layouts 4 and 5 (the
+//! whole [`Server`] behind `COMPACT`) and by layout 3 or older (JSON) are read as
+//! they are; each is rewritten in this form the next time it changes.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use mcpwatch_protocol::ids::{AgentId, OrgId, ServerId, UserId};
+use mcpwatch_protocol::risk::{Finding, RiskLevel};
+use mcpwatch_protocol::server::ServerRecord;
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+use super::schema::{Bytes, ID, SERVER, id_at};
+use crate::model::{Server, ServerStatus};
+use crate::store::{Error, Result};
+
+/// A time as an offset from the server's first sighting, or (when the offset does not
+/// fit in nanoseconds, some 292 years) whole.
+#[derive(Serialize, Deserialize)]
+enum Moment {
+    Nanos(i64),
+    At(#[serde(with = "mcpwatch_protocol::compact::time")] DateTime<Utc>),
+}
+
+impl Moment {
+    fn of(at: DateTime<Utc>, first: DateTime<Utc>) -> Self {
+        (at - first)
+            .num_nanoseconds()
+            .map_or(Self::At(at), Self::Nanos)
+    }
+
+    fn at(self, first: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        match self {
+            Self::At(at) => Ok(at),
+            Self::Nanos(nanos) => first
+                .checked_add_signed(chrono::Duration::nanoseconds(nanos))
+                .ok_or_else(|| Error::internal("stored server time out of range")),
+        }
+    }
+}
+
+/// [`Server`] without what its key and its launch say.
+#[derive(Serialize, Deserialize)]
+struct Value<'a> {
+    agent_id: AgentId,
+    record: Cow<'a, ServerRecord>,
+    /// `None`: the fingerprint the record computes to.
+    #[serde(with = "mcpwatch_protocol::compact::optional_digest")]
+    fingerprint: Option<String>,
+    risk_score: u8,
+    risk_level: RiskLevel,
+    findings: Cow<'a, [Finding]>,
+    rules_version: u32,
+    status: ServerStatus,
+    policy_version: u64,
+    in_snapshot: bool,
+    is_verified: bool,
+    verified_by: Option<UserId>,
+    #[serde(with = "mcpwatch_protocol::compact::optional_time")]
+    verified_at: Option<DateTime<Utc>>,
+    #[serde(with = "mcpwatch_protocol::compact::time")]
+    first_seen_at: DateTime<Utc>,
+    last_seen_at: Moment,
+    updated_at: Moment,
+    change_seq: u64,
+}
+
+/// A server's value.
+pub(super) fn encode(server: &Server) -> Result<Vec<u8>> {
+    let computed = server.record.compute_fingerprint();
+    let first = server.first_seen_at;
+    let value = Value {
+        agent_id: server.agent_id,
+        record: Cow::Borrowed(&server.record),
+        fingerprint: (server.fingerprint != computed).then(|| server.fingerprint.clone()),
+        risk_score: server.risk_score,
+        risk_level: server.risk_level,
+        findings: Cow::Borrowed(&server.findings),
+        rules_version: server.rules_version,
+        status: server.status,
+        policy_version: server.policy_version,
+        in_snapshot: server.in_snapshot,
+        is_verified: server.is_verified,
+        verified_by: server.verified_by,
+        verified_at: server.verified_at,
+        first_seen_at: first,
+        last_seen_at: Moment::of(server.last_seen_at, first),
+        updated_at: Moment::of(server.updated_at, first),
+        change_seq: server.change_seq,
+    };
+    postcard::to_extend(&value, vec![SERVER])
+        .map_err(|e| Error::internal(format!("encoding server: {e}")))
+}
+
+/// A server from its key (org·server) and value, in any layout's form.
+pub(super) fn decode(key: &[u8], bytes: &[u8]) -> Result<Server> {
+    let Some((&SERVER, rest)) = bytes.split_first() else {
+        // Layouts up to 5: the whole server, compact or JSON.
+        return super::schema::decode_either(bytes);
+    };
+    let unreadable = |e: String| Error::internal(format!("stored server is unreadable: {e}"));
+    let value: Value<'_> = postcard::from_bytes(rest).map_err(|e| unreadable(e.to_string()))?;
+    let record = value.record.into_owned();
+    let fingerprint = value
+        .fingerprint
+        .unwrap_or_else(|| record.compute_fingerprint());
+    let first = value.first_seen_at;
+    Ok(Server {
+        org_id: OrgId::from_bytes(id_at(key, 0)?),
+        id: ServerId::from_bytes(id_at(key, ID)?),
+        agent_id: value.agent_id,
+        record,
+        fingerprint,
+        risk_score: value.risk_score,
+        risk_level: value.risk_level,
+        findings: value.findings.into_owned(),
+        rules_version: value.rules_version,
+        status: value.status,
+        policy_version: value.policy_version,
+        in_snapshot: value.in_snapshot,
+        is_verified: value.is_verified,
+        verified_by: value.verified_by,
+        verified_at: value.verified_at,
+        first_seen_at: first,
+        last_seen_at: value.last_seen_at.at(first)?,
+        updated_at: value.updated_at.at(first)?,
+        change_seq: value.change_seq,
+    })
+}
+
+/// The server stored at `key`, if any.
+pub(super) fn get<T: ReadableTable<Bytes, Bytes>>(table: &T, key: &[u8]) -> Result<Option<Server>> {
+    table.get(key)?.map(|v| decode(key, v.value())).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::redb::schema::{COMPACT, server_key};
+
+    fn server() -> Server {
+        let record = crate::ingest::tests::record("fs", &["-y", "fs@1.0.0", "/home/a"]);
+        let now = Utc::now();
+        Server {
+            id: ServerId::new(),
+            org_id: OrgId::new(),
+            agent_id: AgentId::new(),
+            fingerprint: record.compute_fingerprint(),
+            record,
+            risk_score: 42,
+            risk_level: RiskLevel::Medium,
+            findings: vec![Finding {
+                rule_id: "MCP-CAP-001".into(),
+                severity: mcpwatch_protocol::risk::Severity::Medium,
+                weight: 20,
+                message: "reads files".into(),
+                evidence: "/home/a".into(),
+            }],
+            rules_version: 4,
+            status: ServerStatus::Dormant,
+            policy_version: 7,
+            in_snapshot: false,
+            is_verified: true,
+            verified_by: Some(UserId::new()),
+            verified_at: Some(now),
+            first_seen_at: now,
+            last_seen_at: now,
+            updated_at: now,
+            change_seq: 3,
+        }
+    }
+
+    fn round_trip(server: &Server) -> (Server, usize) {
+        let key = server_key(server.org_id, server.id);
+        let bytes = encode(server).unwrap();
+        (decode(&key, &bytes).unwrap(), bytes.len())
+    }
+
+    #[test]
+    fn a_server_comes_back_whole_from_less() {
+        let server = server();
+        let whole = postcard::to_stdvec(&server).unwrap().len();
+        let (back, len) = round_trip(&server);
+        assert_eq!(back, server);
+        // Ids (17 bytes each), the fingerprint (33 bytes, 1 left) and two times (8 to
+        // 11 bytes each, 2 left) less.
+        assert!(len + 2 * 17 + 32 + 2 * 5 <= whole, "{len} of {whole}");
+
+        // Later and earlier times than the first sighting, to the nanosecond.
+        let mut moved = server.clone();
+        moved.last_seen_at += chrono::Duration::nanoseconds(86_400_000_000_123);
+        moved.updated_at -= chrono::Duration::nanoseconds(1);
+        assert_eq!(round_trip(&moved).0, moved);
+        // Further apart than nanoseconds reach: kept whole.
+        let mut far = server.clone();
+        far.first_seen_at = DateTime::from_timestamp(0, 0).unwrap();
+        far.last_seen_at = DateTime::from_timestamp(400 * 365 * 86_400, 5).unwrap();
+        assert_eq!(round_trip(&far).0, far);
+    }
+
+    #[test]
+    fn a_fingerprint_the_launch_does_not_compute_to_is_kept() {
+        let mut server = server();
+        server.fingerprint = "sent-by-an-older-collector".into();
+        assert_eq!(round_trip(&server).0, server);
+        server.fingerprint = "ab".repeat(32);
+        assert_eq!(round_trip(&server).0, server);
+    }
+
+    #[test]
+    fn servers_of_older_layouts_are_read_as_they_were_written() {
+        let server = server();
+        let key = server_key(server.org_id, server.id);
+        let compact = postcard::to_extend(&server, vec![COMPACT]).unwrap();
+        assert_eq!(decode(&key, &compact).unwrap(), server);
+        let json = serde_json::to_vec(&server).unwrap();
+        assert_eq!(decode(&key, &json).unwrap(), server);
+        // A damaged value is an error naming what it is, never a panic.
+        let mut cut = encode(&server).unwrap();
+        cut.truncate(cut.len() / 2);
+        let err = decode(&key, &cut).unwrap_err().to_string();
+        assert!(err.contains("stored server is unreadable"), "{err}");
+    }
+}
