@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 pub use combos::{COMBO_RULES, Combination, apply_combinations, assess_inventory, combinations};
 pub use level::{RiskLevel, Severity, UnknownLevel};
-pub use rules::{RULES, Rule, RuleKind};
+pub use rules::{RULES, Rule, RuleKind, launched_package};
 
 use crate::server::ServerRecord;
 

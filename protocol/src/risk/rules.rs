@@ -420,6 +420,12 @@ pub(super) fn evaluate(server: &ServerRecord) -> Vec<Finding> {
     out
 }
 
+/// The package a record's launch runs (`npx -y pkg@1` runs npm's `pkg`), as the rules
+/// read it when the record names none; whatever package the record names.
+pub fn launched_package(server: &ServerRecord) -> Option<Package> {
+    Launch::of(server).package()
+}
+
 /// One launch, parsed once, for every rule: the words as configured, and the words
 /// that really run once the wrappers (`cmd /c`, `sudo`, `env K=V`, `sh -c "..."`) are
 /// off. The agent's `command` holds the whole line and `args` repeats the arguments;

@@ -1,8 +1,12 @@
 //! A server's stored bytes. A server is the one record there are millions of, so its
 //! value leaves out what it can rebuild exactly: its organisation and id (they are its
-//! key, org·server), its fingerprint when it is the one its launch computes to (the
-//! collector's own, always, unless an older collector stored another), and its last
-//! sighting and update as offsets from its first (nothing, at first).
+//! key, org·server); its fingerprint when it is the one its launch computes to (the
+//! collector's own, always, unless an older collector stored another); of what the
+//! agent sent, the package when it is the one the launch runs, the type when it is
+//! that package's name and the fingerprint when it is the computed one (as the
+//! mcpwatch agent sends them); and its last sighting and update as offsets from its
+//! first (nothing, at first). Each is left out only when rebuilding it gives it back
+//! equal, so nothing an agent sent is changed.
 //!
 //! The value is postcard behind [`SERVER`]. Servers written by layouts 4 and 5 (the
 //! whole [`Server`] behind `COMPACT`) and by layout 3 or older (JSON) are read as
@@ -46,11 +50,66 @@ impl Moment {
     }
 }
 
+/// Which of the record's fields are left out, to be rebuilt (bits).
+const PACKAGE_LAUNCHED: u8 = 1;
+const TYPE_IS_PACKAGE: u8 = 2;
+const FINGERPRINT_COMPUTED: u8 = 4;
+
+/// The record without what can be rebuilt from the rest of it, and which fields those
+/// are.
+fn without_derived(record: &ServerRecord) -> (Cow<'_, ServerRecord>, u8) {
+    let package_launched = record.package.is_some()
+        && record.package == mcpwatch_protocol::risk::launched_package(record);
+    let type_is_package = record.server_type.is_some()
+        && record.server_type.as_deref() == record.package.as_ref().map(|p| p.name.as_str());
+    let fingerprint_computed = record
+        .fingerprint
+        .as_ref()
+        .is_some_and(|f| *f == record.compute_fingerprint());
+    let derived = [
+        (package_launched, PACKAGE_LAUNCHED),
+        (type_is_package, TYPE_IS_PACKAGE),
+        (fingerprint_computed, FINGERPRINT_COMPUTED),
+    ]
+    .into_iter()
+    .filter(|(left_out, _)| *left_out)
+    .fold(0, |bits, (_, bit)| bits | bit);
+    if derived == 0 {
+        return (Cow::Borrowed(record), 0);
+    }
+    let mut lean = record.clone();
+    if type_is_package {
+        lean.server_type = None;
+    }
+    if package_launched {
+        lean.package = None;
+    }
+    if fingerprint_computed {
+        lean.fingerprint = None;
+    }
+    (Cow::Owned(lean), derived)
+}
+
+/// [`without_derived`] undone.
+fn with_derived(record: &mut ServerRecord, derived: u8) {
+    if derived & PACKAGE_LAUNCHED != 0 {
+        record.package = mcpwatch_protocol::risk::launched_package(record);
+    }
+    if derived & TYPE_IS_PACKAGE != 0 {
+        record.server_type = record.package.as_ref().map(|p| p.name.clone());
+    }
+    if derived & FINGERPRINT_COMPUTED != 0 {
+        record.fingerprint = Some(record.compute_fingerprint());
+    }
+}
+
 /// [`Server`] without what its key and its launch say.
 #[derive(Serialize, Deserialize)]
 struct Value<'a> {
     agent_id: AgentId,
     record: Cow<'a, ServerRecord>,
+    /// The record's fields left out ([`without_derived`]).
+    derived: u8,
     /// `None`: the fingerprint the record computes to.
     #[serde(with = "mcpwatch_protocol::compact::optional_digest")]
     fingerprint: Option<String>,
@@ -76,9 +135,11 @@ struct Value<'a> {
 pub(super) fn encode(server: &Server) -> Result<Vec<u8>> {
     let computed = server.record.compute_fingerprint();
     let first = server.first_seen_at;
+    let (record, derived) = without_derived(&server.record);
     let value = Value {
         agent_id: server.agent_id,
-        record: Cow::Borrowed(&server.record),
+        record,
+        derived,
         fingerprint: (server.fingerprint != computed).then(|| server.fingerprint.clone()),
         risk_score: server.risk_score,
         risk_level: server.risk_level,
@@ -107,7 +168,8 @@ pub(super) fn decode(key: &[u8], bytes: &[u8]) -> Result<Server> {
     };
     let unreadable = |e: String| Error::internal(format!("stored server is unreadable: {e}"));
     let value: Value<'_> = postcard::from_bytes(rest).map_err(|e| unreadable(e.to_string()))?;
-    let record = value.record.into_owned();
+    let mut record = value.record.into_owned();
+    with_derived(&mut record, value.derived);
     let fingerprint = value
         .fingerprint
         .unwrap_or_else(|| record.compute_fingerprint());
@@ -203,6 +265,54 @@ mod tests {
         far.first_seen_at = DateTime::from_timestamp(0, 0).unwrap();
         far.last_seen_at = DateTime::from_timestamp(400 * 365 * 86_400, 5).unwrap();
         assert_eq!(round_trip(&far).0, far);
+    }
+
+    /// A record as the mcpwatch agent sends it: its parse of the launch, the package
+    /// the launch runs, that package's name as the type, the fingerprint computed.
+    fn as_the_agent_sends_it() -> ServerRecord {
+        use mcpwatch_protocol::server::{LaunchInfo, Package};
+        let mut record =
+            crate::ingest::tests::record("fs", &["-y", "@scope/fs-server@1.2.3", "/home/a"]);
+        record.command = Some("npx -y @scope/fs-server@1.2.3 /home/a".into());
+        record.launch = Some(LaunchInfo {
+            program: "npx".into(),
+            wrappers: vec![],
+            runs: "npx".into(),
+        });
+        record.package = Some(Package {
+            ecosystem: "npm".into(),
+            name: "@scope/fs-server".into(),
+            version: Some("1.2.3".into()),
+        });
+        record.server_type = Some("@scope/fs-server".into());
+        record.fingerprint = Some(record.compute_fingerprint());
+        record
+    }
+
+    #[test]
+    fn what_the_agent_sent_that_its_launch_says_is_rebuilt_equal() {
+        let mut server = server();
+        server.record = as_the_agent_sends_it();
+        server.fingerprint = server.record.compute_fingerprint();
+        let (back, len) = round_trip(&server);
+        assert_eq!(back, server);
+        let mut whole = server.clone();
+        whole.record.package = None;
+        whole.record.server_type = None;
+        whole.record.fingerprint = None;
+        whole.fingerprint = whole.record.compute_fingerprint();
+        let (_, bare) = round_trip(&whole);
+        assert_eq!(len, bare, "package, type and sent fingerprint left out");
+
+        // Anything else the agent sent is kept as sent.
+        let mut other = server.clone();
+        other.record.package.as_mut().unwrap().version = Some("9.9.9".into());
+        other.record.server_type = Some("filesystem".into());
+        other.record.fingerprint = Some("not-the-computed-one".into());
+        assert_eq!(round_trip(&other).0, other);
+        let mut none = server.clone();
+        none.record.package = None;
+        assert_eq!(round_trip(&none).0, none, "no package sent stays none");
     }
 
     #[test]
