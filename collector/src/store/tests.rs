@@ -2122,7 +2122,7 @@ fn audit_entry(o: OrgId, n: u32) -> crate::audit::Entry {
 /// after the upgrade, and comes out smaller.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_layout_5_database_is_rewritten_shorter_and_an_interrupted_rewrite_goes_on() {
-    for interrupted in [None, Some("servers")] {
+    for interrupted in [None, Some("servers"), Some("agent_servers")] {
         let dir = tempfile::tempdir().unwrap();
         let o = org("A");
         let bytes = |space: Vec<crate::store::TableSpace>, name: &str| {
@@ -2174,8 +2174,9 @@ async fn a_layout_5_database_is_rewritten_shorter_and_an_interrupted_rewrite_goe
             expected,
             "interrupted in {interrupted:?}"
         );
+        assert_eq!(store.check().await.unwrap(), Vec::<String>::new());
         let upgraded = store.space().await.unwrap();
-        for table in ["servers", "audit"] {
+        for table in ["servers", "audit", "agent_servers"] {
             assert_eq!(
                 bytes(upgraded.clone(), table),
                 bytes(written.clone(), table)

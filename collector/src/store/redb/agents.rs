@@ -5,9 +5,8 @@ use mcpwatch_protocol::ids::{AgentId, EnrollSecretId, OrgId};
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::schema::{
-    AGENT_KEYS, AGENT_RANK_KEY_SERVER, AGENTS, ENROLL_HASHES, ENROLL_SECRETS, INVENTORY_REV,
-    SERVERS, SRV_AGENT, agent_key, decode, get_record, get_via, id_at, keys_with_prefix,
-    list_records, org_key, put_record, walk_prefix,
+    AGENT_KEYS, AGENT_SERVERS, AGENTS, ENROLL_HASHES, ENROLL_SECRETS, INVENTORY_REV, SERVERS,
+    agent_key, decode, get_record, get_via, list_records, org_key, put_record, walk_prefix,
 };
 use super::{alerts, servers};
 use crate::ingest::agent::{self as rules, HeartbeatUpdate};
@@ -97,9 +96,9 @@ pub(super) fn agent_count(txn: &ReadTransaction, org: OrgId) -> Result<u64> {
 }
 
 /// The agent's servers with their identity hashes (computed from each record: the
-/// client, config path and name it was stored under), through its rank index.
+/// client, config path and name it was stored under), through its row of servers.
 pub(super) fn agent_servers<T, U>(
-    by_agent: &T,
+    rows: &T,
     servers: &U,
     org: OrgId,
     agent: AgentId,
@@ -109,8 +108,7 @@ where
     U: ReadableTable<super::schema::Bytes, super::schema::Bytes>,
 {
     let mut out = Vec::new();
-    for key in keys_with_prefix(by_agent, &agent_key(org, agent))? {
-        let id = id_at(&key, AGENT_RANK_KEY_SERVER)?;
+    for id in super::agent_servers::of(rows, org, agent)? {
         if let Some(server) = super::server_value::get(servers, &org_key(org, id))? {
             let ident = crate::ingest::identity_key(&server.record);
             out.push((server, ident));
@@ -126,7 +124,7 @@ fn servers_for_write(
     agent: AgentId,
 ) -> Result<Vec<(Server, [u8; 32])>> {
     agent_servers(
-        &txn.open_table(SRV_AGENT)?,
+        &txn.open_table(AGENT_SERVERS)?,
         &txn.open_table(SERVERS)?,
         org,
         agent,
@@ -169,6 +167,7 @@ pub(super) fn delete_agent(
     for (server, _) in servers {
         super::retention::remove_server(txn, &server)?;
     }
+    super::agent_servers::forget(txn, org, agent)?;
     txn.open_table(AGENT_KEYS)?
         .remove(record.key_hash.as_slice())?;
     txn.open_table(INVENTORY_REV)?.remove(key.as_slice())?;

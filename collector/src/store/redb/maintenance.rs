@@ -12,9 +12,10 @@ use redb::{
 };
 
 use super::schema::{
-    AGENT_KEYS, AGENTS, ALERTS, ALERTS_OPEN, API_TOKEN_HASHES, API_TOKENS, Bytes, CENSUS_MEMBERS,
-    CENSUS_RANK, COUNTS, DELIVERY_DUE, ENROLL_HASHES, ENROLL_SECRETS, INVENTORY_REV, IndexEntries,
-    META, ROW_TABLES, SERVERS, SRV_AGENT, SRV_RANK, USER_EMAILS, USER_SESSIONS, USERS, decode,
+    AGENT_KEYS, AGENT_SERVERS, AGENTS, ALERTS, ALERTS_OPEN, API_TOKEN_HASHES, API_TOKENS, Bytes,
+    CENSUS_MEMBERS, CENSUS_RANK, COUNTS, DELIVERY_DUE, ENROLL_HASHES, ENROLL_SECRETS,
+    INVENTORY_REV, IndexEntries, META, ROW_TABLES, SERVERS, SRV_RANK, USER_EMAILS, USER_SESSIONS,
+    USERS, decode,
 };
 use crate::model::Alert;
 use crate::store::{Error, Result, TableSpace};
@@ -123,7 +124,11 @@ fn expected(txn: &ReadTransaction) -> Result<Expected> {
         };
         let entries = IndexEntries::of(&server);
         e.rank.insert(entries.rank.0, entries.rank.1);
-        e.by_agent.insert(entries.by_agent.0, entries.by_agent.1);
+        // Servers are read in key order (org·id), so each agent's ids come sorted.
+        e.by_agent
+            .entry(super::schema::agent_key(server.org_id, server.agent_id))
+            .or_default()
+            .extend_from_slice(&server.id.to_bytes());
         *e.counts.entry(entries.count).or_default() += 1;
     }
     for row in txn.open_table(ALERTS)?.iter()? {
@@ -226,8 +231,8 @@ pub(super) fn check(txn: &ReadTransaction) -> Result<Vec<String>> {
     );
     compare(
         &mut problems,
-        "srv_agent (servers by agent)",
-        &rows(txn, SRV_AGENT)?,
+        "agent_servers (each agent's servers)",
+        &rows(txn, AGENT_SERVERS)?,
         &e.by_agent,
     );
     let held_open = keys(txn, ALERTS_OPEN)?

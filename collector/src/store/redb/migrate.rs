@@ -18,7 +18,8 @@ use crate::store::{Error, Result};
 /// servers are found through their rank index, the identity computed from each). 5:
 /// census member keys without the organisation·group prefix (see
 /// [`shorten_member_keys`]). 6: servers stored without what their key and launch say
-/// (see `server_value`), audit entries compact.
+/// (see `server_value`), audit entries compact, and one row per agent listing its
+/// servers instead of an index row per server (see [`list_agent_servers`]).
 pub(super) const SCHEMA_VERSION: u32 = 6;
 /// Where an interrupted census build goes on (the last server key counted).
 pub(super) const CENSUS_CURSOR: &str = "census_cursor";
@@ -105,6 +106,10 @@ pub(super) fn upgrade(db: &Database, from: Option<u32>) -> Result<Option<String>
         ));
     }
     if matches!(from, Some(1..=5)) {
+        let listed = list_agent_servers(db)?;
+        done.push(format!(
+            "{listed} servers listed in their agents' rows (layout 6)"
+        ));
         // From layout 3 or older, the conversion above wrote layout 6's forms already.
         let rewritten = if matches!(from, Some(4 | 5)) {
             tracing::info!(
@@ -210,6 +215,56 @@ pub(super) fn shorten_batch(txn: &redb::WriteTransaction, limit: usize) -> Resul
     txn.open_table(META)?
         .insert(MEMBERS_CURSOR, last.as_slice())?;
     Ok(Some(batch.len() as u64))
+}
+
+/// Layouts up to 5 kept an index row per server by agent (org·agent·rank·server);
+/// layout 6 keeps one row per agent listing its servers (`agent_servers`).
+pub(super) const SRV_AGENT: redb::TableDefinition<'_, Bytes, Bytes> =
+    redb::TableDefinition::new("srv_agent");
+/// Where an interrupted listing of agents' servers goes on (the last server key listed).
+pub(super) const AGENT_SERVERS_CURSOR: &str = "agent_servers_cursor";
+
+/// Make every agent's row of servers from the servers, in transactions of
+/// [`MIGRATION_BATCH`] servers with a cursor in `meta` (adding a server already in its
+/// row changes nothing, so a batch done twice is harmless), then delete layout 5's
+/// index by agent. Nothing to do once that index is gone (a database the new layout
+/// wrote keeps its rows itself). Answers how many servers were listed in this run.
+fn list_agent_servers(db: &Database) -> Result<u64> {
+    let mut listed = 0;
+    loop {
+        let txn = db.begin_write()?;
+        let old_index = txn
+            .list_tables()?
+            .any(|t| redb::TableHandle::name(&t) == redb::TableHandle::name(&SRV_AGENT));
+        if !old_index {
+            return Ok(listed);
+        }
+        let resume: Option<Vec<u8>> = txn
+            .open_table(META)?
+            .get(AGENT_SERVERS_CURSOR)?
+            .map(|v| v.value().to_vec());
+        let batch = next_rows(&txn, SERVERS, resume.as_deref())?;
+        let Some((last, _)) = batch.last() else {
+            txn.open_table(META)?.remove(AGENT_SERVERS_CURSOR)?;
+            txn.delete_table(SRV_AGENT)?;
+            txn.commit()?;
+            return Ok(listed);
+        };
+        let mut rows: std::collections::BTreeMap<_, Vec<[u8; 16]>> = Default::default();
+        for (key, value) in &batch {
+            let server = super::server_value::decode(key, value)?;
+            rows.entry((server.org_id, server.agent_id))
+                .or_default()
+                .push(server.id.to_bytes());
+        }
+        for ((org, agent), ids) in rows {
+            super::agent_servers::add(&txn, org, agent, &ids)?;
+        }
+        txn.open_table(META)?
+            .insert(AGENT_SERVERS_CURSOR, last.as_slice())?;
+        listed += batch.len() as u64;
+        txn.commit()?;
+    }
 }
 
 /// Layouts 3 and 4's census members, set aside while layout 5 rewrites their keys.

@@ -74,6 +74,7 @@
 //! [`Delivery`]: crate::notify::Delivery
 
 mod accounts;
+mod agent_servers;
 mod agents;
 mod alerts;
 mod audit;

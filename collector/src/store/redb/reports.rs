@@ -13,7 +13,7 @@ use mcpwatch_protocol::wire::ReportResponse;
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::RedbStore;
-use super::schema::{Bytes, INVENTORY_REV, POLICIES, SERVERS, SRV_AGENT, agent_key, decode};
+use super::schema::{AGENT_SERVERS, Bytes, INVENTORY_REV, POLICIES, SERVERS, agent_key, decode};
 use super::{agents, alerts, servers};
 use crate::ingest::{self, agent::AgentReport};
 use crate::model::OrgPolicy;
@@ -37,7 +37,7 @@ pub(super) struct PreparedReport {
 macro_rules! planning_tables {
     ($txn:expr) => {
         (
-            &$txn.open_table(SRV_AGENT)?,
+            &$txn.open_table(AGENT_SERVERS)?,
             &$txn.open_table(SERVERS)?,
             &$txn.open_table(POLICIES)?,
             &$txn.open_table(INVENTORY_REV)?,
@@ -125,9 +125,7 @@ fn commit(
             report.received_at,
         )?
     };
-    for (write, bytes) in plan.writes.iter().zip(&encoded) {
-        servers::put_encoded_server(txn, write, bytes)?;
-    }
+    servers::put_encoded_servers(txn, &plan.writes, &encoded)?;
     let raised = ingest::agent::reported(&mut record, report, combinations, plan.active_count);
     // The agent first, so that the alerts' events show it as just reported.
     agents::put_agent(txn, &record)?;

@@ -10,7 +10,7 @@ use mcpwatch_protocol::ids::{AgentId, OrgId, ServerId};
 use redb::{ReadableTable, WriteTransaction};
 
 use super::schema::{
-    AGENTS, ALERT_SUBJECTS, ALERTS, ALERTS_OPEN, Bytes, SERVER_CHANGES, SERVERS, SRV_AGENT,
+    AGENT_SERVERS, AGENTS, ALERT_SUBJECTS, ALERTS, ALERTS_OPEN, Bytes, SERVER_CHANGES, SERVERS,
     add_count, count_key_alerts, decode, scan_prefix, server_key,
 };
 use crate::model::{Alert, Server, ServerStatus};
@@ -36,7 +36,8 @@ fn after<T: ReadableTable<Bytes, Bytes>>(
         .collect()
 }
 
-/// Remove one server and everything kept about it but its alerts: its index entries
+/// Remove one server and everything kept about it but its alerts and its place in its
+/// agent's row (the caller takes it out, once for all it removes): its index entries
 /// and counts, its census membership, its history and its identity.
 pub(super) fn remove_server(txn: &WriteTransaction, server: &Server) -> Result<()> {
     super::servers::index_server(txn, server, false)?;
@@ -90,7 +91,7 @@ pub(super) fn prune_dormant(
         let (org, agent) = split_agent_key(&key)?;
         let mut gone: BTreeSet<ServerId> = BTreeSet::new();
         let stored = super::agents::agent_servers(
-            &txn.open_table(SRV_AGENT)?,
+            &txn.open_table(AGENT_SERVERS)?,
             &txn.open_table(SERVERS)?,
             org,
             agent,
@@ -102,6 +103,8 @@ pub(super) fn prune_dormant(
             }
         }
         if !gone.is_empty() {
+            let ids: Vec<[u8; 16]> = gone.iter().map(|id| id.to_bytes()).collect();
+            super::agent_servers::remove(txn, org, agent, &ids)?;
             servers += gone.len() as u64;
             alerts += remove_alerts_of(txn, org, &gone)?;
         }

@@ -34,7 +34,8 @@ pub(super) const ENROLL_HASHES: TableDefinition<'_, Bytes, Bytes> =
     TableDefinition::new("enroll_hashes");
 pub(super) const SERVERS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("servers");
 pub(super) const SRV_RANK: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("srv_rank");
-pub(super) const SRV_AGENT: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("srv_agent");
+pub(super) const AGENT_SERVERS: TableDefinition<'_, Bytes, Bytes> =
+    TableDefinition::new("agent_servers");
 pub(super) const COUNTS: TableDefinition<'_, Bytes, u64> = TableDefinition::new("counts");
 pub(super) const ALERTS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("alerts");
 pub(super) const ALERTS_OPEN: TableDefinition<'_, Bytes, ()> = TableDefinition::new("alerts_open");
@@ -72,7 +73,7 @@ pub(super) const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 22] = [
     ENROLL_HASHES,
     SERVERS,
     SRV_RANK,
-    SRV_AGENT,
+    AGENT_SERVERS,
     ALERTS,
     ALERT_SUBJECTS,
     POLICIES,
@@ -93,11 +94,12 @@ pub(super) const ID: usize = 16;
 pub(super) const THIRD_PART: usize = 2 * ID;
 /// Where the server id starts in a `srv_rank` key (org·rank·inverse score·server).
 pub(super) const RANK_KEY_SERVER: usize = ID + 2;
-/// Where the server id starts in a `srv_agent` key (org·agent·rank·inverse score·server).
+/// Where the server id starts in an agent's ranked row (org·agent·rank·inverse
+/// score·server; made in memory from the agent's servers, see [`IndexEntries::agent_row`]).
 pub(super) const AGENT_RANK_KEY_SERVER: usize = 2 * ID + 2;
 /// Where the lowercased name starts in a `srv_rank` value (status·agent·name).
 pub(super) const RANK_VALUE_NAME: usize = 1 + ID;
-/// Where the lowercased name starts in a `srv_agent` value (status·name).
+/// Where the lowercased name starts in an agent's ranked row's value (status·name).
 pub(super) const AGENT_RANK_VALUE_NAME: usize = 1;
 /// Where the status byte is in both rank values.
 pub(super) const RANK_VALUE_STATUS: usize = 0;
@@ -170,32 +172,39 @@ fn rank_order(s: &Server) -> [u8; 2] {
     [s.risk_level.rank(), u8::MAX - s.risk_score]
 }
 
-/// A server's entries in the rank indexes and the counts.
+/// A server's entries in the rank index and the counts.
 #[derive(PartialEq)]
 pub(super) struct IndexEntries {
     pub rank: (Vec<u8>, Vec<u8>),
-    pub by_agent: (Vec<u8>, Vec<u8>),
     pub count: Vec<u8>,
 }
 
 impl IndexEntries {
     pub fn of(s: &Server) -> Self {
-        let org = s.org_id.to_bytes();
-        let agent = s.agent_id.to_bytes();
-        let id = s.id.to_bytes();
-        let order = rank_order(s);
         let name = s.record.server_name.to_lowercase();
         Self {
             rank: (
-                cat(&[&org, &order, &id]),
-                cat(&[&[s.status.code()], &agent, name.as_bytes()]),
-            ),
-            by_agent: (
-                cat(&[&org, &agent, &order, &id]),
-                cat(&[&[s.status.code()], name.as_bytes()]),
+                cat(&[&s.org_id.to_bytes(), &rank_order(s), &s.id.to_bytes()]),
+                cat(&[&[s.status.code()], &s.agent_id.to_bytes(), name.as_bytes()]),
             ),
             count: count_key_servers(s.org_id, s.risk_level, s.status),
         }
+    }
+
+    /// The row a listing of one agent's servers ranks a server by: key
+    /// org·agent·rank·inverse score·server, value status·name (not stored: made from
+    /// the agent's servers when such a listing is asked for).
+    pub fn agent_row(s: &Server) -> (Vec<u8>, Vec<u8>) {
+        let name = s.record.server_name.to_lowercase();
+        (
+            cat(&[
+                &s.org_id.to_bytes(),
+                &s.agent_id.to_bytes(),
+                &rank_order(s),
+                &s.id.to_bytes(),
+            ]),
+            cat(&[&[s.status.code()], name.as_bytes()]),
+        )
     }
 }
 

@@ -6,15 +6,16 @@ use std::collections::hash_map::Entry;
 use std::ops::ControlFlow;
 
 use chrono::{DateTime, Utc};
-use mcpwatch_protocol::ids::{OrgId, ServerId, UserId};
+use mcpwatch_protocol::ids::{AgentId, OrgId, ServerId, UserId};
 use mcpwatch_protocol::risk::RiskLevel;
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
+use super::agent_servers;
 use super::alerts;
 use super::schema::{
-    AGENT_RANK_KEY_SERVER, AGENT_RANK_VALUE_NAME, Bytes, COUNTS, INVENTORY_REV, IndexEntries,
-    POLICIES, RANK_KEY_SERVER, RANK_VALUE_NAME, RANK_VALUE_STATUS, SERVER_CHANGES, SERVERS,
-    SRV_AGENT, SRV_RANK, add_count, agent_key, change_key, count, count_key_servers, encode,
+    AGENT_RANK_KEY_SERVER, AGENT_RANK_VALUE_NAME, AGENT_SERVERS, Bytes, COUNTS, INVENTORY_REV,
+    IndexEntries, POLICIES, RANK_KEY_SERVER, RANK_VALUE_NAME, RANK_VALUE_STATUS, SERVER_CHANGES,
+    SERVERS, SRV_RANK, add_count, agent_key, change_key, count, count_key_servers, encode,
     get_record, id_at, list_records, put_record, server_key,
 };
 use super::server_value;
@@ -24,33 +25,55 @@ use crate::model::{
 };
 use crate::store::{Direction, Error, Page, Result, ServerQuery, ServerSort};
 
-/// Add a server's entries to the rank indexes and counts, or take them out.
+/// Add a server's entries to the rank index and counts, or take them out.
 pub(super) fn index_server(txn: &WriteTransaction, s: &Server, add: bool) -> Result<()> {
     let entries = IndexEntries::of(s);
     {
         let mut rank = txn.open_table(SRV_RANK)?;
-        let mut by_agent = txn.open_table(SRV_AGENT)?;
         if add {
             rank.insert(entries.rank.0.as_slice(), entries.rank.1.as_slice())?;
-            by_agent.insert(entries.by_agent.0.as_slice(), entries.by_agent.1.as_slice())?;
         } else {
             rank.remove(entries.rank.0.as_slice())?;
-            by_agent.remove(entries.by_agent.0.as_slice())?;
         }
     }
     add_count(txn, &entries.count, if add { 1 } else { -1 })
 }
 
 pub(super) fn put_server(txn: &WriteTransaction, write: &ServerWrite) -> Result<()> {
-    put_encoded_server(txn, write, &server_value::encode(&write.after)?)
+    put_encoded_servers(
+        txn,
+        std::slice::from_ref(write),
+        &[server_value::encode(&write.after)?],
+    )
 }
 
-/// [`put_server`] with the new record already encoded.
-pub(super) fn put_encoded_server(
+/// Store servers already encoded (`encoded[i]` is `writes[i].after`'s value): each
+/// with its index entries, counts, census marks and history, and the new ones in
+/// their agents' rows (one change of each row).
+pub(super) fn put_encoded_servers(
     txn: &WriteTransaction,
-    write: &ServerWrite,
-    encoded: &[u8],
+    writes: &[ServerWrite],
+    encoded: &[Vec<u8>],
 ) -> Result<()> {
+    let mut new: std::collections::BTreeMap<(OrgId, AgentId), Vec<[u8; 16]>> =
+        std::collections::BTreeMap::new();
+    for (write, bytes) in writes.iter().zip(encoded) {
+        put_encoded_server(txn, write, bytes)?;
+        if write.before.is_none() {
+            let after = &write.after;
+            new.entry((after.org_id, after.agent_id))
+                .or_default()
+                .push(after.id.to_bytes());
+        }
+    }
+    for ((org, agent), ids) in new {
+        agent_servers::add(txn, org, agent, &ids)?;
+    }
+    Ok(())
+}
+
+/// One server of [`put_encoded_servers`], all but its agent's row.
+fn put_encoded_server(txn: &WriteTransaction, write: &ServerWrite, encoded: &[u8]) -> Result<()> {
     let after = &write.after;
     // Most updates (a new version, another path) leave level, score, status and name,
     // and so every index entry, as they were.
@@ -266,10 +289,17 @@ pub(super) fn list_servers(
     }
 }
 
-/// Where a listing reads: the rank index of the organisation or of one agent, the
+/// Where a listing reads its rows in rank order: the organisation's rank index, or one
+/// agent's rows made from its servers (sorted in memory, as the index would hold them).
+enum Rows {
+    Index(redb::ReadOnlyTable<Bytes, Bytes>),
+    Agent(Vec<(Vec<u8>, Vec<u8>)>),
+}
+
+/// Where a listing reads: the rank rows of the organisation or of one agent, the
 /// prefix of its rows, and where the server id and the name are in them.
 struct RankScan {
-    table: redb::ReadOnlyTable<Bytes, Bytes>,
+    rows: Rows,
     prefix: Vec<u8>,
     id_at: usize,
     name_at: usize,
@@ -281,14 +311,14 @@ impl RankScan {
     fn new(txn: &ReadTransaction, org: OrgId, query: &ServerQuery) -> Result<Self> {
         let mut scan = match query.agent_id {
             Some(agent) => Self {
-                table: txn.open_table(SRV_AGENT)?,
+                rows: Rows::Agent(agent_rows(txn, org, agent)?),
                 prefix: agent_key(org, agent),
                 id_at: AGENT_RANK_KEY_SERVER,
                 name_at: AGENT_RANK_VALUE_NAME,
                 agent_at: None,
             },
             None => Self {
-                table: txn.open_table(SRV_RANK)?,
+                rows: Rows::Index(txn.open_table(SRV_RANK)?),
                 prefix: org.to_bytes().to_vec(),
                 id_at: RANK_KEY_SERVER,
                 name_at: RANK_VALUE_NAME,
@@ -323,11 +353,30 @@ impl RankScan {
         reverse: bool,
         mut visit: impl FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>>,
     ) -> Result<()> {
+        let table = match &self.rows {
+            Rows::Index(table) => table,
+            Rows::Agent(rows) => {
+                let under = rows.iter().filter(|(k, _)| k.starts_with(&self.prefix));
+                let mut step = |(k, v): &(Vec<u8>, Vec<u8>)| visit(k, v);
+                if reverse {
+                    for row in under.rev() {
+                        if step(row)?.is_break() {
+                            break;
+                        }
+                    }
+                } else {
+                    for row in under {
+                        if step(row)?.is_break() {
+                            break;
+                        }
+                    }
+                }
+                return Ok(());
+            }
+        };
         let rows = match successor(&self.prefix) {
-            Some(end) => self
-                .table
-                .range::<&[u8]>(self.prefix.as_slice()..end.as_slice())?,
-            None => self.table.range::<&[u8]>(self.prefix.as_slice()..)?,
+            Some(end) => table.range::<&[u8]>(self.prefix.as_slice()..end.as_slice())?,
+            None => table.range::<&[u8]>(self.prefix.as_slice()..)?,
         };
         let mut step = |row: std::result::Result<
             (redb::AccessGuard<'_, Bytes>, redb::AccessGuard<'_, Bytes>),
@@ -352,6 +401,23 @@ impl RankScan {
         }
         Ok(())
     }
+}
+
+/// One agent's rank rows ([`IndexEntries::agent_row`]) from its servers, in key order.
+fn agent_rows(
+    txn: &ReadTransaction,
+    org: OrgId,
+    agent: AgentId,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let servers = txn.open_table(SERVERS)?;
+    let mut rows = Vec::new();
+    for id in agent_servers::of(&txn.open_table(AGENT_SERVERS)?, org, agent)? {
+        if let Some(server) = server_value::get(&servers, &super::schema::org_key(org, id))? {
+            rows.push(IndexEntries::agent_row(&server));
+        }
+    }
+    rows.sort_unstable();
+    Ok(rows)
 }
 
 /// Every server matching `query`'s filters, in risk order, to `send` until it answers

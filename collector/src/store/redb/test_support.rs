@@ -8,7 +8,9 @@ use mcpwatch_protocol::wire::ReportResponse;
 use super::RedbStore;
 use redb::{TableDefinition, WriteTransaction};
 
-use super::schema::{Bytes, SERVER_CHANGES, SERVERS, keys_with_prefix, list_records, server_key};
+use super::schema::{
+    AGENT_SERVERS, Bytes, SERVER_CHANGES, SERVERS, keys_with_prefix, list_records, server_key,
+};
 use super::{migrate, servers};
 use crate::ingest::ServerWrite;
 use crate::model::ServerChange;
@@ -164,12 +166,44 @@ impl RedbStore {
         .await
     }
 
-    /// Put the database back into layout 5: every server whole behind the compact mark
-    /// and every audit entry JSON, as layouts 4 and 5 wrote them; then, when `converted`
-    /// is given, convert that table (by name) again, as an upgrade interrupted after it
-    /// leaves the database.
+    /// Put the database back into layout 5: every server whole behind the compact mark,
+    /// every audit entry JSON, and an index row per server by agent instead of a row
+    /// per agent, as layouts 4 and 5 kept them; then, when `converted` is given, convert
+    /// that table (by name) again, as an upgrade interrupted after it leaves the
+    /// database (`agent_servers`: its first server listed).
     pub async fn make_layout_5_for_test(&self, converted: Option<&'static str>) -> Result<()> {
         self.write(move |txn| {
+            use redb::ReadableTable as _;
+            let servers: Vec<(Vec<u8>, crate::model::Server)> = txn
+                .open_table(SERVERS)?
+                .iter()?
+                .map(|e| {
+                    let (k, v) = e?;
+                    Ok((
+                        k.value().to_vec(),
+                        super::server_value::decode(k.value(), v.value())?,
+                    ))
+                })
+                .collect::<Result<_>>()?;
+            let mut by_agent = txn.open_table(migrate::SRV_AGENT)?;
+            for (_, server) in &servers {
+                let (key, value) = super::schema::IndexEntries::agent_row(server);
+                by_agent.insert(key.as_slice(), value.as_slice())?;
+            }
+            drop(by_agent);
+            txn.open_table(AGENT_SERVERS)?.retain(|_, _| false)?;
+            if converted == Some("agent_servers")
+                && let Some((key, first)) = servers.first()
+            {
+                super::agent_servers::add(
+                    txn,
+                    first.org_id,
+                    first.agent_id,
+                    &[first.id.to_bytes()],
+                )?;
+                txn.open_table(super::schema::META)?
+                    .insert(migrate::AGENT_SERVERS_CURSOR, key.as_slice())?;
+            }
             rewrite(txn, SERVERS, |k, v| {
                 let server = super::server_value::decode(k, v)?;
                 postcard::to_extend(&server, vec![super::schema::COMPACT])
@@ -179,7 +213,7 @@ impl RedbStore {
                 let entry: crate::audit::Entry = super::schema::decode(v)?;
                 serde_json::to_vec(&entry).map_err(|e| Error::internal(e.to_string()))
             })?;
-            if let Some(name) = converted {
+            if let Some(name) = converted.filter(|n| *n != "agent_servers") {
                 migrate::compact_batch(txn, compact_table(name)?, None)?;
             }
             migrate::set_version(txn, 5)
