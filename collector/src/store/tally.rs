@@ -7,10 +7,12 @@
 //! - a row is org·group·key·0 (a key never holds a NUL; a package's is
 //!   ecosystem·1·name);
 //! - a row's members are h(row)·kind·member, with h the first 8 bytes of a SHA-256
-//!   (and long members hashed the same way); a version's hosts are h(row)·`V`·version.
-//!   The row's hash names its organisation and group too (they are in the row's key),
-//!   so member keys carry no prefix: at ten million rows the chance that any two share
-//!   a hash is about one in 370,000, and such a pair would only count together.
+//!   (and hosts, the agents' ids, and long members hashed the same way); a version's
+//!   hosts are h(row)·`V`·version. The row's hash names its organisation and group too
+//!   (they are in the row's key), so member keys carry no prefix: at ten million rows
+//!   the chance that any two share a hash is about one in 370,000, and such a pair
+//!   would only count together. Within a row, two of a million hosts share a hash with
+//!   a chance of about one in 37 million (they would count as one host).
 
 use std::collections::BTreeMap;
 
@@ -121,17 +123,51 @@ pub fn version_key(row: &[u8], version: &str) -> Vec<u8> {
     [members_of(row).as_slice(), b"V", version.as_bytes()].concat()
 }
 
-/// A member's bytes as kept: long ones (a launch's fingerprint, a user's name) as the
-/// first 8 bytes of their SHA-256 after the host.
-fn member_bytes(kind: Member, bytes: &[u8]) -> Vec<u8> {
+/// The first 8 bytes of the SHA-256 of `bytes`.
+fn h8(bytes: &[u8]) -> [u8; 8] {
     use sha2::Digest as _;
+    let mut out = [0; 8];
+    out.copy_from_slice(&sha2::Sha256::digest(bytes)[..8]);
+    out
+}
+
+/// The bytes of a host (an agent's id) in [`Member::of`]'s member bytes.
+const HOST: usize = 16;
+
+/// A member's bytes as kept: a host (alone, a user's, a version's) and other long
+/// ones (a launch's fingerprint, a user's name) as the first 8 bytes of their SHA-256.
+fn member_bytes(kind: Member, bytes: &[u8]) -> Vec<u8> {
     match kind {
-        Member::Host | Member::VersionHost | Member::Client => bytes.to_vec(),
+        Member::Client => bytes.to_vec(),
+        Member::Host | Member::Launch => h8(bytes).to_vec(),
         Member::User => {
-            let (host, name) = bytes.split_at(16.min(bytes.len()));
-            [host, &sha2::Sha256::digest(name)[..8]].concat()
+            let (host, name) = bytes.split_at(HOST.min(bytes.len()));
+            [h8(host), h8(name)].concat()
         }
-        Member::Launch => sha2::Sha256::digest(bytes)[..8].to_vec(),
+        Member::VersionHost => {
+            let (version, host) = bytes.split_at(bytes.len().saturating_sub(HOST));
+            [version, &h8(host)].concat()
+        }
+    }
+}
+
+/// A member key as redb layout 5 and PostgreSQL schema 2 kept it (hosts whole) in
+/// today's form; keys of the other kinds as they are.
+pub fn with_hosts_hashed(key: &[u8]) -> Vec<u8> {
+    let Some((head, member)) = key.split_at_checked(MEMBER_PREFIX + 1) else {
+        return key.to_vec();
+    };
+    match head[MEMBER_PREFIX] {
+        b'a' if member.len() == HOST => [head, &h8(member)].concat(),
+        b'u' if member.len() == HOST + 8 => {
+            let (host, name) = member.split_at(HOST);
+            [head, &h8(host), name].concat()
+        }
+        b'v' if member.len() > HOST => {
+            let (version, host) = member.split_at(member.len() - HOST);
+            [head, version, &h8(host)].concat()
+        }
+        _ => key.to_vec(),
     }
 }
 
@@ -187,5 +223,94 @@ pub fn transition(old: u64, new: u64) -> i64 {
         (0, n) if n > 0 => 1,
         (o, 0) if o > 0 => -1,
         _ => 0,
+    }
+}
+
+/// The member keys redb layout 5 and PostgreSQL schema 2 kept for these servers' hosts
+/// (alone, a user's, a version's: their whole ids), with their counts: what the tests
+/// put back to make such a database.
+#[cfg(test)]
+pub fn members_with_whole_hosts(servers: &[Server]) -> BTreeMap<Vec<u8>, u64> {
+    let mut out = BTreeMap::new();
+    for server in servers {
+        for mark in marks(server) {
+            let key = key_bytes(&mark.key, mark.ecosystem.as_deref());
+            let prefix = members_of(&row_key(server.org_id, mark.group, &key));
+            for kind in [Member::Host, Member::User, Member::VersionHost] {
+                let Some(bytes) = kind.of(&mark) else {
+                    continue;
+                };
+                let member = match kind {
+                    Member::User => {
+                        let (host, name) = bytes.split_at(HOST.min(bytes.len()));
+                        [host, &h8(name)].concat()
+                    }
+                    _ => bytes,
+                };
+                let key = [prefix.as_slice(), &[kind.code()], &member].concat();
+                *out.entry(key).or_default() += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcpwatch_protocol::ids::AgentId;
+    use mcpwatch_protocol::server::Package;
+
+    #[test]
+    fn whole_hosts_rekeyed_are_the_keys_counted_today() {
+        let (org, now) = (OrgId::new(), chrono::Utc::now());
+        let mut servers = Vec::new();
+        for host in 0..3 {
+            let mut record = crate::ingest::tests::record("fs", &["-y", "fs@1.2.3-beta.4"]);
+            record.os_user = Some(format!("user-{host}"));
+            record.package = Some(Package {
+                ecosystem: "npm".into(),
+                name: "fs".into(),
+                version: Some("1.2.3-beta.4".into()),
+            });
+            let plan = crate::ingest::plan(
+                org,
+                AgentId::new(),
+                vec![],
+                vec![record],
+                &crate::model::OrgPolicy::default(),
+                now,
+            );
+            servers.extend(plan.writes.into_iter().map(|w| w.after));
+        }
+        let today: BTreeMap<Vec<u8>, i64> =
+            tally(&servers.iter().map(Change::existing).collect::<Vec<_>>())
+                .members
+                .into_iter()
+                .filter(|(_, m)| {
+                    matches!(m.kind, Member::Host | Member::User | Member::VersionHost)
+                })
+                .map(|(k, m)| (k, m.delta))
+                .collect();
+        let old = members_with_whole_hosts(&servers);
+        assert_eq!(old.len(), today.len());
+        assert!(
+            old.keys().all(|k| !today.contains_key(k)),
+            "hosts were whole"
+        );
+        let rekeyed: BTreeMap<Vec<u8>, i64> = old
+            .into_iter()
+            .map(|(k, n)| (with_hosts_hashed(&k), i64::try_from(n).unwrap()))
+            .collect();
+        assert_eq!(rekeyed, today);
+        // Keys of other kinds, and short or damaged keys, are left as they are.
+        for key in [
+            &b"12345678c"[..],
+            b"12345678fabcdefgh",
+            b"1234",
+            b"12345678a-short",
+        ] {
+            assert_eq!(with_hosts_hashed(key), key);
+        }
     }
 }

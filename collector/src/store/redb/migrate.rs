@@ -16,10 +16,11 @@ use crate::store::{Error, Result};
 /// census kept at write time (see [`build_census`]). 4: records in the compact
 /// encoding (see [`compact_records`]), and no `server_identity` table (an agent's
 /// servers are found through their rank index, the identity computed from each). 5:
-/// census member keys without the organisation·group prefix (see
-/// [`shorten_member_keys`]). 6: servers stored without what their key and launch say
-/// (see `server_value`), audit entries compact, and one row per agent listing its
-/// servers instead of an index row per server (see [`list_agent_servers`]).
+/// census member keys without the organisation·group prefix (see [`SHORTEN`]). 6:
+/// servers stored without what their key and launch say (see `server_value`), audit
+/// entries compact, one row per agent listing its servers instead of an index row per
+/// server (see [`list_agent_servers`]), and hosts in census member keys hashed (see
+/// [`HASH_HOSTS`]).
 pub(super) const SCHEMA_VERSION: u32 = 6;
 /// Where an interrupted census build goes on (the last server key counted).
 pub(super) const CENSUS_CURSOR: &str = "census_cursor";
@@ -97,7 +98,7 @@ pub(super) fn upgrade(db: &Database, from: Option<u32>) -> Result<Option<String>
             "Upgrading the database to layout 5: census member keys are rewritten shorter, \
              in transactions of {MIGRATION_BATCH}; if stopped, it goes on at the next start."
         );
-        let rewritten = shorten_member_keys(db)?;
+        let rewritten = rekey_members(db, &SHORTEN)?;
         let txn = db.begin_write()?;
         set_version(&txn, 5)?;
         txn.commit()?;
@@ -107,8 +108,10 @@ pub(super) fn upgrade(db: &Database, from: Option<u32>) -> Result<Option<String>
     }
     if matches!(from, Some(1..=5)) {
         let listed = list_agent_servers(db)?;
+        let rekeyed = rekey_members(db, &HASH_HOSTS)?;
         done.push(format!(
-            "{listed} servers listed in their agents' rows (layout 6)"
+            "{listed} servers listed in their agents' rows, {rekeyed} census member keys \
+             rewritten (layout 6)"
         ));
         // From layout 3 or older, the conversion above wrote layout 6's forms already.
         let rewritten = if matches!(from, Some(4 | 5)) {
@@ -131,23 +134,52 @@ pub(super) fn upgrade(db: &Database, from: Option<u32>) -> Result<Option<String>
     Ok((!done.is_empty()).then(|| format!("Database upgraded: {}.", done.join("; "))))
 }
 
-/// Layouts 3 and 4 kept census members as org·group·h(row)·kind·member; layout 5
-/// drops the org·group prefix (the row's hash names both). The old table is set aside
-/// once, then copied into a new `census_members` in transactions of
+/// One rewrite of every census member key: the table the old keys are set aside in,
+/// the `meta` keys of its cursor and of its being done, and an old key's new form.
+pub(super) struct Rekey {
+    aside: redb::TableDefinition<'static, Bytes, u64>,
+    cursor: &'static str,
+    pub done: &'static str,
+    rekey: fn(&[u8]) -> Result<Vec<u8>>,
+}
+
+/// Layout 5: layouts 3 and 4 kept census members as org·group·h(row)·kind·member;
+/// the org·group prefix goes (the row's hash names both).
+pub(super) const SHORTEN: Rekey = Rekey {
+    aside: redb::TableDefinition::new("census_members_layout4"),
+    cursor: "census_members_cursor",
+    done: "census_members_short",
+    rekey: |key| {
+        key.get(crate::store::tally::OLD_MEMBER_PREFIX..)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| Error::internal("a census member key is shorter than its old prefix"))
+    },
+};
+
+/// Layout 6: hosts (agents' ids), alone, a user's or a version's, as 8-byte hashes.
+pub(super) const HASH_HOSTS: Rekey = Rekey {
+    aside: redb::TableDefinition::new("census_members_layout5"),
+    cursor: "census_members_hosts_cursor",
+    done: "census_members_hosts_hashed",
+    rekey: |key| Ok(crate::store::tally::with_hosts_hashed(key)),
+};
+
+/// Rewrite every census member key ([`SHORTEN`], [`HASH_HOSTS`]): the old table is
+/// set aside once, then copied into a new `census_members` in transactions of
 /// [`MIGRATION_BATCH`] with a cursor (two old keys that come out the same are added
 /// together), then deleted. Recorded in `meta` when done, and by a census built in
-/// the new form ([`build_census`]), so keys already short are never cut again.
-/// Answers how many keys were rewritten in this run.
-fn shorten_member_keys(db: &Database) -> Result<u64> {
+/// today's form ([`build_census`]), so keys are never rewritten twice. Answers how
+/// many keys were rewritten in this run.
+fn rekey_members(db: &Database, rekey: &Rekey) -> Result<u64> {
     let txn = db.begin_write()?;
-    if !set_members_aside(&txn)? {
+    if !set_members_aside(&txn, rekey)? {
         return Ok(0);
     }
     txn.commit()?;
     let mut rewritten = 0;
     loop {
         let txn = db.begin_write()?;
-        let done = shorten_batch(&txn, MIGRATION_BATCH)?;
+        let done = rekey_batch(&txn, rekey, MIGRATION_BATCH)?;
         txn.commit()?;
         match done {
             Some(n) => rewritten += n,
@@ -156,33 +188,36 @@ fn shorten_member_keys(db: &Database) -> Result<u64> {
     }
 }
 
-/// Set the old census members aside (once) under their own name, with a new empty
-/// `census_members`; answers false when the keys are already short.
-pub(super) fn set_members_aside(txn: &redb::WriteTransaction) -> Result<bool> {
-    if txn.open_table(META)?.get(MEMBERS_SHORT)?.is_some() {
+/// Set the census members aside (once) under the rewrite's own name, with a new empty
+/// `census_members`; answers false when the rewrite is done already.
+pub(super) fn set_members_aside(txn: &redb::WriteTransaction, rekey: &Rekey) -> Result<bool> {
+    if txn.open_table(META)?.get(rekey.done)?.is_some() {
         return Ok(false);
     }
     let aside = txn
         .list_tables()?
-        .any(|t| redb::TableHandle::name(&t) == redb::TableHandle::name(&OLD_CENSUS_MEMBERS));
+        .any(|t| redb::TableHandle::name(&t) == redb::TableHandle::name(&rekey.aside));
     if !aside {
-        txn.rename_table(CENSUS_MEMBERS, OLD_CENSUS_MEMBERS)?;
+        txn.rename_table(CENSUS_MEMBERS, rekey.aside)?;
         txn.open_table(CENSUS_MEMBERS)?;
     }
     Ok(true)
 }
 
-/// Copy up to `limit` old members after the cursor with their keys shortened; answers
-/// how many (`None` when there were none left: the old table is deleted and the keys
-/// recorded as short).
-pub(super) fn shorten_batch(txn: &redb::WriteTransaction, limit: usize) -> Result<Option<u64>> {
-    use crate::store::tally::OLD_MEMBER_PREFIX;
+/// Copy up to `limit` members set aside after the cursor with their keys rewritten;
+/// answers how many (`None` when there were none left: the old table is deleted and
+/// the rewrite recorded as done).
+pub(super) fn rekey_batch(
+    txn: &redb::WriteTransaction,
+    rekey: &Rekey,
+    limit: usize,
+) -> Result<Option<u64>> {
     let cursor: Option<Vec<u8>> = txn
         .open_table(META)?
-        .get(MEMBERS_CURSOR)?
+        .get(rekey.cursor)?
         .map(|v| v.value().to_vec());
     let batch: Vec<(Vec<u8>, u64)> = {
-        let old = txn.open_table(OLD_CENSUS_MEMBERS)?;
+        let old = txn.open_table(rekey.aside)?;
         let range = match &cursor {
             Some(k) => old.range::<&[u8]>((
                 std::ops::Bound::Excluded(k.as_slice()),
@@ -196,24 +231,22 @@ pub(super) fn shorten_batch(txn: &redb::WriteTransaction, limit: usize) -> Resul
             .collect::<std::result::Result<_, _>>()?
     };
     let Some((last, _)) = batch.last() else {
-        txn.delete_table(OLD_CENSUS_MEMBERS)?;
+        txn.delete_table(rekey.aside)?;
         let mut meta = txn.open_table(META)?;
-        meta.remove(MEMBERS_CURSOR)?;
-        meta.insert(MEMBERS_SHORT, [1u8].as_slice())?;
+        meta.remove(rekey.cursor)?;
+        meta.insert(rekey.done, [1u8].as_slice())?;
         return Ok(None);
     };
     {
         let mut members = txn.open_table(CENSUS_MEMBERS)?;
         for (key, n) in &batch {
-            let short = key.get(OLD_MEMBER_PREFIX..).ok_or_else(|| {
-                Error::internal("a census member key is shorter than its old prefix")
-            })?;
-            let held = members.get(short)?.map_or(0, |v| v.value());
-            members.insert(short, held.saturating_add(*n))?;
+            let new = (rekey.rekey)(key)?;
+            let held = members.get(new.as_slice())?.map_or(0, |v| v.value());
+            members.insert(new.as_slice(), held.saturating_add(*n))?;
         }
     }
     txn.open_table(META)?
-        .insert(MEMBERS_CURSOR, last.as_slice())?;
+        .insert(rekey.cursor, last.as_slice())?;
     Ok(Some(batch.len() as u64))
 }
 
@@ -266,14 +299,6 @@ fn list_agent_servers(db: &Database) -> Result<u64> {
         txn.commit()?;
     }
 }
-
-/// Layouts 3 and 4's census members, set aside while layout 5 rewrites their keys.
-pub(super) const OLD_CENSUS_MEMBERS: redb::TableDefinition<'_, Bytes, u64> =
-    redb::TableDefinition::new("census_members_layout4");
-/// Where an interrupted rewrite of member keys goes on (the last old key copied).
-const MEMBERS_CURSOR: &str = "census_members_cursor";
-/// Present once every census member key is in the layout-5 form.
-pub(super) const MEMBERS_SHORT: &str = "census_members_short";
 
 /// Layouts up to 3 kept a link from each server's identity within its agent to the
 /// server; layout 4 computes the identity from the record.
@@ -434,8 +459,9 @@ fn build_census(db: &Database) -> Result<u64> {
         let Some((last, _)) = batch.last() else {
             let mut meta = txn.open_table(META)?;
             meta.remove(CENSUS_CURSOR)?;
-            // Counted with the keys of layout 5.
-            meta.insert(MEMBERS_SHORT, [1u8].as_slice())?;
+            // Counted with today's keys.
+            meta.insert(SHORTEN.done, [1u8].as_slice())?;
+            meta.insert(HASH_HOSTS.done, [1u8].as_slice())?;
             drop(meta);
             set_version(&txn, 3)?;
             txn.commit()?;

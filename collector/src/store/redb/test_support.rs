@@ -79,7 +79,37 @@ fn lengthen_member_keys(txn: &redb::WriteTransaction) -> Result<()> {
         }
     }
     drop(members);
-    txn.open_table(META)?.remove(migrate::MEMBERS_SHORT)?;
+    txn.open_table(META)?.remove(migrate::SHORTEN.done)?;
+    Ok(())
+}
+
+/// Put the hosts in census member keys back whole, as layouts up to 5 kept them.
+fn whole_host_member_keys(txn: &redb::WriteTransaction) -> Result<()> {
+    use super::schema::{CENSUS_MEMBERS, META};
+    use redb::ReadableTable as _;
+    let servers: Vec<crate::model::Server> = txn
+        .open_table(SERVERS)?
+        .iter()?
+        .map(|e| {
+            let (k, v) = e?;
+            super::server_value::decode(k.value(), v.value())
+        })
+        .collect::<Result<_>>()?;
+    let hashed = keys_of(txn, CENSUS_MEMBERS, |k| {
+        matches!(
+            k.get(crate::store::tally::MEMBER_PREFIX),
+            Some(b'a' | b'u' | b'v')
+        )
+    })?;
+    let mut members = txn.open_table(CENSUS_MEMBERS)?;
+    for key in hashed {
+        members.remove(key.as_slice())?;
+    }
+    for (key, n) in crate::store::tally::members_with_whole_hosts(&servers) {
+        members.insert(key.as_slice(), n)?;
+    }
+    drop(members);
+    txn.open_table(META)?.remove(migrate::HASH_HOSTS.done)?;
     Ok(())
 }
 
@@ -153,11 +183,12 @@ impl RedbStore {
                 identity.insert(k.as_slice(), v.as_slice())?;
             }
             drop(identity);
+            whole_host_member_keys(txn)?;
             lengthen_member_keys(txn)?;
             if converted == Some("census_members") {
                 // Layout 5's rewrite of member keys, stopped after its first few.
-                migrate::set_members_aside(txn)?;
-                migrate::shorten_batch(txn, 3)?;
+                migrate::set_members_aside(txn, &migrate::SHORTEN)?;
+                migrate::rekey_batch(txn, &migrate::SHORTEN, 3)?;
             } else if let Some(name) = converted {
                 migrate::compact_batch(txn, compact_table(name)?, None)?;
             }
@@ -167,10 +198,11 @@ impl RedbStore {
     }
 
     /// Put the database back into layout 5: every server whole behind the compact mark,
-    /// every audit entry JSON, and an index row per server by agent instead of a row
-    /// per agent, as layouts 4 and 5 kept them; then, when `converted` is given, convert
-    /// that table (by name) again, as an upgrade interrupted after it leaves the
-    /// database (`agent_servers`: its first server listed).
+    /// every audit entry JSON, an index row per server by agent instead of a row per
+    /// agent, and hosts whole in census member keys, as layouts 4 and 5 kept them; then,
+    /// when `converted` is given, convert that table (by name) again, as an upgrade
+    /// interrupted after it leaves the database (`agent_servers`: its first server
+    /// listed; `census_members`: its first 3 keys).
     pub async fn make_layout_5_for_test(&self, converted: Option<&'static str>) -> Result<()> {
         self.write(move |txn| {
             use redb::ReadableTable as _;
@@ -213,8 +245,17 @@ impl RedbStore {
                 let entry: crate::audit::Entry = super::schema::decode(v)?;
                 serde_json::to_vec(&entry).map_err(|e| Error::internal(e.to_string()))
             })?;
-            if let Some(name) = converted.filter(|n| *n != "agent_servers") {
-                migrate::compact_batch(txn, compact_table(name)?, None)?;
+            whole_host_member_keys(txn)?;
+            match converted {
+                None | Some("agent_servers") => {}
+                Some("census_members") => {
+                    // Layout 6's rewrite of member keys, stopped after its first few.
+                    migrate::set_members_aside(txn, &migrate::HASH_HOSTS)?;
+                    migrate::rekey_batch(txn, &migrate::HASH_HOSTS, 3)?;
+                }
+                Some(name) => {
+                    migrate::compact_batch(txn, compact_table(name)?, None)?;
+                }
             }
             migrate::set_version(txn, 5)
         })
