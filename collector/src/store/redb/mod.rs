@@ -13,15 +13,15 @@
 //! | `agent_keys` | sha256(key) | org·agent |
 //! | `enroll_secrets` | org·secret | [`EnrollSecret`] |
 //! | `enroll_hashes` | sha256(secret) | org·secret |
-//! | `servers` | org·server | [`Server`] |
+//! | `servers` | org·server | [`Server`] without what its key and launch say (see `server_value`) |
 //! | `srv_rank` | org·rank·(255−score)·server | status·agent·name |
-//! | `srv_agent` | org·agent·rank·(255−score)·server | status·name |
+//! | `agent_servers` | org·agent | the agent's server ids, 16 bytes each, ascending |
 //! | `counts` | org·`S`·rank·status, org·`A`, org·`E`, org·`D` | u64 |
 //! | `alerts` | org·alert | [`Alert`] |
 //! | `alerts_open` | org·alert | – |
 //! | `policies` | org | [`OrgPolicy`] |
 //! | `alert_subjects` | org·subject·kind | org·alert (the one open alert of that kind) |
-//! | `server_changes` | org·server·seq | [`ServerChange`] (the newest [`MAX_SERVER_CHANGES`] per server) |
+//! | `server_changes` | org·server·seq | [`ServerChange`] (the newest [`MAX_SERVER_CHANGES`] per server; number 0, `created`, is implied) |
 //! | `inventory_rev` | org·agent | u64, bumped by every write of one of the agent's servers |
 //! | `events` | org·id | [`Event`] (the outbox: the newest per organisation, see [`crate::events`]) |
 //! | `api_tokens` | org·token | [`ApiToken`] |
@@ -35,17 +35,19 @@
 //! | `deliveries` | org·delivery | [`Delivery`] (one event to one channel, with the event) |
 //! | `delivery_due` | time·org·delivery | – (deliveries still to try, by when) |
 //!
-//! The rank indexes order servers by risk (critical first, then score, then age) and
-//! carry what the list filters need, so a filtered page reads only the index and the
+//! The rank index orders servers by risk (critical first, then score, then age) and
+//! carries what the list filters need, so a filtered page reads only the index and the
 //! page's rows; the counts are kept in the same transaction as the rows. An agent's
-//! servers are found through `srv_agent`; a server's identity within its agent (client,
-//! config path, name) is computed from its record, not stored.
+//! servers are found through its row in `agent_servers` (a listing of one agent ranks
+//! them in memory); a server's identity within its agent (client, config path, name)
+//! is computed from its record, not stored.
 //!
 //! Records are postcard (a one-byte mark, then the fields in declaration order: no
 //! names, times and digests as integers and bytes), except the few per organisation
 //! or per alert that postcard cannot carry (free-form JSON details, a flattened
-//! policy), which stay JSON; see `schema::encode`. Layout 4 made them so; the upgrade
-//! from an older layout converts record by record (`migrate`).
+//! policy), which stay JSON; see `schema::encode`. Layout 4 made them so, layout 6
+//! gave servers a shorter form of their own; the upgrade from an older layout converts
+//! record by record (`migrate`).
 //!
 //! # Modules
 //!

@@ -1,4 +1,4 @@
-//! Servers: records, their rank indexes and counts, change histories, policies, and
+//! Servers: records, their rank index, agents' rows and counts, change histories, policies, and
 //! the listing queries.
 
 use std::collections::HashMap;
