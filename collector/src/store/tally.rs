@@ -7,12 +7,16 @@
 //! - a row is org·group·key·0 (a key never holds a NUL; a package's is
 //!   ecosystem·1·name);
 //! - a row's members are h(row)·kind·member, with h the first 8 bytes of a SHA-256
-//!   (and hosts, the agents' ids, and long members hashed the same way); a version's
-//!   hosts are h(row)·`V`·version. The row's hash names its organisation and group too
-//!   (they are in the row's key), so member keys carry no prefix: at ten million rows
-//!   the chance that any two share a hash is about one in 370,000, and such a pair
-//!   would only count together. Within a row, two of a million hosts share a hash with
-//!   a chance of about one in 37 million (they would count as one host).
+//!   (and long members hashed the same way); a version's hosts are h(row)·`V`·version.
+//!   The row's hash names its organisation and group too (they are in the row's key),
+//!   so member keys carry no prefix: at ten million rows the chance that any two share
+//!   a hash is about one in 370,000, and such a pair would only count together.
+//! - a host (an agent's id) in a member is 10 bytes ([`host_key`]): the id's first 6,
+//!   its creation time in milliseconds, so that a row's new hosts are written after
+//!   its older ones (a growing census touches the end of each row, not all of it), and
+//!   4 bytes of its SHA-256. Two hosts share a key only when they were enrolled in the
+//!   same millisecond and those 4 bytes meet: at a thousand enrollments a second,
+//!   about once in ten thousand fleets of a million; they would count as one host.
 
 use std::collections::BTreeMap;
 
@@ -133,39 +137,51 @@ fn h8(bytes: &[u8]) -> [u8; 8] {
 
 /// The bytes of a host (an agent's id) in [`Member::of`]'s member bytes.
 const HOST: usize = 16;
+/// The bytes of a host's id kept in front of its hash: a time-ordered id's milliseconds.
+const HOST_TIME: usize = 6;
 
-/// A member's bytes as kept: a host (alone, a user's, a version's) and other long
-/// ones (a launch's fingerprint, a user's name) as the first 8 bytes of their SHA-256.
+/// A host (an agent's 16-byte id) as kept in member keys: its first 6 bytes, then 4
+/// bytes of its SHA-256 (see the module's notes).
+fn host_key(host: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    let time = &host[..HOST_TIME.min(host.len())];
+    [time, &sha2::Sha256::digest(host)[..4]].concat()
+}
+
+/// A member's bytes as kept: a host (alone, a user's, a version's) as its
+/// [`host_key`], and other long ones (a launch's fingerprint, a user's name) as the
+/// first 8 bytes of their SHA-256.
 fn member_bytes(kind: Member, bytes: &[u8]) -> Vec<u8> {
     match kind {
         Member::Client => bytes.to_vec(),
-        Member::Host | Member::Launch => h8(bytes).to_vec(),
+        Member::Host => host_key(bytes),
+        Member::Launch => h8(bytes).to_vec(),
         Member::User => {
             let (host, name) = bytes.split_at(HOST.min(bytes.len()));
-            [h8(host), h8(name)].concat()
+            [host_key(host).as_slice(), &h8(name)].concat()
         }
         Member::VersionHost => {
             let (version, host) = bytes.split_at(bytes.len().saturating_sub(HOST));
-            [version, &h8(host)].concat()
+            [version, &host_key(host)].concat()
         }
     }
 }
 
 /// A member key as redb layout 5 and PostgreSQL schema 2 kept it (hosts whole) in
 /// today's form; keys of the other kinds as they are.
-pub fn with_hosts_hashed(key: &[u8]) -> Vec<u8> {
+pub fn with_short_hosts(key: &[u8]) -> Vec<u8> {
     let Some((head, member)) = key.split_at_checked(MEMBER_PREFIX + 1) else {
         return key.to_vec();
     };
     match head[MEMBER_PREFIX] {
-        b'a' if member.len() == HOST => [head, &h8(member)].concat(),
+        b'a' if member.len() == HOST => [head, &host_key(member)].concat(),
         b'u' if member.len() == HOST + 8 => {
             let (host, name) = member.split_at(HOST);
-            [head, &h8(host), name].concat()
+            [head, &host_key(host), name].concat()
         }
         b'v' if member.len() > HOST => {
             let (version, host) = member.split_at(member.len() - HOST);
-            [head, version, &h8(host)].concat()
+            [head, version, &host_key(host)].concat()
         }
         _ => key.to_vec(),
     }
@@ -300,9 +316,15 @@ mod tests {
         );
         let rekeyed: BTreeMap<Vec<u8>, i64> = old
             .into_iter()
-            .map(|(k, n)| (with_hosts_hashed(&k), i64::try_from(n).unwrap()))
+            .map(|(k, n)| (with_short_hosts(&k), i64::try_from(n).unwrap()))
             .collect();
         assert_eq!(rekeyed, today);
+        // A host's key keeps its id's time first: later hosts sort after earlier ones.
+        let earlier = [&[0, 0, 0, 0, 0, 1][..], &[0xff; 10]].concat();
+        let mut later = [0u8; 16];
+        later[5] = 2;
+        assert!(host_key(&earlier) < host_key(&later));
+        assert_eq!(host_key(&later).len(), 10);
         // Keys of other kinds, and short or damaged keys, are left as they are.
         for key in [
             &b"12345678c"[..],
@@ -310,7 +332,7 @@ mod tests {
             b"1234",
             b"12345678a-short",
         ] {
-            assert_eq!(with_hosts_hashed(key), key);
+            assert_eq!(with_short_hosts(key), key);
         }
     }
 }

@@ -2200,7 +2200,7 @@ async fn a_layout_5_database_is_rewritten_shorter_and_an_interrupted_rewrite_goe
 }
 
 /// Schema 2 of the PostgreSQL store takes the organisation·group prefix off census
-/// member keys, schema 3 hashes the hosts in them: a census counted with schema 1's or
+/// member keys, schema 3 shortens the hosts in them: a census counted with schema 1's or
 /// schema 2's keys reads and counts on the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_census_of_schema_1_or_2_goes_on_counting_after_the_upgrade() {
@@ -2235,7 +2235,7 @@ async fn a_postgres_census_of_schema_1_or_2_goes_on_counting_after_the_upgrade()
             .unwrap();
         tokio::spawn(connection);
         // Back to schema 2: hosts whole in member keys.
-        let hashed = client
+        let short = client
             .execute(
                 "DELETE FROM census_members \
                  WHERE length(member) > 8 AND get_byte(member, 8) IN (97, 117, 118)",
@@ -2243,7 +2243,7 @@ async fn a_postgres_census_of_schema_1_or_2_goes_on_counting_after_the_upgrade()
             )
             .await
             .unwrap();
-        assert!(hashed > 0);
+        assert!(short > 0);
         for (member, n) in crate::store::tally::members_with_whole_hosts(&servers) {
             let n = i64::try_from(n).unwrap();
             client

@@ -8,7 +8,7 @@ use super::sql::Db;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/001_initial.sql"),
     include_str!("migrations/002_census_member_keys.sql"),
-    include_str!("migrations/003_census_host_hashes.sql"),
+    include_str!("migrations/003_census_host_keys.sql"),
 ];
 
 /// The schema version this build reads and writes.

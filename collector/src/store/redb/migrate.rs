@@ -19,8 +19,8 @@ use crate::store::{Error, Result};
 /// census member keys without the organisation·group prefix (see [`SHORTEN`]). 6:
 /// servers stored without what their key and launch say (see `server_value`), audit
 /// entries compact, one row per agent listing its servers instead of an index row per
-/// server (see [`list_agent_servers`]), and hosts in census member keys hashed (see
-/// [`HASH_HOSTS`]).
+/// server (see [`list_agent_servers`]), and hosts in census member keys shorter (see
+/// [`SHORT_HOSTS`]).
 pub(super) const SCHEMA_VERSION: u32 = 6;
 /// Where an interrupted census build goes on (the last server key counted).
 pub(super) const CENSUS_CURSOR: &str = "census_cursor";
@@ -108,7 +108,7 @@ pub(super) fn upgrade(db: &Database, from: Option<u32>) -> Result<Option<String>
     }
     if matches!(from, Some(1..=5)) {
         let listed = list_agent_servers(db)?;
-        let rekeyed = rekey_members(db, &HASH_HOSTS)?;
+        let rekeyed = rekey_members(db, &SHORT_HOSTS)?;
         done.push(format!(
             "{listed} servers listed in their agents' rows, {rekeyed} census member keys \
              rewritten (layout 6)"
@@ -156,15 +156,16 @@ pub(super) const SHORTEN: Rekey = Rekey {
     },
 };
 
-/// Layout 6: hosts (agents' ids), alone, a user's or a version's, as 8-byte hashes.
-pub(super) const HASH_HOSTS: Rekey = Rekey {
+/// Layout 6: hosts (agents' ids), alone, a user's or a version's, in 10 bytes (see
+/// `tally::host_key`).
+pub(super) const SHORT_HOSTS: Rekey = Rekey {
     aside: redb::TableDefinition::new("census_members_layout5"),
     cursor: "census_members_hosts_cursor",
-    done: "census_members_hosts_hashed",
-    rekey: |key| Ok(crate::store::tally::with_hosts_hashed(key)),
+    done: "census_members_hosts_short",
+    rekey: |key| Ok(crate::store::tally::with_short_hosts(key)),
 };
 
-/// Rewrite every census member key ([`SHORTEN`], [`HASH_HOSTS`]): the old table is
+/// Rewrite every census member key ([`SHORTEN`], [`SHORT_HOSTS`]): the old table is
 /// set aside once, then copied into a new `census_members` in transactions of
 /// [`MIGRATION_BATCH`] with a cursor (two old keys that come out the same are added
 /// together), then deleted. Recorded in `meta` when done, and by a census built in
@@ -461,7 +462,7 @@ fn build_census(db: &Database) -> Result<u64> {
             meta.remove(CENSUS_CURSOR)?;
             // Counted with today's keys.
             meta.insert(SHORTEN.done, [1u8].as_slice())?;
-            meta.insert(HASH_HOSTS.done, [1u8].as_slice())?;
+            meta.insert(SHORT_HOSTS.done, [1u8].as_slice())?;
             drop(meta);
             set_version(&txn, 3)?;
             txn.commit()?;

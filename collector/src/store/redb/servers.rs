@@ -357,50 +357,37 @@ impl RankScan {
             Rows::Index(table) => table,
             Rows::Agent(rows) => {
                 let under = rows.iter().filter(|(k, _)| k.starts_with(&self.prefix));
-                let mut step = |(k, v): &(Vec<u8>, Vec<u8>)| visit(k, v);
-                if reverse {
-                    for row in under.rev() {
-                        if step(row)?.is_break() {
-                            break;
-                        }
-                    }
-                } else {
-                    for row in under {
-                        if step(row)?.is_break() {
-                            break;
-                        }
-                    }
-                }
-                return Ok(());
+                return each(under, reverse, |(k, v)| visit(k, v));
             }
         };
         let rows = match successor(&self.prefix) {
             Some(end) => table.range::<&[u8]>(self.prefix.as_slice()..end.as_slice())?,
             None => table.range::<&[u8]>(self.prefix.as_slice()..)?,
         };
-        let mut step = |row: std::result::Result<
-            (redb::AccessGuard<'_, Bytes>, redb::AccessGuard<'_, Bytes>),
-            redb::StorageError,
-        >|
-         -> Result<ControlFlow<()>> {
+        each(rows, reverse, |row| {
             let (k, v) = row?;
             visit(k.value(), v.value())
-        };
-        if reverse {
-            for row in rows.rev() {
-                if step(row)?.is_break() {
-                    break;
-                }
-            }
-        } else {
-            for row in rows {
-                if step(row)?.is_break() {
-                    break;
-                }
-            }
-        }
-        Ok(())
+        })
     }
+}
+
+/// `step` over `rows`, in order or reversed, until it breaks.
+fn each<T>(
+    rows: impl DoubleEndedIterator<Item = T>,
+    reverse: bool,
+    mut step: impl FnMut(T) -> Result<ControlFlow<()>>,
+) -> Result<()> {
+    let rows: Box<dyn Iterator<Item = T> + '_> = if reverse {
+        Box::new(rows.rev())
+    } else {
+        Box::new(rows)
+    };
+    for row in rows {
+        if step(row)?.is_break() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// One agent's rank rows ([`IndexEntries::agent_row`]) from its servers, in key order.

@@ -95,21 +95,21 @@ fn whole_host_member_keys(txn: &redb::WriteTransaction) -> Result<()> {
             super::server_value::decode(k.value(), v.value())
         })
         .collect::<Result<_>>()?;
-    let hashed = keys_of(txn, CENSUS_MEMBERS, |k| {
+    let short = keys_of(txn, CENSUS_MEMBERS, |k| {
         matches!(
             k.get(crate::store::tally::MEMBER_PREFIX),
             Some(b'a' | b'u' | b'v')
         )
     })?;
     let mut members = txn.open_table(CENSUS_MEMBERS)?;
-    for key in hashed {
+    for key in short {
         members.remove(key.as_slice())?;
     }
     for (key, n) in crate::store::tally::members_with_whole_hosts(&servers) {
         members.insert(key.as_slice(), n)?;
     }
     drop(members);
-    txn.open_table(META)?.remove(migrate::HASH_HOSTS.done)?;
+    txn.open_table(META)?.remove(migrate::SHORT_HOSTS.done)?;
     Ok(())
 }
 
@@ -250,8 +250,8 @@ impl RedbStore {
                 None | Some("agent_servers") => {}
                 Some("census_members") => {
                     // Layout 6's rewrite of member keys, stopped after its first few.
-                    migrate::set_members_aside(txn, &migrate::HASH_HOSTS)?;
-                    migrate::rekey_batch(txn, &migrate::HASH_HOSTS, 3)?;
+                    migrate::set_members_aside(txn, &migrate::SHORT_HOSTS)?;
+                    migrate::rekey_batch(txn, &migrate::SHORT_HOSTS, 3)?;
                 }
                 Some(name) => {
                     migrate::compact_batch(txn, compact_table(name)?, None)?;
