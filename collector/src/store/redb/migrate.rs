@@ -5,8 +5,8 @@ use redb::{Database, ReadableTable};
 
 use super::schema::{
     AGENTS, API_TOKENS, AUDIT, Bytes, CENSUS, CENSUS_MEMBERS, CENSUS_QUEUE, COMPACT,
-    ENROLL_SECRETS, EVENTS, META, ORGS, Record, SERVER, SERVER_CHANGES, SERVERS, SESSIONS, USERS,
-    change_key, create_tables, decode, encode,
+    ENROLL_SECRETS, EVENTS, META, ORGS, Record, SERVER, SERVER_CHANGES, SERVERS, SESSIONS,
+    SRV_RANK, USERS, change_key, create_tables, decode, encode,
 };
 use crate::model::{MAX_SERVER_CHANGES, Server, ServerChange};
 use crate::store::{Error, Result};
@@ -258,11 +258,13 @@ pub(super) const SRV_AGENT: redb::TableDefinition<'_, Bytes, Bytes> =
 /// Where an interrupted listing of agents' servers goes on (the last server key listed).
 pub(super) const AGENT_SERVERS_CURSOR: &str = "agent_servers_cursor";
 
-/// Make every agent's row of servers from the servers, in transactions of
-/// [`MIGRATION_BATCH`] servers with a cursor in `meta` (adding a server already in its
-/// row changes nothing, so a batch done twice is harmless), then delete layout 5's
-/// index by agent. Nothing to do once that index is gone (a database the new layout
-/// wrote keeps its rows itself). Answers how many servers were listed in this run.
+/// Make every agent's row of servers, and every rank row in layout 6's form
+/// (status·name: the agent no longer in it), from the servers, in transactions of
+/// [`MIGRATION_BATCH`] servers with a cursor in `meta` (both writes are the same when
+/// done twice, so a batch done again after a stop is harmless), then delete layout
+/// 5's index by agent. Nothing to do once that index is gone (a database the new
+/// layout wrote keeps its rows itself). Answers how many servers were listed in this
+/// run.
 fn list_agent_servers(db: &Database) -> Result<u64> {
     let mut listed = 0;
     loop {
@@ -285,12 +287,16 @@ fn list_agent_servers(db: &Database) -> Result<u64> {
             return Ok(listed);
         };
         let mut rows: std::collections::BTreeMap<_, Vec<[u8; 16]>> = Default::default();
+        let mut rank = txn.open_table(SRV_RANK)?;
         for (key, value) in &batch {
             let server = super::server_value::decode(key, value)?;
             rows.entry((server.org_id, server.agent_id))
                 .or_default()
                 .push(server.id.to_bytes());
+            let (rank_key, rank_value) = super::schema::IndexEntries::of(&server).rank;
+            rank.insert(rank_key.as_slice(), rank_value.as_slice())?;
         }
+        drop(rank);
         for ((org, agent), ids) in rows {
             super::agent_servers::add(&txn, org, agent, &ids)?;
         }

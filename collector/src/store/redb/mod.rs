@@ -14,7 +14,7 @@
 //! | `enroll_secrets` | org·secret | [`EnrollSecret`] |
 //! | `enroll_hashes` | sha256(secret) | org·secret |
 //! | `servers` | org·server | [`Server`] without what its key and launch say (see `server_value`) |
-//! | `srv_rank` | org·rank·(255−score)·server | status·agent·name |
+//! | `srv_rank` | org·rank·(255−score)·server | status·name |
 //! | `agent_servers` | org·agent | the agent's server ids, 16 bytes each, ascending |
 //! | `counts` | org·`S`·rank·status, org·`A`, org·`E`, org·`D` | u64 |
 //! | `alerts` | org·alert | [`Alert`] |

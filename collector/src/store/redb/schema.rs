@@ -97,10 +97,9 @@ pub(super) const RANK_KEY_SERVER: usize = ID + 2;
 /// Where the server id starts in an agent's ranked row (org·agent·rank·inverse
 /// score·server; made in memory from the agent's servers, see [`IndexEntries::agent_row`]).
 pub(super) const AGENT_RANK_KEY_SERVER: usize = 2 * ID + 2;
-/// Where the lowercased name starts in a `srv_rank` value (status·agent·name).
-pub(super) const RANK_VALUE_NAME: usize = 1 + ID;
-/// Where the lowercased name starts in an agent's ranked row's value (status·name).
-pub(super) const AGENT_RANK_VALUE_NAME: usize = 1;
+/// Where the lowercased name starts in a rank value (`srv_rank`'s and an agent's ranked
+/// row's: status·name).
+pub(super) const RANK_VALUE_NAME: usize = 1;
 /// Where the status byte is in both rank values.
 pub(super) const RANK_VALUE_STATUS: usize = 0;
 
@@ -185,7 +184,7 @@ impl IndexEntries {
         Self {
             rank: (
                 cat(&[&s.org_id.to_bytes(), &rank_order(s), &s.id.to_bytes()]),
-                cat(&[&[s.status.code()], &s.agent_id.to_bytes(), name.as_bytes()]),
+                cat(&[&[s.status.code()], name.as_bytes()]),
             ),
             count: count_key_servers(s.org_id, s.risk_level, s.status),
         }

@@ -197,6 +197,23 @@ pub(super) fn decode(key: &[u8], bytes: &[u8]) -> Result<Server> {
     })
 }
 
+/// The agent of the server stored at `key`, if any, without decoding the rest of it.
+pub(super) fn agent_of<T: ReadableTable<Bytes, Bytes>>(
+    table: &T,
+    key: &[u8],
+) -> Result<Option<AgentId>> {
+    let Some(value) = table.get(key)? else {
+        return Ok(None);
+    };
+    match value.value().split_first() {
+        // The agent is a server value's first field.
+        Some((&SERVER, rest)) => postcard::take_from_bytes::<AgentId>(rest)
+            .map(|(agent, _)| Some(agent))
+            .map_err(|e| Error::internal(format!("stored server is unreadable: {e}"))),
+        _ => Ok(Some(decode(key, value.value())?.agent_id)),
+    }
+}
+
 /// The server stored at `key`, if any.
 pub(super) fn get<T: ReadableTable<Bytes, Bytes>>(table: &T, key: &[u8]) -> Result<Option<Server>> {
     table.get(key)?.map(|v| decode(key, v.value())).transpose()

@@ -13,10 +13,10 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use super::agent_servers;
 use super::alerts;
 use super::schema::{
-    AGENT_RANK_KEY_SERVER, AGENT_RANK_VALUE_NAME, AGENT_SERVERS, Bytes, COUNTS, INVENTORY_REV,
-    IndexEntries, POLICIES, RANK_KEY_SERVER, RANK_VALUE_NAME, RANK_VALUE_STATUS, SERVER_CHANGES,
-    SERVERS, SRV_RANK, add_count, agent_key, change_key, count, count_key_servers, encode,
-    get_record, id_at, list_records, put_record, server_key,
+    AGENT_RANK_KEY_SERVER, AGENT_SERVERS, Bytes, COUNTS, INVENTORY_REV, IndexEntries, POLICIES,
+    RANK_KEY_SERVER, RANK_VALUE_NAME, RANK_VALUE_STATUS, SERVER_CHANGES, SERVERS, SRV_RANK,
+    add_count, agent_key, change_key, count, count_key_servers, encode, get_record, id_at,
+    list_records, put_record, server_key,
 };
 use super::server_value;
 use crate::ingest::{self, ServerWrite, rescore};
@@ -297,14 +297,11 @@ enum Rows {
 }
 
 /// Where a listing reads: the rank rows of the organisation or of one agent, the
-/// prefix of its rows, and where the server id and the name are in them.
+/// prefix of its rows, and where the server id is in them.
 struct RankScan {
     rows: Rows,
     prefix: Vec<u8>,
     id_at: usize,
-    name_at: usize,
-    /// Where the agent id is in a value (the organisation's index only).
-    agent_at: Option<usize>,
 }
 
 impl RankScan {
@@ -314,15 +311,11 @@ impl RankScan {
                 rows: Rows::Agent(agent_rows(txn, org, agent)?),
                 prefix: agent_key(org, agent),
                 id_at: AGENT_RANK_KEY_SERVER,
-                name_at: AGENT_RANK_VALUE_NAME,
-                agent_at: None,
             },
             None => Self {
                 rows: Rows::Index(txn.open_table(SRV_RANK)?),
                 prefix: org.to_bytes().to_vec(),
                 id_at: RANK_KEY_SERVER,
-                name_at: RANK_VALUE_NAME,
-                agent_at: Some(RANK_VALUE_STATUS + 1),
             },
         };
         if let Some(level) = query.risk_level {
@@ -341,7 +334,7 @@ impl RankScan {
             return false;
         }
         needle.is_none_or(|needle| {
-            std::str::from_utf8(value.get(self.name_at..).unwrap_or_default())
+            std::str::from_utf8(value.get(RANK_VALUE_NAME..).unwrap_or_default())
                 .unwrap_or_default()
                 .contains(needle)
         })
@@ -518,8 +511,8 @@ impl PartialOrd for Placed {
 
 /// A page sorted by a field other than risk: every matching index row is placed, and
 /// only the rows up to the end of the page are kept (a bounded heap). Names and first
-/// sightings (the id's time) come from the index; host names from the agents; last
-/// sightings from the records.
+/// sightings (the id's time) come from the index; host names from the agents (each
+/// server's agent from the first field of its record); last sightings from the records.
 fn sorted(
     txn: &ReadTransaction,
     org: OrgId,
@@ -552,11 +545,14 @@ fn sorted(
         total += 1;
         let id = id_at(key, scan.id_at)?;
         let sort_key = match field {
-            ServerSort::ServerName => value.get(scan.name_at..).unwrap_or_default().to_vec(),
-            ServerSort::Hostname => match scan.agent_at {
-                Some(at) => hosts.get(&id_at(value, at)?).cloned().unwrap_or_default(),
-                None => Vec::new(),
-            },
+            ServerSort::ServerName => value.get(RANK_VALUE_NAME..).unwrap_or_default().to_vec(),
+            // One agent's servers share a host; the organisation's, each its agent's.
+            ServerSort::Hostname if query.agent_id.is_some() => Vec::new(),
+            ServerSort::Hostname => {
+                server_value::agent_of(&servers, &super::schema::org_key(org, id))?
+                    .and_then(|agent| hosts.get(&agent.to_bytes()).cloned())
+                    .unwrap_or_default()
+            }
             ServerSort::LastSeenAt => {
                 server_value::get(&servers, &super::schema::org_key(org, id))?
                     .map(|s| s.last_seen_at.timestamp_micros().to_be_bytes().to_vec())

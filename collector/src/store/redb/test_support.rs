@@ -199,10 +199,11 @@ impl RedbStore {
 
     /// Put the database back into layout 5: every server whole behind the compact mark,
     /// every audit entry JSON, an index row per server by agent instead of a row per
-    /// agent, and hosts whole in census member keys, as layouts 4 and 5 kept them; then,
-    /// when `converted` is given, convert that table (by name) again, as an upgrade
-    /// interrupted after it leaves the database (`agent_servers`: its first server
-    /// listed; `census_members`: its first 3 keys).
+    /// agent, the agent in rank values, and hosts whole in census member keys, as
+    /// layouts 4 and 5 kept them; then, when `converted` is given, convert that table
+    /// (by name) again, as an upgrade interrupted after it leaves the database
+    /// (`agent_servers`: its first server listed and its rank row rewritten;
+    /// `census_members`: its first 3 keys).
     pub async fn make_layout_5_for_test(&self, converted: Option<&'static str>) -> Result<()> {
         self.write(move |txn| {
             use redb::ReadableTable as _;
@@ -218,11 +219,16 @@ impl RedbStore {
                 })
                 .collect::<Result<_>>()?;
             let mut by_agent = txn.open_table(migrate::SRV_AGENT)?;
+            let mut rank = txn.open_table(super::schema::SRV_RANK)?;
             for (_, server) in &servers {
                 let (key, value) = super::schema::IndexEntries::agent_row(server);
                 by_agent.insert(key.as_slice(), value.as_slice())?;
+                // Layout 5's rank value: status·agent·name.
+                let (key, value) = super::schema::IndexEntries::of(server).rank;
+                let old = [&value[..1], &server.agent_id.to_bytes(), &value[1..]].concat();
+                rank.insert(key.as_slice(), old.as_slice())?;
             }
-            drop(by_agent);
+            drop((by_agent, rank));
             txn.open_table(AGENT_SERVERS)?.retain(|_, _| false)?;
             if converted == Some("agent_servers")
                 && let Some((key, first)) = servers.first()
@@ -233,6 +239,9 @@ impl RedbStore {
                     first.agent_id,
                     &[first.id.to_bytes()],
                 )?;
+                let (rank_key, rank_value) = super::schema::IndexEntries::of(first).rank;
+                txn.open_table(super::schema::SRV_RANK)?
+                    .insert(rank_key.as_slice(), rank_value.as_slice())?;
                 txn.open_table(super::schema::META)?
                     .insert(migrate::AGENT_SERVERS_CURSOR, key.as_slice())?;
             }
