@@ -56,16 +56,13 @@ const TYPE_IS_PACKAGE: u8 = 2;
 const FINGERPRINT_COMPUTED: u8 = 4;
 
 /// The record without what can be rebuilt from the rest of it, and which fields those
-/// are.
-fn without_derived(record: &ServerRecord) -> (Cow<'_, ServerRecord>, u8) {
+/// are; `computed` is the record's computed fingerprint.
+fn without_derived<'a>(record: &'a ServerRecord, computed: &str) -> (Cow<'a, ServerRecord>, u8) {
     let package_launched = record.package.is_some()
         && record.package == mcpwatch_protocol::risk::launched_package(record);
     let type_is_package = record.server_type.is_some()
         && record.server_type.as_deref() == record.package.as_ref().map(|p| p.name.as_str());
-    let fingerprint_computed = record
-        .fingerprint
-        .as_ref()
-        .is_some_and(|f| *f == record.compute_fingerprint());
+    let fingerprint_computed = record.fingerprint.as_ref().is_some_and(|f| f == computed);
     let derived = [
         (package_launched, PACKAGE_LAUNCHED),
         (type_is_package, TYPE_IS_PACKAGE),
@@ -90,17 +87,19 @@ fn without_derived(record: &ServerRecord) -> (Cow<'_, ServerRecord>, u8) {
     (Cow::Owned(lean), derived)
 }
 
-/// [`without_derived`] undone.
-fn with_derived(record: &mut ServerRecord, derived: u8) {
+/// [`without_derived`] undone; answers the record's computed fingerprint.
+fn with_derived(record: &mut ServerRecord, derived: u8) -> String {
     if derived & PACKAGE_LAUNCHED != 0 {
         record.package = mcpwatch_protocol::risk::launched_package(record);
     }
     if derived & TYPE_IS_PACKAGE != 0 {
         record.server_type = record.package.as_ref().map(|p| p.name.clone());
     }
+    let computed = record.compute_fingerprint();
     if derived & FINGERPRINT_COMPUTED != 0 {
-        record.fingerprint = Some(record.compute_fingerprint());
+        record.fingerprint = Some(computed.clone());
     }
+    computed
 }
 
 /// [`Server`] without what its key and its launch say.
@@ -135,7 +134,7 @@ struct Value<'a> {
 pub(super) fn encode(server: &Server) -> Result<Vec<u8>> {
     let computed = server.record.compute_fingerprint();
     let first = server.first_seen_at;
-    let (record, derived) = without_derived(&server.record);
+    let (record, derived) = without_derived(&server.record, &computed);
     let value = Value {
         agent_id: server.agent_id,
         record,
@@ -169,10 +168,8 @@ pub(super) fn decode(key: &[u8], bytes: &[u8]) -> Result<Server> {
     let unreadable = |e: String| Error::internal(format!("stored server is unreadable: {e}"));
     let value: Value<'_> = postcard::from_bytes(rest).map_err(|e| unreadable(e.to_string()))?;
     let mut record = value.record.into_owned();
-    with_derived(&mut record, value.derived);
-    let fingerprint = value
-        .fingerprint
-        .unwrap_or_else(|| record.compute_fingerprint());
+    let computed = with_derived(&mut record, value.derived);
+    let fingerprint = value.fingerprint.unwrap_or(computed);
     let first = value.first_seen_at;
     Ok(Server {
         org_id: OrgId::from_bytes(id_at(key, 0)?),
