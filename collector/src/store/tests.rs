@@ -1186,6 +1186,28 @@ async fn alerts_fire_once_repeat_as_updates_and_dismissal_sticks_on(store: &dyn 
     assert_eq!(changed[0].occurrences, 1);
     assert_eq!(changed[0].severity, RiskLevel::Critical);
     assert_eq!(page.items.iter().filter(|x| x.dismissed).count(), 1);
+    // Its event shows the alert, its server and its agent as the report stored them.
+    let events = store.events_after(o.id, None, 1000).await.unwrap();
+    let created = events
+        .iter()
+        .rev()
+        .find(|e| e.data["alert"]["id"] == serde_json::json!(changed[0].id))
+        .unwrap();
+    let stored_server = store
+        .get_server(o.id, changed[0].server_id.unwrap())
+        .await
+        .unwrap();
+    let stored_agent = store.get_agent(o.id, a.id).await.unwrap();
+    let expected = crate::events::alert_changed(
+        &changed[0],
+        crate::events::EventName::AlertCreated,
+        crate::events::AlertContext {
+            server: Some(&stored_server),
+            agent: Some(&stored_agent),
+        },
+    );
+    assert_eq!(created.event, crate::events::EventName::AlertCreated);
+    assert_eq!(created.data, expected.data);
 
     // Config errors: once per new path.
     let mut with_error = report(vec![server(

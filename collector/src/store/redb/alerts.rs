@@ -28,10 +28,27 @@ pub(super) fn subject_key(alert: &Alert) -> Vec<u8> {
     ])
 }
 
+/// The server and agent a write has in hand, as it has stored them: an alert's event
+/// shows them without reading them back.
+#[derive(Clone, Copy, Default)]
+pub(super) struct InHand<'a> {
+    pub server: Option<&'a Server>,
+    pub agent: Option<&'a Agent>,
+}
+
 /// Raise an alert, unless one of the same kind is open for the same server or agent:
 /// then that one is updated as [`rules::repeat`] says. Answers whether a new alert
 /// was created.
 pub(super) fn raise(txn: &WriteTransaction, alert: &Alert) -> Result<bool> {
+    raise_with(txn, alert, InHand::default())
+}
+
+/// [`raise`], with what the caller has just stored of the alert's server and agent.
+pub(super) fn raise_with(
+    txn: &WriteTransaction,
+    alert: &Alert,
+    in_hand: InHand<'_>,
+) -> Result<bool> {
     let subject = subject_key(alert);
     let open_key = txn
         .open_table(ALERT_SUBJECTS)?
@@ -42,14 +59,26 @@ pub(super) fn raise(txn: &WriteTransaction, alert: &Alert) -> Result<bool> {
         if let Some(mut previous) = previous.filter(|p| !p.dismissed) {
             rules::repeat(&mut previous, alert);
             put_record(txn, ALERTS, &key, &previous)?;
-            append_event(txn, &previous, EventName::AlertUpdated, alert.created_at)?;
+            append_event_with(
+                txn,
+                &previous,
+                EventName::AlertUpdated,
+                alert.created_at,
+                in_hand,
+            )?;
             return Ok(false);
         }
     }
     put_alert(txn, alert, None)?;
     txn.open_table(ALERT_SUBJECTS)?
         .insert(subject.as_slice(), alert_key(alert).as_slice())?;
-    append_event(txn, alert, EventName::AlertCreated, alert.created_at)?;
+    append_event_with(
+        txn,
+        alert,
+        EventName::AlertCreated,
+        alert.created_at,
+        in_hand,
+    )?;
     Ok(true)
 }
 
@@ -61,19 +90,36 @@ fn append_event(
     event: EventName,
     at: DateTime<Utc>,
 ) -> Result<()> {
-    let server: Option<Server> = match alert.server_id {
-        Some(id) => {
+    append_event_with(txn, alert, event, at, InHand::default())
+}
+
+/// [`append_event`], reading only what `in_hand` does not hold.
+fn append_event_with(
+    txn: &WriteTransaction,
+    alert: &Alert,
+    event: EventName,
+    at: DateTime<Utc>,
+    in_hand: InHand<'_>,
+) -> Result<()> {
+    let held_server = in_hand
+        .server
+        .filter(|s| s.org_id == alert.org_id && Some(s.id) == alert.server_id);
+    let read_server: Option<Server> = match (held_server, alert.server_id) {
+        (None, Some(id)) => {
             super::server_value::get(&txn.open_table(SERVERS)?, &server_key(alert.org_id, id))?
         }
-        None => None,
+        _ => None,
     };
-    let agent: Option<Agent> = match alert.agent_id {
-        Some(id) => get_record(&txn.open_table(AGENTS)?, &agent_key(alert.org_id, id))?,
-        None => None,
+    let held_agent = in_hand
+        .agent
+        .filter(|a| a.org_id == alert.org_id && Some(a.id) == alert.agent_id);
+    let read_agent: Option<Agent> = match (held_agent, alert.agent_id) {
+        (None, Some(id)) => get_record(&txn.open_table(AGENTS)?, &agent_key(alert.org_id, id))?,
+        _ => None,
     };
     let context = AlertContext {
-        server: server.as_ref(),
-        agent: agent.as_ref(),
+        server: held_server.or(read_server.as_ref()),
+        agent: held_agent.or(read_agent.as_ref()),
     };
     super::events::append(txn, crate::events::alert_changed(alert, event, context), at)?;
     Ok(())

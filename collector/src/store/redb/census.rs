@@ -19,8 +19,8 @@ use mcpwatch_protocol::ids::OrgId;
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::schema::{
-    CENSUS, CENSUS_MEMBERS, CENSUS_QUEUE, CENSUS_RANK, COUNTS, add_count, cat, count, decode,
-    encode, get_record, walk_prefix,
+    Bytes, CENSUS, CENSUS_MEMBERS, CENSUS_QUEUE, CENSUS_RANK, COUNTS, add_count, cat, count,
+    decode, encode, get_record, walk_prefix,
 };
 use crate::census::{Counts, Group, VersionHosts};
 use crate::model::Server;
@@ -50,28 +50,36 @@ pub(super) fn apply(
     before: Option<&Server>,
     after: Option<&Server>,
 ) -> Result<()> {
-    match Change::of(before, after) {
-        Some(change) => enqueue(txn, &change),
-        None => Ok(()),
+    apply_all(txn, [(before, after)])
+}
+
+/// [`apply`] for several servers' changes, queued together.
+pub(super) fn apply_all<'a>(
+    txn: &WriteTransaction,
+    changes: impl IntoIterator<Item = (Option<&'a Server>, Option<&'a Server>)>,
+) -> Result<()> {
+    let mut changes = changes
+        .into_iter()
+        .filter_map(|(before, after)| Change::of(before, after))
+        .peekable();
+    if changes.peek().is_none() {
+        return Ok(());
     }
+    let mut meta = txn.open_table(super::schema::META)?;
+    let mut seq = meta
+        .get(QUEUE_SEQ)?
+        .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+        .map_or(0, u64::from_be_bytes);
+    let mut queue = txn.open_table(CENSUS_QUEUE)?;
+    for change in changes {
+        seq += 1;
+        queue.insert(seq.to_be_bytes().as_slice(), encode(&change)?.as_slice())?;
+    }
+    meta.insert(QUEUE_SEQ, seq.to_be_bytes().as_slice())?;
+    Ok(())
 }
 
 const QUEUE_SEQ: &str = "census_queue_seq";
-
-/// Append a change to the queue (one small write at the end of a table).
-fn enqueue(txn: &WriteTransaction, change: &Change) -> Result<()> {
-    let mut meta = txn.open_table(super::schema::META)?;
-    let seq = meta
-        .get(QUEUE_SEQ)?
-        .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
-        .map_or(0, u64::from_be_bytes)
-        + 1;
-    meta.insert(QUEUE_SEQ, seq.to_be_bytes().as_slice())?;
-    drop(meta);
-    txn.open_table(CENSUS_QUEUE)?
-        .insert(seq.to_be_bytes().as_slice(), encode(change)?.as_slice())?;
-    Ok(())
-}
 
 /// Count up to `limit` queued changes in, oldest first, in this transaction; answers
 /// how many were counted.
@@ -103,11 +111,12 @@ fn count_changes(txn: &WriteTransaction, changes: &[Change]) -> Result<()> {
     let Tally { rows, members } = tally(changes);
     // Which counters of which rows the members that appeared or went move.
     let mut moved: BTreeMap<Vec<u8>, [i64; 4]> = BTreeMap::new();
+    let mut member_table = txn.open_table(CENSUS_MEMBERS)?;
     for (member_key, m) in members {
         if m.delta == 0 {
             continue;
         }
-        let change = member(txn, &member_key, m.delta)?;
+        let change = member(&mut member_table, &member_key, m.delta)?;
         if change == 0 {
             continue;
         }
@@ -115,23 +124,42 @@ fn count_changes(txn: &WriteTransaction, changes: &[Change]) -> Result<()> {
             Some(i) => moved.entry(m.row).or_default()[i] += change,
             None => {
                 if let Some(version) = m.version {
-                    member(txn, &version_key(&m.row, &version), change)?;
+                    member(&mut member_table, &version_key(&m.row, &version), change)?;
                 }
             }
         }
     }
+    drop(member_table);
+    let mut tables = RowTables {
+        census: txn.open_table(CENSUS)?,
+        rank: txn.open_table(CENSUS_RANK)?,
+        rows_added: BTreeMap::new(),
+    };
     for (row, change) in rows {
         let counters = moved.remove(&row).unwrap_or_default();
         let org = OrgId::from_bytes(super::schema::id_at(&row, 0)?);
-        write_row(txn, org, &row, &change, counters)?;
+        write_row(&mut tables, org, &row, &change, counters)?;
+    }
+    let RowTables { rows_added, .. } = tables;
+    for (key, delta) in rows_added.into_iter().filter(|(_, d)| *d != 0) {
+        add_count(txn, &key, delta)?;
     }
     Ok(())
+}
+
+/// The tables [`write_row`] writes, opened once for all the rows of a drain, and how
+/// many rows each organisation's group gained or lost (by its counts key, counted in
+/// after).
+struct RowTables<'txn> {
+    census: redb::Table<'txn, Bytes, Bytes>,
+    rank: redb::Table<'txn, Bytes, ()>,
+    rows_added: std::collections::BTreeMap<Vec<u8>, i64>,
 }
 
 /// Store a row's new counts (and its place in the index by hosts); a row left without
 /// servers goes.
 fn write_row(
-    txn: &WriteTransaction,
+    tables: &mut RowTables<'_>,
     org: OrgId,
     row: &[u8],
     change: &RowChange,
@@ -140,7 +168,7 @@ fn write_row(
     if change.is_empty(counters) {
         return Ok(());
     }
-    let stored: Option<Counts> = get_record(&txn.open_table(CENSUS)?, row)?;
+    let stored: Option<Counts> = get_record(&tables.census, row)?;
     let existed = stored.is_some();
     let mut counts = stored.unwrap_or_default();
     let hosts_before = counts.hosts;
@@ -153,33 +181,38 @@ fn write_row(
     );
     let group = change.mark.group;
     let key = &row[17..row.len() - 1];
-    let mut rank = txn.open_table(CENSUS_RANK)?;
     if existed && (counts.servers == 0 || counts.hosts != hosts_before) {
-        rank.remove(rank_key(org, group, hosts_before, key).as_slice())?;
+        tables
+            .rank
+            .remove(rank_key(org, group, hosts_before, key).as_slice())?;
     }
     if counts.servers == 0 {
-        drop(rank);
-        txn.open_table(CENSUS)?.remove(row)?;
+        tables.census.remove(row)?;
         if existed {
-            add_count(txn, &rows_count_key(org, group), -1)?;
+            *tables
+                .rows_added
+                .entry(rows_count_key(org, group))
+                .or_default() -= 1;
         }
         return Ok(());
     }
     if !existed || counts.hosts != hosts_before {
-        rank.insert(rank_key(org, group, counts.hosts, key).as_slice(), ())?;
+        tables
+            .rank
+            .insert(rank_key(org, group, counts.hosts, key).as_slice(), ())?;
     }
-    drop(rank);
-    txn.open_table(CENSUS)?
-        .insert(row, encode(&counts)?.as_slice())?;
+    tables.census.insert(row, encode(&counts)?.as_slice())?;
     if !existed {
-        add_count(txn, &rows_count_key(org, group), 1)?;
+        *tables
+            .rows_added
+            .entry(rows_count_key(org, group))
+            .or_default() += 1;
     }
     Ok(())
 }
 
 /// Add `delta` to a member's server count; answers +1 when it appeared, -1 when it went.
-fn member(txn: &WriteTransaction, key: &[u8], delta: i64) -> Result<i64> {
-    let mut table = txn.open_table(CENSUS_MEMBERS)?;
+fn member(table: &mut redb::Table<'_, Bytes, u64>, key: &[u8], delta: i64) -> Result<i64> {
     let old = table.get(key)?.map_or(0, |v| v.value());
     let new = old.saturating_add_signed(delta);
     if new == 0 {

@@ -9,7 +9,7 @@ use mcpwatch_protocol::ids::OrgId;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::schema::{
-    EVENTS, META, add_count, count, count_key_events, decode, event_key, put_record, walk_prefix,
+    EVENTS, META, add_count, count_key_events, decode, event_key, put_record, walk_prefix,
 };
 use crate::events::{self, Draft, Event, EventStamp, MAX_EVENTS_PER_ORG};
 use crate::store::{Error, Result};
@@ -33,39 +33,44 @@ fn last_id<T: ReadableTable<&'static str, &'static [u8]>>(meta: &T) -> Result<u6
 /// Record `draft` at `now`, and let the organisation's oldest events go beyond the
 /// outbox's bounds. Answers the event's id.
 pub(super) fn append(txn: &WriteTransaction, draft: Draft, now: DateTime<Utc>) -> Result<u64> {
-    let id = last_id(&txn.open_table(META)?)? + 1;
-    txn.open_table(META)?
-        .insert(SEQ_KEY, id.to_be_bytes().as_slice())?;
+    let id = {
+        let mut meta = txn.open_table(META)?;
+        let id = last_id(&meta)? + 1;
+        meta.insert(SEQ_KEY, id.to_be_bytes().as_slice())?;
+        id
+    };
     let org = draft.organization_id;
     let event = draft.numbered(id, now);
     put_record(txn, EVENTS, &event_key(org, id), &event)?;
-    add_count(txn, &count_key_events(org), 1)?;
-    prune(txn, org, now)?;
+    let kept = add_count(txn, &count_key_events(org), 1)?;
+    prune(txn, org, kept, now)?;
     super::notifications::fan_out(txn, &event, now)?;
     Ok(id)
 }
 
 /// Remove the organisation's oldest events while there are too many or they are too
-/// old (a few per call).
-fn prune(txn: &WriteTransaction, org: OrgId, now: DateTime<Utc>) -> Result<()> {
-    for _ in 0..PRUNE_PER_APPEND {
-        let kept = count(
-            &txn.open_table(super::schema::COUNTS)?,
-            &count_key_events(org),
-        )?;
-        let mut oldest: Option<(Vec<u8>, EventStamp)> = None;
-        walk_prefix(&txn.open_table(EVENTS)?, &org.to_bytes(), |k, v: &[u8]| {
-            oldest = Some((k.to_vec(), decode(v)?));
-            Ok(ControlFlow::Break(()))
-        })?;
-        let Some((key, stamp)) = oldest else {
-            return Ok(());
-        };
-        if kept <= MAX_EVENTS_PER_ORG && !events::expired(stamp.timestamp, now) {
-            return Ok(());
+/// old (at most [`PRUNE_PER_APPEND`], found in one walk from the oldest); `kept` is
+/// how many the organisation holds.
+fn prune(txn: &WriteTransaction, org: OrgId, kept: u64, now: DateTime<Utc>) -> Result<()> {
+    let mut events = txn.open_table(EVENTS)?;
+    let mut gone = Vec::new();
+    walk_prefix(&events, &org.to_bytes(), |k, v: &[u8]| {
+        let stamp: EventStamp = decode(v)?;
+        let left = kept.saturating_sub(gone.len() as u64);
+        if gone.len() >= PRUNE_PER_APPEND
+            || (left <= MAX_EVENTS_PER_ORG && !events::expired(stamp.timestamp, now))
+        {
+            return Ok(ControlFlow::Break(()));
         }
-        txn.open_table(EVENTS)?.remove(key.as_slice())?;
-        add_count(txn, &count_key_events(org), -1)?;
+        gone.push(k.to_vec());
+        Ok(ControlFlow::Continue(()))
+    })?;
+    for key in &gone {
+        events.remove(key.as_slice())?;
+    }
+    drop(events);
+    if !gone.is_empty() {
+        add_count(txn, &count_key_events(org), -(gone.len() as i64))?;
     }
     Ok(())
 }

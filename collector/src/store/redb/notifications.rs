@@ -154,7 +154,8 @@ fn prune(txn: &WriteTransaction, org: OrgId, now: DateTime<Utc>) -> Result<()> {
         table.remove(key.as_slice())?;
     }
     drop(table);
-    add_count(txn, &count_key_deliveries(org), -(gone.len() as i64))
+    add_count(txn, &count_key_deliveries(org), -(gone.len() as i64))?;
+    Ok(())
 }
 
 /// Deliveries due before `before`, soonest first, at most `limit`.

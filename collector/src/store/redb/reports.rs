@@ -129,8 +129,24 @@ fn commit(
     let raised = ingest::agent::reported(&mut record, report, combinations, plan.active_count);
     // The agent first, so that the alerts' events show it as just reported.
     agents::put_agent(txn, &record)?;
+    // The servers and the agent as just stored: the alerts' events show them as they
+    // are, without reading them back.
+    let written: std::collections::HashMap<_, _> = if plan.alerts.is_empty() && raised.is_empty() {
+        std::collections::HashMap::new()
+    } else {
+        plan.writes
+            .iter()
+            .map(|w| &w.after)
+            .chain(&plan.untouched)
+            .map(|s| (s.id, s))
+            .collect()
+    };
     for alert in plan.alerts.iter().chain(&raised) {
-        alerts::raise(txn, alert)?;
+        let in_hand = alerts::InHand {
+            server: alert.server_id.and_then(|id| written.get(&id).copied()),
+            agent: Some(&record),
+        };
+        alerts::raise_with(txn, alert, in_hand)?;
     }
     Ok(plan.outcome)
 }

@@ -366,7 +366,7 @@ pub(super) fn put_record<T: Record>(
 }
 
 /// Add `delta` to a counts row (a row that reaches 0 is removed).
-pub(super) fn add_count(txn: &WriteTransaction, key: &[u8], delta: i64) -> Result<()> {
+pub(super) fn add_count(txn: &WriteTransaction, key: &[u8], delta: i64) -> Result<u64> {
     let mut counts = txn.open_table(COUNTS)?;
     let current = counts.get(key)?.map_or(0, |v| v.value());
     let next = current.saturating_add_signed(delta);
@@ -375,7 +375,7 @@ pub(super) fn add_count(txn: &WriteTransaction, key: &[u8], delta: i64) -> Resul
     } else {
         counts.insert(key, next)?;
     }
-    Ok(())
+    Ok(next)
 }
 
 /// Read a counts row.

@@ -36,7 +36,8 @@ pub(super) fn index_server(txn: &WriteTransaction, s: &Server, add: bool) -> Res
             rank.remove(entries.rank.0.as_slice())?;
         }
     }
-    add_count(txn, &entries.count, if add { 1 } else { -1 })
+    add_count(txn, &entries.count, if add { 1 } else { -1 })?;
+    Ok(())
 }
 
 pub(super) fn put_server(txn: &WriteTransaction, write: &ServerWrite) -> Result<()> {
@@ -57,22 +58,37 @@ pub(super) fn put_encoded_servers(
 ) -> Result<()> {
     let mut new: std::collections::BTreeMap<(OrgId, AgentId), Vec<[u8; 16]>> =
         std::collections::BTreeMap::new();
+    let mut agents = std::collections::BTreeSet::new();
     for (write, bytes) in writes.iter().zip(encoded) {
         put_encoded_server(txn, write, bytes)?;
+        let after = &write.after;
+        agents.insert((after.org_id, after.agent_id));
         if write.before.is_none() {
-            let after = &write.after;
             new.entry((after.org_id, after.agent_id))
                 .or_default()
                 .push(after.id.to_bytes());
         }
     }
+    super::census::apply_all(
+        txn,
+        writes.iter().map(|w| (w.before.as_ref(), Some(&w.after))),
+    )?;
     for ((org, agent), ids) in new {
         agent_servers::add(txn, org, agent, &ids)?;
+    }
+    // Each agent whose servers changed gets a new inventory revision (reports planned
+    // against the old one are planned again).
+    let mut revisions = txn.open_table(INVENTORY_REV)?;
+    for (org, agent) in agents {
+        let key = agent_key(org, agent);
+        let next = revision_of(&revisions, &key)?.wrapping_add(1);
+        revisions.insert(key.as_slice(), next)?;
     }
     Ok(())
 }
 
-/// One server of [`put_encoded_servers`], all but its agent's row.
+/// One server of [`put_encoded_servers`]: its record, index entries, counts and
+/// history (its census marks, its agent's row and revision are the caller's).
 fn put_encoded_server(txn: &WriteTransaction, write: &ServerWrite, encoded: &[u8]) -> Result<()> {
     let after = &write.after;
     // Most updates (a new version, another path) leave level, score, status and name,
@@ -87,16 +103,11 @@ fn put_encoded_server(txn: &WriteTransaction, write: &ServerWrite, encoded: &[u8
         }
         index_server(txn, after, true)?;
     }
-    super::census::apply(txn, write.before.as_ref(), Some(after))?;
     let key = server_key(after.org_id, after.id);
     txn.open_table(SERVERS)?.insert(key.as_slice(), encoded)?;
     if let Some(change) = &write.change {
         record_change(txn, &key, after.change_seq, change)?;
     }
-    let rev_key = agent_key(after.org_id, after.agent_id);
-    let mut revisions = txn.open_table(INVENTORY_REV)?;
-    let next = revision_of(&revisions, &rev_key)?.wrapping_add(1);
-    revisions.insert(rev_key.as_slice(), next)?;
     Ok(())
 }
 
