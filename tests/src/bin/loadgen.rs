@@ -6,7 +6,10 @@
 //! [`TAMPER_EVERY`] is sent with a body other than the one it signed: it must be
 //! refused (401) and must leave nothing behind. After the phases it checks that every
 //! acknowledged report is stored and no tampered one is; it exits 1 when a request
-//! failed that should not have, or the check finds a difference.
+//! failed that should not have, or the check finds a difference. On Linux each phase
+//! also says where the CPU went: the server's CPU time per request, the cores the load
+//! generator used, and the cores left idle (a serial stage, a hand-off or the disk
+//! held the requests back).
 
 #![allow(
     clippy::print_stdout,
@@ -183,6 +186,85 @@ struct Stats {
     p90_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+    /// Where the machine's CPU went while the phase ran (Linux; `None` elsewhere).
+    cpu: Option<CpuShare>,
+}
+
+/// CPU use over a phase, in cores (1.0: one core busy the whole phase).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+struct CpuShare {
+    /// The server processes measured (the collectors, or the bare server).
+    server_cores: f64,
+    /// The server's CPU time per request, in microseconds.
+    server_us_per_request: f64,
+    /// This load generator.
+    loadgen_cores: f64,
+    /// No process at all: the machine waited (on a lock, a hand-off, the disk).
+    idle_cores: f64,
+}
+
+/// CPU counters read from `/proc`, in clock ticks.
+struct CpuClock {
+    server: u64,
+    loadgen: u64,
+    idle: u64,
+    at: Instant,
+}
+
+/// The kernel reports CPU times in USER_HZ ticks, 100 per second on every Linux
+/// architecture (it is part of the kernel's ABI, whatever the scheduler's HZ).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+impl CpuClock {
+    /// The counters now, for `server` processes; `None` without `/proc`.
+    fn read(server: &[u32]) -> Option<Self> {
+        let process = |path: String| -> Option<u64> {
+            let stat = std::fs::read_to_string(path).ok()?;
+            // The fields after the command (which may hold spaces) in parentheses;
+            // utime and stime are the 14th and 15th of the whole line.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        };
+        let machine = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<u64> = machine
+            .lines()
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        Some(Self {
+            server: server
+                .iter()
+                .map(|pid| process(format!("/proc/{pid}/stat")))
+                .sum::<Option<u64>>()?,
+            loadgen: process("/proc/self/stat".to_owned())?,
+            // idle and iowait
+            idle: cpu.get(3)? + cpu.get(4)?,
+            at: Instant::now(),
+        })
+    }
+
+    /// The share of CPU each took since `start`, over `requests` requests.
+    fn since(&self, start: &Self, requests: usize) -> CpuShare {
+        let seconds = self.at.duration_since(start.at).as_secs_f64().max(1e-9);
+        let cores =
+            |to: u64, from: u64| to.saturating_sub(from) as f64 / TICKS_PER_SECOND / seconds;
+        let server_cores = cores(self.server, start.server);
+        CpuShare {
+            server_cores,
+            server_us_per_request: server_cores * seconds * 1e6 / requests.max(1) as f64,
+            loadgen_cores: cores(self.loadgen, start.loadgen),
+            idle_cores: cores(self.idle, start.idle),
+        }
+    }
+}
+
+/// What a phase runs against: its name in the results and its processes.
+struct Target<'a> {
+    name: &'static str,
+    bases: &'a [String],
+    pids: Vec<u32>,
 }
 
 fn report_body(agent: usize, round: u64, servers: usize, changed_share: f64) -> Value {
@@ -214,14 +296,15 @@ fn report_body(agent: usize, round: u64, servers: usize, changed_share: f64) -> 
 
 async fn phase(
     http: &reqwest::Client,
-    bases: &[String],
+    target: &Target<'_>,
     agents: &Arc<Vec<Agent>>,
     admin: &str,
     kind: Kind,
     args: &Args,
-    target: &'static str,
     acked: &Arc<std::sync::Mutex<Vec<Option<u64>>>>,
 ) -> Stats {
+    let bases = target.bases;
+    let cpu_before = CpuClock::read(&target.pids);
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = Instant::now();
@@ -244,7 +327,7 @@ async fn phase(
             Arc::clone(acked),
         );
         let (servers, share) = (args.servers, args.changed_share);
-        let tamper = target == "collector";
+        let tamper = target.name == "collector";
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let (mut errors, mut refused) = (0usize, 0usize);
@@ -304,6 +387,9 @@ async fn phase(
         refused += r;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_before
+        .zip(CpuClock::read(&target.pids))
+        .map(|(before, after)| after.since(&before, all.len()));
     all.sort_unstable();
     let pct = |p: f64| {
         all.get(((all.len() as f64 - 1.0) * p).round() as usize)
@@ -313,7 +399,7 @@ async fn phase(
     };
     Stats {
         kind: kind.name(),
-        target,
+        target: target.name,
         requests: all.len(),
         refused,
         errors,
@@ -322,6 +408,7 @@ async fn phase(
         p90_ms: pct(0.90),
         p99_ms: pct(0.99),
         max_ms: all.last().copied().unwrap_or(0) as f64 / 1000.0,
+        cpu,
     }
 }
 
@@ -674,6 +761,11 @@ async fn run(args: Args) {
     // The collector's memory under load: its largest at the end of a phase.
     let mut under_load_mb = resident_mb();
     let mut results = Vec::new();
+    let collector_target = Target {
+        name: "collector",
+        bases: &bases,
+        pids: collectors.iter().filter_map(TestCollector::pid).collect(),
+    };
     for &kind in &kinds {
         eprintln!(
             "Running {} against the collector for {} s...",
@@ -683,12 +775,11 @@ async fn run(args: Args) {
         results.push(
             phase(
                 &http,
-                &bases,
+                &collector_target,
                 &agents,
                 &admin,
                 kind,
                 &args,
-                "collector",
                 &acked,
             )
             .await,
@@ -702,7 +793,12 @@ async fn run(args: Args) {
 
     if args.baseline {
         let (mut bare_process, addr) = spawn_bare();
-        let bare = format!("http://{addr}");
+        let bare = [format!("http://{addr}")];
+        let bare_target = Target {
+            name: "bare",
+            bases: &bare,
+            pids: vec![bare_process.id()],
+        };
         let none = Arc::new(std::sync::Mutex::new(vec![None; args.agents]));
         for &kind in &kinds {
             eprintln!(
@@ -710,19 +806,7 @@ async fn run(args: Args) {
                 kind.name(),
                 args.duration
             );
-            results.push(
-                phase(
-                    &http,
-                    std::slice::from_ref(&bare),
-                    &agents,
-                    &admin,
-                    kind,
-                    &args,
-                    "bare",
-                    &none,
-                )
-                .await,
-            );
+            results.push(phase(&http, &bare_target, &agents, &admin, kind, &args, &none).await);
         }
         // Closing its stdin ends it.
         drop(bare_process.stdin.take());
@@ -775,7 +859,7 @@ async fn run(args: Args) {
         println!("{}", serde_json::to_string_pretty(&out).unwrap());
     } else {
         println!(
-            "{:<10} {:<10} {:>9} {:>7} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7}",
+            "{:<10} {:<10} {:>9} {:>7} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7} {:>10} {:>8} {:>6}",
             "kind",
             "target",
             "requests",
@@ -786,7 +870,10 @@ async fn run(args: Args) {
             "p90 ms",
             "p99 ms",
             "max ms",
-            "ratio"
+            "ratio",
+            "cpu us/req",
+            "loadgen",
+            "idle"
         );
         for r in &results {
             let ratio = if r.target == "collector" {
@@ -794,8 +881,18 @@ async fn run(args: Args) {
             } else {
                 String::new()
             };
+            let (per_request, loadgen, idle) = r.cpu.map_or_else(
+                || ("-".to_owned(), "-".to_owned(), "-".to_owned()),
+                |c| {
+                    (
+                        format!("{:.0}", c.server_us_per_request),
+                        format!("{:.2}", c.loadgen_cores),
+                        format!("{:.2}", c.idle_cores),
+                    )
+                },
+            );
             println!(
-                "{:<10} {:<10} {:>9} {:>7} {:>7} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7}",
+                "{:<10} {:<10} {:>9} {:>7} {:>7} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>10} {:>8} {:>6}",
                 r.kind,
                 r.target,
                 r.requests,
@@ -806,7 +903,10 @@ async fn run(args: Args) {
                 r.p90_ms,
                 r.p99_ms,
                 r.max_ms,
-                ratio
+                ratio,
+                per_request,
+                loadgen,
+                idle
             );
         }
         println!(
@@ -814,6 +914,11 @@ async fn run(args: Args) {
              {} tampered request(s) refused, {tampered} trace(s) of them stored; \
              {unexpected} unexpected error(s)",
             results.iter().map(|r| r.refused).sum::<usize>()
+        );
+        println!(
+            "cpu: \"cpu us/req\" is the CPU time the collector (or the bare server) spent per \
+             request; \"loadgen\" and \"idle\" are the cores this load generator used and \
+             the cores no process used while the phase ran"
         );
         if args.inventory_agents > 0 {
             let servers = args.inventory_agents * args.servers;
