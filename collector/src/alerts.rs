@@ -256,11 +256,11 @@ pub fn dangerous_combination(
 
 /// A repeat of the situation an open alert is about: the severity rises to the
 /// higher of the two, the wording is the newest, and one more occurrence is counted.
-pub fn repeat(open: &mut Alert, again: &Alert) {
+pub fn repeat(open: &mut Alert, again: Alert) {
     open.severity = open.severity.max(again.severity);
-    open.title.clone_from(&again.title);
-    open.message.clone_from(&again.message);
-    open.details = again.details.clone();
+    open.title = again.title;
+    open.message = again.message;
+    open.details = again.details;
     open.updated_at = Some(again.created_at);
     open.occurrences = open.occurrences.saturating_add(1);
 }
@@ -500,7 +500,7 @@ mod tests {
         first.severity = RiskLevel::Critical;
         let later = now + chrono::Duration::minutes(1);
         let again = risk_increased(&server, &server, RiseCause::Reported, later);
-        repeat(&mut first, &again);
+        repeat(&mut first, again.clone());
         assert_eq!(first.severity, RiskLevel::Critical);
         assert_eq!(first.title, again.title);
         assert_eq!(first.occurrences, 2);

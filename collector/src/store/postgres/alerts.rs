@@ -69,7 +69,7 @@ pub(super) async fn raise(db: &Db, alert: &Alert) -> Result<bool> {
     .await?;
     if let Some(open) = open {
         let mut previous: Alert = doc(&open, 0)?;
-        rules::repeat(&mut previous, alert);
+        rules::repeat(&mut previous, alert.clone());
         put_alert(db, &previous).await?;
         append_event(db, &previous, EventName::AlertUpdated, alert.created_at).await?;
         return Ok(false);

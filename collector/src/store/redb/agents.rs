@@ -241,7 +241,7 @@ pub(super) fn mark_silent(
         }
         let alert = rules::silenced(&mut agent, cutoff, now);
         set_presence(txn, agent.org_id, agent.id, false)?;
-        alerts::raise(txn, &alert)?;
+        alerts::raise(txn, alert)?;
         super::events::append(txn, crate::events::agent_silent(&agent, cutoff), now)?;
         put_agent(txn, &agent)?;
         marked.push((agent.org_id, agent.id));

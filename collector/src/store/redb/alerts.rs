@@ -39,17 +39,17 @@ pub(super) struct InHand<'a> {
 /// Raise an alert, unless one of the same kind is open for the same server or agent:
 /// then that one is updated as [`rules::repeat`] says. Answers whether a new alert
 /// was created.
-pub(super) fn raise(txn: &WriteTransaction, alert: &Alert) -> Result<bool> {
+pub(super) fn raise(txn: &WriteTransaction, alert: Alert) -> Result<bool> {
     raise_with(txn, alert, InHand::default())
 }
 
 /// [`raise`], with what the caller has just stored of the alert's server and agent.
 pub(super) fn raise_with(
     txn: &WriteTransaction,
-    alert: &Alert,
+    alert: Alert,
     in_hand: InHand<'_>,
 ) -> Result<bool> {
-    let subject = subject_key(alert);
+    let subject = subject_key(&alert);
     let open_key = txn
         .open_table(ALERT_SUBJECTS)?
         .get(subject.as_slice())?
@@ -57,24 +57,19 @@ pub(super) fn raise_with(
     if let Some(key) = open_key {
         let previous = get_record::<Alert, _>(&txn.open_table(ALERTS)?, &key)?;
         if let Some(mut previous) = previous.filter(|p| !p.dismissed) {
+            let at = alert.created_at;
             rules::repeat(&mut previous, alert);
             put_record(txn, ALERTS, &key, &previous)?;
-            append_event_with(
-                txn,
-                &previous,
-                EventName::AlertUpdated,
-                alert.created_at,
-                in_hand,
-            )?;
+            append_event_with(txn, &previous, EventName::AlertUpdated, at, in_hand)?;
             return Ok(false);
         }
     }
-    put_alert(txn, alert, None)?;
+    put_alert(txn, &alert, None)?;
     txn.open_table(ALERT_SUBJECTS)?
-        .insert(subject.as_slice(), alert_key(alert).as_slice())?;
+        .insert(subject.as_slice(), alert_key(&alert).as_slice())?;
     append_event_with(
         txn,
-        alert,
+        &alert,
         EventName::AlertCreated,
         alert.created_at,
         in_hand,

@@ -214,7 +214,7 @@ pub(super) fn record_attempt(
     };
     put_delivery(txn, delivery, Some(&before))?;
     if let Some(alert) = failure {
-        super::alerts::raise(txn, alert)?;
+        super::alerts::raise(txn, alert.clone())?;
     }
     Ok(())
 }

@@ -141,7 +141,7 @@ fn commit(
             .map(|s| (s.id, s))
             .collect()
     };
-    for alert in plan.alerts.iter().chain(&raised) {
+    for alert in plan.alerts.into_iter().chain(raised) {
         let in_hand = alerts::InHand {
             server: alert.server_id.and_then(|id| written.get(&id).copied()),
             agent: Some(&record),

@@ -258,7 +258,7 @@ pub(super) fn rescore_servers(
             continue;
         };
         if let Some(alert) = &rescored.alert {
-            alerts::raise(txn, alert)?;
+            alerts::raise(txn, alert.clone())?;
         }
         put_server(txn, &rescored.write)?;
         n += 1;
