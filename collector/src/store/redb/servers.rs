@@ -56,30 +56,28 @@ pub(super) fn put_encoded_servers(
     writes: &[ServerWrite],
     encoded: &[Vec<u8>],
 ) -> Result<()> {
-    let mut new: std::collections::BTreeMap<(OrgId, AgentId), Vec<[u8; 16]>> =
+    // Each agent written for, with the ids of its new servers.
+    let mut agents: std::collections::BTreeMap<(OrgId, AgentId), Vec<[u8; 16]>> =
         std::collections::BTreeMap::new();
-    let mut agents = std::collections::BTreeSet::new();
     for (write, bytes) in writes.iter().zip(encoded) {
         put_encoded_server(txn, write, bytes)?;
         let after = &write.after;
-        agents.insert((after.org_id, after.agent_id));
+        let new = agents.entry((after.org_id, after.agent_id)).or_default();
         if write.before.is_none() {
-            new.entry((after.org_id, after.agent_id))
-                .or_default()
-                .push(after.id.to_bytes());
+            new.push(after.id.to_bytes());
         }
     }
     super::census::apply_all(
         txn,
         writes.iter().map(|w| (w.before.as_ref(), Some(&w.after))),
     )?;
-    for ((org, agent), ids) in new {
-        agent_servers::add(txn, org, agent, &ids)?;
+    for ((org, agent), new) in &agents {
+        agent_servers::add(txn, *org, *agent, new)?;
     }
     // Each agent whose servers changed gets a new inventory revision (reports planned
     // against the old one are planned again).
     let mut revisions = txn.open_table(INVENTORY_REV)?;
-    for (org, agent) in agents {
+    for (org, agent) in agents.into_keys() {
         let key = agent_key(org, agent);
         let next = revision_of(&revisions, &key)?.wrapping_add(1);
         revisions.insert(key.as_slice(), next)?;
@@ -257,8 +255,8 @@ pub(super) fn rescore_servers(
         let Some(rescored) = rescore::rescore(&before, policy, now) else {
             continue;
         };
-        if let Some(alert) = &rescored.alert {
-            alerts::raise(txn, alert.clone())?;
+        if let Some(alert) = rescored.alert {
+            alerts::raise(txn, alert)?;
         }
         put_server(txn, &rescored.write)?;
         n += 1;
