@@ -81,12 +81,16 @@ pub fn reported(
     raised
 }
 
+/// When an agent was last heard from (enrolled, if never), for an agent that can
+/// become silent: one with servers, not already marked silent. `None` for the others.
+pub fn silent_since(agent: &Agent) -> Option<DateTime<Utc>> {
+    (!agent.stale && agent.server_count > 0).then(|| agent.last_seen_at.unwrap_or(agent.created_at))
+}
+
 /// Whether an agent with servers has not been heard from since `cutoff` (and is not
 /// already marked silent).
 pub fn is_silent(agent: &Agent, cutoff: DateTime<Utc>) -> bool {
-    !agent.stale
-        && agent.server_count > 0
-        && agent.last_seen_at.unwrap_or(agent.created_at) < cutoff
+    silent_since(agent).is_some_and(|at| at < cutoff)
 }
 
 /// Mark a silent agent: its servers are to be shown dormant (see [`presence`]).

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Timelike as _, Utc};
 use mcpwatch_protocol::ids::{AgentId, OrgId, SessionId, UserId};
 use mcpwatch_protocol::risk::RiskLevel;
 use mcpwatch_protocol::server::ServerRecord;
@@ -940,6 +940,91 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
     .unwrap();
     let err = RedbStore::open(dir.path()).err().expect("refused");
     assert!(err.to_string().contains("mcpwatch.redb"), "{err}");
+}
+
+/// The sweep marks exactly the agents last heard from before its cutoff, to the
+/// second, however the time was saved (a report, presence saved later, a heartbeat),
+/// and never an agent without servers or one marked already.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_marks_exactly_the_agents_silent_before_its_cutoff() {
+    for backend in backends().await {
+        the_sweep_marks_exactly_the_agents_silent_before_its_cutoff_on(backend.store.as_ref())
+            .await;
+    }
+}
+
+async fn the_sweep_marks_exactly_the_agents_silent_before_its_cutoff_on(store: &dyn Store) {
+    let o = org("A");
+    store
+        .create_org_with_admin(o.clone(), user(&o, "a@a.example", Role::Admin), true)
+        .await
+        .unwrap();
+    // Whole seconds: PostgreSQL keeps microseconds.
+    let now = Utc::now().with_nanosecond(0).unwrap();
+    let hours = |h: i64| now - chrono::Duration::hours(h);
+    let agents: Vec<Agent> = (1..=4).map(|n| agent(&o, n)).collect();
+    for a in &agents {
+        store.create_agent(a.clone()).await.unwrap();
+    }
+    let [long, touched, boundary, empty] = [0, 1, 2, 3].map(|i| agents[i].id);
+    let heard = [
+        (long, hours(3)),
+        (touched, hours(2)),
+        (boundary, hours(2) + chrono::Duration::seconds(30)),
+    ];
+    for (id, at) in heard {
+        store
+            .apply_report(o.id, id, report_at(fleet(), at))
+            .await
+            .unwrap();
+    }
+    // Presence saved later moves one agent forward (and a time in the past does not
+    // move another back).
+    store
+        .touch_agents(vec![
+            (o.id, touched, now - chrono::Duration::minutes(90)),
+            (o.id, long, hours(4)),
+        ])
+        .await
+        .unwrap();
+    let sweep = |cutoff: DateTime<Utc>| async move {
+        let mut marked: Vec<AgentId> = store
+            .sweep_silent_agents(cutoff, now)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
+        marked.sort();
+        marked
+    };
+    assert_eq!(sweep(hours(3)).await, vec![]);
+    assert_eq!(
+        sweep(hours(3) + chrono::Duration::seconds(1)).await,
+        vec![long]
+    );
+    let boundary_at = heard[2].1;
+    assert_eq!(sweep(boundary_at).await, vec![], "not before the cutoff");
+    assert_eq!(
+        sweep(boundary_at + chrono::Duration::seconds(1)).await,
+        vec![boundary]
+    );
+    assert_eq!(sweep(now).await, vec![touched], "marked ones are not again");
+    // Heard from again: watched again from then.
+    let update = HeartbeatUpdate {
+        facts: HostFacts::default(),
+        seen_at: now - chrono::Duration::minutes(10),
+        bind_public_key: None,
+    };
+    store.record_heartbeat(o.id, long, update).await.unwrap();
+    assert_eq!(sweep(now - chrono::Duration::minutes(11)).await, vec![]);
+    assert_eq!(sweep(now).await, vec![long]);
+    assert!(
+        !sweep(now + chrono::Duration::hours(1))
+            .await
+            .contains(&empty)
+    );
+    assert_eq!(store.check().await.unwrap(), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1981,6 +2066,45 @@ async fn three_agents_reporting(
     }
 }
 
+/// Layout 7 files agents by when they were last heard from: a layout-6 database gets
+/// the index at open, also when the filing was stopped after its first agent, and the
+/// sweep finds its silent agents through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layout_6_database_files_its_agents_for_the_sweep_and_an_interrupted_filing_goes_on() {
+    for interrupted in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let o = org("A");
+        {
+            let store = RedbStore::open(dir.path()).unwrap();
+            three_agents_reporting(&store, &o, fleet).await;
+            store.make_layout_6_for_test(interrupted).await.unwrap();
+            if interrupted {
+                let problems = store.check().await.unwrap();
+                assert!(
+                    problems.iter().any(|p| p.starts_with("silent_watch")),
+                    "{problems:?}"
+                );
+            }
+        }
+        let store = reopen(dir.path());
+        assert_eq!(store.check().await.unwrap(), Vec::<String>::new());
+        let now = Utc::now();
+        assert!(
+            store
+                .sweep_silent_agents(now - chrono::Duration::hours(1), now)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let marked = store
+            .sweep_silent_agents(now + chrono::Duration::seconds(1), now)
+            .await
+            .unwrap();
+        assert_eq!(marked.len(), 3, "interrupted: {interrupted}");
+        assert_eq!(store.check().await.unwrap(), Vec::<String>::new());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_without_a_census_gets_one_and_an_interrupted_build_goes_on() {
     for counted in [0, 3] {
@@ -2219,6 +2343,69 @@ async fn a_layout_5_database_is_rewritten_shorter_and_an_interrupted_rewrite_goe
         }
         census_goes_on_counting(&store, o.id).await;
     }
+}
+
+/// Schema 4 of the PostgreSQL store keeps when each agent that can become silent was
+/// last heard from in an indexed column: a schema-3 database gets it from its records
+/// at the upgrade (none for an agent marked silent or without servers), and the sweep
+/// finds its silent agents through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_database_of_schema_3_gets_when_its_agents_were_last_heard_from() {
+    let Some(url) = super::test_pg::fresh_database().await else {
+        return;
+    };
+    let options = super::postgres::PgOptions {
+        url: url.clone(),
+        password_file: None,
+        ca_file: None,
+    };
+    let o = org("A");
+    let heard = {
+        let store = super::postgres::PgStore::connect(&options).await.unwrap();
+        three_agents_reporting(&store, &o, fleet).await;
+        store.create_agent(agent(&o, 4)).await.unwrap();
+        let marked = store
+            .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1), Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(marked.len(), 3);
+        let heard = marked[0].1;
+        let update = HeartbeatUpdate {
+            facts: HostFacts::default(),
+            seen_at: Utc::now(),
+            bind_public_key: None,
+        };
+        store.record_heartbeat(o.id, heard, update).await.unwrap();
+        heard
+    };
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "DROP INDEX agents_by_silent_since; \
+             ALTER TABLE agents DROP COLUMN silent_since; \
+             DELETE FROM mcpwatch_schema WHERE version > 3",
+        )
+        .await
+        .unwrap();
+    let store = super::postgres::PgStore::connect(&options).await.unwrap();
+    assert_eq!(store.check().await.unwrap(), Vec::<String>::new());
+    let watched: i64 = client
+        .query_one(
+            "SELECT count(*) FROM agents WHERE silent_since IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(watched, 1);
+    let marked = store
+        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(marked, vec![(o.id, heard)]);
 }
 
 /// Schema 2 of the PostgreSQL store takes the organisation·group prefix off census

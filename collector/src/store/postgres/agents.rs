@@ -32,11 +32,11 @@ async fn write_agent(
     copy: bool,
 ) -> std::result::Result<u64, tokio_postgres::Error> {
     let sql = if copy {
-        "INSERT INTO agents (org, id, key_hash, last_seen, host, doc) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
+        "INSERT INTO agents (org, id, key_hash, last_seen, host, doc, silent_since) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"
     } else {
-        "INSERT INTO agents (org, id, key_hash, last_seen, host, doc) \
-         VALUES ($1, $2, $3, $4, $5, $6)"
+        "INSERT INTO agents (org, id, key_hash, last_seen, host, doc, silent_since) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)"
     };
     let statement = db.prepare_cached(sql).await?;
     db.execute(
@@ -48,6 +48,7 @@ async fn write_agent(
             &agent.last_seen_at,
             &host_of(agent),
             &doc,
+            &rules::silent_since(agent),
         ],
     )
     .await
@@ -137,13 +138,15 @@ pub(super) async fn agent_for_write(db: &Db, org: OrgId, agent: AgentId) -> Resu
 pub(super) async fn put_agent(db: &Db, agent: &Agent) -> Result<()> {
     exec(
         db,
-        "UPDATE agents SET last_seen = $3, host = $4, doc = $5 WHERE org = $1 AND id = $2",
+        "UPDATE agents SET last_seen = $3, host = $4, doc = $5, silent_since = $6 \
+         WHERE org = $1 AND id = $2",
         &[
             &agent.org_id.0,
             &agent.id.0,
             &agent.last_seen_at,
             &host_of(agent),
             &json(agent)?,
+            &rules::silent_since(agent),
         ],
     )
     .await?;
@@ -220,9 +223,21 @@ pub(super) async fn record_heartbeat(
     Ok(record)
 }
 
-/// Every agent (for the sweeps that look at all of them).
-async fn all_agents(db: &Db) -> Result<Vec<Agent>> {
-    docs(&rows(db, "SELECT doc FROM agents ORDER BY org, id", &[]).await?)
+/// How many agents' `silent_since` disagrees with their record (by more than the
+/// column's rounding to microseconds), for the consistency check.
+pub(super) async fn silent_since_out_of_date(db: &Db) -> Result<u64> {
+    let mut out = 0;
+    for r in rows(db, "SELECT doc, silent_since FROM agents", &[]).await? {
+        let agent: Agent = doc(&r, 0)?;
+        let held: Option<DateTime<Utc>> = get(&r, 1)?;
+        let agrees = match (rules::silent_since(&agent), held) {
+            (None, None) => true,
+            (Some(at), Some(held)) => (at - held).num_microseconds().is_some_and(|d| d.abs() <= 1),
+            _ => false,
+        };
+        out += u64::from(!agrees);
+    }
+    Ok(out)
 }
 
 pub(super) async fn agents_seen_since(
@@ -248,9 +263,19 @@ pub(super) async fn agents_seen_since(
         .collect())
 }
 
+/// The agents silent since before `cutoff`: those whose `silent_since` is before it,
+/// each checked against its record (the column is rounded to microseconds).
 pub(super) async fn silent_agents(db: &Db, cutoff: DateTime<Utc>) -> Result<Vec<(OrgId, AgentId)>> {
-    Ok(all_agents(db)
-        .await?
+    let candidates: Vec<Agent> = docs(
+        &rows(
+            db,
+            "SELECT doc FROM agents \
+             WHERE silent_since < $1::timestamptz + interval '1 millisecond'",
+            &[&cutoff],
+        )
+        .await?,
+    )?;
+    Ok(candidates
         .into_iter()
         .filter(|a| rules::is_silent(a, cutoff))
         .map(|a| (a.org_id, a.id))

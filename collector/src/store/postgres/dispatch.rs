@@ -371,7 +371,14 @@ impl Store for PgStore {
     }
 
     async fn check(&self) -> Result<Vec<String>> {
-        self.check_counts().await
+        let mut problems = self.check_counts().await?;
+        let watched = read!(self, |db| agents::silent_since_out_of_date(&db).await)?;
+        if watched > 0 {
+            problems.push(format!(
+                "agents: {watched} with silent_since (when last heard from) out of date"
+            ));
+        }
+        Ok(problems)
     }
 
     async fn space(&self) -> Result<Vec<crate::store::TableSpace>> {

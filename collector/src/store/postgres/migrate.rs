@@ -9,6 +9,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/001_initial.sql"),
     include_str!("migrations/002_census_member_keys.sql"),
     include_str!("migrations/003_census_host_keys.sql"),
+    include_str!("migrations/004_agents_silent_since.sql"),
 ];
 
 /// The schema version this build reads and writes.

@@ -2,11 +2,12 @@
 
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::{AgentId, EnrollSecretId, OrgId};
-use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, Table, WriteTransaction};
 
 use super::schema::{
-    AGENT_KEYS, AGENT_SERVERS, AGENTS, ENROLL_HASHES, ENROLL_SECRETS, INVENTORY_REV, SERVERS,
-    agent_key, decode, get_record, get_via, list_records, org_key, put_record, walk_prefix,
+    AGENT_KEYS, AGENT_SERVERS, AGENTS, Bytes, ENROLL_HASHES, ENROLL_SECRETS, INVENTORY_REV,
+    SERVERS, SILENT_MINUTE, SILENT_WATCH, agent_key, cat, decode, get_record, get_via,
+    list_records, org_key, put_record, walk_prefix,
 };
 use super::{alerts, servers};
 use crate::ingest::agent::{self as rules, HeartbeatUpdate};
@@ -23,10 +24,11 @@ fn insert_agent(txn: &WriteTransaction, agent: &Agent) -> Result<()> {
     {
         return Err(KEY_COLLISION);
     }
-    let key = agent_key(agent.org_id, agent.id);
-    put_record(txn, AGENTS, &key, agent)?;
-    txn.open_table(AGENT_KEYS)?
-        .insert(agent.key_hash.as_slice(), key.as_slice())?;
+    put_agent(txn, agent)?;
+    txn.open_table(AGENT_KEYS)?.insert(
+        agent.key_hash.as_slice(),
+        agent_key(agent.org_id, agent.id).as_slice(),
+    )?;
     Ok(())
 }
 
@@ -79,7 +81,53 @@ pub(super) fn agent_for_write(txn: &WriteTransaction, org: OrgId, agent: AgentId
 }
 
 pub(super) fn put_agent(txn: &WriteTransaction, agent: &Agent) -> Result<()> {
-    put_record(txn, AGENTS, &agent_key(agent.org_id, agent.id), agent)
+    let key = agent_key(agent.org_id, agent.id);
+    put_record(txn, AGENTS, &key, agent)?;
+    watch(txn, &mut txn.open_table(SILENT_MINUTE)?, &key, Some(agent))
+}
+
+/// The minute an agent is filed under in `silent_watch` (seconds since 1970, rounded
+/// down to the minute; `None`: it cannot become silent). A minute, so that an agent
+/// heard from many times a minute is filed again once a minute at most.
+pub(super) fn watch_minute(agent: &Agent) -> Option<u64> {
+    let at = rules::silent_since(agent)?;
+    let seconds = u64::try_from(at.timestamp()).unwrap_or(0);
+    Some(seconds - seconds % 60)
+}
+
+/// The agent at `key`'s row in `silent_watch`, under `minute`.
+pub(super) fn watch_row(minute: u64, key: &[u8]) -> Vec<u8> {
+    cat(&[&minute.to_be_bytes(), key])
+}
+
+/// Keep the agent at `key` filed in `silent_watch` under the minute it was last heard
+/// from if it can become silent, and out of it if it cannot or is gone (`None`).
+/// `minutes` is its `silent_minute`, opened by the caller (once for many agents).
+pub(super) fn watch(
+    txn: &WriteTransaction,
+    minutes: &mut Table<'_, Bytes, u64>,
+    key: &[u8],
+    agent: Option<&Agent>,
+) -> Result<()> {
+    let minute = agent.and_then(watch_minute);
+    let held = minutes.get(key)?.map(|v| v.value());
+    if held == minute {
+        return Ok(());
+    }
+    let mut rows = txn.open_table(SILENT_WATCH)?;
+    if let Some(old) = held {
+        rows.remove(watch_row(old, key).as_slice())?;
+    }
+    match minute {
+        Some(new) => {
+            rows.insert(watch_row(new, key).as_slice(), ())?;
+            minutes.insert(key, new)?;
+        }
+        None => {
+            minutes.remove(key)?;
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn list_agents(txn: &ReadTransaction, org: OrgId) -> Result<Vec<Agent>> {
@@ -172,6 +220,7 @@ pub(super) fn delete_agent(
         .remove(record.key_hash.as_slice())?;
     txn.open_table(INVENTORY_REV)?.remove(key.as_slice())?;
     txn.open_table(AGENTS)?.remove(key.as_slice())?;
+    watch(txn, &mut txn.open_table(SILENT_MINUTE)?, &key, None)?;
     super::events::append(txn, crate::events::agent_deleted(&record), now)?;
     Ok(())
 }
@@ -212,14 +261,30 @@ pub(super) fn agents_seen_since(
 }
 
 /// The keys of agents silent since before `cutoff` (found with a read, so that the
-/// writer is held only for the agents that change).
+/// writer is held only for the agents that change): those filed in `silent_watch`
+/// under a minute before it, each checked against its record (the last minute holds
+/// agents heard from after the cutoff too).
 pub(super) fn silent_agents(txn: &ReadTransaction, cutoff: DateTime<Utc>) -> Result<Vec<Vec<u8>>> {
+    let agents = txn.open_table(AGENTS)?;
+    let end = u64::try_from(cutoff.timestamp().saturating_add(1)).unwrap_or(0);
     let mut out = Vec::new();
-    each_agent(txn, |key, agent| {
+    for row in txn
+        .open_table(SILENT_WATCH)?
+        .range::<&[u8]>(..end.to_be_bytes().as_slice())?
+    {
+        let row = row?;
+        let key = row
+            .0
+            .value()
+            .get(8..)
+            .ok_or_else(|| Error::internal("a silent_watch key is too short"))?;
+        let Some(agent) = get_record::<Agent, _>(&agents, key)? else {
+            continue;
+        };
         if rules::is_silent(&agent, cutoff) {
-            out.push(key);
+            out.push(key.to_vec());
         }
-    })?;
+    }
     Ok(out)
 }
 
@@ -254,6 +319,7 @@ pub(super) fn touch_agents(
     seen: Vec<(OrgId, AgentId, DateTime<Utc>)>,
 ) -> Result<()> {
     let mut agents = txn.open_table(AGENTS)?;
+    let mut minutes = txn.open_table(SILENT_MINUTE)?;
     for (org, agent, at) in seen {
         let key = agent_key(org, agent);
         let Some(mut record) = get_record::<Agent, _>(&agents, &key)? else {
@@ -262,6 +328,7 @@ pub(super) fn touch_agents(
         if record.last_seen_at.is_none_or(|prev| prev < at) {
             record.last_seen_at = Some(at);
             agents.insert(key.as_slice(), super::schema::encode(&record)?.as_slice())?;
+            watch(txn, &mut minutes, &key, Some(&record))?;
         }
     }
     Ok(())

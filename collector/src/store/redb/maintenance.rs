@@ -14,10 +14,10 @@ use redb::{
 use super::schema::{
     AGENT_KEYS, AGENT_SERVERS, AGENTS, ALERTS, ALERTS_OPEN, API_TOKEN_HASHES, API_TOKENS, Bytes,
     CENSUS_MEMBERS, CENSUS_RANK, COUNTS, DELIVERY_DUE, ENROLL_HASHES, ENROLL_SECRETS,
-    INVENTORY_REV, IndexEntries, META, ROW_TABLES, SERVERS, SRV_RANK, USER_EMAILS, USER_SESSIONS,
-    USERS, decode,
+    INVENTORY_REV, IndexEntries, META, ROW_TABLES, SERVERS, SILENT_MINUTE, SILENT_WATCH, SRV_RANK,
+    USER_EMAILS, USER_SESSIONS, USERS, decode,
 };
-use crate::model::Alert;
+use crate::model::{Agent, Alert};
 use crate::store::{Error, Result, TableSpace};
 
 /// Copy one table's rows (none when the source has no such table).
@@ -62,6 +62,8 @@ pub(super) fn snapshot(txn: &ReadTransaction, out: &Path) -> Result<u64> {
     rows += copy(txn, &w, DELIVERY_DUE)?;
     rows += copy(txn, &w, CENSUS_MEMBERS)?;
     rows += copy(txn, &w, CENSUS_RANK)?;
+    rows += copy(txn, &w, SILENT_WATCH)?;
+    rows += copy(txn, &w, SILENT_MINUTE)?;
     w.commit()?;
     drop(target);
     Ok(rows)
@@ -111,6 +113,9 @@ struct Expected {
     by_agent: BTreeMap<Vec<u8>, Vec<u8>>,
     open: BTreeMap<Vec<u8>, Vec<u8>>,
     counts: BTreeMap<Vec<u8>, u64>,
+    /// `silent_watch`'s rows, and `silent_minute`'s (the minute, big-endian).
+    watch: BTreeMap<Vec<u8>, Vec<u8>>,
+    minutes: BTreeMap<Vec<u8>, Vec<u8>>,
     undecodable: u64,
 }
 
@@ -130,6 +135,19 @@ fn expected(txn: &ReadTransaction) -> Result<Expected> {
             .or_default()
             .extend_from_slice(&server.id.to_bytes());
         *e.counts.entry(entries.count).or_default() += 1;
+    }
+    for row in txn.open_table(AGENTS)?.iter()? {
+        let (key, value) = row?;
+        let Ok(agent) = decode::<Agent>(value.value()) else {
+            e.undecodable += 1;
+            continue;
+        };
+        if let Some(minute) = super::agents::watch_minute(&agent) {
+            e.watch
+                .insert(super::agents::watch_row(minute, key.value()), Vec::new());
+            e.minutes
+                .insert(key.value().to_vec(), minute.to_be_bytes().to_vec());
+        }
     }
     for row in txn.open_table(ALERTS)?.iter()? {
         let (key, value) = row?;
@@ -219,7 +237,7 @@ pub(super) fn check(txn: &ReadTransaction) -> Result<Vec<String>> {
     let e = expected(txn)?;
     if e.undecodable > 0 {
         problems.push(format!(
-            "{} server or alert records cannot be read",
+            "{} server, agent or alert records cannot be read",
             e.undecodable
         ));
     }
@@ -244,6 +262,27 @@ pub(super) fn check(txn: &ReadTransaction) -> Result<Vec<String>> {
         "alerts_open (open alerts)",
         &held_open,
         &e.open,
+    );
+    let held_watch = keys(txn, SILENT_WATCH)?
+        .into_iter()
+        .map(|k| (k, Vec::new()))
+        .collect();
+    compare(
+        &mut problems,
+        "silent_watch (agents by when they were last heard from)",
+        &held_watch,
+        &e.watch,
+    );
+    let mut held_minutes = BTreeMap::new();
+    for row in txn.open_table(SILENT_MINUTE)?.iter()? {
+        let (k, v) = row?;
+        held_minutes.insert(k.value().to_vec(), v.value().to_be_bytes().to_vec());
+    }
+    compare(
+        &mut problems,
+        "silent_minute (each watched agent's minute)",
+        &held_minutes,
+        &e.minutes,
     );
     let counts = e
         .counts

@@ -6,7 +6,7 @@ use redb::{Database, ReadableTable};
 use super::schema::{
     AGENTS, API_TOKENS, AUDIT, Bytes, CENSUS, CENSUS_MEMBERS, CENSUS_QUEUE, COMPACT,
     ENROLL_SECRETS, EVENTS, META, ORGS, Record, SERVER, SERVER_CHANGES, SERVERS, SESSIONS,
-    SRV_RANK, USERS, change_key, create_tables, decode, encode,
+    SILENT_MINUTE, SRV_RANK, USERS, change_key, create_tables, decode, encode,
 };
 use crate::model::{MAX_SERVER_CHANGES, Server, ServerChange};
 use crate::store::{Error, Result};
@@ -20,8 +20,10 @@ use crate::store::{Error, Result};
 /// servers stored without what their key and launch say (see `server_value`), audit
 /// entries compact, one row per agent listing its servers instead of an index row per
 /// server (see [`list_agent_servers`]), and hosts in census member keys shorter (see
-/// [`SHORT_HOSTS`]).
-pub(super) const SCHEMA_VERSION: u32 = 6;
+/// [`SHORT_HOSTS`]). 7: agents that can become silent filed by when they were last
+/// heard from, so that the sweep for silent agents reads only those (see
+/// [`watch_agents`]).
+pub(super) const SCHEMA_VERSION: u32 = 7;
 /// Where an interrupted census build goes on (the last server key counted).
 pub(super) const CENSUS_CURSOR: &str = "census_cursor";
 /// Servers migrated per transaction when a database is upgraded.
@@ -131,7 +133,60 @@ pub(super) fn upgrade(db: &Database, from: Option<u32>) -> Result<Option<String>
             "{rewritten} servers and audit entries rewritten (layout 6)"
         ));
     }
+    if matches!(from, Some(1..=6)) {
+        let read = watch_agents(db)?;
+        let txn = db.begin_write()?;
+        set_version(&txn, 7)?;
+        txn.commit()?;
+        done.push(format!(
+            "{read} agents read and those that can become silent filed by when they were \
+             last heard from (layout 7)"
+        ));
+    }
     Ok((!done.is_empty()).then(|| format!("Database upgraded: {}.", done.join("; "))))
+}
+
+/// Where an interrupted filing of agents in `silent_watch` goes on (the last agent key
+/// read).
+pub(super) const SILENT_WATCH_CURSOR: &str = "silent_watch_cursor";
+
+/// Layout 7: file every agent that can become silent in `silent_watch` (see
+/// `agents::watch`), in transactions of [`MIGRATION_BATCH`] agents with a cursor in
+/// `meta` (filing an agent again changes nothing, so a batch done again after a stop
+/// is harmless). Answers how many agents were read in this run.
+fn watch_agents(db: &Database) -> Result<u64> {
+    let mut read = 0;
+    loop {
+        let txn = db.begin_write()?;
+        let batch = watch_batch(&txn, MIGRATION_BATCH)?;
+        txn.commit()?;
+        match batch {
+            Some(n) => read += n,
+            None => return Ok(read),
+        }
+    }
+}
+
+/// File up to `limit` agents after the cursor; answers how many (`None` when none were
+/// left: the cursor is removed).
+pub(super) fn watch_batch(txn: &redb::WriteTransaction, limit: usize) -> Result<Option<u64>> {
+    let cursor: Option<Vec<u8>> = txn
+        .open_table(META)?
+        .get(SILENT_WATCH_CURSOR)?
+        .map(|v| v.value().to_vec());
+    let batch = next_rows(txn, AGENTS, cursor.as_deref(), limit)?;
+    let Some((last, _)) = batch.last() else {
+        txn.open_table(META)?.remove(SILENT_WATCH_CURSOR)?;
+        return Ok(None);
+    };
+    let mut minutes = txn.open_table(SILENT_MINUTE)?;
+    for (key, value) in &batch {
+        let agent: crate::model::Agent = decode(value)?;
+        super::agents::watch(txn, &mut minutes, key, Some(&agent))?;
+    }
+    txn.open_table(META)?
+        .insert(SILENT_WATCH_CURSOR, last.as_slice())?;
+    Ok(Some(batch.len() as u64))
 }
 
 /// One rewrite of every census member key: the table the old keys are set aside in,
@@ -279,7 +334,7 @@ fn list_agent_servers(db: &Database) -> Result<u64> {
             .open_table(META)?
             .get(AGENT_SERVERS_CURSOR)?
             .map(|v| v.value().to_vec());
-        let batch = next_rows(&txn, SERVERS, resume.as_deref())?;
+        let batch = next_rows(&txn, SERVERS, resume.as_deref(), MIGRATION_BATCH)?;
         let Some((last, _)) = batch.last() else {
             txn.open_table(META)?.remove(AGENT_SERVERS_CURSOR)?;
             txn.delete_table(SRV_AGENT)?;
@@ -418,7 +473,7 @@ pub(super) fn compact_batch(
     }: CompactTable,
     after: Option<&[u8]>,
 ) -> Result<(Option<Vec<u8>>, u64)> {
-    let batch = next_rows(txn, table, after)?;
+    let batch = next_rows(txn, table, after, MIGRATION_BATCH)?;
     let mut rows = txn.open_table(table)?;
     let mut converted = 0;
     for (key, value) in batch.iter().filter(|(_, v)| v.first() != Some(&mark)) {
@@ -438,7 +493,7 @@ fn migrate_histories(db: &Database) -> Result<u64> {
     let mut moved = 0;
     loop {
         let txn = db.begin_write()?;
-        let batch = next_rows(&txn, SERVERS, resume.as_deref())?;
+        let batch = next_rows(&txn, SERVERS, resume.as_deref(), MIGRATION_BATCH)?;
         let Some((last, _)) = batch.last() else {
             set_version(&txn, 2)?;
             txn.commit()?;
@@ -462,7 +517,7 @@ fn build_census(db: &Database) -> Result<u64> {
             .open_table(META)?
             .get(CENSUS_CURSOR)?
             .map(|v| v.value().to_vec());
-        let batch = next_rows(&txn, SERVERS, resume.as_deref())?;
+        let batch = next_rows(&txn, SERVERS, resume.as_deref(), MIGRATION_BATCH)?;
         let Some((last, _)) = batch.last() else {
             let mut meta = txn.open_table(META)?;
             meta.remove(CENSUS_CURSOR)?;
@@ -488,6 +543,7 @@ fn next_rows(
     txn: &redb::WriteTransaction,
     table: redb::TableDefinition<'_, Bytes, Bytes>,
     after: Option<&[u8]>,
+    limit: usize,
 ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let rows = txn.open_table(table)?;
     let range = match after {
@@ -497,7 +553,7 @@ fn next_rows(
         None => rows.range::<&[u8]>(..)?,
     };
     let mut batch = Vec::new();
-    for entry in range.take(MIGRATION_BATCH) {
+    for entry in range.take(limit) {
         let (k, v) = entry?;
         batch.push((k.value().to_vec(), v.value().to_vec()));
     }

@@ -184,6 +184,7 @@ impl RedbStore {
             }
             drop(identity);
             whole_host_member_keys(txn)?;
+            forget_silent_watch(txn)?;
             lengthen_member_keys(txn)?;
             if converted == Some("census_members") {
                 // Layout 5's rewrite of member keys, stopped after its first few.
@@ -255,6 +256,7 @@ impl RedbStore {
                 serde_json::to_vec(&entry).map_err(|e| Error::internal(e.to_string()))
             })?;
             whole_host_member_keys(txn)?;
+            forget_silent_watch(txn)?;
             match converted {
                 None | Some("agent_servers") => {}
                 Some("census_members") => {
@@ -267,6 +269,20 @@ impl RedbStore {
                 }
             }
             migrate::set_version(txn, 5)
+        })
+        .await
+    }
+
+    /// Put the database back into layout 6: no index of agents by when they were last
+    /// heard from; then, when `interrupted`, file the first agent again, as an upgrade
+    /// stopped after its first batch leaves the database.
+    pub async fn make_layout_6_for_test(&self, interrupted: bool) -> Result<()> {
+        self.write(move |txn| {
+            forget_silent_watch(txn)?;
+            if interrupted {
+                migrate::watch_batch(txn, 1)?;
+            }
+            migrate::set_version(txn, 6)
         })
         .await
     }
@@ -383,4 +399,11 @@ fn compact_table(name: &str) -> Result<migrate::CompactTable> {
         .into_iter()
         .find(|c| redb::TableHandle::name(&c.table) == name)
         .ok_or(Error::NotFound)
+}
+
+/// Drop layout 7's index of agents by when they were last heard from.
+fn forget_silent_watch(txn: &WriteTransaction) -> Result<()> {
+    txn.delete_table(super::schema::SILENT_WATCH)?;
+    txn.delete_table(super::schema::SILENT_MINUTE)?;
+    Ok(())
 }
