@@ -29,6 +29,11 @@ const AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 const RETENTION_AGENTS: usize = 20;
 const RETENTION_ALERTS: usize = 1000;
 const AUDIT_PRUNE_BATCH: usize = 1000;
+/// Agents marked silent per transaction (each has its servers rewritten as dormant:
+/// few, so that reports waiting behind one wait little), and per turn (the rest wait
+/// for the next sweep).
+const SILENT_BATCH: usize = 100;
+const SILENT_PER_TURN: usize = 10_000;
 /// Servers rescored per turn.
 const RESCORE_BATCH: usize = 500;
 
@@ -117,14 +122,28 @@ async fn sweep_silent(state: &SharedState) {
     let Ok(threshold) = chrono::Duration::from_std(state.settings.dormant_after) else {
         return;
     };
-    let now = Utc::now();
-    match state.store.sweep_silent_agents(now - threshold, now).await {
-        Ok(marked) => {
-            for (org, agent) in marked {
-                tracing::info!(%org, %agent, "Agent silent beyond the dormancy threshold; its servers are now dormant.");
+    for _ in 0..SILENT_PER_TURN / SILENT_BATCH {
+        let now = Utc::now();
+        match state
+            .store
+            .sweep_silent_agents(now - threshold, now, SILENT_BATCH)
+            .await
+        {
+            Ok(marked) => {
+                let more = marked.len() >= SILENT_BATCH;
+                for (org, agent) in marked {
+                    tracing::info!(%org, %agent, "Agent silent beyond the dormancy threshold; its servers are now dormant.");
+                }
+                if !more {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Sweeping silent agents failed; will retry.");
+                return;
             }
         }
-        Err(e) => tracing::warn!(error = %e, "Sweeping silent agents failed; will retry."),
     }
 }
 

@@ -373,13 +373,15 @@ pub trait Store: Send + Sync + 'static {
         agent: AgentId,
         update: HeartbeatUpdate,
     ) -> Result<Agent>;
-    /// Mark agents last seen before `cutoff` as stale: their snapshot servers show as
-    /// dormant until the agent is heard from again (heartbeat or report). Answers the
-    /// agents marked.
+    /// Mark up to `limit` agents last seen before `cutoff` as stale, those silent
+    /// longest first: their snapshot servers show as dormant until the agent is heard
+    /// from again (heartbeat or report). Answers the agents marked (fewer than `limit`:
+    /// no more were silent, or some were heard from meanwhile).
     async fn sweep_silent_agents(
         &self,
         cutoff: DateTime<Utc>,
         now: DateTime<Utc>,
+        limit: usize,
     ) -> Result<Vec<(OrgId, AgentId)>>;
     /// Persist last-seen times kept in memory. Unknown agents are skipped.
     async fn touch_agents(&self, seen: Vec<(OrgId, AgentId, DateTime<Utc>)>) -> Result<()>;

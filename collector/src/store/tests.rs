@@ -987,9 +987,9 @@ async fn the_sweep_marks_exactly_the_agents_silent_before_its_cutoff_on(store: &
         ])
         .await
         .unwrap();
-    let sweep = |cutoff: DateTime<Utc>| async move {
+    let sweep_up_to = |cutoff: DateTime<Utc>, limit: usize| async move {
         let mut marked: Vec<AgentId> = store
-            .sweep_silent_agents(cutoff, now)
+            .sweep_silent_agents(cutoff, now, limit)
             .await
             .unwrap()
             .into_iter()
@@ -998,11 +998,10 @@ async fn the_sweep_marks_exactly_the_agents_silent_before_its_cutoff_on(store: &
         marked.sort();
         marked
     };
-    assert_eq!(sweep(hours(3)).await, vec![]);
-    assert_eq!(
-        sweep(hours(3) + chrono::Duration::seconds(1)).await,
-        vec![long]
-    );
+    let sweep = |cutoff: DateTime<Utc>| sweep_up_to(cutoff, usize::MAX);
+    assert_eq!(sweep(hours(3)).await, vec![], "not before the cutoff");
+    // All three are silent at `now`: up to one takes the one silent longest.
+    assert_eq!(sweep_up_to(now, 1).await, vec![long]);
     let boundary_at = heard[2].1;
     assert_eq!(sweep(boundary_at).await, vec![], "not before the cutoff");
     assert_eq!(
@@ -1056,13 +1055,21 @@ async fn silent_agents_make_their_servers_dormant_until_heard_from_on(store: &dy
     // Not silent yet.
     assert!(
         store
-            .sweep_silent_agents(Utc::now() - chrono::Duration::hours(1), Utc::now())
+            .sweep_silent_agents(
+                Utc::now() - chrono::Duration::hours(1),
+                Utc::now(),
+                usize::MAX
+            )
             .await
             .unwrap()
             .is_empty()
     );
     let marked = store
-        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1), Utc::now())
+        .sweep_silent_agents(
+            Utc::now() + chrono::Duration::seconds(1),
+            Utc::now(),
+            usize::MAX,
+        )
         .await
         .unwrap();
     assert_eq!(marked, vec![(o.id, quiet.id)]);
@@ -1085,7 +1092,11 @@ async fn silent_agents_make_their_servers_dormant_until_heard_from_on(store: &dy
     );
     assert!(
         store
-            .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1), Utc::now())
+            .sweep_silent_agents(
+                Utc::now() + chrono::Duration::seconds(1),
+                Utc::now(),
+                usize::MAX
+            )
             .await
             .unwrap()
             .is_empty(),
@@ -1113,7 +1124,11 @@ async fn silent_agents_make_their_servers_dormant_until_heard_from_on(store: &dy
 
     // Silent again, then a report that drops two servers: three active, two dormant.
     store
-        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1), Utc::now())
+        .sweep_silent_agents(
+            Utc::now() + chrono::Duration::seconds(1),
+            Utc::now(),
+            usize::MAX,
+        )
         .await
         .unwrap();
     let mut fewer = fleet();
@@ -1130,7 +1145,11 @@ async fn silent_agents_make_their_servers_dormant_until_heard_from_on(store: &dy
     assert_eq!((active.total, active.items.len()), (3, 3));
     // The two dropped servers stay dormant when the agent is next marked and woken.
     store
-        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1), Utc::now())
+        .sweep_silent_agents(
+            Utc::now() + chrono::Duration::seconds(1),
+            Utc::now(),
+            usize::MAX,
+        )
         .await
         .unwrap();
     let update = HeartbeatUpdate {
@@ -1324,11 +1343,19 @@ async fn alerts_fire_once_repeat_as_updates_and_dismissal_sticks_on(store: &dyn 
 
     // Agent silent: once per transition.
     store
-        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1), Utc::now())
+        .sweep_silent_agents(
+            Utc::now() + chrono::Duration::seconds(1),
+            Utc::now(),
+            usize::MAX,
+        )
         .await
         .unwrap();
     store
-        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(2), Utc::now())
+        .sweep_silent_agents(
+            Utc::now() + chrono::Duration::seconds(2),
+            Utc::now(),
+            usize::MAX,
+        )
         .await
         .unwrap();
     let page = store.list_alerts(o.id, all()).await.unwrap();
@@ -2091,13 +2118,13 @@ async fn a_layout_6_database_files_its_agents_for_the_sweep_and_an_interrupted_f
         let now = Utc::now();
         assert!(
             store
-                .sweep_silent_agents(now - chrono::Duration::hours(1), now)
+                .sweep_silent_agents(now - chrono::Duration::hours(1), now, usize::MAX)
                 .await
                 .unwrap()
                 .is_empty()
         );
         let marked = store
-            .sweep_silent_agents(now + chrono::Duration::seconds(1), now)
+            .sweep_silent_agents(now + chrono::Duration::seconds(1), now, usize::MAX)
             .await
             .unwrap();
         assert_eq!(marked.len(), 3, "interrupted: {interrupted}");
@@ -2365,7 +2392,11 @@ async fn a_postgres_database_of_schema_3_gets_when_its_agents_were_last_heard_fr
         three_agents_reporting(&store, &o, fleet).await;
         store.create_agent(agent(&o, 4)).await.unwrap();
         let marked = store
-            .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1), Utc::now())
+            .sweep_silent_agents(
+                Utc::now() + chrono::Duration::seconds(1),
+                Utc::now(),
+                usize::MAX,
+            )
             .await
             .unwrap();
         assert_eq!(marked.len(), 3);
@@ -2402,7 +2433,11 @@ async fn a_postgres_database_of_schema_3_gets_when_its_agents_were_last_heard_fr
         .get(0);
     assert_eq!(watched, 1);
     let marked = store
-        .sweep_silent_agents(Utc::now() + chrono::Duration::seconds(1), Utc::now())
+        .sweep_silent_agents(
+            Utc::now() + chrono::Duration::seconds(1),
+            Utc::now(),
+            usize::MAX,
+        )
         .await
         .unwrap();
     assert_eq!(marked, vec![(o.id, heard)]);

@@ -263,15 +263,22 @@ pub(super) async fn agents_seen_since(
         .collect())
 }
 
-/// The agents silent since before `cutoff`: those whose `silent_since` is before it,
-/// each checked against its record (the column is rounded to microseconds).
-pub(super) async fn silent_agents(db: &Db, cutoff: DateTime<Utc>) -> Result<Vec<(OrgId, AgentId)>> {
+/// Up to `limit` agents silent since before `cutoff`, silent longest first: those
+/// whose `silent_since` is before it, each checked against its record (the column is
+/// rounded to microseconds).
+pub(super) async fn silent_agents(
+    db: &Db,
+    cutoff: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<(OrgId, AgentId)>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let candidates: Vec<Agent> = docs(
         &rows(
             db,
             "SELECT doc FROM agents \
-             WHERE silent_since < $1::timestamptz + interval '1 millisecond'",
-            &[&cutoff],
+             WHERE silent_since < $1::timestamptz + interval '1 millisecond' \
+             ORDER BY silent_since LIMIT $2",
+            &[&cutoff, &limit],
         )
         .await?,
     )?;

@@ -214,8 +214,9 @@ impl Store for PgStore {
         &self,
         cutoff: DateTime<Utc>,
         now: DateTime<Utc>,
+        limit: usize,
     ) -> Result<Vec<(OrgId, AgentId)>> {
-        let candidates = read!(self, |db| agents::silent_agents(&db, cutoff).await)?;
+        let candidates = read!(self, |db| agents::silent_agents(&db, cutoff, limit).await)?;
         if candidates.is_empty() {
             return Ok(Vec::new());
         }

@@ -6,8 +6,8 @@ use redb::{ReadTransaction, ReadableTable, Table, WriteTransaction};
 
 use super::schema::{
     AGENT_KEYS, AGENT_SERVERS, AGENTS, Bytes, ENROLL_HASHES, ENROLL_SECRETS, INVENTORY_REV,
-    SERVERS, SILENT_MINUTE, SILENT_WATCH, agent_key, cat, decode, get_record, get_via,
-    list_records, org_key, put_record, walk_prefix,
+    SERVERS, SILENT_WATCH, agent_key, cat, decode, encode, get_record, get_via, list_records,
+    org_key, put_record, walk_prefix,
 };
 use super::{alerts, servers};
 use crate::ingest::agent::{self as rules, HeartbeatUpdate};
@@ -80,52 +80,55 @@ pub(super) fn agent_for_write(txn: &WriteTransaction, org: OrgId, agent: AgentId
     get_record(&txn.open_table(AGENTS)?, &agent_key(org, agent))?.ok_or(Error::NotFound)
 }
 
+/// Write the agent's record, and keep it filed in `silent_watch` as the record says:
+/// the record it replaces says where it was filed.
 pub(super) fn put_agent(txn: &WriteTransaction, agent: &Agent) -> Result<()> {
     let key = agent_key(agent.org_id, agent.id);
-    put_record(txn, AGENTS, &key, agent)?;
-    watch(txn, &mut txn.open_table(SILENT_MINUTE)?, &key, Some(agent))
+    let was = {
+        let mut agents = txn.open_table(AGENTS)?;
+        let old = agents.insert(key.as_slice(), encode(agent)?.as_slice())?;
+        // A record that cannot be read leaves its row, if any: the sweep checks every
+        // agent it finds against its record, and `check` names the row.
+        old.and_then(|v| decode::<Agent>(v.value()).ok())
+            .and_then(|a| watch_minute(&a))
+    };
+    let now = watch_minute(agent);
+    if was == now {
+        return Ok(());
+    }
+    rewatch(&mut txn.open_table(SILENT_WATCH)?, &key, was, now)
 }
 
-/// The minute an agent is filed under in `silent_watch` (seconds since 1970, rounded
-/// down to the minute; `None`: it cannot become silent). A minute, so that an agent
-/// heard from many times a minute is filed again once a minute at most.
-pub(super) fn watch_minute(agent: &Agent) -> Option<u64> {
+/// The minute an agent is filed under in `silent_watch`, counted from 1970 (`None`:
+/// it cannot become silent). A minute, so that an agent heard from many times a
+/// minute is filed again once a minute at most.
+pub(super) fn watch_minute(agent: &Agent) -> Option<u32> {
     let at = rules::silent_since(agent)?;
-    let seconds = u64::try_from(at.timestamp()).unwrap_or(0);
-    Some(seconds - seconds % 60)
+    Some(u32::try_from(at.timestamp().max(0) / 60).unwrap_or(u32::MAX))
 }
 
 /// The agent at `key`'s row in `silent_watch`, under `minute`.
-pub(super) fn watch_row(minute: u64, key: &[u8]) -> Vec<u8> {
+pub(super) fn watch_row(minute: u32, key: &[u8]) -> Vec<u8> {
     cat(&[&minute.to_be_bytes(), key])
 }
 
-/// Keep the agent at `key` filed in `silent_watch` under the minute it was last heard
-/// from if it can become silent, and out of it if it cannot or is gone (`None`).
-/// `minutes` is its `silent_minute`, opened by the caller (once for many agents).
-pub(super) fn watch(
-    txn: &WriteTransaction,
-    minutes: &mut Table<'_, Bytes, u64>,
+/// Move the agent at `key` in `silent_watch` from the minute it was filed under
+/// (`None`: it was not) to its minute now (`None`: it cannot become silent, or is
+/// gone).
+pub(super) fn rewatch(
+    rows: &mut Table<'_, Bytes, ()>,
     key: &[u8],
-    agent: Option<&Agent>,
+    was: Option<u32>,
+    now: Option<u32>,
 ) -> Result<()> {
-    let minute = agent.and_then(watch_minute);
-    let held = minutes.get(key)?.map(|v| v.value());
-    if held == minute {
+    if was == now {
         return Ok(());
     }
-    let mut rows = txn.open_table(SILENT_WATCH)?;
-    if let Some(old) = held {
-        rows.remove(watch_row(old, key).as_slice())?;
+    if let Some(minute) = was {
+        rows.remove(watch_row(minute, key).as_slice())?;
     }
-    match minute {
-        Some(new) => {
-            rows.insert(watch_row(new, key).as_slice(), ())?;
-            minutes.insert(key, new)?;
-        }
-        None => {
-            minutes.remove(key)?;
-        }
+    if let Some(minute) = now {
+        rows.insert(watch_row(minute, key).as_slice(), ())?;
     }
     Ok(())
 }
@@ -220,7 +223,12 @@ pub(super) fn delete_agent(
         .remove(record.key_hash.as_slice())?;
     txn.open_table(INVENTORY_REV)?.remove(key.as_slice())?;
     txn.open_table(AGENTS)?.remove(key.as_slice())?;
-    watch(txn, &mut txn.open_table(SILENT_MINUTE)?, &key, None)?;
+    rewatch(
+        &mut txn.open_table(SILENT_WATCH)?,
+        &key,
+        watch_minute(&record),
+        None,
+    )?;
     super::events::append(txn, crate::events::agent_deleted(&record), now)?;
     Ok(())
 }
@@ -260,13 +268,20 @@ pub(super) fn agents_seen_since(
     Ok(out)
 }
 
-/// The keys of agents silent since before `cutoff` (found with a read, so that the
-/// writer is held only for the agents that change): those filed in `silent_watch`
-/// under a minute before it, each checked against its record (the last minute holds
-/// agents heard from after the cutoff too).
-pub(super) fn silent_agents(txn: &ReadTransaction, cutoff: DateTime<Utc>) -> Result<Vec<Vec<u8>>> {
+/// The keys of up to `limit` agents silent since before `cutoff`, silent longest first
+/// (found with a read, so that the writer is held only for the agents that change):
+/// those filed in `silent_watch` under a minute before it, each checked against its
+/// record (the last minute holds agents heard from after the cutoff too).
+pub(super) fn silent_agents(
+    txn: &ReadTransaction,
+    cutoff: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<Vec<u8>>> {
     let agents = txn.open_table(AGENTS)?;
-    let end = u64::try_from(cutoff.timestamp().saturating_add(1)).unwrap_or(0);
+    // Minutes up to the cutoff's own (its earlier seconds may hold silent agents).
+    let Ok(end) = u32::try_from(cutoff.timestamp().div_euclid(60) + 1) else {
+        return Ok(Vec::new());
+    };
     let mut out = Vec::new();
     for row in txn
         .open_table(SILENT_WATCH)?
@@ -276,13 +291,16 @@ pub(super) fn silent_agents(txn: &ReadTransaction, cutoff: DateTime<Utc>) -> Res
         let key = row
             .0
             .value()
-            .get(8..)
+            .get(4..)
             .ok_or_else(|| Error::internal("a silent_watch key is too short"))?;
         let Some(agent) = get_record::<Agent, _>(&agents, key)? else {
             continue;
         };
         if rules::is_silent(&agent, cutoff) {
             out.push(key.to_vec());
+            if out.len() >= limit {
+                break;
+            }
         }
     }
     Ok(out)
@@ -319,16 +337,17 @@ pub(super) fn touch_agents(
     seen: Vec<(OrgId, AgentId, DateTime<Utc>)>,
 ) -> Result<()> {
     let mut agents = txn.open_table(AGENTS)?;
-    let mut minutes = txn.open_table(SILENT_MINUTE)?;
+    let mut rows = txn.open_table(SILENT_WATCH)?;
     for (org, agent, at) in seen {
         let key = agent_key(org, agent);
         let Some(mut record) = get_record::<Agent, _>(&agents, &key)? else {
             continue;
         };
         if record.last_seen_at.is_none_or(|prev| prev < at) {
+            let was = watch_minute(&record);
             record.last_seen_at = Some(at);
-            agents.insert(key.as_slice(), super::schema::encode(&record)?.as_slice())?;
-            watch(txn, &mut minutes, &key, Some(&record))?;
+            agents.insert(key.as_slice(), encode(&record)?.as_slice())?;
+            rewatch(&mut rows, &key, was, watch_minute(&record))?;
         }
     }
     Ok(())

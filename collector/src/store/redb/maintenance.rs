@@ -14,8 +14,8 @@ use redb::{
 use super::schema::{
     AGENT_KEYS, AGENT_SERVERS, AGENTS, ALERTS, ALERTS_OPEN, API_TOKEN_HASHES, API_TOKENS, Bytes,
     CENSUS_MEMBERS, CENSUS_RANK, COUNTS, DELIVERY_DUE, ENROLL_HASHES, ENROLL_SECRETS,
-    INVENTORY_REV, IndexEntries, META, ROW_TABLES, SERVERS, SILENT_MINUTE, SILENT_WATCH, SRV_RANK,
-    USER_EMAILS, USER_SESSIONS, USERS, decode,
+    INVENTORY_REV, IndexEntries, META, ROW_TABLES, SERVERS, SILENT_WATCH, SRV_RANK, USER_EMAILS,
+    USER_SESSIONS, USERS, decode,
 };
 use crate::model::{Agent, Alert};
 use crate::store::{Error, Result, TableSpace};
@@ -63,7 +63,6 @@ pub(super) fn snapshot(txn: &ReadTransaction, out: &Path) -> Result<u64> {
     rows += copy(txn, &w, CENSUS_MEMBERS)?;
     rows += copy(txn, &w, CENSUS_RANK)?;
     rows += copy(txn, &w, SILENT_WATCH)?;
-    rows += copy(txn, &w, SILENT_MINUTE)?;
     w.commit()?;
     drop(target);
     Ok(rows)
@@ -113,9 +112,8 @@ struct Expected {
     by_agent: BTreeMap<Vec<u8>, Vec<u8>>,
     open: BTreeMap<Vec<u8>, Vec<u8>>,
     counts: BTreeMap<Vec<u8>, u64>,
-    /// `silent_watch`'s rows, and `silent_minute`'s (the minute, big-endian).
+    /// `silent_watch`'s rows.
     watch: BTreeMap<Vec<u8>, Vec<u8>>,
-    minutes: BTreeMap<Vec<u8>, Vec<u8>>,
     undecodable: u64,
 }
 
@@ -145,8 +143,6 @@ fn expected(txn: &ReadTransaction) -> Result<Expected> {
         if let Some(minute) = super::agents::watch_minute(&agent) {
             e.watch
                 .insert(super::agents::watch_row(minute, key.value()), Vec::new());
-            e.minutes
-                .insert(key.value().to_vec(), minute.to_be_bytes().to_vec());
         }
     }
     for row in txn.open_table(ALERTS)?.iter()? {
@@ -272,17 +268,6 @@ pub(super) fn check(txn: &ReadTransaction) -> Result<Vec<String>> {
         "silent_watch (agents by when they were last heard from)",
         &held_watch,
         &e.watch,
-    );
-    let mut held_minutes = BTreeMap::new();
-    for row in txn.open_table(SILENT_MINUTE)?.iter()? {
-        let (k, v) = row?;
-        held_minutes.insert(k.value().to_vec(), v.value().to_be_bytes().to_vec());
-    }
-    compare(
-        &mut problems,
-        "silent_minute (each watched agent's minute)",
-        &held_minutes,
-        &e.minutes,
     );
     let counts = e
         .counts

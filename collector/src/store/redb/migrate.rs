@@ -6,7 +6,7 @@ use redb::{Database, ReadableTable};
 use super::schema::{
     AGENTS, API_TOKENS, AUDIT, Bytes, CENSUS, CENSUS_MEMBERS, CENSUS_QUEUE, COMPACT,
     ENROLL_SECRETS, EVENTS, META, ORGS, Record, SERVER, SERVER_CHANGES, SERVERS, SESSIONS,
-    SILENT_MINUTE, SRV_RANK, USERS, change_key, create_tables, decode, encode,
+    SILENT_WATCH, SRV_RANK, USERS, change_key, create_tables, decode, encode,
 };
 use crate::model::{MAX_SERVER_CHANGES, Server, ServerChange};
 use crate::store::{Error, Result};
@@ -179,10 +179,10 @@ pub(super) fn watch_batch(txn: &redb::WriteTransaction, limit: usize) -> Result<
         txn.open_table(META)?.remove(SILENT_WATCH_CURSOR)?;
         return Ok(None);
     };
-    let mut minutes = txn.open_table(SILENT_MINUTE)?;
+    let mut rows = txn.open_table(SILENT_WATCH)?;
     for (key, value) in &batch {
         let agent: crate::model::Agent = decode(value)?;
-        super::agents::watch(txn, &mut minutes, key, Some(&agent))?;
+        super::agents::rewatch(&mut rows, key, None, super::agents::watch_minute(&agent))?;
     }
     txn.open_table(META)?
         .insert(SILENT_WATCH_CURSOR, last.as_slice())?;

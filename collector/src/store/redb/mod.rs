@@ -453,9 +453,10 @@ impl Store for RedbStore {
         &self,
         cutoff: DateTime<Utc>,
         now: DateTime<Utc>,
+        limit: usize,
     ) -> Result<Vec<(OrgId, AgentId)>> {
         let candidates = self
-            .read(move |txn| agents::silent_agents(txn, cutoff))
+            .read(move |txn| agents::silent_agents(txn, cutoff, limit))
             .await?;
         if candidates.is_empty() {
             return Ok(Vec::new());

@@ -62,15 +62,11 @@ pub(super) const DELIVERIES: TableDefinition<'_, Bytes, Bytes> = TableDefinition
 pub(super) const DELIVERY_DUE: TableDefinition<'_, Bytes, ()> =
     TableDefinition::new("delivery_due");
 /// The agents that can become silent (see `ingest::agent::silent_since`), by the
-/// minute they were last heard from: minute·org·agent, the minute in seconds since
-/// 1970, big-endian, so that the agents silent longest come first (see
-/// `agents::Watch`).
+/// minute they were last heard from: minute·org·agent, the minute counted from 1970 in
+/// four bytes, big-endian, so that the agents silent longest come first (see
+/// `agents::watch_minute`).
 pub(super) const SILENT_WATCH: TableDefinition<'_, Bytes, ()> =
     TableDefinition::new("silent_watch");
-/// Each watched agent's minute in `silent_watch` (org·agent → minute), so that a write
-/// of the agent finds its row there.
-pub(super) const SILENT_MINUTE: TableDefinition<'_, Bytes, u64> =
-    TableDefinition::new("silent_minute");
 
 /// Every table of records and links (byte keys to byte values).
 pub(super) const ROW_TABLES: [TableDefinition<'_, Bytes, Bytes>; 22] = [
@@ -407,7 +403,6 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(CENSUS_MEMBERS)?;
     txn.open_table(CENSUS_RANK)?;
     txn.open_table(SILENT_WATCH)?;
-    txn.open_table(SILENT_MINUTE)?;
     Ok(())
 }
 

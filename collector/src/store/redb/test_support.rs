@@ -404,6 +404,5 @@ fn compact_table(name: &str) -> Result<migrate::CompactTable> {
 /// Drop layout 7's index of agents by when they were last heard from.
 fn forget_silent_watch(txn: &WriteTransaction) -> Result<()> {
     txn.delete_table(super::schema::SILENT_WATCH)?;
-    txn.delete_table(super::schema::SILENT_MINUTE)?;
     Ok(())
 }
