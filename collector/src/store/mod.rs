@@ -468,8 +468,9 @@ pub trait Store: Send + Sync + 'static {
     /// Every table's entries and bytes, largest first.
     async fn space(&self) -> Result<Vec<TableSpace>>;
     /// Delete dormant servers last seen before `before` (with their history and
-    /// alerts), visiting up to `agents` agents after `cursor`; answers the servers and
-    /// alerts deleted and where the next batch starts (`None`: done).
+    /// alerts), visiting up to `agents` agents after `cursor` (read first where the
+    /// store can: a batch with nothing to delete writes nothing); answers the servers
+    /// and alerts deleted and where the next batch starts (`None`: done).
     async fn prune_dormant_servers(
         &self,
         before: DateTime<Utc>,

@@ -641,8 +641,16 @@ impl Store for RedbStore {
         cursor: Option<Vec<u8>>,
         agents: usize,
     ) -> Result<(u64, u64, Option<Vec<u8>>)> {
-        self.write(move |txn| retention::prune_dormant(txn, before, cursor, agents))
-            .await
+        let (keys, next) = self
+            .read(move |txn| retention::dormant_candidates(txn, before, cursor, agents))
+            .await?;
+        if keys.is_empty() {
+            return Ok((0, 0, next));
+        }
+        let (servers, alerts) = self
+            .write(move |txn| retention::prune_dormant(txn, before, keys))
+            .await?;
+        Ok((servers, alerts, next))
     }
 
     async fn prune_dismissed_alerts(

@@ -7,11 +7,11 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use mcpwatch_protocol::ids::{AgentId, OrgId, ServerId};
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::schema::{
     AGENT_SERVERS, AGENTS, ALERT_SUBJECTS, ALERTS, ALERTS_OPEN, Bytes, SERVER_CHANGES, SERVERS,
-    add_count, count_key_alerts, decode, scan_prefix, server_key,
+    add_count, count_key_alerts, decode, org_key, scan_prefix, server_key,
 };
 use crate::model::{Alert, Server, ServerStatus};
 use crate::store::{Error, Result};
@@ -70,15 +70,24 @@ fn remove_alert(txn: &WriteTransaction, key: &[u8], alert: &Alert) -> Result<()>
     Ok(())
 }
 
-/// One batch of dormant servers last seen before `before`: up to `agents` agents from
-/// after `cursor` (an agent's key). Answers how many servers and alerts went, and
-/// where the next batch starts (`None`: the pass is over).
-pub(super) fn prune_dormant(
-    txn: &WriteTransaction,
+/// Whether a stored server is past its retention: dormant, and last seen before
+/// `before`.
+fn expired(server: &Server, before: DateTime<Utc>) -> bool {
+    server.status == ServerStatus::Dormant && server.last_seen_at < before
+}
+
+/// Agents' keys, and where the next batch starts (`None`: the pass is over).
+pub(super) type Batch = (Vec<Vec<u8>>, Option<Vec<u8>>);
+
+/// Up to `agents` agents after `cursor` (an agent's key) visited in a read, without
+/// the writer: answers those with a server past its retention (most have none, so most
+/// batches need no write), and where the next batch starts (`None`: the pass is over).
+pub(super) fn dormant_candidates(
+    txn: &ReadTransaction,
     before: DateTime<Utc>,
     cursor: Option<Vec<u8>>,
     agents: usize,
-) -> Result<(u64, u64, Option<Vec<u8>>)> {
+) -> Result<Batch> {
     let keys: Vec<Vec<u8>> = after(&txn.open_table(AGENTS)?, cursor.as_deref(), agents)?
         .into_iter()
         .map(|(k, _)| k)
@@ -86,6 +95,29 @@ pub(super) fn prune_dormant(
     let next = (keys.len() == agents)
         .then(|| keys.last().cloned())
         .flatten();
+    let (rows, stored) = (txn.open_table(AGENT_SERVERS)?, txn.open_table(SERVERS)?);
+    let mut candidates = Vec::new();
+    for key in keys {
+        let (org, agent) = split_agent_key(&key)?;
+        for id in super::agent_servers::of(&rows, org, agent)? {
+            let server = super::server_value::get(&stored, &org_key(org, id))?;
+            if server.is_some_and(|s| expired(&s, before)) {
+                candidates.push(key);
+                break;
+            }
+        }
+    }
+    Ok((candidates, next))
+}
+
+/// Delete the servers past their retention of the agents at `keys` (found by
+/// [`dormant_candidates`], and checked again here), with their history and alerts.
+/// Answers how many servers and alerts went.
+pub(super) fn prune_dormant(
+    txn: &WriteTransaction,
+    before: DateTime<Utc>,
+    keys: Vec<Vec<u8>>,
+) -> Result<(u64, u64)> {
     let (mut servers, mut alerts) = (0, 0);
     for key in keys {
         let (org, agent) = split_agent_key(&key)?;
@@ -97,7 +129,7 @@ pub(super) fn prune_dormant(
             agent,
         )?;
         for (server, _) in stored {
-            if server.status == ServerStatus::Dormant && server.last_seen_at < before {
+            if expired(&server, before) {
                 remove_server(txn, &server)?;
                 gone.insert(server.id);
             }
@@ -109,7 +141,7 @@ pub(super) fn prune_dormant(
             alerts += remove_alerts_of(txn, org, &gone)?;
         }
     }
-    Ok((servers, alerts, next))
+    Ok((servers, alerts))
 }
 
 fn split_agent_key(key: &[u8]) -> Result<(OrgId, AgentId)> {
