@@ -478,7 +478,8 @@ pub trait Store: Send + Sync + 'static {
         agents: usize,
     ) -> Result<(u64, u64, Option<Vec<u8>>)>;
     /// Delete alerts dismissed before `before`, reading up to `rows` alerts after
-    /// `cursor`; answers how many went and where the next batch starts.
+    /// `cursor` (read first where the store can: a batch with nothing to delete writes
+    /// nothing); answers how many went and where the next batch starts.
     async fn prune_dismissed_alerts(
         &self,
         before: DateTime<Utc>,

@@ -659,8 +659,16 @@ impl Store for RedbStore {
         cursor: Option<Vec<u8>>,
         rows: usize,
     ) -> Result<(u64, Option<Vec<u8>>)> {
-        self.write(move |txn| retention::prune_dismissed(txn, before, cursor, rows))
-            .await
+        let (keys, next) = self
+            .read(move |txn| retention::dismissed_candidates(txn, before, cursor, rows))
+            .await?;
+        if keys.is_empty() {
+            return Ok((0, next));
+        }
+        let removed = self
+            .write(move |txn| retention::prune_dismissed(txn, before, keys))
+            .await?;
+        Ok((removed, next))
     }
 
     async fn events_after(

@@ -173,27 +173,55 @@ fn remove_alerts_of(
     Ok(doomed.len() as u64)
 }
 
-/// One batch of dismissed alerts dismissed before `before`: up to `rows` alerts read
-/// from after `cursor`. Answers how many went and where the next batch starts.
-pub(super) fn prune_dismissed(
-    txn: &WriteTransaction,
+/// Whether an alert is past its retention: dismissed before `before`.
+fn dismissed_before(alert: &Alert, before: DateTime<Utc>) -> bool {
+    alert.dismissed && alert.dismissed_at.unwrap_or(alert.created_at) < before
+}
+
+/// Up to `rows` alerts after `cursor` read without the writer: answers the keys of
+/// those dismissed before `before` (most batches have none, so most need no write),
+/// and where the next batch starts (`None`: the pass is over).
+pub(super) fn dismissed_candidates(
+    txn: &ReadTransaction,
     before: DateTime<Utc>,
     cursor: Option<Vec<u8>>,
     rows: usize,
-) -> Result<(u64, Option<Vec<u8>>)> {
+) -> Result<Batch> {
     let batch = after(&txn.open_table(ALERTS)?, cursor.as_deref(), rows)?;
     let next = (batch.len() == rows)
         .then(|| batch.last().map(|(k, _)| k.clone()))
         .flatten();
-    let mut removed = 0;
-    for (key, value) in batch {
-        let Ok(alert) = decode::<Alert>(&value) else {
-            continue;
-        };
-        if alert.dismissed && alert.dismissed_at.unwrap_or(alert.created_at) < before {
-            remove_alert(txn, &key, &alert)?;
-            removed += 1;
+    let candidates = batch
+        .into_iter()
+        .filter(|(_, value)| decode::<Alert>(value).is_ok_and(|a| dismissed_before(&a, before)))
+        .map(|(key, _)| key)
+        .collect();
+    Ok((candidates, next))
+}
+
+/// Delete the alerts at `keys` that are dismissed before `before` (found by
+/// [`dismissed_candidates`], and checked again here); answers how many went.
+pub(super) fn prune_dismissed(
+    txn: &WriteTransaction,
+    before: DateTime<Utc>,
+    keys: Vec<Vec<u8>>,
+) -> Result<u64> {
+    let mut doomed = Vec::new();
+    {
+        let alerts = txn.open_table(ALERTS)?;
+        for key in keys {
+            let Some(value) = alerts.get(key.as_slice())? else {
+                continue;
+            };
+            if let Ok(alert) = decode::<Alert>(value.value())
+                && dismissed_before(&alert, before)
+            {
+                doomed.push((key, alert));
+            }
         }
     }
-    Ok((removed, next))
+    for (key, alert) in &doomed {
+        remove_alert(txn, key, alert)?;
+    }
+    Ok(doomed.len() as u64)
 }
