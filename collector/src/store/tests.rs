@@ -2390,7 +2390,12 @@ async fn a_postgres_database_of_schema_3_gets_when_its_agents_were_last_heard_fr
     let heard = {
         let store = super::postgres::PgStore::connect(&options).await.unwrap();
         three_agents_reporting(&store, &o, fleet).await;
-        store.create_agent(agent(&o, 4)).await.unwrap();
+        // A name with a NUL in it (a laptop's to choose), which `jsonb` refuses.
+        let nul = Agent {
+            name: "laptop\0name".into(),
+            ..agent(&o, 4)
+        };
+        store.create_agent(nul).await.unwrap();
         let marked = store
             .sweep_silent_agents(
                 Utc::now() + chrono::Duration::seconds(1),

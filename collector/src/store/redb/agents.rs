@@ -293,7 +293,12 @@ pub(super) fn silent_agents(
             .value()
             .get(4..)
             .ok_or_else(|| Error::internal("a silent_watch key is too short"))?;
-        let Some(agent) = get_record::<Agent, _>(&agents, key)? else {
+        // An agent whose record cannot be read is left for `check` to name; the others
+        // are still swept.
+        let Some(agent) = agents
+            .get(key)?
+            .and_then(|v| decode::<Agent>(v.value()).ok())
+        else {
             continue;
         };
         if rules::is_silent(&agent, cutoff) {

@@ -7,7 +7,12 @@ UPDATE agents a SET silent_since = CASE
              AND (d.doc ->> 'server_count')::bigint > 0
         THEN COALESCE(a.last_seen, (d.doc ->> 'created_at')::timestamptz)
     END
-    FROM (SELECT org, id, convert_from(doc, 'UTF8')::jsonb AS doc FROM agents) d
+    -- A NUL in a record (a laptop's host name may hold one) is escaped as \u0000, which
+    -- PostgreSQL's JSON functions refuse: read as U+FFFD, an escape of the same form
+    -- (so the text stays JSON), in fields this does not read.
+    FROM (SELECT org, id,
+                 replace(convert_from(doc, 'UTF8'), E'\\u0000', E'\\ufffd')::json AS doc
+          FROM agents) d
     WHERE d.org = a.org AND d.id = a.id;
 CREATE INDEX IF NOT EXISTS agents_by_silent_since ON agents (silent_since)
     WHERE silent_since IS NOT NULL;
