@@ -249,24 +249,23 @@ pub(super) fn check(txn: &ReadTransaction) -> Result<Vec<String>> {
         &rows(txn, AGENT_SERVERS)?,
         &e.by_agent,
     );
-    let held_open = keys(txn, ALERTS_OPEN)?
-        .into_iter()
-        .map(|k| (k, Vec::new()))
-        .collect();
+    // The key-only indexes: their keys, each with an empty value.
+    let held = |def| -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+        Ok(keys(txn, def)?
+            .into_iter()
+            .map(|k| (k, Vec::new()))
+            .collect())
+    };
     compare(
         &mut problems,
         "alerts_open (open alerts)",
-        &held_open,
+        &held(ALERTS_OPEN)?,
         &e.open,
     );
-    let held_watch = keys(txn, SILENT_WATCH)?
-        .into_iter()
-        .map(|k| (k, Vec::new()))
-        .collect();
     compare(
         &mut problems,
         "silent_watch (agents by when they were last heard from)",
-        &held_watch,
+        &held(SILENT_WATCH)?,
         &e.watch,
     );
     let counts = e

@@ -265,6 +265,28 @@ impl RedbStore {
         f(&txn)
     }
 
+    /// One batch of a pass over many rows: `find` reads which of them need a write
+    /// (and where the next batch starts), and `change` writes those, only when there
+    /// are any: most batches of a pass over a large database need none, and a read
+    /// neither waits for the writer nor makes it commit. Answers what `change` answered
+    /// (the default when it did not run) and where the next batch starts.
+    async fn read_then_write<K, C, T>(
+        &self,
+        find: impl FnOnce(&ReadTransaction) -> Result<(Vec<K>, C)> + Send + 'static,
+        change: impl FnOnce(&WriteTransaction, Vec<K>) -> Result<T> + Send + 'static,
+    ) -> Result<(T, C)>
+    where
+        K: Send + 'static,
+        C: Send + 'static,
+        T: Default + Send + 'static,
+    {
+        let (found, next) = self.read(find).await?;
+        if found.is_empty() {
+            return Ok((T::default(), next));
+        }
+        Ok((self.write(move |txn| change(txn, found)).await?, next))
+    }
+
     /// A write, committed with whatever else is waiting (see `writer`).
     async fn write<T: Send + 'static>(
         &self,
@@ -455,14 +477,13 @@ impl Store for RedbStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<(OrgId, AgentId)>> {
-        let candidates = self
-            .read(move |txn| agents::silent_agents(txn, cutoff, limit))
+        let (marked, ()) = self
+            .read_then_write(
+                move |txn| Ok((agents::silent_agents(txn, cutoff, limit)?, ())),
+                move |txn, keys| agents::mark_silent(txn, keys, cutoff, now),
+            )
             .await?;
-        if candidates.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.write(move |txn| agents::mark_silent(txn, candidates, cutoff, now))
-            .await
+        Ok(marked)
     }
 
     async fn touch_agents(&self, seen: Vec<(OrgId, AgentId, DateTime<Utc>)>) -> Result<()> {
@@ -565,16 +586,11 @@ impl Store for RedbStore {
     ) -> Result<(usize, Option<(OrgId, ServerId)>)> {
         // Read at most this many rows per call, so that one call stays short.
         let scan_budget = limit.saturating_mul(20).max(1);
-        let (keys, next) = self
-            .read(move |txn| servers::outdated_servers(txn, cursor, limit, scan_budget))
-            .await?;
-        if keys.is_empty() {
-            return Ok((0, next));
-        }
-        let rescored = self
-            .write(move |txn| servers::rescore_servers(txn, keys, now))
-            .await?;
-        Ok((rescored, next))
+        self.read_then_write(
+            move |txn| servers::outdated_servers(txn, cursor, limit, scan_budget),
+            move |txn, keys| servers::rescore_servers(txn, keys, now),
+        )
+        .await
     }
 
     async fn get_policy(&self, org: OrgId) -> Result<OrgPolicy> {
@@ -641,14 +657,11 @@ impl Store for RedbStore {
         cursor: Option<Vec<u8>>,
         agents: usize,
     ) -> Result<(u64, u64, Option<Vec<u8>>)> {
-        let (keys, next) = self
-            .read(move |txn| retention::dormant_candidates(txn, before, cursor, agents))
-            .await?;
-        if keys.is_empty() {
-            return Ok((0, 0, next));
-        }
-        let (servers, alerts) = self
-            .write(move |txn| retention::prune_dormant(txn, before, keys))
+        let ((servers, alerts), next) = self
+            .read_then_write(
+                move |txn| retention::dormant_candidates(txn, before, cursor, agents),
+                move |txn, keys| retention::prune_dormant(txn, before, keys),
+            )
             .await?;
         Ok((servers, alerts, next))
     }
@@ -659,16 +672,11 @@ impl Store for RedbStore {
         cursor: Option<Vec<u8>>,
         rows: usize,
     ) -> Result<(u64, Option<Vec<u8>>)> {
-        let (keys, next) = self
-            .read(move |txn| retention::dismissed_candidates(txn, before, cursor, rows))
-            .await?;
-        if keys.is_empty() {
-            return Ok((0, next));
-        }
-        let removed = self
-            .write(move |txn| retention::prune_dismissed(txn, before, keys))
-            .await?;
-        Ok((removed, next))
+        self.read_then_write(
+            move |txn| retention::dismissed_candidates(txn, before, cursor, rows),
+            move |txn, keys| retention::prune_dismissed(txn, before, keys),
+        )
+        .await
     }
 
     async fn events_after(
