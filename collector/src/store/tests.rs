@@ -2372,6 +2372,64 @@ async fn a_layout_5_database_is_rewritten_shorter_and_an_interrupted_rewrite_goe
     }
 }
 
+/// PostgreSQL counts queued census changes in the order they were made: while another
+/// transaction holds the oldest change (a server's addition), a drain waits for it
+/// instead of counting the server's removal first (which would leave it counted for
+/// good, counts never going below zero).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_census_drain_waits_for_an_older_change_another_transaction_holds() {
+    let Some(url) = super::test_pg::fresh_database().await else {
+        return;
+    };
+    let options = super::postgres::PgOptions {
+        url: url.clone(),
+        password_file: None,
+        ca_file: None,
+    };
+    let o = org("A");
+    let store = super::postgres::PgStore::connect(&options).await.unwrap();
+    three_agents_reporting(&store, &o, fleet).await;
+    for a in store.list_agents(o.id).await.unwrap() {
+        store
+            .apply_report(o.id, a.id, report(Vec::new()))
+            .await
+            .unwrap();
+    }
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client.batch_execute("BEGIN").await.unwrap();
+    let held = client
+        .query(
+            "SELECT seq FROM census_queue ORDER BY seq LIMIT 1 FOR UPDATE",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    let (counted, ()) = tokio::join!(census_now(&store, o.id), async {
+        // Until the drain waits for the held row (or a deadline, should it not wait).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let waiting: i64 = client
+                .query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[])
+                .await
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        client.batch_execute("ROLLBACK").await.unwrap();
+    });
+    assert_eq!(counted, Recount::new());
+    // And once the held change is counted too.
+    assert_eq!(census_now(&store, o.id).await, Recount::new());
+    assert_eq!(recount(&store, o.id).await, Recount::new());
+}
+
 /// Schema 4 of the PostgreSQL store keeps when each agent that can become silent was
 /// last heard from in an indexed column: a schema-3 database gets it from its records
 /// at the upgrade (none for an agent marked silent or without servers), and the sweep

@@ -7,7 +7,7 @@ use mcpwatch_protocol::ids::{AgentId, EnrollSecretId, OrgId, ServerId};
 use super::sql::{Db, count, doc, docs, exec, get, is_unique_violation, json, row, rows, text};
 use super::{alerts, servers};
 use crate::ingest::agent::{self as rules, HeartbeatUpdate};
-use crate::model::{Agent, EnrollSecret, ServerStatus};
+use crate::model::{Agent, EnrollSecret};
 use crate::store::{Error, Result};
 
 const KEY_COLLISION: Error = Error::Conflict("api key collision");
@@ -413,11 +413,9 @@ pub(super) async fn prune_dormant(
     for (org, agent) in keys {
         let (org, agent) = (OrgId(org), AgentId(agent));
         let mut gone: Vec<ServerId> = Vec::new();
-        for (server, _) in servers::agent_servers(db, org, agent, true).await? {
-            if server.status == ServerStatus::Dormant && server.last_seen_at < before {
-                servers::remove_server(db, &server).await?;
-                gone.push(server.id);
-            }
+        for server in servers::dormant_servers(db, org, agent, before).await? {
+            servers::remove_server(db, &server).await?;
+            gone.push(server.id);
         }
         if !gone.is_empty() {
             servers_gone += gone.len() as u64;

@@ -1,7 +1,7 @@
 //! The census's counts, kept at write time as the embedded store keeps them (see
 //! [`crate::store::tally`]): a server write queues its change in its own transaction;
-//! [`drain`] claims queued changes (`FOR UPDATE SKIP LOCKED`, so that instances
-//! draining at once never count one twice) and counts them in.
+//! [`drain`] claims the oldest queued changes and counts them in, one drain at a time
+//! across every instance.
 
 use std::collections::BTreeMap;
 
@@ -27,14 +27,24 @@ pub(super) async fn apply(db: &Db, before: Option<&Server>, after: Option<&Serve
     Ok(())
 }
 
+/// The advisory lock key of census drains ("mcpwcens" in ASCII).
+const DRAIN_LOCK: i64 = 0x6d63_7077_6365_6e73;
+
 /// Claim and count up to `limit` queued changes, oldest first; answers how many.
+///
+/// Drains wait for each other (a transaction-level advisory lock), so that changes are
+/// counted in the order they were made: a server's removal counted before its
+/// addition would leave a member counted that is gone (counts never go below zero).
+/// The claimed rows are read once, in a CTE, and deleted by key: a `DELETE ... WHERE
+/// seq IN (SELECT ... LIMIT)` re-runs its subquery for every row another transaction
+/// touched first, and two drains at once took minutes.
 pub(super) async fn drain(db: &Db, limit: usize) -> Result<usize> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    exec(db, "SELECT pg_advisory_xact_lock($1)", &[&DRAIN_LOCK]).await?;
     let claimed = rows(
         db,
-        "DELETE FROM census_queue WHERE seq IN \
-         (SELECT seq FROM census_queue ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
-         RETURNING doc",
+        "WITH claimed AS (SELECT seq FROM census_queue ORDER BY seq LIMIT $1 FOR UPDATE) \
+         DELETE FROM census_queue q USING claimed c WHERE q.seq = c.seq RETURNING q.doc",
         &[&limit],
     )
     .await?;

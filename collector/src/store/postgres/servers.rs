@@ -10,7 +10,9 @@ use tokio_postgres::types::ToSql;
 
 use super::sql::{Db, count, doc, docs, exec, get, json, row, rows, text, window};
 use crate::ingest::{self, ServerWrite, rescore};
-use crate::model::{LevelCounts, MAX_SERVER_CHANGES, OrgPolicy, Server, ServerChange};
+use crate::model::{
+    LevelCounts, MAX_SERVER_CHANGES, OrgPolicy, Server, ServerChange, ServerStatus,
+};
 use crate::store::{Direction, Error, Page, Result, ServerQuery, ServerSort};
 
 const SERVER_COLUMNS: &str = "org, id, agent, ident, rank, inv_score, status, name_lc, last_seen_at, rules_version, policy_version, doc";
@@ -156,6 +158,35 @@ pub(super) async fn agent_servers(
             Ok((doc(r, 0)?, ident))
         })
         .collect()
+}
+
+/// The agent's servers dormant since before `before`, locked for removal: only those
+/// are read, so that retention's hourly pass over every agent reads no records for
+/// agents with nothing to remove.
+pub(super) async fn dormant_servers(
+    db: &Db,
+    org: OrgId,
+    agent: AgentId,
+    before: DateTime<Utc>,
+) -> Result<Vec<Server>> {
+    let dormant = i16::from(ServerStatus::Dormant.code());
+    rows(
+        db,
+        "SELECT doc FROM servers WHERE org = $1 AND agent = $2 AND status = $3 \
+         AND last_seen_at < $4 ORDER BY id FOR UPDATE",
+        &[&org.0, &agent.0, &dormant, &before],
+    )
+    .await?
+    .iter()
+    .map(|r| doc(r, 0))
+    .collect::<Result<Vec<Server>>>()
+    // A record that disagrees with its columns is left for `check` to name.
+    .map(|found| {
+        found
+            .into_iter()
+            .filter(|s| s.status == ServerStatus::Dormant && s.last_seen_at < before)
+            .collect()
+    })
 }
 
 pub(super) async fn get_server(db: &Db, org: OrgId, server: ServerId) -> Result<Server> {
