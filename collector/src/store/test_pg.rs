@@ -35,14 +35,18 @@ pub async fn fresh_database() -> Option<String> {
     Some(parsed.to_string())
 }
 
-/// A store on a new, empty database, if there is a test server.
-pub async fn fresh_store() -> Option<PgStore> {
-    let url = fresh_database().await?;
-    let options = PgOptions {
-        url,
+/// Options for a new, empty database on the test server, if there is one.
+pub async fn fresh_options() -> Option<PgOptions> {
+    Some(PgOptions {
+        url: fresh_database().await?,
         password_file: None,
         ca_file: None,
-    };
+    })
+}
+
+/// A store on a new, empty database, if there is a test server.
+pub async fn fresh_store() -> Option<PgStore> {
+    let options = fresh_options().await?;
     Some(
         PgStore::connect(&options)
             .await

@@ -2378,14 +2378,10 @@ async fn a_layout_5_database_is_rewritten_shorter_and_an_interrupted_rewrite_goe
 /// good, counts never going below zero).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_census_drain_waits_for_an_older_change_another_transaction_holds() {
-    let Some(url) = super::test_pg::fresh_database().await else {
+    let Some(options) = super::test_pg::fresh_options().await else {
         return;
     };
-    let options = super::postgres::PgOptions {
-        url: url.clone(),
-        password_file: None,
-        ca_file: None,
-    };
+    let url = options.url.clone();
     let o = org("A");
     let store = super::postgres::PgStore::connect(&options).await.unwrap();
     three_agents_reporting(&store, &o, fleet).await;
@@ -2436,14 +2432,10 @@ async fn a_postgres_census_drain_waits_for_an_older_change_another_transaction_h
 /// finds its silent agents through it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_database_of_schema_3_gets_when_its_agents_were_last_heard_from() {
-    let Some(url) = super::test_pg::fresh_database().await else {
+    let Some(options) = super::test_pg::fresh_options().await else {
         return;
     };
-    let options = super::postgres::PgOptions {
-        url: url.clone(),
-        password_file: None,
-        ca_file: None,
-    };
+    let url = options.url.clone();
     let o = org("A");
     let heard = {
         let store = super::postgres::PgStore::connect(&options).await.unwrap();
@@ -2512,14 +2504,10 @@ async fn a_postgres_database_of_schema_3_gets_when_its_agents_were_last_heard_fr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_census_of_schema_1_or_2_goes_on_counting_after_the_upgrade() {
     for schema in [1, 2] {
-        let Some(url) = super::test_pg::fresh_database().await else {
+        let Some(options) = super::test_pg::fresh_options().await else {
             return;
         };
-        let options = super::postgres::PgOptions {
-            url: url.clone(),
-            password_file: None,
-            ca_file: None,
-        };
+        let url = options.url.clone();
         let o = org("A");
         let (expected, servers) = {
             let store = super::postgres::PgStore::connect(&options).await.unwrap();
