@@ -2409,7 +2409,11 @@ async fn a_postgres_census_drain_waits_for_an_older_change_another_transaction_h
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::time::Instant::now() < deadline {
             let waiting: i64 = client
-                .query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[])
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE wait_event_type = 'Lock' AND datname = current_database()",
+                    &[],
+                )
                 .await
                 .unwrap()
                 .get(0);

@@ -170,23 +170,22 @@ pub(super) async fn dormant_servers(
     before: DateTime<Utc>,
 ) -> Result<Vec<Server>> {
     let dormant = i16::from(ServerStatus::Dormant.code());
-    rows(
+    let mut found = Vec::new();
+    for r in rows(
         db,
         "SELECT doc FROM servers WHERE org = $1 AND agent = $2 AND status = $3 \
          AND last_seen_at < $4 ORDER BY id FOR UPDATE",
         &[&org.0, &agent.0, &dormant, &before],
     )
     .await?
-    .iter()
-    .map(|r| doc(r, 0))
-    .collect::<Result<Vec<Server>>>()
-    // A record that disagrees with its columns is left for `check` to name.
-    .map(|found| {
-        found
-            .into_iter()
-            .filter(|s| s.status == ServerStatus::Dormant && s.last_seen_at < before)
-            .collect()
-    })
+    {
+        let server: Server = doc(&r, 0)?;
+        // A record that disagrees with its columns is left for `check` to name.
+        if server.status == ServerStatus::Dormant && server.last_seen_at < before {
+            found.push(server);
+        }
+    }
+    Ok(found)
 }
 
 pub(super) async fn get_server(db: &Db, org: OrgId, server: ServerId) -> Result<Server> {
