@@ -81,6 +81,11 @@ pub(super) fn apply_all<'a>(
 
 const QUEUE_SEQ: &str = "census_queue_seq";
 
+/// Whether any change is queued, not yet counted.
+pub(super) fn queued(txn: &ReadTransaction) -> Result<bool> {
+    Ok(txn.open_table(CENSUS_QUEUE)?.first()?.is_some())
+}
+
 /// Count up to `limit` queued changes in, oldest first, in this transaction; answers
 /// how many were counted.
 pub(super) fn drain(txn: &WriteTransaction, limit: usize) -> Result<usize> {

@@ -779,10 +779,25 @@ impl Store for RedbStore {
         org: OrgId,
         query: CensusQuery,
     ) -> Result<Page<(crate::census::Counts, Vec<crate::census::VersionHosts>)>> {
-        // Every committed write counted before the read (a few batches at most behind
-        // the background jobs).
+        // Every committed write counted before the read. With nothing queued, the
+        // snapshot that found the queue empty is read, and the writer is not asked;
+        // otherwise what is queued (a few batches at most behind the background jobs)
+        // is counted first.
+        let again = query.clone();
+        let listed = self
+            .read(move |txn| {
+                if census::queued(txn)? {
+                    Ok(None)
+                } else {
+                    census::list(txn, org, &query).map(Some)
+                }
+            })
+            .await?;
+        if let Some(page) = listed {
+            return Ok(page);
+        }
         while self.drain_census(CENSUS_BATCH).await? >= CENSUS_BATCH {}
-        self.read(move |txn| census::list(txn, org, &query)).await
+        self.read(move |txn| census::list(txn, org, &again)).await
     }
 
     async fn drain_census(&self, limit: usize) -> Result<usize> {
