@@ -27,6 +27,14 @@ pub(super) async fn apply(db: &Db, before: Option<&Server>, after: Option<&Serve
     Ok(())
 }
 
+/// Whether any change is queued, not yet counted (one committed by a drain is gone
+/// from the queue and in the counts at once).
+pub(super) async fn queued(db: &Db) -> Result<bool> {
+    Ok(row(db, "SELECT 1 FROM census_queue LIMIT 1", &[])
+        .await?
+        .is_some())
+}
+
 /// The advisory lock key of census drains ("mcpwcens" in ASCII).
 const DRAIN_LOCK: i64 = 0x6d63_7077_6365_6e73;
 
