@@ -6,7 +6,8 @@
 //! A server write only appends its change to `census_queue` (one small write at the
 //! end of a table, in the write's own transaction: nothing is lost); [`drain`] counts
 //! queued changes in, thousands at a time and netted, from the background jobs and
-//! before every census read, so a read always sees every committed write.
+//! before a census read that finds changes queued, so a read always sees every
+//! committed write.
 //!
 //! Keys: a row is org·group·key·0 (a key never holds a NUL; a package's is
 //! ecosystem·1·name); its members are h(row)·kind·member, with h the first 8
