@@ -157,7 +157,7 @@ pub struct AlertQuery {
 }
 
 /// A page of the census.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct CensusQuery {
     pub group: crate::census::Group,
     /// Sorted by hosts (else by key).

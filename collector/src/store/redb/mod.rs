@@ -783,7 +783,6 @@ impl Store for RedbStore {
         // snapshot that found the queue empty is read, and the writer is not asked;
         // otherwise what is queued (a few batches at most behind the background jobs)
         // is counted first.
-        let again = query.clone();
         let listed = self
             .read(move |txn| {
                 if census::queued(txn)? {
@@ -797,7 +796,7 @@ impl Store for RedbStore {
             return Ok(page);
         }
         while self.drain_census(CENSUS_BATCH).await? >= CENSUS_BATCH {}
-        self.read(move |txn| census::list(txn, org, &again)).await
+        self.read(move |txn| census::list(txn, org, &query)).await
     }
 
     async fn drain_census(&self, limit: usize) -> Result<usize> {
