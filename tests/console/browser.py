@@ -23,10 +23,10 @@ from selenium.common.exceptions import (
     NoAlertPresentException,
     NoSuchElementException,
     StaleElementReferenceException,
+    WebDriverException,
 )
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 
@@ -59,25 +59,43 @@ def browser(width=1280, height=900):
     return driver
 
 
-def wait(driver, condition, what, timeout=15):
+def wait(driver, condition, what, timeout=15, ignored=()):
+    """Wait until `condition` holds; errors of the `ignored` kinds count as "not yet"."""
     try:
-        return WebDriverWait(driver, timeout).until(condition)
-    except Exception as e:  # noqa: BLE001 - say what was awaited
-        raise Failed(f"waited {timeout}s for {what}; at {driver.current_url}: {driver.title!r}") from e
+        return WebDriverWait(driver, timeout, ignored_exceptions=ignored).until(condition)
+    except Exception as e:  # noqa: BLE001 - say what was awaited, and what went wrong
+        cause = getattr(e, "msg", None) or repr(e)
+        raise Failed(f"waited up to {timeout}s for {what}; at {driver.current_url}: {driver.title!r}: {cause}") from e
+
+
+def gone(element):
+    """Whether `element` no longer belongs to the page the browser shows. chromedriver
+    says so with a stale reference, or, while the next document is being attached,
+    with an inspector error that the node "does not belong to the document"."""
+    try:
+        element.is_enabled()
+        return False
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as e:
+        if "does not belong to the document" in (e.msg or ""):
+            return True
+        raise
 
 
 def goes(driver, action, what):
     """Do `action`, which loads a new page, and wait until the new one is there
-    (reading before that would read the old one): the old page's root is gone, or the
-    address changed, and the new document is parsed."""
+    (reading before that would read the old one): the address changed or the old page's
+    root is gone, and the new document is parsed. Errors from a browser caught between
+    two documents are retried until the deadline, and the last one is reported."""
     old, url = driver.find_element(By.TAG_NAME, "html"), driver.current_url
 
     def loaded(d):
-        gone = EC.staleness_of(old)(d) or d.current_url != url
-        return gone and d.execute_script("return document.readyState") in ("interactive", "complete")
+        left = d.current_url != url or gone(old)
+        return left and d.execute_script("return document.readyState") in ("interactive", "complete")
 
     action()
-    wait(driver, loaded, what)
+    wait(driver, loaded, what, ignored=(WebDriverException,))
 
 
 def texts(driver, css):
