@@ -13,6 +13,7 @@ use chrono::Utc;
 use mcpwatch_protocol::ids::{OrgId, ServerId};
 use tokio::time::{Interval, MissedTickBehavior};
 
+use crate::ingest::agent::{Resumed, silence_cutoff};
 use crate::state::SharedState;
 
 /// How often in-memory presence is written to the store.
@@ -52,9 +53,18 @@ struct Pass {
 
 /// Run every background job until the task is dropped. Rescoring runs once at start
 /// and again whenever [`crate::state::AppState::rescore_wanted`] is notified (a
-/// policy change).
-pub async fn run(state: SharedState) {
+/// policy change). `resumed`: when this start began listening, and the newest time it
+/// found an agent heard from (the time between is not silence).
+pub async fn run(state: SharedState, resumed: Option<Resumed>) {
     let threshold = state.settings.dormant_after;
+    if let Some(r) = resumed.filter(|r| r.unheard() >= chrono::Duration::seconds(1)) {
+        tracing::info!(
+            last_heard = %r.last_heard,
+            unheard_secs = r.unheard().num_seconds(),
+            dormant_after_secs = threshold.as_secs(),
+            "No agent was heard from for a while before this start; that time does not count as silence."
+        );
+    }
     let mut flush = ticker(PRESENCE_FLUSH_INTERVAL);
     let mut sweep = ticker((threshold / 2).clamp(Duration::from_secs(1), Duration::from_secs(60)));
     let mut audit = ticker(AUDIT_PRUNE_INTERVAL);
@@ -77,7 +87,7 @@ pub async fn run(state: SharedState) {
                 drain_census(&state).await;
             },
             _ = sweep.tick() => if state.store.lead().await {
-                sweep_silent(&state).await;
+                sweep_silent(&state, resumed).await;
             } else {
                 state.presence.flush(state.store.as_ref()).await;
             },
@@ -113,9 +123,10 @@ async fn presence_from_others(state: &SharedState) {
     }
 }
 
-/// Save presence, then mark agents silent longer than the dormancy threshold, so
-/// that their servers show as dormant.
-async fn sweep_silent(state: &SharedState) {
+/// Save presence, then mark agents silent longer than the dormancy threshold (of the
+/// time the collector was listening: see [`silence_cutoff`]), so that their servers
+/// show as dormant.
+async fn sweep_silent(state: &SharedState, resumed: Option<Resumed>) {
     // Save in-memory last-seen times first, so an agent heard from a moment ago is
     // not taken for silent.
     state.presence.flush(state.store.as_ref()).await;
@@ -124,9 +135,10 @@ async fn sweep_silent(state: &SharedState) {
     };
     for _ in 0..SILENT_PER_TURN / SILENT_BATCH {
         let now = Utc::now();
+        let cutoff = silence_cutoff(now, threshold, resumed);
         match state
             .store
-            .sweep_silent_agents(now - threshold, now, SILENT_BATCH)
+            .sweep_silent_agents(cutoff, now, SILENT_BATCH)
             .await
         {
             Ok(marked) => {

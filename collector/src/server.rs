@@ -15,6 +15,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
+use crate::ingest::agent::Resumed;
 use crate::jobs;
 use crate::router;
 use crate::state::SharedState;
@@ -35,18 +36,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let app = router::build(state.clone());
-    // Agents heard from within the offline window before a restart still count as
-    // online on the dashboard, which counts from memory.
-    let window =
-        chrono::Duration::from_std(state.settings.offline_after).unwrap_or(chrono::Duration::MAX);
-    let since = chrono::Utc::now()
-        .checked_sub_signed(window)
-        .unwrap_or_default();
-    match state.store.agents_seen_since(since).await {
-        Ok(known) => state.presence.load(known),
-        Err(e) => tracing::warn!(error = %e, "Cannot read when agents were last seen."),
-    }
-    let jobs = tokio::spawn(jobs::run(Arc::clone(&state)));
+    let resumed = what_was_heard(&state).await;
+    let jobs = tokio::spawn(jobs::run(Arc::clone(&state), resumed));
     let deliveries = tokio::spawn(crate::notify::worker::run(
         Arc::clone(&state.store),
         Arc::clone(&state.notifier),
@@ -115,6 +106,33 @@ pub async fn serve(
     state.presence.flush(state.store.as_ref()).await;
     state.token_use.flush(state.store.as_ref()).await;
     Ok(())
+}
+
+/// What the store knows of agents heard from before this start, read before any
+/// request is taken: presence for the dashboard, and how long nothing was heard (which
+/// the sweep for silent agents does not count as silence).
+async fn what_was_heard(state: &SharedState) -> Option<Resumed> {
+    // Agents heard from within the offline window before a restart still count as
+    // online on the dashboard, which counts from memory.
+    let window =
+        chrono::Duration::from_std(state.settings.offline_after).unwrap_or(chrono::Duration::MAX);
+    let since = chrono::Utc::now()
+        .checked_sub_signed(window)
+        .unwrap_or_default();
+    match state.store.agents_seen_since(since).await {
+        Ok(known) => state.presence.load(known),
+        Err(e) => tracing::warn!(error = %e, "Cannot read when agents were last seen."),
+    }
+    match state.store.newest_silent_since().await {
+        Ok(last) => last.map(|last_heard| Resumed {
+            started: chrono::Utc::now(),
+            last_heard,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot read when an agent was last heard from; the time before this start counts as silence.");
+            None
+        }
+    }
 }
 
 /// Serve one connection until it ends or shutdown has waited for it.

@@ -456,6 +456,50 @@ fn cors_allows_configured_origins_only() {
     assert!(!other.headers().contains_key("access-control-allow-origin"));
 }
 
+/// After a stop longer than `--dormant-after`, the time the collector was down is not
+/// taken for silence: an agent heard from just before the stop is marked silent only
+/// once the collector has listened for the threshold again, not at the first sweep.
+#[test]
+fn the_time_the_collector_was_down_is_not_silence() {
+    let threshold = std::time::Duration::from_secs(6);
+    let mut c = TestCollector::start(&["--dormant-after", "6"]);
+    let token = admin(&c);
+    let (agent_id, key) = c.create_agent(&token, "laptop");
+    let report = json!({ "servers": [seed_server(), agent_server("clock", "uvx", &["mcp-server-time==0.6.2"])] });
+    assert_eq!(c.agent_call("/mcp/report", &key, None, &report).0, 200);
+    c.kill_hard();
+    // Down for longer than the threshold.
+    std::thread::sleep(threshold + std::time::Duration::from_secs(2));
+    c.restart();
+    let restarted = std::time::Instant::now();
+    mcpwatch_tests::eventually(
+        std::time::Duration::from_secs(30),
+        "the collector to say that the time before its start is not silence",
+        || c.log().contains("does not count as silence").then_some(()),
+    );
+    let count = |status: &str| {
+        c.get(
+            &format!("/mcp/servers?agent_id={agent_id}&status={status}"),
+            &token,
+        )
+        .1["total"]
+            .clone()
+    };
+    assert_eq!(
+        count("active"),
+        2,
+        "not silent at the start ({:?} after it):\n{}",
+        restarted.elapsed(),
+        c.log()
+    );
+    mcpwatch_tests::eventually(
+        std::time::Duration::from_secs(30),
+        "the agent to be marked silent once the collector has listened for the threshold",
+        || (count("dormant") == 2).then_some(()),
+    );
+    assert!(restarted.elapsed() >= threshold - std::time::Duration::from_secs(1));
+}
+
 #[test]
 fn servers_of_a_silent_agent_turn_dormant_and_come_back_with_a_heartbeat() {
     let c = TestCollector::start(&["--dormant-after", "2"]);

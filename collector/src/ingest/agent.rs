@@ -93,6 +93,46 @@ pub fn is_silent(agent: &Agent, cutoff: DateTime<Utc>) -> bool {
     silent_since(agent).is_some_and(|at| at < cutoff)
 }
 
+/// The collector began listening again at `started`, after a time in which nothing
+/// could be heard: since the newest `silent_since` it had stored, `last_heard`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resumed {
+    pub started: DateTime<Utc>,
+    pub last_heard: DateTime<Utc>,
+}
+
+impl Resumed {
+    /// How long nothing could be heard before the start (zero if something was heard
+    /// after it: another instance on the same database was listening).
+    pub fn unheard(&self) -> chrono::Duration {
+        (self.started - self.last_heard).max(chrono::Duration::zero())
+    }
+}
+
+/// The cutoff of a sweep for silent agents at `now`: an agent last heard from before
+/// it has been silent for `threshold` of the time the collector was listening. The
+/// time before a start in which nothing was heard (the collector was down) does not
+/// count: after a stop longer than `threshold`, every agent still gets `threshold` of
+/// listening before it is taken for silent, rather than all being marked (with an
+/// alert each) at the first sweep. Once the collector has listened for `threshold`
+/// since its start, that time is no longer needed, and the cutoff is `now -
+/// threshold`.
+pub fn silence_cutoff(
+    now: DateTime<Utc>,
+    threshold: chrono::Duration,
+    resumed: Option<Resumed>,
+) -> DateTime<Utc> {
+    let cutoff = now
+        .checked_sub_signed(threshold)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    match resumed {
+        Some(r) if cutoff < r.started => cutoff
+            .checked_sub_signed(r.unheard())
+            .unwrap_or(DateTime::<Utc>::MIN_UTC),
+        _ => cutoff,
+    }
+}
+
 /// Mark a silent agent: its servers are to be shown dormant (see [`presence`]).
 /// Answers the alert.
 pub fn silenced(agent: &mut Agent, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Alert {
@@ -115,4 +155,63 @@ pub fn presence(server: &Server, active: bool) -> Option<ServerWrite> {
     let mut after = server.clone();
     after.status = target;
     Some(ServerWrite::silent(Some(server.clone()), after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn at(hours: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap() + Duration::hours(hours)
+    }
+
+    #[test]
+    fn the_time_the_collector_was_down_is_not_silence() {
+        let day = Duration::hours(24);
+        // Heard from an hour before a stop of 30 hours.
+        let (heard, last_heard, started) = (at(-31), at(-30), at(0));
+        let resumed = Some(Resumed {
+            started,
+            last_heard,
+        });
+        let silent = |now: DateTime<Utc>| heard < silence_cutoff(now, day, resumed);
+        assert!(
+            heard < silence_cutoff(started, day, None),
+            "without it: at once"
+        );
+        assert!(!silent(started), "not at the start");
+        // An hour of listening before the stop and 23 after it make 24 hours.
+        assert!(!silent(at(23)));
+        assert!(silent(at(23) + Duration::seconds(1)));
+        // Once the collector has listened for the threshold, the plain cutoff.
+        assert_eq!(silence_cutoff(at(24), day, resumed), at(0));
+        assert_eq!(silence_cutoff(at(30), day, resumed), at(6));
+    }
+
+    #[test]
+    fn time_heard_after_the_start_takes_nothing_off() {
+        let day = Duration::hours(24);
+        // Another instance on the same database heard an agent after this one started.
+        let resumed = Some(Resumed {
+            started: at(0),
+            last_heard: at(1),
+        });
+        assert_eq!(silence_cutoff(at(2), day, resumed), at(-22));
+        assert_eq!(silence_cutoff(at(2), day, None), at(-22));
+    }
+
+    #[test]
+    fn a_threshold_beyond_the_calendar_never_marks_anyone() {
+        let huge = Duration::days(100_000_000);
+        let resumed = Some(Resumed {
+            started: at(0),
+            last_heard: at(-5),
+        });
+        assert_eq!(silence_cutoff(at(0), huge, None), DateTime::<Utc>::MIN_UTC);
+        assert_eq!(
+            silence_cutoff(at(0), huge, resumed),
+            DateTime::<Utc>::MIN_UTC
+        );
+    }
 }

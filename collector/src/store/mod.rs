@@ -383,6 +383,10 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<(OrgId, AgentId)>>;
+    /// The newest [`silent_since`](crate::ingest::agent::silent_since) of any agent
+    /// that can become silent (`None`: there is none): read at start, to know how long
+    /// nothing was heard before it.
+    async fn newest_silent_since(&self) -> Result<Option<DateTime<Utc>>>;
     /// Persist last-seen times kept in memory. Unknown agents are skipped.
     async fn touch_agents(&self, seen: Vec<(OrgId, AgentId, DateTime<Utc>)>) -> Result<()>;
     /// Every agent heard from at or after `since`, with when (read once at start).

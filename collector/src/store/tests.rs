@@ -967,6 +967,8 @@ async fn the_sweep_marks_exactly_the_agents_silent_before_its_cutoff_on(store: &
         store.create_agent(a.clone()).await.unwrap();
     }
     let [long, touched, boundary, empty] = [0, 1, 2, 3].map(|i| agents[i].id);
+    // None can become silent before it has servers.
+    assert_eq!(store.newest_silent_since().await.unwrap(), None);
     let heard = [
         (long, hours(3)),
         (touched, hours(2)),
@@ -987,6 +989,12 @@ async fn the_sweep_marks_exactly_the_agents_silent_before_its_cutoff_on(store: &
         ])
         .await
         .unwrap();
+    // Heard from most recently: `touched`, by the presence saved (`empty` has no
+    // servers, and cannot become silent).
+    assert_eq!(
+        store.newest_silent_since().await.unwrap(),
+        Some(now - chrono::Duration::minutes(90))
+    );
     let sweep_up_to = |cutoff: DateTime<Utc>, limit: usize| async move {
         let mut marked: Vec<AgentId> = store
             .sweep_silent_agents(cutoff, now, limit)
@@ -1009,6 +1017,11 @@ async fn the_sweep_marks_exactly_the_agents_silent_before_its_cutoff_on(store: &
         vec![boundary]
     );
     assert_eq!(sweep(now).await, vec![touched], "marked ones are not again");
+    assert_eq!(
+        store.newest_silent_since().await.unwrap(),
+        None,
+        "all marked"
+    );
     // Heard from again: watched again from then.
     let update = HeartbeatUpdate {
         facts: HostFacts::default(),
@@ -1016,6 +1029,10 @@ async fn the_sweep_marks_exactly_the_agents_silent_before_its_cutoff_on(store: &
         bind_public_key: None,
     };
     store.record_heartbeat(o.id, long, update).await.unwrap();
+    assert_eq!(
+        store.newest_silent_since().await.unwrap(),
+        Some(now - chrono::Duration::minutes(10))
+    );
     assert_eq!(sweep(now - chrono::Duration::minutes(11)).await, vec![]);
     assert_eq!(sweep(now).await, vec![long]);
     assert!(

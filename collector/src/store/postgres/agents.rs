@@ -263,6 +263,22 @@ pub(super) async fn agents_seen_since(
         .collect())
 }
 
+/// The newest `silent_since`, exact from its record (the column is rounded to
+/// microseconds).
+pub(super) async fn newest_silent_since(db: &Db) -> Result<Option<DateTime<Utc>>> {
+    let newest = row(
+        db,
+        "SELECT doc FROM agents WHERE silent_since IS NOT NULL \
+         ORDER BY silent_since DESC LIMIT 1",
+        &[],
+    )
+    .await?;
+    Ok(match newest {
+        Some(r) => rules::silent_since(&doc::<Agent>(&r, 0)?),
+        None => None,
+    })
+}
+
 /// Up to `limit` agents silent since before `cutoff`, silent longest first: those
 /// whose `silent_since` is before it, each checked against its record (the column is
 /// rounded to microseconds).

@@ -210,6 +210,10 @@ impl Store for PgStore {
             .await)
     }
 
+    async fn newest_silent_since(&self) -> Result<Option<DateTime<Utc>>> {
+        read!(self, |db| agents::newest_silent_since(&db).await)
+    }
+
     async fn sweep_silent_agents(
         &self,
         cutoff: DateTime<Utc>,

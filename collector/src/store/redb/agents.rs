@@ -268,6 +268,37 @@ pub(super) fn agents_seen_since(
     Ok(out)
 }
 
+/// The newest `silent_since` of the agents filed in `silent_watch`: the greatest
+/// among those filed under its last minute that has any (an agent is filed under the
+/// minute of its `silent_since`, so no earlier minute can hold a newer one).
+pub(super) fn newest_silent_since(txn: &ReadTransaction) -> Result<Option<DateTime<Utc>>> {
+    let agents = txn.open_table(AGENTS)?;
+    let mut newest: Option<(u32, DateTime<Utc>)> = None;
+    for row in txn.open_table(SILENT_WATCH)?.iter()?.rev() {
+        let row = row?;
+        let (minute, key) = row
+            .0
+            .value()
+            .split_at_checked(4)
+            .ok_or_else(|| Error::internal("a silent_watch key is too short"))?;
+        let minute = u32::from_be_bytes(minute.try_into().unwrap_or_default());
+        if newest.is_some_and(|(filed, _)| minute < filed) {
+            break;
+        }
+        // A row whose record is gone or cannot be read is left for `check` to name.
+        let since = agents
+            .get(key)?
+            .and_then(|v| decode::<Agent>(v.value()).ok())
+            .and_then(|agent| rules::silent_since(&agent));
+        if let Some(since) = since
+            && newest.is_none_or(|(_, best)| since > best)
+        {
+            newest = Some((minute, since));
+        }
+    }
+    Ok(newest.map(|(_, since)| since))
+}
+
 /// The keys of up to `limit` agents silent since before `cutoff`, silent longest first
 /// (found with a read, so that the writer is held only for the agents that change):
 /// those filed in `silent_watch` under a minute before it, each checked against its

@@ -471,6 +471,10 @@ impl Store for RedbStore {
             .await
     }
 
+    async fn newest_silent_since(&self) -> Result<Option<DateTime<Utc>>> {
+        self.read(agents::newest_silent_since).await
+    }
+
     async fn sweep_silent_agents(
         &self,
         cutoff: DateTime<Utc>,
