@@ -281,6 +281,22 @@ msiexec() {
 }
 wine_retries=0
 
+# The Windows agent's `status` as root, as a line `agent id: ...`; the service may be
+# writing its state as it is read, so a failed read is tried again for a few seconds,
+# and a lasting failure names what `status` said.
+agent_status() {
+  local attempt
+  for attempt in $(seq 20); do
+    if wine 'C:\Program Files\mcpwatch\mcpwatch-agent.exe' status >"$work/status.out" 2>"$work/status.err"; then
+      sed -n 's/^agent id: *//p' "$work/status.out" | tr -d '\r'
+      return 0
+    fi
+    echo "note: mcpwatch-agent status under Wine failed (try $attempt): $(tr -d '\r' <"$work/status.err")" >&3
+    sleep 0.25
+  done
+  fail "mcpwatch-agent status under Wine failed 20 times: $(cat "$work/status.out" "$work/status.err")"
+}
+
 # Wine 8 lacks bcryptprimitives!ProcessPrng, which Rust's std imports.
 x86_64-w64-mingw32-gcc -shared -O2 -o "$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll" \
   packaging/wine/bcryptprimitives.c packaging/wine/bcryptprimitives.def -ladvapi32
@@ -361,7 +377,7 @@ wine reg query 'HKLM\System\CurrentControlSet\Services\mcpwatch-agent' >"$work/s
 # (Windows Installer quotes the program path; Wine's msi does not.)
 grep -q 'Program Files\\mcpwatch\\mcpwatch-agent.exe"\? service' "$work/service.reg" || fail "service command: $(cat "$work/service.reg")"
 grep -q 'Start.*0x2' "$work/service.reg" || fail "service is not automatic"
-agent_id=$(wine 'C:\Program Files\mcpwatch\mcpwatch-agent.exe' status 2>/dev/null | sed -n 's/^agent id: *//p' | tr -d '\r')
+agent_id=$(agent_status)
 [ -n "$agent_id" ] && [ "$agent_id" != "-" ] || fail "not enrolled after the MSI install"
 servers() { curl -fsS "$base/mcp/servers" -H "authorization: Bearer $token" | json 'len(d["items"])'; }
 for _ in $(seq 150); do [ "$(servers)" = 2 ] && break; sleep 0.2; done
@@ -387,7 +403,7 @@ wixl -a x64 -D Version="$next" -D ProductCode="$(packaging/msi/product-code "$ne
   -D AgentExe=dist/mcpwatch-agent.exe -o "$work/upgrade/agent.msi" packaging/msi/mcpwatch-agent.wxs
 packaging/msi/hide-target "$work/upgrade/agent.msi"
 msiexec /i "$work/upgrade/agent.msi" /qn >"$work/msiexec.out" 2>&1 || fail "upgrade: $(cat "$work/msiexec.out")"
-again=$(wine 'C:\Program Files\mcpwatch\mcpwatch-agent.exe' status 2>/dev/null | sed -n 's/^agent id: *//p' | tr -d '\r')
+again=$(agent_status)
 [ "$again" = "$agent_id" ] || fail "the upgrade changed the agent's identity ($again)"
 [ "$(wine reg query 'HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall' /s 2>/dev/null | grep -c 'mcpwatch agent')" = 1 ] \
   || fail "two products installed after the upgrade"
