@@ -2149,6 +2149,50 @@ async fn a_layout_6_database_files_its_agents_for_the_sweep_and_an_interrupted_f
     }
 }
 
+/// Layout 8 lists each server's alerts: a layout-7 database gets the lists at open,
+/// also when the listing was stopped after its first alert, and retention then finds
+/// through them the alerts of the servers it deletes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layout_7_database_lists_its_servers_alerts_and_an_interrupted_listing_goes_on() {
+    for interrupted in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let days = |d: i64| now - chrono::Duration::days(d);
+        let (o, gone_alerts) = {
+            let store = RedbStore::open(dir.path()).unwrap();
+            let (o, a) = one_agent_on(&store).await;
+            // Reported 100 days ago, dropped 95 days ago: dormant and past retention.
+            store
+                .apply_report(o.id, a.id, report_at(fleet(), days(100)))
+                .await
+                .unwrap();
+            store
+                .apply_report(o.id, a.id, report_at(Vec::new(), days(95)))
+                .await
+                .unwrap();
+            let alerts = every_alert(&store, o.id).await;
+            assert!(alerts.iter().filter(|al| al.server_id.is_some()).count() >= 2);
+            store.make_layout_7_for_test(interrupted).await.unwrap();
+            let problems = store.check().await.unwrap();
+            assert!(
+                problems.iter().any(|p| p.starts_with("alerts_of_server")),
+                "{problems:?}"
+            );
+            (o, alerts.len() as u64)
+        };
+        let store = reopen(dir.path());
+        assert_eq!(store.check().await.unwrap(), Vec::<String>::new());
+        let (servers, alerts, _) = store
+            .prune_dormant_servers(days(90), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(servers, 5, "interrupted: {interrupted}");
+        assert_eq!(alerts, gone_alerts, "interrupted: {interrupted}");
+        assert!(every_alert(&store, o.id).await.is_empty());
+        assert_eq!(store.check().await.unwrap(), Vec::<String>::new());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_without_a_census_gets_one_and_an_interrupted_build_goes_on() {
     for counted in [0, 3] {
@@ -2692,6 +2736,40 @@ async fn retention_deletes_exactly_what_is_old_and_keeps_counts_and_indexes_righ
         .unwrap();
     let alerts_before = store.open_alert_count(o.id).await.unwrap();
     assert!(alerts_before >= 2, "the critical servers raised alerts");
+    // Which servers go (the first agent's dormant ones), and an alert about one of them
+    // dismissed first: it goes with its server too.
+    let going: Vec<_> = first_page(store, o.id)
+        .await
+        .items
+        .into_iter()
+        .filter(|s| {
+            s.agent_id == a.id
+                && ["root-fs", "home-fs", "postgres"].contains(&s.record.server_name.as_str())
+        })
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(going.len(), 3);
+    let about_going = |all: &[crate::model::Alert]| {
+        all.iter()
+            .filter(|al| al.server_id.is_some_and(|id| going.contains(&id)))
+            .count()
+    };
+    let all_before = every_alert(store, o.id).await;
+    let dismissed = all_before
+        .iter()
+        .find(|al| al.server_id.is_some_and(|id| going.contains(&id)))
+        .expect("a server that goes has an alert");
+    store
+        .dismiss_alert(
+            o.id,
+            dismissed.id,
+            mcpwatch_protocol::ids::UserId::new(),
+            now,
+        )
+        .await
+        .unwrap();
+    let kept_alerts = all_before.len() - about_going(&all_before);
+    assert!(kept_alerts >= 1, "the other agent's root-fs has its alert");
     // Small batches: one agent per transaction.
     let (mut servers, mut alerts, mut cursor) = (0, 0, None);
     loop {
@@ -2720,12 +2798,14 @@ async fn retention_deletes_exactly_what_is_old_and_keeps_counts_and_indexes_righ
     assert_eq!(left, ["false:root-fs", "true:memory", "true:time"]);
     assert_eq!(
         store.open_alert_count(o.id).await.unwrap(),
-        alerts_before - alerts
+        alerts_before - alerts,
+        "the open alerts that went (the one dismissed before was open then)"
     );
-    assert!(
-        alerts >= 1,
-        "the deleted critical server's alert went with it"
-    );
+    // Exactly the alerts about the servers that went, open or dismissed, went.
+    let all_after = every_alert(store, o.id).await;
+    assert_eq!(about_going(&all_after), 0);
+    assert_eq!(all_after.len(), kept_alerts);
+    assert_eq!(alerts as usize, all_before.len() - kept_alerts);
     // Counts and indexes agree with a full recount; the dashboard's counts with the list.
     assert_eq!(store.check().await.unwrap(), Vec::<String>::new());
     let counts = store.server_counts(o.id).await.unwrap();
@@ -2766,6 +2846,24 @@ async fn retention_deletes_exactly_what_is_old_and_keeps_counts_and_indexes_righ
         .unwrap();
     assert_eq!(n, 0);
     assert_eq!(store.check().await.unwrap(), Vec::<String>::new());
+}
+
+/// Every alert of `org`, open and dismissed.
+async fn every_alert(store: &dyn Store, org: OrgId) -> Vec<crate::model::Alert> {
+    store
+        .list_alerts(
+            org,
+            crate::store::AlertQuery {
+                dismissed: None,
+                severity: None,
+                sort: None,
+                page: 1,
+                page_size: 1000,
+            },
+        )
+        .await
+        .unwrap()
+        .items
 }
 
 /// Text a laptop or a person wrote is stored as given, whatever it holds (NULs and

@@ -6,9 +6,9 @@ use mcpwatch_protocol::ids::{AlertId, OrgId, UserId};
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::schema::{
-    AGENTS, ALERT_SUBJECTS, ALERTS, ALERTS_OPEN, COUNTS, SERVERS, add_count, agent_key, cat, count,
-    count_key_alerts, decode, get_record, keys_with_prefix, org_key, put_record, scan_prefix,
-    server_key,
+    AGENTS, ALERT_SUBJECTS, ALERTS, ALERTS_OF_SERVER, ALERTS_OPEN, COUNTS, SERVERS, add_count,
+    agent_key, cat, count, count_key_alerts, decode, get_record, keys_with_prefix, org_key,
+    put_record, scan_prefix, server_alert_key, server_key,
 };
 use crate::alerts as rules;
 use crate::events::{AlertContext, EventName};
@@ -120,10 +120,17 @@ fn append_event_with(
     Ok(())
 }
 
-/// Store an alert and keep the open index and count with it; `was_open` is whether
-/// the stored version was open (`None`: a new alert).
+/// Store an alert and keep the open index and count with it (and, for a new alert
+/// about a server, its entry among that server's alerts); `was_open` is whether the
+/// stored version was open (`None`: a new alert).
 fn put_alert(txn: &WriteTransaction, alert: &Alert, was_open: Option<bool>) -> Result<()> {
     let key = alert_key(alert);
+    if was_open.is_none()
+        && let Some(entry) = server_alert_key(alert)
+    {
+        txn.open_table(ALERTS_OF_SERVER)?
+            .insert(entry.as_slice(), ())?;
+    }
     if alert.dismissed && was_open == Some(true) {
         // Dismissed: the next occurrence of the situation raises a new alert.
         let subject = subject_key(alert);

@@ -12,10 +12,10 @@ use redb::{
 };
 
 use super::schema::{
-    AGENT_KEYS, AGENT_SERVERS, AGENTS, ALERTS, ALERTS_OPEN, API_TOKEN_HASHES, API_TOKENS, Bytes,
-    CENSUS_MEMBERS, CENSUS_RANK, COUNTS, DELIVERY_DUE, ENROLL_HASHES, ENROLL_SECRETS,
-    INVENTORY_REV, IndexEntries, META, ROW_TABLES, SERVERS, SILENT_WATCH, SRV_RANK, USER_EMAILS,
-    USER_SESSIONS, USERS, decode,
+    AGENT_KEYS, AGENT_SERVERS, AGENTS, ALERTS, ALERTS_OF_SERVER, ALERTS_OPEN, API_TOKEN_HASHES,
+    API_TOKENS, Bytes, CENSUS_MEMBERS, CENSUS_RANK, COUNTS, DELIVERY_DUE, ENROLL_HASHES,
+    ENROLL_SECRETS, INVENTORY_REV, IndexEntries, META, ROW_TABLES, SERVERS, SILENT_WATCH, SRV_RANK,
+    USER_EMAILS, USER_SESSIONS, USERS, decode,
 };
 use crate::model::{Agent, Alert};
 use crate::store::{Error, Result, TableSpace};
@@ -63,6 +63,7 @@ pub(super) fn snapshot(txn: &ReadTransaction, out: &Path) -> Result<u64> {
     rows += copy(txn, &w, CENSUS_MEMBERS)?;
     rows += copy(txn, &w, CENSUS_RANK)?;
     rows += copy(txn, &w, SILENT_WATCH)?;
+    rows += copy(txn, &w, ALERTS_OF_SERVER)?;
     w.commit()?;
     drop(target);
     Ok(rows)
@@ -74,7 +75,14 @@ fn keys<V: Value + 'static>(
     def: TableDefinition<'static, Bytes, V>,
 ) -> Result<BTreeSet<Vec<u8>>> {
     let mut out = BTreeSet::new();
-    for row in txn.open_table(def)?.iter()? {
+    // A table a newer layout adds is missing from a database not yet upgraded: every
+    // entry it should hold is then missing.
+    let table = match txn.open_table(def) {
+        Ok(table) => table,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(out),
+        Err(e) => return Err(e.into()),
+    };
+    for row in table.iter()? {
         out.insert(row?.0.value().to_vec());
     }
     Ok(out)
@@ -114,6 +122,8 @@ struct Expected {
     counts: BTreeMap<Vec<u8>, u64>,
     /// `silent_watch`'s rows.
     watch: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// `alerts_of_server`'s rows.
+    of_server: BTreeMap<Vec<u8>, Vec<u8>>,
     undecodable: u64,
 }
 
@@ -151,6 +161,9 @@ fn expected(txn: &ReadTransaction) -> Result<Expected> {
             e.undecodable += 1;
             continue;
         };
+        if let Some(entry) = super::schema::server_alert_key(&alert) {
+            e.of_server.insert(entry, Vec::new());
+        }
         if !alert.dismissed {
             e.open.insert(key.value().to_vec(), Vec::new());
             *e.counts
@@ -267,6 +280,12 @@ pub(super) fn check(txn: &ReadTransaction) -> Result<Vec<String>> {
         "silent_watch (agents by when they were last heard from)",
         &held(SILENT_WATCH)?,
         &e.watch,
+    );
+    compare(
+        &mut problems,
+        "alerts_of_server (each server's alerts)",
+        &held(ALERTS_OF_SERVER)?,
+        &e.of_server,
     );
     let counts = e
         .counts

@@ -4,9 +4,10 @@
 use redb::{Database, ReadableTable};
 
 use super::schema::{
-    AGENTS, API_TOKENS, AUDIT, Bytes, CENSUS, CENSUS_MEMBERS, CENSUS_QUEUE, COMPACT,
-    ENROLL_SECRETS, EVENTS, META, ORGS, Record, SERVER, SERVER_CHANGES, SERVERS, SESSIONS,
-    SILENT_WATCH, SRV_RANK, USERS, change_key, create_tables, decode, encode,
+    AGENTS, ALERTS, ALERTS_OF_SERVER, API_TOKENS, AUDIT, Bytes, CENSUS, CENSUS_MEMBERS,
+    CENSUS_QUEUE, COMPACT, ENROLL_SECRETS, EVENTS, META, ORGS, Record, SERVER, SERVER_CHANGES,
+    SERVERS, SESSIONS, SILENT_WATCH, SRV_RANK, USERS, change_key, create_tables, decode, encode,
+    server_alert_key,
 };
 use crate::model::{MAX_SERVER_CHANGES, Server, ServerChange};
 use crate::store::{Error, Result};
@@ -22,8 +23,10 @@ use crate::store::{Error, Result};
 /// server (see [`list_agent_servers`]), and hosts in census member keys shorter (see
 /// [`SHORT_HOSTS`]). 7: agents that can become silent filed by when they were last
 /// heard from, so that the sweep for silent agents reads only those (see
-/// [`watch_agents`]).
-pub(super) const SCHEMA_VERSION: u32 = 7;
+/// [`watch_agents`]). 8: each server's alerts listed in `alerts_of_server`, so that
+/// retention finds the alerts of the servers it deletes without reading the
+/// organisation's others (see [`list_server_alerts`]).
+pub(super) const SCHEMA_VERSION: u32 = 8;
 /// Where an interrupted census build goes on (the last server key counted).
 pub(super) const CENSUS_CURSOR: &str = "census_cursor";
 /// Servers migrated per transaction when a database is upgraded.
@@ -133,6 +136,12 @@ pub(super) fn upgrade(db: &Database, from: Option<u32>) -> Result<Option<String>
             "{rewritten} servers and audit entries rewritten (layout 6)"
         ));
     }
+    add_indexes(db, from, &mut done)?;
+    Ok((!done.is_empty()).then(|| format!("Database upgraded: {}.", done.join("; "))))
+}
+
+/// The upgrades that add an index (layouts 7 and 8), each noted in `done`.
+fn add_indexes(db: &Database, from: Option<u32>, done: &mut Vec<String>) -> Result<()> {
     if matches!(from, Some(1..=6)) {
         let read = watch_agents(db)?;
         let txn = db.begin_write()?;
@@ -143,7 +152,16 @@ pub(super) fn upgrade(db: &Database, from: Option<u32>) -> Result<Option<String>
              last heard from (layout 7)"
         ));
     }
-    Ok((!done.is_empty()).then(|| format!("Database upgraded: {}.", done.join("; "))))
+    if matches!(from, Some(1..=7)) {
+        let read = list_server_alerts(db)?;
+        let txn = db.begin_write()?;
+        set_version(&txn, 8)?;
+        txn.commit()?;
+        done.push(format!(
+            "{read} alerts read and those about a server listed with it (layout 8)"
+        ));
+    }
+    Ok(())
 }
 
 /// Where an interrupted filing of agents in `silent_watch` goes on (the last agent key
@@ -186,6 +204,61 @@ pub(super) fn watch_batch(txn: &redb::WriteTransaction, limit: usize) -> Result<
     }
     txn.open_table(META)?
         .insert(SILENT_WATCH_CURSOR, last.as_slice())?;
+    Ok(Some(batch.len() as u64))
+}
+
+/// Where an interrupted listing of alerts in `alerts_of_server` goes on (the last
+/// alert key read).
+pub(super) const ALERTS_OF_SERVER_CURSOR: &str = "alerts_of_server_cursor";
+
+/// Layout 8: list every alert about a server in `alerts_of_server`, in transactions of
+/// [`MIGRATION_BATCH`] alerts with a cursor in `meta` (listing an alert again changes
+/// nothing, so a batch done again after a stop is harmless). Answers how many alerts
+/// were read in this run.
+fn list_server_alerts(db: &Database) -> Result<u64> {
+    let mut read = 0;
+    loop {
+        let txn = db.begin_write()?;
+        let batch = server_alerts_batch(&txn, MIGRATION_BATCH)?;
+        txn.commit()?;
+        match batch {
+            Some(n) => read += n,
+            None => return Ok(read),
+        }
+    }
+}
+
+/// List up to `limit` alerts after the cursor with their servers; answers how many
+/// (`None` when none were left: the cursor is removed).
+pub(super) fn server_alerts_batch(
+    txn: &redb::WriteTransaction,
+    limit: usize,
+) -> Result<Option<u64>> {
+    let cursor: Option<Vec<u8>> = txn
+        .open_table(META)?
+        .get(ALERTS_OF_SERVER_CURSOR)?
+        .map(|v| v.value().to_vec());
+    let batch = next_rows(txn, ALERTS, cursor.as_deref(), limit)?;
+    let Some((last, _)) = batch.last() else {
+        txn.open_table(META)?.remove(ALERTS_OF_SERVER_CURSOR)?;
+        return Ok(None);
+    };
+    let mut rows = txn.open_table(ALERTS_OF_SERVER)?;
+    for (key, value) in &batch {
+        // A record that cannot be read is left for `check` to name; the upgrade goes on.
+        match decode::<crate::model::Alert>(value) {
+            Ok(alert) => {
+                if let Some(entry) = server_alert_key(&alert) {
+                    rows.insert(entry.as_slice(), ())?;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(key = %hex::encode(key), error = %e, "An alert record cannot be read; it is not listed with its server.")
+            }
+        }
+    }
+    txn.open_table(META)?
+        .insert(ALERTS_OF_SERVER_CURSOR, last.as_slice())?;
     Ok(Some(batch.len() as u64))
 }
 

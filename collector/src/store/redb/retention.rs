@@ -10,8 +10,9 @@ use mcpwatch_protocol::ids::{AgentId, OrgId, ServerId};
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::schema::{
-    AGENT_SERVERS, AGENTS, ALERT_SUBJECTS, ALERTS, ALERTS_OPEN, Bytes, SERVER_CHANGES, SERVERS,
-    add_count, count_key_alerts, decode, org_key, scan_prefix, server_key,
+    AGENT_SERVERS, AGENTS, ALERT_SUBJECTS, ALERTS, ALERTS_OF_SERVER, ALERTS_OPEN, Bytes, ID,
+    SERVER_CHANGES, SERVERS, add_count, count_key_alerts, decode, get_record, keys_with_prefix,
+    org_key, scan_prefix, server_alert_key, server_key,
 };
 use crate::model::{Alert, Server, ServerStatus};
 use crate::store::{Error, Result};
@@ -51,9 +52,13 @@ pub(super) fn remove_server(txn: &WriteTransaction, server: &Server) -> Result<(
     Ok(())
 }
 
-/// Remove a stored alert, keeping the open index, its count and the subject link.
+/// Remove a stored alert, keeping the open index, its count, the subject link and
+/// its server's list of alerts.
 fn remove_alert(txn: &WriteTransaction, key: &[u8], alert: &Alert) -> Result<()> {
     txn.open_table(ALERTS)?.remove(key)?;
+    if let Some(entry) = server_alert_key(alert) {
+        txn.open_table(ALERTS_OF_SERVER)?.remove(entry.as_slice())?;
+    }
     if !alert.dismissed {
         if txn.open_table(ALERTS_OPEN)?.remove(key)?.is_some() {
             add_count(txn, &count_key_alerts(alert.org_id), -1)?;
@@ -156,17 +161,40 @@ fn split_agent_key(key: &[u8]) -> Result<(OrgId, AgentId)> {
     Ok((OrgId::from_bytes(org), AgentId::from_bytes(agent)))
 }
 
-/// Remove the organisation's alerts about `servers`.
+/// Remove the organisation's alerts about `servers`: each server's, found through
+/// `alerts_of_server` (the organisation's other alerts are not read).
 fn remove_alerts_of(
     txn: &WriteTransaction,
     org: OrgId,
     servers: &BTreeSet<ServerId>,
 ) -> Result<u64> {
-    let doomed: Vec<(Vec<u8>, Alert)> = scan_prefix(&txn.open_table(ALERTS)?, &org.to_bytes())?
-        .into_iter()
-        .filter_map(|(k, v)| decode::<Alert>(&v).ok().map(|a| (k, a)))
-        .filter(|(_, a)| a.server_id.is_some_and(|s| servers.contains(&s)))
-        .collect();
+    let mut doomed: Vec<(Vec<u8>, Alert)> = Vec::new();
+    let mut stale: Vec<Vec<u8>> = Vec::new();
+    {
+        let (index, alerts) = (txn.open_table(ALERTS_OF_SERVER)?, txn.open_table(ALERTS)?);
+        for server in servers {
+            for entry in keys_with_prefix(&index, &server_key(org, *server))? {
+                // org·server·alert: the alert's own key is org·alert.
+                let alert_id = entry
+                    .get(2 * ID..)
+                    .and_then(|b| <[u8; ID]>::try_from(b).ok())
+                    .ok_or_else(|| {
+                        Error::internal("an alerts_of_server key has the wrong length")
+                    })?;
+                let key = org_key(org, alert_id);
+                match get_record::<Alert, _>(&alerts, &key)? {
+                    Some(alert) => doomed.push((key, alert)),
+                    None => stale.push(entry),
+                }
+            }
+        }
+    }
+    // An entry whose alert is gone goes with its server too.
+    let mut index = txn.open_table(ALERTS_OF_SERVER)?;
+    for entry in &stale {
+        index.remove(entry.as_slice())?;
+    }
+    drop(index);
     for (key, alert) in &doomed {
         remove_alert(txn, key, alert)?;
     }

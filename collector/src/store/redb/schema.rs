@@ -41,6 +41,11 @@ pub(super) const ALERTS: TableDefinition<'_, Bytes, Bytes> = TableDefinition::ne
 pub(super) const ALERTS_OPEN: TableDefinition<'_, Bytes, ()> = TableDefinition::new("alerts_open");
 pub(super) const ALERT_SUBJECTS: TableDefinition<'_, Bytes, Bytes> =
     TableDefinition::new("alert_subjects");
+/// Every alert about a server, open or dismissed: org·server·alert (see
+/// [`server_alert_key`]), so that the alerts of servers that go are found without
+/// reading the organisation's others.
+pub(super) const ALERTS_OF_SERVER: TableDefinition<'_, Bytes, ()> =
+    TableDefinition::new("alerts_of_server");
 pub(super) const POLICIES: TableDefinition<'_, Bytes, Bytes> = TableDefinition::new("policies");
 pub(super) const SERVER_CHANGES: TableDefinition<'_, Bytes, Bytes> =
     TableDefinition::new("server_changes");
@@ -164,6 +169,18 @@ pub(super) fn due_key(
 ) -> Vec<u8> {
     let millis = (at.timestamp_millis() as u64) ^ (1 << 63);
     cat(&[&millis.to_be_bytes(), &org.to_bytes(), &delivery])
+}
+
+/// An alert's entry in `alerts_of_server` (`None`: the alert is not about a server):
+/// org·server·alert.
+pub(super) fn server_alert_key(alert: &crate::model::Alert) -> Option<Vec<u8>> {
+    alert.server_id.map(|server| {
+        cat(&[
+            &alert.org_id.to_bytes(),
+            &server.to_bytes(),
+            &alert.id.to_bytes(),
+        ])
+    })
 }
 
 /// The counts row of one organisation's open alerts.
@@ -403,6 +420,7 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(CENSUS_MEMBERS)?;
     txn.open_table(CENSUS_RANK)?;
     txn.open_table(SILENT_WATCH)?;
+    txn.open_table(ALERTS_OF_SERVER)?;
     Ok(())
 }
 

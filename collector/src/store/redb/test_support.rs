@@ -184,7 +184,7 @@ impl RedbStore {
             }
             drop(identity);
             whole_host_member_keys(txn)?;
-            forget_silent_watch(txn)?;
+            forget_layouts_7_and_8(txn)?;
             lengthen_member_keys(txn)?;
             if converted == Some("census_members") {
                 // Layout 5's rewrite of member keys, stopped after its first few.
@@ -256,7 +256,7 @@ impl RedbStore {
                 serde_json::to_vec(&entry).map_err(|e| Error::internal(e.to_string()))
             })?;
             whole_host_member_keys(txn)?;
-            forget_silent_watch(txn)?;
+            forget_layouts_7_and_8(txn)?;
             match converted {
                 None | Some("agent_servers") => {}
                 Some("census_members") => {
@@ -278,11 +278,25 @@ impl RedbStore {
     /// stopped after its first batch leaves the database.
     pub async fn make_layout_6_for_test(&self, interrupted: bool) -> Result<()> {
         self.write(move |txn| {
-            forget_silent_watch(txn)?;
+            forget_layouts_7_and_8(txn)?;
             if interrupted {
                 migrate::watch_batch(txn, 1)?;
             }
             migrate::set_version(txn, 6)
+        })
+        .await
+    }
+
+    /// Put the database back into layout 7: no lists of each server's alerts; then, when
+    /// `interrupted`, list the first alert again, as an upgrade stopped after its first
+    /// batch leaves the database.
+    pub async fn make_layout_7_for_test(&self, interrupted: bool) -> Result<()> {
+        self.write(move |txn| {
+            forget_alerts_of_server(txn)?;
+            if interrupted {
+                migrate::server_alerts_batch(txn, 1)?;
+            }
+            migrate::set_version(txn, 7)
         })
         .await
     }
@@ -401,8 +415,14 @@ fn compact_table(name: &str) -> Result<migrate::CompactTable> {
         .ok_or(Error::NotFound)
 }
 
-/// Drop layout 7's index of agents by when they were last heard from.
-fn forget_silent_watch(txn: &WriteTransaction) -> Result<()> {
+/// Drop layout 7's index of agents by when they were last heard from, and layout 8's.
+fn forget_layouts_7_and_8(txn: &WriteTransaction) -> Result<()> {
     txn.delete_table(super::schema::SILENT_WATCH)?;
+    forget_alerts_of_server(txn)
+}
+
+/// Drop layout 8's lists of each server's alerts.
+fn forget_alerts_of_server(txn: &WriteTransaction) -> Result<()> {
+    txn.delete_table(super::schema::ALERTS_OF_SERVER)?;
     Ok(())
 }
