@@ -23,9 +23,9 @@ use crate::store::{Error, Result};
 /// server (see [`list_agent_servers`]), and hosts in census member keys shorter (see
 /// [`SHORT_HOSTS`]). 7: agents that can become silent filed by when they were last
 /// heard from, so that the sweep for silent agents reads only those (see
-/// [`watch_agents`]). 8: each server's alerts listed in `alerts_of_server`, so that
+/// [`SILENT_WATCH_BUILD`]). 8: each server's alerts listed in `alerts_of_server`, so that
 /// retention finds the alerts of the servers it deletes without reading the
-/// organisation's others (see [`list_server_alerts`]).
+/// organisation's others (see [`ALERTS_OF_SERVER_BUILD`]).
 pub(super) const SCHEMA_VERSION: u32 = 8;
 /// Where an interrupted census build goes on (the last server key counted).
 pub(super) const CENSUS_CURSOR: &str = "census_cursor";
@@ -143,7 +143,7 @@ pub(super) fn upgrade(db: &Database, from: Option<u32>) -> Result<Option<String>
 /// The upgrades that add an index (layouts 7 and 8), each noted in `done`.
 fn add_indexes(db: &Database, from: Option<u32>, done: &mut Vec<String>) -> Result<()> {
     if matches!(from, Some(1..=6)) {
-        let read = watch_agents(db)?;
+        let read = build_index(db, &SILENT_WATCH_BUILD)?;
         let txn = db.begin_write()?;
         set_version(&txn, 7)?;
         txn.commit()?;
@@ -153,7 +153,7 @@ fn add_indexes(db: &Database, from: Option<u32>, done: &mut Vec<String>) -> Resu
         ));
     }
     if matches!(from, Some(1..=7)) {
-        let read = list_server_alerts(db)?;
+        let read = build_index(db, &ALERTS_OF_SERVER_BUILD)?;
         let txn = db.begin_write()?;
         set_version(&txn, 8)?;
         txn.commit()?;
@@ -164,19 +164,69 @@ fn add_indexes(db: &Database, from: Option<u32>, done: &mut Vec<String>) -> Resu
     Ok(())
 }
 
-/// Where an interrupted filing of agents in `silent_watch` goes on (the last agent key
-/// read).
-pub(super) const SILENT_WATCH_CURSOR: &str = "silent_watch_cursor";
+/// A record as read for an upgrade: its key and value.
+type Row = (Vec<u8>, Vec<u8>);
 
-/// Layout 7: file every agent that can become silent in `silent_watch` (see
-/// `agents::watch`), in transactions of [`MIGRATION_BATCH`] agents with a cursor in
-/// `meta` (filing an agent again changes nothing, so a batch done again after a stop
-/// is harmless). Answers how many agents were read in this run.
-fn watch_agents(db: &Database) -> Result<u64> {
+/// An index a layout adds, built from the records of one table a batch at a time,
+/// with a cursor in `meta` (adding a record's entry again changes nothing, so a batch
+/// done again after a stop is harmless).
+pub(super) struct IndexBuild {
+    /// The table whose records the index lists.
+    from: redb::TableDefinition<'static, Bytes, Bytes>,
+    /// Where an interrupted build goes on (the last record key read), in `meta`.
+    cursor: &'static str,
+    /// Add the entries of one batch of records.
+    add: fn(&redb::WriteTransaction, &[Row]) -> Result<()>,
+}
+
+/// Layout 7: every agent that can become silent filed in `silent_watch` (see
+/// `agents::watch`).
+pub(super) const SILENT_WATCH_BUILD: IndexBuild = IndexBuild {
+    from: AGENTS,
+    cursor: "silent_watch_cursor",
+    add: |txn, batch| {
+        let mut rows = txn.open_table(SILENT_WATCH)?;
+        for (key, value) in batch {
+            let agent: crate::model::Agent = decode(value)?;
+            super::agents::rewatch(&mut rows, key, None, super::agents::watch_minute(&agent))?;
+        }
+        Ok(())
+    },
+};
+
+/// Layout 8: every alert about a server listed in `alerts_of_server`.
+pub(super) const ALERTS_OF_SERVER_BUILD: IndexBuild = IndexBuild {
+    from: ALERTS,
+    cursor: "alerts_of_server_cursor",
+    add: |txn, batch| {
+        let mut rows = txn.open_table(ALERTS_OF_SERVER)?;
+        for (key, value) in batch {
+            // A record that cannot be read is left for `check` to name; the upgrade
+            // goes on.
+            match decode::<crate::model::Alert>(value) {
+                Ok(alert) => {
+                    if let Some(entry) = server_alert_key(&alert) {
+                        rows.insert(entry.as_slice(), ())?;
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    key = %hex::encode(key),
+                    error = %e,
+                    "An alert record cannot be read; it is not listed with its server."
+                ),
+            }
+        }
+        Ok(())
+    },
+};
+
+/// Build `index` in transactions of [`MIGRATION_BATCH`] records, from where a stopped
+/// build left off; answers how many records were read in this run.
+fn build_index(db: &Database, index: &IndexBuild) -> Result<u64> {
     let mut read = 0;
     loop {
         let txn = db.begin_write()?;
-        let batch = watch_batch(&txn, MIGRATION_BATCH)?;
+        let batch = build_batch(&txn, index, MIGRATION_BATCH)?;
         txn.commit()?;
         match batch {
             Some(n) => read += n,
@@ -185,80 +235,25 @@ fn watch_agents(db: &Database) -> Result<u64> {
     }
 }
 
-/// File up to `limit` agents after the cursor; answers how many (`None` when none were
-/// left: the cursor is removed).
-pub(super) fn watch_batch(txn: &redb::WriteTransaction, limit: usize) -> Result<Option<u64>> {
-    let cursor: Option<Vec<u8>> = txn
-        .open_table(META)?
-        .get(SILENT_WATCH_CURSOR)?
-        .map(|v| v.value().to_vec());
-    let batch = next_rows(txn, AGENTS, cursor.as_deref(), limit)?;
-    let Some((last, _)) = batch.last() else {
-        txn.open_table(META)?.remove(SILENT_WATCH_CURSOR)?;
-        return Ok(None);
-    };
-    let mut rows = txn.open_table(SILENT_WATCH)?;
-    for (key, value) in &batch {
-        let agent: crate::model::Agent = decode(value)?;
-        super::agents::rewatch(&mut rows, key, None, super::agents::watch_minute(&agent))?;
-    }
-    txn.open_table(META)?
-        .insert(SILENT_WATCH_CURSOR, last.as_slice())?;
-    Ok(Some(batch.len() as u64))
-}
-
-/// Where an interrupted listing of alerts in `alerts_of_server` goes on (the last
-/// alert key read).
-pub(super) const ALERTS_OF_SERVER_CURSOR: &str = "alerts_of_server_cursor";
-
-/// Layout 8: list every alert about a server in `alerts_of_server`, in transactions of
-/// [`MIGRATION_BATCH`] alerts with a cursor in `meta` (listing an alert again changes
-/// nothing, so a batch done again after a stop is harmless). Answers how many alerts
-/// were read in this run.
-fn list_server_alerts(db: &Database) -> Result<u64> {
-    let mut read = 0;
-    loop {
-        let txn = db.begin_write()?;
-        let batch = server_alerts_batch(&txn, MIGRATION_BATCH)?;
-        txn.commit()?;
-        match batch {
-            Some(n) => read += n,
-            None => return Ok(read),
-        }
-    }
-}
-
-/// List up to `limit` alerts after the cursor with their servers; answers how many
-/// (`None` when none were left: the cursor is removed).
-pub(super) fn server_alerts_batch(
+/// Add the entries of up to `limit` records after the cursor; answers how many
+/// records (`None` when none were left: the cursor is removed).
+pub(super) fn build_batch(
     txn: &redb::WriteTransaction,
+    index: &IndexBuild,
     limit: usize,
 ) -> Result<Option<u64>> {
     let cursor: Option<Vec<u8>> = txn
         .open_table(META)?
-        .get(ALERTS_OF_SERVER_CURSOR)?
+        .get(index.cursor)?
         .map(|v| v.value().to_vec());
-    let batch = next_rows(txn, ALERTS, cursor.as_deref(), limit)?;
+    let batch = next_rows(txn, index.from, cursor.as_deref(), limit)?;
     let Some((last, _)) = batch.last() else {
-        txn.open_table(META)?.remove(ALERTS_OF_SERVER_CURSOR)?;
+        txn.open_table(META)?.remove(index.cursor)?;
         return Ok(None);
     };
-    let mut rows = txn.open_table(ALERTS_OF_SERVER)?;
-    for (key, value) in &batch {
-        // A record that cannot be read is left for `check` to name; the upgrade goes on.
-        match decode::<crate::model::Alert>(value) {
-            Ok(alert) => {
-                if let Some(entry) = server_alert_key(&alert) {
-                    rows.insert(entry.as_slice(), ())?;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(key = %hex::encode(key), error = %e, "An alert record cannot be read; it is not listed with its server.")
-            }
-        }
-    }
+    (index.add)(txn, &batch)?;
     txn.open_table(META)?
-        .insert(ALERTS_OF_SERVER_CURSOR, last.as_slice())?;
+        .insert(index.cursor, last.as_slice())?;
     Ok(Some(batch.len() as u64))
 }
 

@@ -280,7 +280,7 @@ impl RedbStore {
         self.write(move |txn| {
             forget_layouts_7_and_8(txn)?;
             if interrupted {
-                migrate::watch_batch(txn, 1)?;
+                migrate::build_batch(txn, &migrate::SILENT_WATCH_BUILD, 1)?;
             }
             migrate::set_version(txn, 6)
         })
@@ -294,7 +294,7 @@ impl RedbStore {
         self.write(move |txn| {
             forget_alerts_of_server(txn)?;
             if interrupted {
-                migrate::server_alerts_batch(txn, 1)?;
+                migrate::build_batch(txn, &migrate::ALERTS_OF_SERVER_BUILD, 1)?;
             }
             migrate::set_version(txn, 7)
         })
