@@ -2193,6 +2193,41 @@ async fn a_layout_7_database_lists_its_servers_alerts_and_an_interrupted_listing
     }
 }
 
+/// An alert record that cannot be read does not stop retention: the servers and their
+/// other alerts go, it stays (with its entry), and `check` names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_goes_on_past_an_alert_that_cannot_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path()).unwrap();
+    let (o, a) = one_agent_on(&store).await;
+    let now = Utc::now();
+    let days = |d: i64| now - chrono::Duration::days(d);
+    store
+        .apply_report(o.id, a.id, report_at(fleet(), days(100)))
+        .await
+        .unwrap();
+    store
+        .apply_report(o.id, a.id, report_at(Vec::new(), days(95)))
+        .await
+        .unwrap();
+    let alerts = every_alert(&store, o.id).await;
+    assert!(alerts.len() >= 2);
+    store
+        .garble_alert_for_test(o.id, alerts[0].id)
+        .await
+        .unwrap();
+    let (servers, removed, _) = store
+        .prune_dormant_servers(days(90), None, 10)
+        .await
+        .unwrap();
+    assert_eq!((servers, removed), (5, alerts.len() as u64 - 1));
+    let problems = store.check().await.unwrap();
+    assert!(
+        problems.iter().any(|p| p.contains("cannot be read")),
+        "{problems:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_without_a_census_gets_one_and_an_interrupted_build_goes_on() {
     for counted in [0, 3] {

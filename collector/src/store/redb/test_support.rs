@@ -1,7 +1,7 @@
 //! What the store's tests need to set up situations a running collector does not
 //! make by itself: an old layout, a racing write, an old rule set.
 
-use mcpwatch_protocol::ids::{AgentId, OrgId, ServerId};
+use mcpwatch_protocol::ids::{AgentId, AlertId, OrgId, ServerId};
 use mcpwatch_protocol::risk::RiskLevel;
 use mcpwatch_protocol::wire::ReportResponse;
 
@@ -283,6 +283,18 @@ impl RedbStore {
                 migrate::build_batch(txn, &migrate::SILENT_WATCH_BUILD, 1)?;
             }
             migrate::set_version(txn, 6)
+        })
+        .await
+    }
+
+    /// Overwrite an alert's record with bytes no layout ever wrote.
+    pub async fn garble_alert_for_test(&self, org: OrgId, alert: AlertId) -> Result<()> {
+        self.write(move |txn| {
+            txn.open_table(super::schema::ALERTS)?.insert(
+                super::schema::org_key(org, alert.to_bytes()).as_slice(),
+                [0xff, 0xfe, 0xfd].as_slice(),
+            )?;
+            Ok(())
         })
         .await
     }
