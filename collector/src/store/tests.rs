@@ -2149,6 +2149,22 @@ async fn a_layout_6_database_files_its_agents_for_the_sweep_and_an_interrupted_f
     }
 }
 
+/// One agent that reported [`fleet`] 100 days before `now` and nothing 95 days before:
+/// its five servers are dormant and past a 90-day retention, with their alerts.
+async fn a_fleet_past_its_retention(store: &dyn Store, now: DateTime<Utc>) -> Org {
+    let days = |d: i64| now - chrono::Duration::days(d);
+    let (o, a) = one_agent_on(store).await;
+    store
+        .apply_report(o.id, a.id, report_at(fleet(), days(100)))
+        .await
+        .unwrap();
+    store
+        .apply_report(o.id, a.id, report_at(Vec::new(), days(95)))
+        .await
+        .unwrap();
+    o
+}
+
 /// Layout 8 lists each server's alerts: a layout-7 database gets the lists at open,
 /// also when the listing was stopped after its first alert, and retention then finds
 /// through them the alerts of the servers it deletes.
@@ -2160,16 +2176,7 @@ async fn a_layout_7_database_lists_its_servers_alerts_and_an_interrupted_listing
         let days = |d: i64| now - chrono::Duration::days(d);
         let (o, gone_alerts) = {
             let store = RedbStore::open(dir.path()).unwrap();
-            let (o, a) = one_agent_on(&store).await;
-            // Reported 100 days ago, dropped 95 days ago: dormant and past retention.
-            store
-                .apply_report(o.id, a.id, report_at(fleet(), days(100)))
-                .await
-                .unwrap();
-            store
-                .apply_report(o.id, a.id, report_at(Vec::new(), days(95)))
-                .await
-                .unwrap();
+            let o = a_fleet_past_its_retention(&store, now).await;
             let alerts = every_alert(&store, o.id).await;
             assert!(alerts.iter().filter(|al| al.server_id.is_some()).count() >= 2);
             store.make_layout_7_for_test(interrupted).await.unwrap();
@@ -2199,17 +2206,9 @@ async fn a_layout_7_database_lists_its_servers_alerts_and_an_interrupted_listing
 async fn retention_goes_on_past_an_alert_that_cannot_be_read() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(dir.path()).unwrap();
-    let (o, a) = one_agent_on(&store).await;
     let now = Utc::now();
     let days = |d: i64| now - chrono::Duration::days(d);
-    store
-        .apply_report(o.id, a.id, report_at(fleet(), days(100)))
-        .await
-        .unwrap();
-    store
-        .apply_report(o.id, a.id, report_at(Vec::new(), days(95)))
-        .await
-        .unwrap();
+    let o = a_fleet_past_its_retention(&store, now).await;
     let alerts = every_alert(&store, o.id).await;
     assert!(alerts.len() >= 2);
     store
